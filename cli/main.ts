@@ -1,0 +1,20 @@
+import { Command } from 'commander'
+import { exitWithError } from './cli-error.js'
+import { forwardCommand } from './forward-command.js'
+
+const verbose = process.argv.includes('--verbose')
+
+const program = new Command('petal-node')
+  .description('Petal: run large language models collaboratively across volunteers\' machines')
+  .option('--verbose', 'log details and print stack traces on errors')
+  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({ outputError: (text, write) => { write(`petal-node: ${text.replace(/^error: /, '')}`) } })
+  .exitOverride(err => { process.exit(err.exitCode) })
+
+forwardCommand(program)
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  exitWithError(err, verbose)
+}

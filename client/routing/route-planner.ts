@@ -1,0 +1,100 @@
+/** What routing needs to know about one server. */
+export interface ServerCandidate {
+  readonly peerId: string
+  /** Blocks [start, end) the server holds; it can run any contiguous part of them. */
+  readonly start: number
+  readonly end: number
+  /** Round-trip time from the client, ms. */
+  readonly rttMs: number
+  /** Single-token forward speed through one block, blocks per second. */
+  readonly blocksPerSecond: number
+  /** Whether the server has room for one more session. */
+  readonly hasCacheRoom: boolean
+}
+
+/** One hop of a route: server `peerId` runs blocks [start, end). */
+export interface RouteHop {
+  readonly peerId: string
+  readonly start: number
+  readonly end: number
+}
+
+export interface PlanOptions {
+  /** Fixed cost of every hop besides its RTT (serialization, queueing), ms. Default 1. */
+  hopOverheadMs?: number
+  /** Added to a server without cache room, so it is used only when nothing else covers. Default 10 s. */
+  fullPenaltyMs?: number
+}
+
+/** No set of servers covers the blocks asked for. */
+export class NoRouteError extends Error {
+  static readonly code = 'ERR_NO_ROUTE'
+  readonly code = NoRouteError.code
+  override readonly name = 'NoRouteError'
+  readonly uncovered: number[]
+
+  constructor (from: number, to: number, uncovered: number[]) {
+    super(`Cannot route blocks [${from}, ${to}): no reachable server holds block${uncovered.length > 1 ? 's' : ''} ${uncovered.join(', ')}`)
+    this.uncovered = uncovered
+  }
+}
+
+/**
+ * The fastest chain of servers through blocks [from, to): Dijkstra over block boundaries,
+ * where an edge a -> b on server s costs s.rtt + (b - a) / s.speed + overhead. Every
+ * hop pays its RTT, so one server covering more blocks beats several short hops.
+ */
+export function planRoute (servers: readonly ServerCandidate[], from: number, to: number, opts: PlanOptions = {}): RouteHop[] {
+  const overhead = opts.hopOverheadMs ?? 1
+  const fullPenalty = opts.fullPenaltyMs ?? 10_000
+  const n = to - from
+  const cost = new Array<number>(n + 1).fill(Infinity)
+  const prev = new Array<RouteHop | undefined>(n + 1).fill(undefined)
+  const done = new Array<boolean>(n + 1).fill(false)
+  cost[0] = 0
+  for (;;) {
+    let u = -1
+    for (let i = 0; i <= n; i++) if (!done[i] && cost[i] !== Infinity && (u < 0 || (cost[i] as number) < (cost[u] as number))) u = i
+    if (u < 0 || u === n) break
+    done[u] = true
+    const block = from + u
+    for (const s of servers) {
+      if (s.start > block || s.end <= block) continue
+      const perBlockMs = 1000 / Math.max(s.blocksPerSecond, 1e-6)
+      for (let b = block + 1; b <= Math.min(s.end, to); b++) {
+        const c = (cost[u] as number) + s.rttMs + overhead + (b - block) * perBlockMs + (s.hasCacheRoom ? 0 : fullPenalty)
+        const v = b - from
+        if (c < (cost[v] as number)) {
+          cost[v] = c
+          prev[v] = { peerId: s.peerId, start: block, end: b }
+        }
+      }
+    }
+  }
+  if (cost[n] === Infinity) throw new NoRouteError(from, to, uncoveredBlocks(servers, from, to))
+  const hops: RouteHop[] = []
+  for (let v = n; v > 0;) {
+    const hop = prev[v] as RouteHop
+    hops.unshift(hop)
+    v = hop.start - from
+  }
+  return mergeHops(hops)
+}
+
+/** Blocks in [from, to) that no server holds. */
+export function uncoveredBlocks (servers: readonly Pick<ServerCandidate, 'start' | 'end'>[], from: number, to: number): number[] {
+  const out: number[] = []
+  for (let b = from; b < to; b++) if (!servers.some(s => s.start <= b && b < s.end)) out.push(b)
+  return out
+}
+
+/** Adjacent hops on the same server become one. */
+function mergeHops (hops: RouteHop[]): RouteHop[] {
+  const out: RouteHop[] = []
+  for (const h of hops) {
+    const last = out.at(-1)
+    if (last !== undefined && last.peerId === h.peerId && last.end === h.start) out[out.length - 1] = { ...last, end: h.end }
+    else out.push(h)
+  }
+  return out
+}

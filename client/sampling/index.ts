@@ -1,0 +1,6 @@
+export { argmax, type VocabRow } from './argmax.js'
+export { createRng, type Rng } from './rng.js'
+export { processLogits, resolveLogitsOptions, softmax, type LogitsOptions, type ResolvedLogitsOptions } from './process-logits.js'
+export { sampleFromDistribution } from './sample-from-distribution.js'
+export { Sampler, type SamplerOptions } from './sampler.js'
+export { StopCondition, type StopCheck, type StopConditionOptions, type StopReason } from './stop-condition.js'

@@ -1,0 +1,63 @@
+import { randomInt } from 'node:crypto'
+import { argmax, type VocabRow } from './argmax.js'
+import { penalize, processLogits, resolveLogitsOptions, type ResolvedLogitsOptions } from './process-logits.js'
+import { createRng, type Rng } from './rng.js'
+import { sampleFromDistribution } from './sample-from-distribution.js'
+
+export interface SamplerOptions {
+  /** 0 means greedy decoding. Default 1. */
+  temperature?: number
+  /** 0 turns top-k off. Default 0. */
+  topK?: number
+  /** 1 turns top-p off. Default 1. */
+  topP?: number
+  /** 1 turns the penalty off. Default 1. */
+  repetitionPenalty?: number
+  /** Same seed, same logits => same tokens. Default: a random seed. */
+  seed?: number
+}
+
+/**
+ * Picks the next token from a row of logits. `distribution()` exposes the exact distribution
+ * `next()` draws from (one-hot when greedy), which speculative sampling needs for the target model.
+ */
+export class Sampler {
+  readonly #opts: ResolvedLogitsOptions
+  readonly #rng: Rng
+  /** The seed in use (given or drawn), to reproduce a run. */
+  readonly seed: number
+
+  constructor (opts: SamplerOptions = {}) {
+    this.#opts = resolveLogitsOptions(opts)
+    this.seed = opts.seed ?? randomInt(2 ** 47)
+    this.#rng = createRng(this.seed)
+  }
+
+  /** Temperature 0: `next()` is the argmax of the (penalized) logits and uses no randomness. */
+  get greedy (): boolean {
+    return this.#opts.temperature === 0
+  }
+
+  /** The next token for logits (V,) given the tokens so far (prompt + generated, for the repetition penalty). */
+  next (logits: VocabRow, previousTokens: Iterable<number> = []): number {
+    if (this.greedy) {
+      return this.#opts.repetitionPenalty === 1 ? argmax(logits) : argmax(penalize(logits, this.#opts.repetitionPenalty, previousTokens))
+    }
+    return sampleFromDistribution(this.distribution(logits, previousTokens), this.#rng)
+  }
+
+  /** The distribution (V,) that `next()` draws from for the same arguments. */
+  distribution (logits: VocabRow, previousTokens: Iterable<number> = []): Float64Array {
+    return processLogits(logits, { ...this.#opts, previousTokens })
+  }
+
+  /** Draws from any distribution (V,) with this sampler's random stream (e.g. a speculative residual). */
+  sample (probs: VocabRow): number {
+    return sampleFromDistribution(probs, this.#rng)
+  }
+
+  /** A uniform float in [0, 1) from this sampler's random stream (e.g. a speculative acceptance test). */
+  uniform (): number {
+    return this.#rng.next()
+  }
+}

@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { CheckpointError } from './errors.js'
+
+/** The Llama-family settings that Petal's graphs are built from. One record, parsed once. */
+export interface LlamaConfig {
+  /** `model_type` from config.json ("llama" or "mistral"). */
+  readonly modelType: string
+  /** C: width of the residual stream. */
+  readonly hiddenSize: number
+  /** F: width of the MLP. */
+  readonly intermediateSize: number
+  /** L: number of transformer blocks. */
+  readonly numLayers: number
+  /** H: query heads. */
+  readonly numHeads: number
+  /** Hkv: key/value heads (H % Hkv == 0; Hkv < H is grouped-query attention). */
+  readonly numKvHeads: number
+  /** D: per-head width (config `head_dim`, else C / H). */
+  readonly headDim: number
+  /** V: vocabulary size. */
+  readonly vocabSize: number
+  readonly maxPositions: number
+  readonly rmsNormEps: number
+  readonly ropeTheta: number
+  /** The LM head shares `model.embed_tokens.weight`. */
+  readonly tieWordEmbeddings: boolean
+  readonly bosTokenId: number | undefined
+  readonly eosTokenIds: readonly number[]
+}
+
+const SUPPORTED_ARCHITECTURES = new Set(['LlamaForCausalLM', 'MistralForCausalLM'])
+const SUPPORTED_MODEL_TYPES = new Set(['llama', 'mistral'])
+
+/** Reads and validates `DIR/config.json`. Every refusal names the file, the field and its value. */
+export function readLlamaConfig (dir: string): LlamaConfig {
+  const file = join(dir, 'config.json')
+  let raw: unknown
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (err: any) {
+    throw new CheckpointError(`${file}: cannot read config: ${err.code === 'ENOENT' ? 'file not found' : err.message}`, { cause: err })
+  }
+  return parseLlamaConfig(raw, file)
+}
+
+/** Validates a parsed config.json object; `file` is only used in error messages. */
+export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConfig {
+  if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw new CheckpointError(`${file}: config must be a JSON object`)
+  const cfg = raw as Record<string, unknown>
+  const fail = (field: string, why: string): never => {
+    throw new CheckpointError(`${file}: field "${field}" ${why}: current value is ${JSON.stringify(cfg[field])}`)
+  }
+  const int = (field: string, fallback?: number): number => {
+    const v = cfg[field] ?? fallback
+    if (v === undefined) fail(field, 'is missing')
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(field, 'must be a positive integer')
+    return v as number
+  }
+  const num = (field: string, fallback?: number): number => {
+    const v = cfg[field] ?? fallback
+    if (v === undefined) fail(field, 'is missing')
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(field, 'must be a positive number')
+    return v as number
+  }
+
+  const modelType = cfg.model_type
+  if (typeof modelType !== 'string' || !SUPPORTED_MODEL_TYPES.has(modelType)) {
+    fail('model_type', `is not supported (supported: ${[...SUPPORTED_MODEL_TYPES].join(', ')})`)
+  }
+  const archs = cfg.architectures
+  if (archs !== undefined) {
+    if (!Array.isArray(archs) || archs.length === 0 || !archs.every(a => SUPPORTED_ARCHITECTURES.has(a))) {
+      fail('architectures', `is not supported (supported: ${[...SUPPORTED_ARCHITECTURES].join(', ')})`)
+    }
+  }
+  const act = cfg.hidden_act ?? 'silu'
+  if (act !== 'silu') fail('hidden_act', 'must be "silu"')
+  if (cfg.attention_bias === true) fail('attention_bias', 'is not supported (no q/k/v/o biases yet)')
+  if (cfg.mlp_bias === true) fail('mlp_bias', 'is not supported')
+  if (cfg.sliding_window != null && modelType === 'mistral') fail('sliding_window', 'is not supported (sliding-window attention)')
+  const tp = cfg.pretraining_tp ?? 1
+  if (tp !== 1) fail('pretraining_tp', 'must be 1')
+  const scaling = cfg.rope_scaling
+  if (scaling != null) fail('rope_scaling', 'is not supported (only default RoPE)')
+  const ropeParams = cfg.rope_parameters as Record<string, unknown> | undefined
+  if (ropeParams != null && ropeParams.rope_type !== undefined && ropeParams.rope_type !== 'default') {
+    fail('rope_parameters', 'is not supported (only rope_type "default")')
+  }
+
+  const hiddenSize = int('hidden_size')
+  const numHeads = int('num_attention_heads')
+  const numKvHeads = int('num_key_value_heads', numHeads)
+  const headDim = int('head_dim', Number.isInteger(hiddenSize / numHeads) ? hiddenSize / numHeads : undefined)
+  if (numHeads % numKvHeads !== 0) fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`)
+  if (headDim % 2 !== 0) fail('head_dim', 'must be even for rotary embeddings')
+  const ropeTheta = num('rope_theta', typeof ropeParams?.rope_theta === 'number' ? ropeParams.rope_theta : 10000)
+
+  const eos = cfg.eos_token_id
+  const eosTokenIds = eos == null ? [] : Array.isArray(eos) ? eos : [eos]
+  if (!eosTokenIds.every(e => Number.isInteger(e) && e >= 0)) fail('eos_token_id', 'must be a token id or a list of them')
+  const bos = cfg.bos_token_id
+  if (bos != null && !(Number.isInteger(bos) && (bos as number) >= 0)) fail('bos_token_id', 'must be a token id')
+
+  return {
+    modelType: modelType as string,
+    hiddenSize,
+    intermediateSize: int('intermediate_size'),
+    numLayers: int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: int('vocab_size'),
+    maxPositions: int('max_position_embeddings', 4096),
+    rmsNormEps: num('rms_norm_eps', 1e-6),
+    ropeTheta,
+    tieWordEmbeddings: cfg.tie_word_embeddings === true,
+    bosTokenId: bos == null ? undefined : bos as number,
+    eosTokenIds: eosTokenIds as number[]
+  }
+}
+
+/** Parameter count of one transformer block (weights only). */
+export function blockParameterCount (c: LlamaConfig): number {
+  const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = c
+  return C * H * D + 2 * C * Hkv * D + H * D * C + 3 * C * F + 2 * C
+}

@@ -1,0 +1,81 @@
+import { ShapeError } from './errors.js'
+
+/**
+ * Keys or values of one block for one sequence (batch 1), addressed by position:
+ * slot p holds the token at position p. Layout (capacity, Hkv, D), so that the first
+ * `length` positions are one contiguous prefix: truncation is free and the graph reads
+ * a view of the buffer without a copy.
+ */
+export class KvBuffer {
+  readonly rowSize: number
+  #data: Float32Array
+  #length = 0
+
+  constructor (rowSize: number, initialCapacity = 64) {
+    this.rowSize = rowSize
+    this.#data = new Float32Array(rowSize * initialCapacity)
+  }
+
+  get length (): number { return this.#length }
+
+  /** (length, Hkv, D) view of the cached rows; valid until the next append. */
+  view (): Float32Array {
+    return this.#data.subarray(0, this.#length * this.rowSize)
+  }
+
+  /** Forgets every position >= `length` (position-addressed rollback). */
+  truncate (length: number): void {
+    if (length < 0 || length > this.#length) throw new ShapeError(`Cannot truncate cache to ${length}: it holds ${this.#length} positions`)
+    this.#length = length
+  }
+
+  /** Appends rows (T, Hkv, D) at the end. */
+  append (rows: Float32Array): void {
+    if (rows.length % this.rowSize !== 0) throw new ShapeError(`Cannot append ${rows.length} values to a cache with rows of ${this.rowSize}`)
+    const needed = this.#length * this.rowSize + rows.length
+    if (needed > this.#data.length) {
+      const grown = new Float32Array(Math.max(needed, this.#data.length * 2))
+      grown.set(this.view())
+      this.#data = grown
+    }
+    this.#data.set(rows, this.#length * this.rowSize)
+    this.#length += rows.length / this.rowSize
+  }
+
+  /** Bytes held (capacity, not length). */
+  get byteSize (): number { return this.#data.byteLength }
+}
+
+/** The caches of a contiguous run of blocks, all at the same length. */
+export class SpanCache {
+  readonly start: number
+  readonly keys: KvBuffer[]
+  readonly values: KvBuffer[]
+
+  constructor (start: number, end: number, rowSize: number) {
+    this.start = start
+    this.keys = Array.from({ length: end - start }, () => new KvBuffer(rowSize))
+    this.values = Array.from({ length: end - start }, () => new KvBuffer(rowSize))
+  }
+
+  get end (): number { return this.start + this.keys.length }
+
+  /** Positions cached (the same for every block). */
+  get length (): number { return this.keys[0]?.length ?? 0 }
+
+  truncate (length: number): void {
+    for (const b of this.keys) b.truncate(length)
+    for (const b of this.values) b.truncate(length)
+  }
+
+  block (index: number): { key: KvBuffer, value: KvBuffer } {
+    const key = this.keys[index - this.start]
+    const value = this.values[index - this.start]
+    if (key === undefined || value === undefined) throw new ShapeError(`Block ${index} is outside cached span [${this.start}, ${this.end})`)
+    return { key, value }
+  }
+
+  get byteSize (): number {
+    return [...this.keys, ...this.values].reduce((n, b) => n + b.byteSize, 0)
+  }
+}

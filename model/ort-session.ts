@@ -1,0 +1,47 @@
+import * as ort from 'onnxruntime-node'
+
+export type Device = 'cpu' | 'webgpu' | 'cuda'
+
+export interface OrtOptions {
+  device?: Device
+  /** Intra-op threads; default: ORT's choice (one per physical core). */
+  threads?: number
+  /** Let idle intra-op threads spin-wait for the next op (ORT's default: true). */
+  spinning?: boolean
+}
+
+/** Creates an ORT session from serialized ONNX bytes on the chosen execution provider. */
+export async function createOrtSession (model: Uint8Array, opts: OrtOptions = {}): Promise<ort.InferenceSession> {
+  const device = opts.device ?? 'cpu'
+  const providers = device === 'cpu' ? ['cpu'] : [device, 'cpu']
+  return await ort.InferenceSession.create(model, {
+    executionProviders: providers,
+    graphOptimizationLevel: 'all',
+    ...(opts.threads !== undefined ? { intraOpNumThreads: opts.threads } : {}),
+    logSeverityLevel: 3,
+    // Idle workers spin-wait for the next op; sessions that take turns on a busy machine can turn it off.
+    ...(opts.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {})
+  })
+}
+
+/** Execution providers this build of onnxruntime-node can load. */
+export function availableDevices (): Device[] {
+  const names = new Set(ort.listSupportedBackends().filter(b => b.bundled).map(b => b.name))
+  return (['cpu', 'webgpu', 'cuda'] as const).filter(d => names.has(d))
+}
+
+export function floatTensor (data: Float32Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, dims)
+}
+
+/** (1,T) int64 positions start..start+T-1 */
+export function positionTensor (start: number, T: number): ort.Tensor {
+  const ids = new BigInt64Array(T)
+  for (let t = 0; t < T; t++) ids[t] = BigInt(start + t)
+  return new ort.Tensor('int64', ids, [1, T])
+}
+
+export function readFloats (t: ort.Tensor | undefined, name: string): Float32Array {
+  if (t === undefined || t.type !== 'float32') throw new Error(`ORT output "${name}" is missing or not float32`)
+  return t.data as Float32Array
+}

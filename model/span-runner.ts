@@ -1,0 +1,135 @@
+import type * as ort from 'onnxruntime-node'
+import type { Checkpoint } from './checkpoint.js'
+import { blockParameterCount, type LlamaConfig } from './config.js'
+import { ShapeError } from './errors.js'
+import { SpanCache } from './kv-cache.js'
+import { buildSpanGraph, spanNames } from './onnx/span-graph.js'
+import { createOrtSession, floatTensor, positionTensor, readFloats, type OrtOptions } from './ort-session.js'
+
+export interface SpanRunnerInit extends OrtOptions {
+  /**
+   * Blocks per ORT session. 1 (the default) lets a server run any sub-span of its span and
+   * loads with a third of the peak memory; larger cuts per-run overhead on tiny models.
+   */
+  blocksPerGraph?: number
+  /** Called as weights are read: (bytes done, bytes total), in float32 bytes. */
+  onProgress?: (done: number, total: number) => void
+}
+
+/** One ORT session over blocks [start, end). */
+interface Segment {
+  readonly start: number
+  readonly end: number
+  readonly session: ort.InferenceSession
+}
+
+/**
+ * Runs blocks [start, end) of a checkpoint on onnxruntime. Stateless about sequences:
+ * each caller brings its own SpanCache, so one runner serves many sessions.
+ */
+export class SpanRunner {
+  readonly config: LlamaConfig
+  readonly start: number
+  readonly end: number
+  readonly #segments: Segment[]
+
+  private constructor (config: LlamaConfig, start: number, end: number, segments: Segment[]) {
+    this.config = config
+    this.start = start
+    this.end = end
+    this.#segments = segments
+  }
+
+  static async load (ckpt: Checkpoint, start: number, end: number, init: SpanRunnerInit = {}): Promise<SpanRunner> {
+    const cfg = ckpt.config
+    if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= cfg.numLayers)) {
+      throw new ShapeError(`Cannot load blocks [${start}, ${end}): the model has ${cfg.numLayers} blocks`)
+    }
+    const per = Math.max(1, init.blocksPerGraph ?? 1)
+    const segments: Segment[] = []
+    const blockBytes = ckpt.blockByteSize(start)
+    const total = blockBytes * (end - start)
+    for (let s = start; s < end; s += per) {
+      const e = Math.min(end, s + per)
+      const weights = []
+      for (let b = s; b < e; b++) {
+        const base = (b - start) * blockBytes
+        weights.push(ckpt.readBlock(b, { onProgress: (d, t) => init.onProgress?.(base + (t > 0 ? d / t : 1) * blockBytes, total) }))
+      }
+      // The graph bytes hold a copy of the weights; ORT copies them again, so drop ours at once.
+      const session = await createOrtSession(buildSpanGraph(cfg, s, weights), { threads: defaultThreads(cfg), ...init })
+      segments.push({ start: s, end: e, session })
+    }
+    return new SpanRunner(cfg, start, end, segments)
+  }
+
+  /** Whether a session may cover exactly [start, end): it must cut at segment boundaries. */
+  canServe (start: number, end: number): boolean {
+    return start < end && this.#segments.some(s => s.start === start) && this.#segments.some(s => s.end === end)
+  }
+
+  newCache (start = this.start, end = this.end): SpanCache {
+    if (!this.canServe(start, end)) throw new ShapeError(`Cannot serve blocks [${start}, ${end}) from span [${this.start}, ${this.end})`)
+    return new SpanCache(start, end, this.config.numKvHeads * this.config.headDim)
+  }
+
+  /**
+   * hidden (1,T,C) for positions position..position+T-1 -> hidden (1,T,C).
+   * The cache is first truncated to `position` (position-addressed rollback); a run that
+   * starts beyond the cache's end is refused. `signal` aborts between ORT sessions (blocks);
+   * an aborted run leaves the cache truncated to `position`.
+   */
+  async forward (hidden: Float32Array, cache: SpanCache, position: number, opts: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+    const C = this.config.hiddenSize
+    if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot forward hidden of ${hidden.length} values: not (1, T, ${C})`)
+    if (position > cache.length) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${cache.length}`)
+    const T = hidden.length / C
+    cache.truncate(position)
+    let x = hidden
+    try {
+      x = await this.#runSegments(x, T, cache, position, opts.signal)
+    } catch (err) {
+      cache.truncate(position) // blocks already run appended rows: undo them all
+      throw err
+    }
+    return x
+  }
+
+  async #runSegments (hidden: Float32Array, T: number, cache: SpanCache, position: number, signal: AbortSignal | undefined): Promise<Float32Array> {
+    const C = this.config.hiddenSize
+    const positions = positionTensor(position, T)
+    let x = hidden
+    for (const seg of this.#segments) {
+      if (seg.end <= cache.start || seg.start >= cache.end) continue
+      signal?.throwIfAborted()
+      const feeds: Record<string, ort.Tensor> = { [spanNames.hidden]: floatTensor(x, [1, T, C]), [spanNames.positions]: positions }
+      for (let b = seg.start; b < seg.end; b++) {
+        const { key, value } = cache.block(b)
+        feeds[spanNames.pastKey(b)] = floatTensor(key.view(), [1, position, this.config.numKvHeads, this.config.headDim])
+        feeds[spanNames.pastValue(b)] = floatTensor(value.view(), [1, position, this.config.numKvHeads, this.config.headDim])
+      }
+      const out = await seg.session.run(feeds)
+      for (let b = seg.start; b < seg.end; b++) {
+        const { key, value } = cache.block(b)
+        key.append(readFloats(out[spanNames.newKey(b)], spanNames.newKey(b)))
+        value.append(readFloats(out[spanNames.newValue(b)], spanNames.newValue(b)))
+      }
+      x = readFloats(out[spanNames.hiddenOut], spanNames.hiddenOut)
+      if (x.length !== T * C) throw new ShapeError(`Span output has ${x.length} values, expected ${T * C}`)
+    }
+    return x
+  }
+
+  async release (): Promise<void> {
+    await Promise.all(this.#segments.map(async s => { await s.session.release() }))
+  }
+}
+
+/**
+ * Intra-op threads per session. Tiny blocks finish before a thread pool pays off, and
+ * several sessions' idle pools spinning side by side slow each other down, so small
+ * models get one thread; real ones get ORT's default (one per physical core).
+ */
+function defaultThreads (cfg: LlamaConfig): number | undefined {
+  return blockParameterCount(cfg) < 2_000_000 ? 1 : undefined
+}

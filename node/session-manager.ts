@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto'
+import type { SpanCache } from '../model/kv-cache.js'
+import type { SpanRunner } from '../model/span-runner.js'
+import {
+  CacheLimitError, DrainingError, GapError, PetalError, SessionLimitError, UnknownSessionError, WrongSpanError
+} from '../protocol/errors.js'
+import { ComputeQueue } from './compute-queue.js'
+
+export interface SessionManagerInit {
+  modelId: string
+  runner: SpanRunner
+  /** Most sessions open at once. */
+  maxSessions: number
+  /** Cache positions reserved by all open sessions together (each reserves its maxTokens). */
+  cacheTokens: number
+}
+
+/** What the server reports about a finished run. */
+export interface RunOutcome {
+  readonly runId: number
+  readonly start: number
+  /** (1,T,C) */ readonly hidden: Float32Array
+  readonly computeMs: number
+  readonly queuedMs: number
+}
+
+/** One client's session: the KV cache of its blocks and what it has asked to cancel. */
+export interface ServerSession {
+  readonly id: string
+  readonly start: number
+  readonly end: number
+  readonly maxTokens: number
+  readonly cache: SpanCache
+  /** Run ids cancelled before they arrived or started: late arrivals are dropped. */
+  readonly cancelled: Set<number>
+  /** Set when the client closed or went away. */
+  closed: boolean
+}
+
+/** Counters the tests and `status` read: proof of what early cancellation saved. */
+export interface RunCounters {
+  computed: number
+  droppedBeforeStart: number
+  abortedMidRun: number
+  droppedLate: number
+  failed: number
+}
+
+const MAX_REMEMBERED_CANCELS = 4096
+
+/**
+ * Sessions, their caches and the one compute queue of a server. Limits are checked here,
+ * at the boundary, so that nothing a client sends can crash the node or touch another
+ * session's cache.
+ */
+export class SessionManager {
+  readonly #init: SessionManagerInit
+  readonly #sessions = new Map<string, ServerSession>()
+  readonly #queue = new ComputeQueue()
+  readonly counters: RunCounters = { computed: 0, droppedBeforeStart: 0, abortedMidRun: 0, droppedLate: 0, failed: 0 }
+  #draining = false
+
+  constructor (init: SessionManagerInit) {
+    this.#init = init
+  }
+
+  get openSessions (): number { return this.#sessions.size }
+  get queuedRuns (): number { return this.#queue.length }
+
+  /** Cache positions not yet reserved by open sessions. */
+  get freeCacheTokens (): number {
+    let used = 0
+    for (const s of this.#sessions.values()) used += s.maxTokens
+    return Math.max(0, this.#init.cacheTokens - used)
+  }
+
+  open (modelId: string, start: number, end: number, maxTokens: number): ServerSession {
+    const { runner } = this.#init
+    if (this.#draining) throw new DrainingError('Cannot open a session: the server is draining')
+    if (modelId !== this.#init.modelId) throw new WrongSpanError(`Cannot open a session for model "${modelId}": this server serves "${this.#init.modelId}"`)
+    if (!runner.canServe(start, end)) throw new WrongSpanError(`Cannot open a session for blocks [${start}, ${end}): this server holds [${runner.start}, ${runner.end})`)
+    if (this.#sessions.size >= this.#init.maxSessions) throw new SessionLimitError(`Cannot open a session: ${this.#sessions.size} of ${this.#init.maxSessions} are open`)
+    if (maxTokens > this.freeCacheTokens) throw new CacheLimitError(`Cannot reserve ${maxTokens} cache positions: ${this.freeCacheTokens} are free`)
+    const session: ServerSession = { id: randomBytes(12).toString('hex'), start, end, maxTokens, cache: runner.newCache(start, end), cancelled: new Set(), closed: false }
+    this.#sessions.set(session.id, session)
+    return session
+  }
+
+  get (sessionId: string): ServerSession {
+    const s = this.#sessions.get(sessionId)
+    if (s === undefined) throw new UnknownSessionError(`No session ${sessionId} on this server`)
+    return s
+  }
+
+  close (sessionId: string): void {
+    const s = this.#sessions.get(sessionId)
+    if (s === undefined) return
+    s.closed = true
+    this.#sessions.delete(sessionId)
+    this.#queue.cancel(t => t.sessionId === sessionId)
+  }
+
+  /**
+   * Queues a run. `onDone` gets the output, or an error whose code says why (GAP when the
+   * run starts beyond the cache's end at the time it executes, CACHE_LIMIT past the
+   * session's budget); a cancelled run reports nothing.
+   */
+  enqueue (session: ServerSession, runId: number, start: number, hidden: Float32Array, onDone: (err: PetalError | undefined, out?: RunOutcome) => void): void {
+    if (session.cancelled.has(runId)) {
+      this.counters.droppedLate++
+      return
+    }
+    const T = hidden.length / this.#init.runner.config.hiddenSize
+    if (start + T > session.maxTokens) {
+      onDone(new CacheLimitError(`Cannot run positions [${start}, ${start + T}): the session reserved ${session.maxTokens}`))
+      return
+    }
+    const enqueuedAt = performance.now()
+    this.#queue.push({
+      sessionId: session.id,
+      runId,
+      enqueuedAt,
+      run: async (signal) => {
+        if (session.closed) return
+        if (start > session.cache.length) {
+          onDone(new GapError(`Run ${runId} starts at ${start} but the cache ends at ${session.cache.length}`, session.cache.length))
+          return
+        }
+        const began = performance.now()
+        try {
+          const out = await this.#init.runner.forward(hidden, session.cache, start, { signal })
+          this.counters.computed++
+          onDone(undefined, { runId, start, hidden: out, computeMs: performance.now() - began, queuedMs: began - enqueuedAt })
+        } catch (err) {
+          if (signal.aborted) {
+            this.counters.abortedMidRun++
+            return
+          }
+          this.counters.failed++
+          onDone(err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${runId} failed: ${(err as Error).message}`, { cause: err }))
+        }
+      }
+    })
+  }
+
+  /** Cancels runs of a session: queued ones never run, a running one stops between blocks, late ones are dropped. */
+  cancel (session: ServerSession, runIds: readonly number[], fromRunId?: number): void {
+    for (const id of runIds) session.cancelled.add(id)
+    if (session.cancelled.size > MAX_REMEMBERED_CANCELS) {
+      const oldest = [...session.cancelled].slice(0, session.cancelled.size - MAX_REMEMBERED_CANCELS)
+      for (const id of oldest) session.cancelled.delete(id)
+    }
+    const match = (runId: number): boolean => session.cancelled.has(runId) || (fromRunId !== undefined && runId >= fromRunId)
+    const { dropped, abortedRunning } = this.#queue.cancel(t => t.sessionId === session.id && match(t.runId))
+    this.counters.droppedBeforeStart += dropped
+    void abortedRunning
+  }
+
+  /** Refuses new sessions from now on; open ones may finish. */
+  drain (): ServerSession[] {
+    this.#draining = true
+    return [...this.#sessions.values()]
+  }
+}

@@ -1,0 +1,34 @@
+/** Hidden-state tensors of runs, results and pushes: dims (1, T, C). */
+import { BadShapeError, TooLargeError } from './errors.js'
+import { DEFAULT_LIMITS, type Limits } from './limits.js'
+import { parseWireTensor, type WireTensor } from './tensor-codec.js'
+
+/** Hidden states of T consecutive tokens: dims (B=1, T, C). */
+export interface HiddenTensor extends WireTensor {
+  dims: [b: number, t: number, c: number]
+}
+
+/**
+ * Parses a hidden-state tensor: a valid wire tensor (see parseWireTensor)
+ * of rank 3 with B = 1, T >= 1 and C >= 1 (BAD_SHAPE), and T <=
+ * maxTokensPerRun (TOO_LARGE).
+ */
+export function parseHidden (value: unknown, what: string, limits: Pick<Limits, 'maxTensorElements' | 'maxTokensPerRun'> = DEFAULT_LIMITS): HiddenTensor {
+  const wire = parseWireTensor(value, what, limits)
+  const [b, t, c] = wire.dims
+  if (wire.dims.length !== 3 || b !== 1 || t === undefined || c === undefined || t < 1 || c < 1) {
+    throw new BadShapeError(`Invalid ${what}.dims: expected (1, T >= 1, C >= 1), got [${wire.dims.join(', ')}]`)
+  }
+  if (t > limits.maxTokensPerRun) {
+    throw new TooLargeError(`Cannot accept ${what} of ${t} tokens: limit is ${limits.maxTokensPerRun} tokens per run`)
+  }
+  return { dtype: wire.dtype, dims: [b, t, c], data: wire.data }
+}
+
+/** Throws BadShapeError unless the hidden size C of `hidden` (1, T, C) equals `hiddenSize`. */
+export function assertHiddenSize (hidden: HiddenTensor, hiddenSize: number, what = 'hidden'): void {
+  const [, , c] = hidden.dims
+  if (c !== hiddenSize) {
+    throw new BadShapeError(`Invalid ${what}: hidden size must be ${hiddenSize}, got ${c} (dims [${hidden.dims.join(', ')}])`)
+  }
+}

@@ -1,0 +1,106 @@
+/** Inference stream, server -> client (protocol /petal/1/inference). */
+import { BadMessageError, type ErrorFrame } from './errors.js'
+import { parseHidden, type HiddenTensor } from './hidden.js'
+import { MAX_ID_LENGTH, MAX_TEXT_LENGTH, resolveLimits, type Limits } from './limits.js'
+import { describe, expectFields, expectType, readEnum, readInt, readNumber, readOptInt, readString } from './validate.js'
+
+/** The session is open over blocks [start, end) with a cache budget of `maxTokens` positions. */
+export interface OpenedMessage {
+  type: 'opened'
+  sessionId: string
+  start: number
+  end: number
+  maxTokens: number
+}
+
+/**
+ * Output of run `runId`: hidden states of positions start .. start+T-1 after
+ * the session's blocks, in the dtype of the run's input. computeMs is time
+ * spent computing, queuedMs time spent waiting in the session's queue.
+ */
+export interface ResultMessage {
+  type: 'result'
+  runId: number
+  start: number
+  hidden: HiddenTensor // (1, T, C)
+  computeMs: number
+  queuedMs: number
+}
+
+/**
+ * A failure, of run `runId` when set, else of the stream or session. Same
+ * shape as ErrorFrame: rebuild the class with errorFromFrame().
+ */
+export type ErrorMessage = ErrorFrame
+
+/** The server is draining: finish or move the session soon. */
+export interface NoticeMessage {
+  type: 'notice'
+  state: 'draining'
+}
+
+/** Any message a server sends on an inference stream. */
+export type ServerMessage = OpenedMessage | ResultMessage | ErrorMessage | NoticeMessage
+
+/** Parses an `opened` message. */
+export function parseOpened (value: unknown): OpenedMessage {
+  const obj = expectFields(value, 'opened')
+  expectType(obj, 'opened', 'opened')
+  const sessionId = readString(obj, 'sessionId', 'opened', MAX_ID_LENGTH)
+  const start = readInt(obj, 'start', 'opened')
+  const end = readInt(obj, 'end', 'opened', start + 1)
+  const maxTokens = readInt(obj, 'maxTokens', 'opened', 1)
+  return { type: 'opened', sessionId, start, end, maxTokens }
+}
+
+/** Parses a `result` message; hidden must be (1, T, C) with T <= maxTokensPerRun. */
+export function parseResult (value: unknown, limits?: Partial<Limits>): ResultMessage {
+  const obj = expectFields(value, 'result')
+  expectType(obj, 'result', 'result')
+  return {
+    type: 'result',
+    runId: readInt(obj, 'runId', 'result'),
+    start: readInt(obj, 'start', 'result'),
+    hidden: parseHidden(obj['hidden'], 'result.hidden', resolveLimits(limits)),
+    computeMs: readNumber(obj, 'computeMs', 'result'),
+    queuedMs: readNumber(obj, 'queuedMs', 'result')
+  }
+}
+
+/**
+ * Parses an `error` frame. `code` may be any non-empty string (a newer
+ * peer's code); errorFromFrame() maps unknown codes to INTERNAL.
+ */
+export function parseErrorFrame (value: unknown): ErrorFrame {
+  const obj = expectFields(value, 'error')
+  expectType(obj, 'error', 'error')
+  const frame: ErrorFrame = {
+    type: 'error',
+    code: readString(obj, 'code', 'error', 64),
+    message: readString(obj, 'message', 'error', MAX_TEXT_LENGTH, true)
+  }
+  const runId = readOptInt(obj, 'runId', 'error')
+  if (runId !== undefined) frame.runId = runId
+  const cacheEnd = readOptInt(obj, 'cacheEnd', 'error')
+  if (cacheEnd !== undefined) frame.cacheEnd = cacheEnd
+  return frame
+}
+
+/** Parses a `notice` message. */
+export function parseNotice (value: unknown): NoticeMessage {
+  const obj = expectFields(value, 'notice')
+  expectType(obj, 'notice', 'notice')
+  return { type: 'notice', state: readEnum(obj, 'state', 'notice', ['draining'] as const) }
+}
+
+/** Parses any server -> client inference message by its `type`. */
+export function parseServerMessage (value: unknown, limits?: Partial<Limits>): ServerMessage {
+  const type = expectFields(value, 'message')['type']
+  switch (type) {
+    case 'opened': return parseOpened(value)
+    case 'result': return parseResult(value, limits)
+    case 'error': return parseErrorFrame(value)
+    case 'notice': return parseNotice(value)
+    default: throw new BadMessageError(`Invalid message.type: expected one of opened, result, error, notice, got ${describe(type)}`)
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Push stream, server -> server (protocol /petal/1/push). In push mode a
+ * server forwards a run's output straight to the next server of the route.
+ */
+import { parseHidden, type HiddenTensor } from './hidden.js'
+import { resolveLimits, type Limits, MAX_ID_LENGTH } from './limits.js'
+import { expectFields, expectType, readInt, readList, readString } from './validate.js'
+
+/** A server to forward to, and the session the client opened on it for this generation. */
+export interface PushHop {
+  peerId: string
+  sessionId: string
+}
+
+/**
+ * A run's output forwarded to the next hop: B runs `hidden` as run `runId`
+ * at `start` in its session `sessionId`, then forwards its own output to
+ * `push[0]` with the rest of the list (empty: last hop).
+ */
+export interface PushMessage {
+  type: 'push'
+  sessionId: string
+  runId: number
+  start: number
+  hidden: HiddenTensor // (1, T, C)
+  push: PushHop[]
+}
+
+/** Most hops a run or push may name. */
+export const MAX_PUSH_HOPS = 64
+
+/** Parses one PushHop; `path` names it in errors, e.g. "run.push[1]". */
+export function parsePushHop (value: unknown, path = 'hop'): PushHop {
+  const obj = expectFields(value, path)
+  return {
+    peerId: readString(obj, 'peerId', path, MAX_ID_LENGTH),
+    sessionId: readString(obj, 'sessionId', path, MAX_ID_LENGTH)
+  }
+}
+
+/** Parses a `push` message. */
+export function parsePush (value: unknown, limits?: Partial<Limits>): PushMessage {
+  const obj = expectFields(value, 'push')
+  expectType(obj, 'push', 'push')
+  const msg: PushMessage = {
+    type: 'push',
+    sessionId: readString(obj, 'sessionId', 'push', MAX_ID_LENGTH),
+    runId: readInt(obj, 'runId', 'push'),
+    start: readInt(obj, 'start', 'push'),
+    hidden: parseHidden(obj['hidden'], 'push.hidden', resolveLimits(limits)),
+    push: readList(obj, 'push', 'push', parsePushHop, MAX_PUSH_HOPS)
+  }
+  return msg
+}

@@ -1,0 +1,113 @@
+/**
+ * ServerInfo: what a server answers on /petal/1/info. The DHT only says who
+ * may serve a block; liveness, span, speed and load come from here.
+ */
+import { BadMessageError } from './errors.js'
+import { MAX_ID_LENGTH, MAX_TEXT_LENGTH } from './limits.js'
+import {
+  expectFields, expectType, readEnum, readInt, readList, readNumber, readOptNumber, readString, stringItem
+} from './validate.js'
+
+/** Lifecycle state of a server. */
+export type ServerState = 'joining' | 'online' | 'draining'
+
+/** Every ServerState. */
+export const SERVER_STATES: readonly ServerState[] = ['joining', 'online', 'draining']
+
+/**
+ * Measured speed of ONE block on this server (span time ~ blocks / speed).
+ * Both in tokens per second per block; 0 means not measured yet.
+ */
+export interface Throughput {
+  /** Decode: single-token forward passes per second through one block (tokens/s/block). */
+  decodeTokensPerSec: number
+  /** Prefill: tokens per second through one block when a run carries a long prompt (tokens/s/block). */
+  prefillTokensPerSec: number
+}
+
+/** A server's self-description, as answered on /petal/1/info. */
+export interface ServerInfo {
+  peerId: string
+  /** Multiaddrs the server listens on, as strings. */
+  addrs: string[]
+  modelId: string
+  /** Blocks of the whole model. */
+  numBlocks: number
+  /** Served span [start, end), 0 <= start < end <= numBlocks. */
+  start: number
+  end: number
+  state: ServerState
+  throughput: Throughput
+  /** Optional round-trip hint in ms (e.g. the server's own measurement toward the asker). */
+  rttHint?: number
+  /** Cache positions (tokens) that a new session could still get. */
+  freeCacheTokens: number
+  openSessions: number
+  maxSessions: number
+  /** Execution device, e.g. "cpu", "webgpu", "cuda:0". */
+  device: string
+  /** Petal software version (PETAL_VERSION). */
+  version: string
+  /** sha256 hex (64 lowercase chars) of each served block's weights: (end - start) entries. */
+  blockHashes: string[]
+  /** When this info was produced, ms since the Unix epoch. */
+  updatedAt: number
+}
+
+/** Request for a ServerInfo. The reply is one frame: a ServerInfo, or an error frame (type 'error'). */
+export interface InfoRequest {
+  type: 'info'
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/
+
+/** Parses an info request. */
+export function parseInfoRequest (value: unknown): InfoRequest {
+  expectType(expectFields(value, 'info'), 'info', 'info')
+  return { type: 'info' }
+}
+
+/** Parses a Throughput record. */
+export function parseThroughput (value: unknown, what = 'throughput'): Throughput {
+  const obj = expectFields(value, what)
+  return {
+    decodeTokensPerSec: readNumber(obj, 'decodeTokensPerSec', what),
+    prefillTokensPerSec: readNumber(obj, 'prefillTokensPerSec', what)
+  }
+}
+
+/**
+ * Parses a ServerInfo; BAD_MESSAGE on a wrong type, a span outside
+ * [0, numBlocks), or blockHashes that are not one sha256 hex per served block.
+ */
+export function parseServerInfo (value: unknown): ServerInfo {
+  const what = 'serverInfo'
+  const obj = expectFields(value, what)
+  const numBlocks = readInt(obj, 'numBlocks', what, 1)
+  const start = readInt(obj, 'start', what, 0, numBlocks - 1)
+  const end = readInt(obj, 'end', what, start + 1, numBlocks)
+  const blockHashes = readList(obj, 'blockHashes', what, stringItem(64, SHA256_HEX, '64 lowercase hex characters (sha256)'))
+  if (blockHashes.length !== end - start) {
+    throw new BadMessageError(`Invalid ${what}.blockHashes: expected ${end - start} entries (one per block of [${start}, ${end})), got ${blockHashes.length}`)
+  }
+  const info: ServerInfo = {
+    peerId: readString(obj, 'peerId', what, MAX_ID_LENGTH),
+    addrs: readList(obj, 'addrs', what, stringItem(MAX_TEXT_LENGTH), 64),
+    modelId: readString(obj, 'modelId', what, MAX_ID_LENGTH),
+    numBlocks,
+    start,
+    end,
+    state: readEnum(obj, 'state', what, SERVER_STATES),
+    throughput: parseThroughput(obj['throughput'], `${what}.throughput`),
+    freeCacheTokens: readInt(obj, 'freeCacheTokens', what),
+    openSessions: readInt(obj, 'openSessions', what),
+    maxSessions: readInt(obj, 'maxSessions', what),
+    device: readString(obj, 'device', what, MAX_ID_LENGTH),
+    version: readString(obj, 'version', what, MAX_ID_LENGTH),
+    blockHashes,
+    updatedAt: readNumber(obj, 'updatedAt', what)
+  }
+  const rttHint = readOptNumber(obj, 'rttHint', what)
+  if (rttHint !== undefined) info.rttHint = rttHint
+  return info
+}

@@ -1,0 +1,122 @@
+/**
+ * Local engine benchmark, CPU: prefill tokens/s, decode ms/token at context 16 and 256,
+ * peak RSS, and the memory-bandwidth floor (weight bytes read per token / measured copy
+ * bandwidth), for stories260k and a random ~200M-parameter Llama; plus the RSS of a server
+ * holding blocks [0,2) against the whole model. One JSON line per figure.
+ *
+ *   npm run bench:local                      # full run (writes .cache/models/random-200m once)
+ *   npm run bench:local -- --quick           # tiny smoke run (stories260k only), as CI does
+ *
+ * Each model is measured in a child process so that peak RSS is its own.
+ */
+import { execFileSync } from 'node:child_process'
+import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { Checkpoint } from '../model/checkpoint.js'
+import { blockParameterCount } from '../model/config.js'
+import { LocalModel } from '../model/local-model.js'
+import { SpanRunner } from '../model/span-runner.js'
+import { emit, median } from './lib/bench-output.js'
+import { measureCopyBandwidth } from './lib/copy-bandwidth.js'
+import { ensureRandomModel } from './lib/random-models.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'child-model': { type: 'string' },
+    'child-span': { type: 'string' },
+    name: { type: 'string' },
+    blocks: { type: 'string' },
+    'decode-tokens': { type: 'string' },
+    'prefill-tokens': { type: 'string' }
+  }
+})
+const decodeTokens = Number(args['decode-tokens'] ?? (args.quick ? 8 : 32))
+const prefillTokens = Number(args['prefill-tokens'] ?? (args.quick ? 32 : 128))
+
+if (args['child-model'] !== undefined) await measureModel(args['child-model'], args.name ?? 'model')
+else if (args['child-span'] !== undefined) await measureSpanRss(args['child-span'], args.blocks ?? '0:2', args.name ?? 'model')
+else await main()
+
+async function main (): Promise<void> {
+  const models: Array<[string, string]> = [['stories260k', join(ROOT, 'models', 'stories260k')]]
+  if (!args.quick) models.push(['random-200m', ensureRandomModel('200M')])
+  const bandwidth = Math.max(await measureCopyBandwidth(1), await measureCopyBandwidth(Math.min(2, availableParallelism())))
+  emit({ model: 'machine', metric: 'copy_bandwidth', value: bandwidth / 1e9, unit: 'GB/s', config: { cores: availableParallelism() } })
+
+  for (const [name, dir] of models) {
+    const lines = child(['--child-model', dir, '--name', name])
+    const floorMs = (bytesPerToken(dir) / bandwidth) * 1000
+    emit({ model: name, metric: 'bandwidth_floor_ms_per_token', value: floorMs, unit: 'ms', config: { weightBytesPerToken: bytesPerToken(dir) } })
+    const decode16 = lines.find(l => l.metric === 'decode_ms_per_token_ctx16')?.value as number
+    emit({ model: name, metric: 'decode_ctx16_vs_floor', value: decode16 / floorMs, unit: 'x' })
+  }
+  if (!args.quick) {
+    const [name, dir] = models[1] as [string, string]
+    const L = Checkpoint.open(dir).config.numLayers
+    const span = child(['--child-span', dir, '--blocks', '0:2', '--name', name])[0]?.value as number
+    const whole = child(['--child-span', dir, '--blocks', `0:${L}`, '--name', name])[0]?.value as number
+    emit({ model: name, metric: 'span_rss_ratio_0_2_vs_all', value: span / whole, unit: 'x', config: { expected: 2 / L } })
+  }
+}
+
+/** Bytes of weights one decode step reads: every block plus the LM head (float32). */
+function bytesPerToken (dir: string): number {
+  const cfg = Checkpoint.open(dir).config
+  return 4 * (cfg.numLayers * blockParameterCount(cfg) + cfg.vocabSize * cfg.hiddenSize + cfg.hiddenSize)
+}
+
+/** Runs this script in a child process, echoes and returns its JSON lines. */
+function child (extra: string[]): Array<{ metric: string, value: number }> {
+  const out = execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...extra,
+    '--decode-tokens', String(decodeTokens), '--prefill-tokens', String(prefillTokens)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  process.stdout.write(out)
+  return out.trim().split('\n').filter(Boolean).map(l => JSON.parse(l))
+}
+
+async function measureModel (dir: string, name: string): Promise<void> {
+  const t0 = performance.now()
+  const model = await LocalModel.load(Checkpoint.open(dir))
+  emit({ model: name, metric: 'load_seconds', value: (performance.now() - t0) / 1000, unit: 's' })
+  const V = model.parts.config.vocabSize
+  const ids = (n: number, salt: number): number[] => Array.from({ length: n }, (_, i) => 3 + ((i * 7919 + salt) % (V - 3)))
+
+  await model.newSession().forward(ids(8, 0)) // warm-up
+  const prefill: number[] = []
+  for (let r = 0; r < 3; r++) {
+    const t = performance.now()
+    await model.newSession().forward(ids(prefillTokens, r))
+    prefill.push(prefillTokens / ((performance.now() - t) / 1000))
+  }
+  emit({ model: name, metric: 'prefill_tokens_per_second', value: median(prefill), unit: 'tokens/s', config: { tokens: prefillTokens } })
+
+  for (const ctx of [16, 256]) {
+    const seq = model.newSession()
+    await seq.forward(ids(ctx, 1))
+    await seq.forward(ids(2, 2)) // warm-up at this context
+    const times: number[] = []
+    for (let i = 0; i < decodeTokens; i++) {
+      const t = performance.now()
+      await seq.forward(ids(1, i)) // embedding + every block + LM head, one token
+      times.push(performance.now() - t)
+    }
+    emit({ model: name, metric: `decode_ms_per_token_ctx${ctx}`, value: median(times), unit: 'ms', config: { tokens: decodeTokens } })
+  }
+  emit({ model: name, metric: 'peak_rss_mb', value: process.resourceUsage().maxRSS / 1024, unit: 'MiB' })
+  await model.release()
+}
+
+/** RSS once blocks [a, b) are loaded the way a server loads them, less the process's RSS before. */
+async function measureSpanRss (dir: string, blocks: string, name: string): Promise<void> {
+  const [a, b] = blocks.split(':').map(Number) as [number, number]
+  const before = process.memoryUsage().rss
+  const runner = await SpanRunner.load(Checkpoint.open(dir), a, b)
+  globalThis.gc?.()
+  const after = process.memoryUsage().rss
+  emit({ model: name, metric: `span_rss_mb_blocks_${a}_${b}`, value: (after - before) / 2 ** 20, unit: 'MiB' })
+  await runner.release()
+}
+

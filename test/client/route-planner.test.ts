@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest'
+import { NoRouteError, planRoute, uncoveredBlocks, type ServerCandidate } from '../../client/routing/route-planner.js'
+
+const server = (peerId: string, start: number, end: number, extra: Partial<ServerCandidate> = {}): ServerCandidate =>
+  ({ peerId, start, end, rttMs: 1, blocksPerSecond: 1000, hasCacheRoom: true, ...extra })
+
+describe('planRoute', () => {
+  it('chains disjoint spans in order', () => {
+    const route = planRoute([server('c', 4, 5), server('a', 0, 2), server('b', 2, 4)], 0, 5)
+    expect(route).toEqual([{ peerId: 'a', start: 0, end: 2 }, { peerId: 'b', start: 2, end: 4 }, { peerId: 'c', start: 4, end: 5 }])
+  })
+
+  it('prefers one server over two hops when both cover', () => {
+    const route = planRoute([server('a', 0, 3), server('b', 3, 5), server('big', 0, 5)], 0, 5)
+    expect(route).toEqual([{ peerId: 'big', start: 0, end: 5 }])
+  })
+
+  it('uses a sub-span of an overlapping server', () => {
+    const route = planRoute([server('a', 0, 2), server('b', 1, 4, { blocksPerSecond: 100 }), server('c', 4, 5)], 0, 5)
+    expect(route).toEqual([{ peerId: 'a', start: 0, end: 2 }, { peerId: 'b', start: 2, end: 4 }, { peerId: 'c', start: 4, end: 5 }])
+  })
+
+  it('avoids a slow server when a faster path exists', () => {
+    const route = planRoute([server('slow', 0, 4, { blocksPerSecond: 1 }), server('a', 0, 2), server('b', 2, 4)], 0, 4)
+    expect(route.map(h => h.peerId)).toEqual(['a', 'b'])
+  })
+
+  it('uses a full server only when nothing else covers', () => {
+    expect(planRoute([server('full', 0, 2, { hasCacheRoom: false }), server('ok', 0, 2, { rttMs: 100 })], 0, 2)[0]?.peerId).toBe('ok')
+    expect(planRoute([server('full', 0, 2, { hasCacheRoom: false })], 0, 2)[0]?.peerId).toBe('full')
+  })
+
+  it('plans a part of the model (failover of a broken span)', () => {
+    expect(planRoute([server('a', 0, 5)], 2, 4)).toEqual([{ peerId: 'a', start: 2, end: 4 }])
+  })
+
+  it('names the uncovered blocks when there is no route', () => {
+    const servers = [server('a', 0, 2), server('b', 3, 5)]
+    expect(() => planRoute(servers, 0, 5)).toThrow(NoRouteError)
+    expect(() => planRoute(servers, 0, 5)).toThrow(/block 2/)
+    expect(uncoveredBlocks(servers, 0, 6)).toEqual([2, 5])
+  })
+})

@@ -1,0 +1,95 @@
+import type { Checkpoint } from '../../model/checkpoint.js'
+
+/**
+ * A plain float64 Llama forward pass, written straight from the Hugging Face modelling
+ * code with no cache and no ONNX: the independent reference for checkpoints that have no
+ * reference.json (e.g. a BF16 sharded one written by our own script).
+ * ids (T) -> logits (T, V)
+ */
+export function referenceLogits (ckpt: Checkpoint, ids: readonly number[]): Float64Array[] {
+  const cfg = ckpt.config
+  const { hiddenSize: C, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V } = cfg
+  const T = ids.length
+  const client = ckpt.readClientWeights()
+  let x: Float64Array[] = ids.map(id => Float64Array.from(client.embedding.subarray(id * C, (id + 1) * C))) // (T, C)
+
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const w = ckpt.readBlock(l)
+    const xn = x.map(row => rmsNorm(row, w.inputNorm, cfg.rmsNormEps))
+    const q = xn.map(row => linear(w.q, row, H * D)) // (T, H*D)
+    const k = xn.map(row => linear(w.k, row, Hkv * D))
+    const v = xn.map(row => linear(w.v, row, Hkv * D))
+    q.forEach((row, t) => { rope(row, H, D, t, cfg.ropeTheta) })
+    k.forEach((row, t) => { rope(row, Hkv, D, t, cfg.ropeTheta) })
+    const attn = x.map(() => new Float64Array(H * D))
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / (H / Hkv))
+      for (let t = 0; t < T; t++) {
+        const scores = new Float64Array(t + 1)
+        for (let s = 0; s <= t; s++) {
+          let dot = 0
+          for (let d = 0; d < D; d++) dot += (q[t] as Float64Array)[h * D + d]! * (k[s] as Float64Array)[kvh * D + d]!
+          scores[s] = dot / Math.sqrt(D)
+        }
+        const p = softmax(scores)
+        for (let s = 0; s <= t; s++) {
+          for (let d = 0; d < D; d++) (attn[t] as Float64Array)[h * D + d]! += p[s]! * (v[s] as Float64Array)[kvh * D + d]!
+        }
+      }
+    }
+    x = x.map((row, t) => add(row, linear(w.o, attn[t] as Float64Array, C)))
+    x = x.map(row => {
+      const n = rmsNorm(row, w.postNorm, cfg.rmsNormEps)
+      const g = linear(w.gate, n, F)
+      const u = linear(w.up, n, F)
+      const a = g.map((gv, i) => gv / (1 + Math.exp(-gv)) * u[i]!)
+      return add(row, linear(w.down, a, C))
+    })
+  }
+  return x.map(row => linear(client.lmHead, rmsNorm(row, client.finalNorm, cfg.rmsNormEps), V))
+}
+
+/** W (out, in) @ x (in) -> (out) */
+function linear (w: Float32Array, x: Float64Array, out: number): Float64Array {
+  const n = x.length
+  const y = new Float64Array(out)
+  for (let o = 0; o < out; o++) {
+    let acc = 0
+    for (let i = 0; i < n; i++) acc += w[o * n + i]! * x[i]!
+    y[o] = acc
+  }
+  return y
+}
+
+function rmsNorm (x: Float64Array, w: Float32Array, eps: number): Float64Array {
+  let ms = 0
+  for (const v of x) ms += v * v
+  const scale = 1 / Math.sqrt(ms / x.length + eps)
+  return x.map((v, i) => v * scale * w[i]!)
+}
+
+/** rotate-half RoPE in place on (N heads, D) */
+function rope (row: Float64Array, N: number, D: number, pos: number, theta: number): void {
+  const half = D / 2
+  for (let h = 0; h < N; h++) {
+    for (let i = 0; i < half; i++) {
+      const angle = pos / Math.pow(theta, (2 * i) / D)
+      const [c, s] = [Math.cos(angle), Math.sin(angle)]
+      const a = row[h * D + i]!
+      const b = row[h * D + i + half]!
+      row[h * D + i] = a * c - b * s
+      row[h * D + i + half] = b * c + a * s
+    }
+  }
+}
+
+function softmax (x: Float64Array): Float64Array {
+  const m = Math.max(...x)
+  const e = x.map(v => Math.exp(v - m))
+  const sum = e.reduce((a, b) => a + b, 0)
+  return e.map(v => v / sum)
+}
+
+function add (a: Float64Array, b: Float64Array): Float64Array {
+  return a.map((v, i) => v + b[i]!)
+}
