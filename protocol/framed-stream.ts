@@ -22,8 +22,9 @@ export interface ByteStream {
   onDrain: (options?: AbortOptions) => Promise<void>
   close: (options?: AbortOptions) => Promise<void>
   abort: (err: Error) => void
-  addEventListener: (type: string, listener: (evt: Event) => void) => void
-  removeEventListener: (type: string, listener: (evt: Event) => void) => void
+  addEventListener(type: 'message', listener: (evt: { data: Chunk }) => void): void
+  addEventListener(type: 'close', listener: (evt: { error?: Error }) => void): void
+  addEventListener(type: 'remoteCloseWrite', listener: () => void): void
 }
 
 /** Options of a FramedStream. */
@@ -67,11 +68,13 @@ export class FramedStream implements AsyncIterable<unknown> {
     this.#init = init
     this.#limits = resolveLimits(init.limits)
     this.#decoder = new FrameDecoder(this.#limits)
-    stream.addEventListener('message', (evt) => { this.#onMessage((evt as Event & { data: Chunk }).data) })
-    stream.addEventListener('remoteCloseWrite', () => { this.#onRemoteEnd() })
+    stream.addEventListener('message', (evt) => { this.#onMessage(evt.data) })
+    // a muxer may flag the end on the frame that carries the last data and deliver that data
+    // right after the event: look at the end once the current delivery is done
+    stream.addEventListener('remoteCloseWrite', () => { queueMicrotask(() => { this.#onRemoteEnd() }) })
     this.#closed = new Promise((resolve) => {
       stream.addEventListener('close', (evt) => {
-        const error = (evt as Event & { error?: Error }).error
+        const error = evt.error
         clearTimeout(this.#graceTimer)
         if (error !== undefined) this.#finish(error)
         else this.#onRemoteEnd()
@@ -172,11 +175,12 @@ export class FramedStream implements AsyncIterable<unknown> {
       waiter.resolve({ done: false, value: frame })
       return
     }
-    this.#queue.push(frame)
     const max = this.#init.maxQueuedFrames ?? 1024
-    if (this.#queue.length > max) {
+    if (this.#queue.length >= max) {
       this.#protocolError(new TooLargeError(`Cannot queue more than ${max} unread frames`))
+      return
     }
+    this.#queue.push(frame)
   }
 
   #onRemoteEnd (): void {

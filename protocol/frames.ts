@@ -73,13 +73,18 @@ export function encodeFrame (message: unknown, limits: Pick<Limits, 'maxFrameByt
   return packed.subarray(offset)
 }
 
-/** Decodes one msgpack body; BAD_MESSAGE when it is not exactly one valid value. */
-export function decodeFrameBody (body: Uint8Array): unknown {
+/** Decodes one msgpack body; BAD_MESSAGE unless it is exactly one msgpack map. */
+export function decodeFrameBody (body: Uint8Array): Record<string, unknown> {
+  let value: unknown
   try {
-    return unpackr.unpack(body)
+    value = unpackr.unpack(body)
   } catch (err) {
     throw new BadMessageError(`Cannot decode frame of ${body.byteLength} bytes: ${(err as Error).message}`, { cause: err })
   }
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) {
+    throw new BadMessageError(`Invalid frame: expected a msgpack map, got ${Array.isArray(value) ? 'an array' : typeof value}`)
+  }
+  return value as Record<string, unknown>
 }
 
 /** A chunk as delivered by a stream: bytes, or a list of byte chunks (Uint8ArrayList). */
@@ -93,7 +98,7 @@ function* chunkParts (chunk: Chunk): Iterable<Uint8Array> {
 
 /**
  * Incremental frame decoder. push() takes chunks in arrival order and returns
- * the messages they complete. A frame's declared length is checked against
+ * the messages (msgpack maps, still unvalidated) they complete. A frame's declared length is checked against
  * maxFrameBytes before its body is buffered (TOO_LARGE); a bad varint, an
  * empty frame or undecodable msgpack is BAD_MESSAGE. After an error the
  * decoder is failed and rethrows it.

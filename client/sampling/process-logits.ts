@@ -1,3 +1,4 @@
+import { applyTopP } from './apply-top-p.js'
 import { argmax, type VocabRow } from './argmax.js'
 
 /** How a row of logits becomes the distribution a token is drawn from (Hugging Face semantics). */
@@ -119,39 +120,4 @@ function kthLargest (values: Float64Array, k: number): number {
     }
   }
   return heap[0] as number
-}
-
-/**
- * Top-p (nucleus) filter in place, as Hugging Face's TopPLogitsWarper: walking tokens from the least
- * likely up, drop each while the cumulative mass stays <= 1 - topP; never the most likely one.
- * The result is renormalized.
- *
- * Tokens with p < (1 - topP) / V are dropped without sorting: all tokens at or below them in the
- * order sum to at most V * (1 - topP) / V.
- */
-function applyTopP (probs: Float64Array, topP: number): void {
-  const V = probs.length
-  const cut = 1 - topP
-  const floor = cut / V
-  let cumulative = 0
-  const candidates: number[] = []
-  for (let i = 0; i < V; i++) {
-    const p = probs[i] as number
-    if (p < floor) {
-      cumulative += p
-      probs[i] = 0
-    } else {
-      candidates.push(i)
-    }
-  }
-  candidates.sort((a, b) => (probs[a] as number) - (probs[b] as number) || b - a)
-  for (let j = 0; j < candidates.length - 1; j++) {
-    const i = candidates[j] as number
-    cumulative += probs[i] as number
-    if (cumulative > cut) break
-    probs[i] = 0
-  }
-  let sum = 0
-  for (const p of probs) sum += p
-  for (let i = 0; i < V; i++) probs[i] = (probs[i] as number) / sum
 }

@@ -29,7 +29,8 @@ const WINDOW = 6
  *
  * Known difference: when a byte sequence that was complete continues with bytes that make the whole
  * run invalid UTF-8, the one-shot decode shows U+FFFD for every byte of the run, while the stream has
- * already shown the complete characters.
+ * already shown the complete characters. A decoder `Strip` with `stop > 0` (trailing strip, unused by
+ * Llama checkpoints) is not held back either.
  */
 export class IncrementalDecoder {
   readonly #tokenizer: Tokenizer

@@ -41,9 +41,13 @@ export class Tokenizer {
   readonly #normalizedMatcher: AddedTokenMatcher
   /** V: one past the largest id of the model vocabulary and the added tokens. */
   readonly vocabSize: number
+  /** tokenizer_config.json's `bos_token`, else the first id the post-processor puts in front. */
   readonly bosTokenId: number | undefined
+  /** tokenizer_config.json's `eos_token`. Generation stops on generation_config.json's list instead. */
   readonly eosTokenId: number | undefined
+  /** tokenizer_config.json's `unk_token`, else the BPE model's. */
   readonly unkTokenId: number | undefined
+  /** tokenizer_config.json's `pad_token`. */
   readonly padTokenId: number | undefined
   /** Whether `decode` applies transformers' `clean_up_tokenization_spaces`. */
   readonly cleanUpTokenizationSpaces: boolean

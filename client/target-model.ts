@@ -1,0 +1,46 @@
+/**
+ * The target model of one sequence, as generation and speculative decoding see it:
+ * a chain of runs, each feeding tokens at consecutive positions and getting logits back.
+ *
+ * Position-addressed: a run that starts at position p makes every holder of the sequence's
+ * KV caches forget positions >= p first, so rolling back a rejected speculation is just
+ * submitting the next run from the first wrong position. Runs in flight form one chain:
+ * each starts where the previous one ends, or earlier after a cancellation.
+ */
+export interface TargetModel {
+  readonly vocabSize: number
+  /** Starts a run of `ids` at positions position..position+T-1; its logits arrive later. */
+  submit (ids: readonly number[], position: number): PendingRun
+  /**
+   * Cancels runs that have not finished, everywhere they may be queued; their `logits`
+   * reject with a CancelledError (code CANCELLED). Finished runs are unaffected.
+   */
+  cancel (runIds: readonly number[]): void
+  /** Counters for stats: runs sent, cancelled, failovers, route. */
+  stats (): TargetStats
+  close (): Promise<void>
+}
+
+export interface PendingRun {
+  readonly runId: number
+  readonly position: number
+  readonly length: number
+  /** (T, V): one row of logits per position of the run. */
+  readonly logits: Promise<Float32Array[]>
+}
+
+export interface TargetStats {
+  runsSent: number
+  runsCancelled: number
+  failovers: number
+  /** Human-readable route, e.g. "12D3…a1[0,2) -> 12D3…b2[2,5)"; "local" for a LocalTarget. */
+  route: string
+  /** Runs each server reports it computed, by peer id (swarm only). */
+  serverRunsComputed?: Record<string, number>
+  [key: string]: unknown
+}
+
+/** Convenience: one run, awaited. */
+export async function forwardOnce (target: TargetModel, ids: readonly number[], position: number): Promise<Float32Array[]> {
+  return await target.submit(ids, position).logits
+}

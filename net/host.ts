@@ -1,0 +1,70 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import type { PrivateKey } from '@libp2p/interface'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { ping, type Ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { DHT_PROTOCOL } from '../protocol/ids.js'
+
+export type PetalServices = {
+  identify: unknown
+  ping: Ping
+  dht: KadDHT
+}
+
+export type PetalHost = Libp2p<PetalServices>
+
+export interface PetalHostInit {
+  /** Persistent identity; a fresh one when absent. */
+  privateKey?: PrivateKey
+  /** Multiaddrs to listen on; default one TCP port on 127.0.0.1 chosen by the OS. */
+  listen?: string[]
+  /** Multiaddrs (with /p2p/<id>) of any nodes already in the swarm. */
+  bootstrap?: string[]
+  /**
+   * Servers answer DHT queries; pure clients only ask. Set explicitly: left to itself, a
+   * node without a public address never becomes a DHT server (js-libp2p #3180).
+   */
+  dhtServer: boolean
+  /** Abort dialing the bootstrap nodes after this long, ms. Default 10 s. */
+  dialTimeoutMs?: number
+}
+
+/**
+ * A libp2p node as every Petal peer runs it: TCP, noise, yamux, identify, ping, and a
+ * Kademlia DHT under Petal's own protocol id that keeps loopback and LAN addresses
+ * (`passthroughMapper`), so a swarm on one machine or a LAN works.
+ */
+export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> {
+  const node = await createLibp2p({
+    ...(init.privateKey !== undefined ? { privateKey: init.privateKey } : {}),
+    addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper })
+    }
+  })
+  const bootstrap = init.bootstrap ?? []
+  const results = await Promise.allSettled(bootstrap.map(async addr =>
+    await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(init.dialTimeoutMs ?? 10_000) })))
+  if (bootstrap.length > 0 && results.every(r => r.status === 'rejected')) {
+    await node.stop()
+    const reason = (results[0] as PromiseRejectedResult).reason as Error
+    throw new Error(`Cannot join the swarm: no bootstrap node answered (${bootstrap.join(', ')}): ${reason.message}`, { cause: reason })
+  }
+  return node
+}
+
+/** The node's first full address, with /p2p/<peer id>. */
+export function fullAddress (node: PetalHost): string {
+  const addr = node.getMultiaddrs()[0]
+  if (addr === undefined) throw new Error('The node listens on no address')
+  return addr.toString()
+}
