@@ -1,7 +1,7 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights } from '../weights.js'
 import type { GraphBuilder } from './graph-builder.js'
-import { packTransposed } from './pack-weights.js'
+import { concatRows, emitBatchTime, emitLinear } from './linear.js'
 
 /** Values shared by every block of one graph: rotary tables and the causal mask. */
 export interface BlockContext {
@@ -61,8 +61,9 @@ export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeigh
 
   // --- attention ---
   const xNorm = rmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps) // (B,T,C)
-  const wQkv = g.floats('w_qkv', packTransposed([w.q, w.k, w.v], C), [C, (H + 2 * Hkv) * D])
-  const qkv = g.op('MatMul', [xNorm, wQkv]) // (B,T,(H+2Hkv)*D)
+  const bt = emitBatchTime(g, io.hidden)
+  const wQkv = g.floats('w_qkv', concatRows([w.q, w.k, w.v]), [(H + 2 * Hkv) * D, C])
+  const qkv = emitLinear(g, xNorm, bt, wQkv, C, (H + 2 * Hkv) * D) // (B,T,(H+2Hkv)*D)
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
   const qRot = applyRotary(g, ctx, g.op('Reshape', [q, g.ints([0, 0, H, D])]), D / 2) // (B,T,H,D)
   const newKey = applyRotary(g, ctx, g.op('Reshape', [k, g.ints([0, 0, Hkv, D])]), D / 2) // (B,T,Hkv,D)
@@ -86,14 +87,14 @@ export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeigh
   const vT = g.op('Unsqueeze', [g.op('Transpose', [values], { perm: [0, 2, 1, 3] }), g.ints([2])]) // (B,Hkv,1,S,D)
   const attn = g.op('MatMul', [probs, vT]) // (B,Hkv,G,T,D)
   const heads = g.op('Transpose', [g.op('Reshape', [attn, g.ints([0, H, -1, D])])], { perm: [0, 2, 1, 3] }) // (B,T,H,D)
-  const attnOut = g.op('MatMul', [g.op('Reshape', [heads, g.ints([0, 0, H * D])]), g.floats('w_o', packTransposed([w.o], H * D), [H * D, C])])
+  const attnOut = emitLinear(g, heads, bt, g.floats('w_o', w.o, [C, H * D]), H * D, C) // (B,T,C)
   const afterAttn = g.op('Add', [io.hidden, attnOut]) // (B,T,C)
 
   // --- MLP: down(silu(gate(x)) * up(x)) ---
   const mNorm = rmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps)
-  const wGateUp = g.floats('w_gate_up', packTransposed([w.gate, w.up], C), [C, 2 * F])
-  const [gate, up] = g.opN('Split', [g.op('MatMul', [mNorm, wGateUp]), g.ints([F, F])], 2, { axis: -1 }) as [string, string]
+  const wGateUp = g.floats('w_gate_up', concatRows([w.gate, w.up]), [2 * F, C])
+  const [gate, up] = g.opN('Split', [emitLinear(g, mNorm, bt, wGateUp, C, 2 * F), g.ints([F, F])], 2, { axis: -1 }) as [string, string]
   const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]) // (B,T,F)
-  const mlpOut = g.op('MatMul', [act, g.floats('w_down', packTransposed([w.down], F), [F, C])])
+  const mlpOut = emitLinear(g, act, bt, g.floats('w_down', w.down, [C, F]), F, C)
   return { hidden: g.op('Add', [afterAttn, mlpOut]), newKey, newValue }
 }

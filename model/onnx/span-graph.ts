@@ -2,7 +2,7 @@ import type { LlamaConfig } from '../config.js'
 import type { BlockWeights, ClientWeights } from '../weights.js'
 import { GraphBuilder } from './graph-builder.js'
 import { emitLlamaBlock, emitRotary } from './llama-block.js'
-import { packTransposed } from './pack-weights.js'
+import { emitBatchTime, emitLinear } from './linear.js'
 
 /** Graph input/output names of a span; index by absolute block number. */
 export const spanNames = {
@@ -49,7 +49,7 @@ export function buildHeadGraph (cfg: LlamaConfig, w: Pick<ClientWeights, 'finalN
   const g = new GraphBuilder()
   const hidden = g.input('hidden', 'float32', ['B', 'T', C])
   const norm = g.op('SimplifiedLayerNormalization', [hidden, g.floats('norm_w', w.finalNorm, [C])], { axis: -1, epsilon: { float: cfg.rmsNormEps }, stash_type: 1 })
-  const logits = g.op('MatMul', [norm, g.floats('lm_head', packTransposed([w.lmHead], C), [C, V])])
+  const logits = emitLinear(g, norm, emitBatchTime(g, hidden), g.floats('lm_head', w.lmHead, [V, C]), C, V)
   g.rename(logits, 'logits')
   g.output('logits', 'float32', ['B', 'T', V])
   return g.build('llama_head')
