@@ -1,6 +1,10 @@
 import { Command } from 'commander'
 import { exitWithError } from './cli-error.js'
+import { demoCommand } from './demo-command.js'
 import { forwardCommand } from './forward-command.js'
+import { generateCommand } from './generate-command.js'
+import { serveCommand } from './serve-command.js'
+import { statusCommand } from './status-command.js'
 
 const verbose = process.argv.includes('--verbose')
 
@@ -11,7 +15,11 @@ const program = new Command('petal-node')
   .configureOutput({ outputError: (text, write) => { write(`petal-node: ${text.replace(/^error: /, '')}`) } })
   .exitOverride(err => { process.exit(err.exitCode) })
 
+demoCommand(program)
+generateCommand(program)
 forwardCommand(program)
+serveCommand(program)
+statusCommand(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -16,9 +16,21 @@ export interface ComputeTask {
 export class ComputeQueue {
   readonly #queue: ComputeTask[] = []
   #running: { task: ComputeTask, abort: AbortController } | undefined
+  #idleWaiters: Array<() => void> = []
 
+  /** Tasks waiting to start (not counting the running one). */
   get length (): number { return this.#queue.length }
 
+  /** True while a task runs or waits. */
+  get busy (): boolean { return this.#running !== undefined || this.#queue.length > 0 }
+
+  /** Resolves once no task runs or waits (at once when idle already). */
+  async whenIdle (): Promise<void> {
+    if (!this.busy) return
+    await new Promise<void>(resolve => { this.#idleWaiters.push(resolve) })
+  }
+
+  /** Queues a task; it starts at once when nothing runs. */
   push (task: ComputeTask): void {
     this.#queue.push(task)
     this.#pump()
@@ -45,7 +57,12 @@ export class ComputeQueue {
   #pump (): void {
     if (this.#running !== undefined) return
     const task = this.#queue.shift()
-    if (task === undefined) return
+    if (task === undefined) {
+      const waiters = this.#idleWaiters
+      this.#idleWaiters = []
+      for (const resolve of waiters) resolve()
+      return
+    }
     const abort = new AbortController()
     this.#running = { task, abort }
     // Tasks report their own errors; the queue only keeps going.

@@ -4,8 +4,10 @@ import type { SpanRunner } from '../model/span-runner.js'
 import {
   CacheLimitError, DrainingError, GapError, PetalError, SessionLimitError, UnknownSessionError, WrongSpanError
 } from '../protocol/errors.js'
+import type { ServerMetrics } from '../protocol/server-info.js'
 import { ComputeQueue } from './compute-queue.js'
 
+/** Options of a SessionManager. */
 export interface SessionManagerInit {
   modelId: string
   runner: SpanRunner
@@ -64,8 +66,23 @@ export class SessionManager {
     this.#init = init
   }
 
+  /** Sessions open now. */
   get openSessions (): number { return this.#sessions.size }
+  /** Runs waiting to start, all sessions together. */
   get queuedRuns (): number { return this.#queue.length }
+  /** True while a run computes or waits. */
+  get busy (): boolean { return this.#queue.busy }
+
+  /** The counters as ServerInfo reports them. */
+  get metrics (): ServerMetrics {
+    const c = this.counters
+    return { runsComputed: c.computed, runsDroppedBeforeStart: c.droppedBeforeStart, runsAbortedMidRun: c.abortedMidRun, runsDroppedLate: c.droppedLate }
+  }
+
+  /** Resolves once no run computes or waits. */
+  async whenIdle (): Promise<void> {
+    await this.#queue.whenIdle()
+  }
 
   /** Cache positions not yet reserved by open sessions. */
   get freeCacheTokens (): number {
@@ -74,6 +91,10 @@ export class SessionManager {
     return Math.max(0, this.#init.cacheTokens - used)
   }
 
+  /**
+   * Opens a session over blocks [start, end) with `maxTokens` cache positions reserved.
+   * Throws DRAINING, WRONG_SPAN (model id or span), SESSION_LIMIT or CACHE_LIMIT.
+   */
   open (modelId: string, start: number, end: number, maxTokens: number): ServerSession {
     const { runner } = this.#init
     if (this.#draining) throw new DrainingError('Cannot open a session: the server is draining')
@@ -86,12 +107,14 @@ export class SessionManager {
     return session
   }
 
+  /** The open session `sessionId`; UNKNOWN_SESSION when there is none. */
   get (sessionId: string): ServerSession {
     const s = this.#sessions.get(sessionId)
     if (s === undefined) throw new UnknownSessionError(`No session ${sessionId} on this server`)
     return s
   }
 
+  /** Closes a session: drops its queued runs, stops its running one, frees its cache. */
   close (sessionId: string): void {
     const s = this.#sessions.get(sessionId)
     if (s === undefined) return
@@ -129,6 +152,10 @@ export class SessionManager {
         const began = performance.now()
         try {
           const out = await this.#init.runner.forward(hidden, session.cache, start, { signal })
+          if (signal.aborted) { // cancelled while its last block ran: a cancelled run sends no result
+            this.counters.abortedMidRun++
+            return
+          }
           this.counters.computed++
           onDone(undefined, { runId, start, hidden: out, computeMs: performance.now() - began, queuedMs: began - enqueuedAt })
         } catch (err) {

@@ -52,6 +52,23 @@ export interface ServerInfo {
   blockHashes: string[]
   /** When this info was produced, ms since the Unix epoch. */
   updatedAt: number
+  /** Run counters since the server started (optional: older servers omit them). */
+  metrics?: ServerMetrics
+}
+
+/**
+ * What a server did with the runs it was sent, since it started. Early
+ * cancellation shows as runsDroppedBeforeStart (never computed).
+ */
+export interface ServerMetrics {
+  /** Runs computed to the end. */
+  runsComputed: number
+  /** Runs cancelled while queued: never computed. */
+  runsDroppedBeforeStart: number
+  /** Runs cancelled while computing: stopped between blocks. */
+  runsAbortedMidRun: number
+  /** Runs that arrived after their cancel: dropped on arrival. */
+  runsDroppedLate: number
 }
 
 /** Request for a ServerInfo. The reply is one frame: a ServerInfo, or an error frame (type 'error'). */
@@ -65,6 +82,17 @@ const SHA256_HEX = /^[0-9a-f]{64}$/
 export function parseInfoRequest (value: unknown): InfoRequest {
   expectType(expectFields(value, 'info'), 'info', 'info')
   return { type: 'info' }
+}
+
+/** Parses a ServerMetrics record. */
+export function parseServerMetrics (value: unknown, what = 'metrics'): ServerMetrics {
+  const obj = expectFields(value, what)
+  return {
+    runsComputed: readInt(obj, 'runsComputed', what),
+    runsDroppedBeforeStart: readInt(obj, 'runsDroppedBeforeStart', what),
+    runsAbortedMidRun: readInt(obj, 'runsAbortedMidRun', what),
+    runsDroppedLate: readInt(obj, 'runsDroppedLate', what)
+  }
 }
 
 /** Parses a Throughput record. */
@@ -109,5 +137,6 @@ export function parseServerInfo (value: unknown): ServerInfo {
   }
   const rttHint = readOptNumber(obj, 'rttHint', what)
   if (rttHint !== undefined) info.rttHint = rttHint
+  if (obj['metrics'] != null) info.metrics = parseServerMetrics(obj['metrics'], `${what}.metrics`)
   return info
 }

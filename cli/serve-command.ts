@@ -1,0 +1,136 @@
+import type { Command } from 'commander'
+import type { Logger } from 'pino'
+import type { Device } from '../model/ort-session.js'
+import { loadOrCreateIdentity } from '../node/identity.js'
+import { PetalServer, type PetalServerInit } from '../node/server.js'
+import { UsageError } from './cli-error.js'
+import { createCliLogger } from './logger.js'
+import { parseNumber } from './options.js'
+import { loadProgress } from './progress.js'
+
+/** Flags of `petal-node serve`, as commander hands them over. */
+interface ServeFlags {
+  model: string
+  blocks?: string
+  numBlocks?: number
+  listen?: string[]
+  bootstrap?: string[]
+  device: string
+  maxSessions: number
+  cacheTokens: number
+  identity?: string
+  modelId?: string
+  announceInterval: number
+  linkLatencyMs: number
+}
+
+const DEVICES: readonly Device[] = ['cpu', 'webgpu', 'cuda']
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, ' ')
+
+/** `petal-node serve`: serve a span of a model's blocks to the swarm until SIGINT/SIGTERM. */
+export function serveCommand (program: Command): void {
+  program.command('serve')
+    .description('serve a span of a model\'s blocks to the swarm (until SIGINT/SIGTERM, which drains and exits)')
+    .requiredOption('--model <dir>', 'Hugging Face checkpoint folder (config.json + safetensors)')
+    .option('--blocks <A:B>', 'serve blocks A..B-1, e.g. 0:8')
+    .option('--num-blocks <n>', 'serve n blocks where the swarm covers the model worst', parseNumber('--num-blocks', { integer: true, min: 1 }))
+    .option('--listen <multiaddr>', 'address to listen on (repeatable; default /ip4/0.0.0.0/tcp/0)', collect)
+    .option('--bootstrap <multiaddr>', 'address (with /p2p/<id>) of any swarm node (repeatable)', collect)
+    .option('--device <device>', 'cpu, webgpu or cuda (falls back to cpu when unavailable)', 'cpu')
+    .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)
+    .option('--cache-tokens <n>', 'KV cache positions all sessions together may reserve', parseNumber('--cache-tokens', { integer: true, min: 1 }), 16384)
+    .option('--identity <file>', 'private key file: created on first run, keeps the peer id across restarts')
+    .option('--model-id <id>', 'model id announced in the DHT (default: the checkpoint folder name)')
+    .option('--announce-interval <seconds>', 'seconds between DHT announcements', parseNumber('--announce-interval', { min: 1 }), 120)
+    .option('--link-latency-ms <ms>', 'delay every frame this server sends by this one-way latency (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }), 0)
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: (text, write) => { write(`petal-node: ${oneLine(text.replace(/^error: /, ''))} (see petal-node serve --help)\n`) } })
+    .addHelpText('after', `
+Give exactly one of --blocks and --num-blocks. Logs are JSON lines on stderr.
+When ready, prints one line on stdout:
+  ready <multiaddr>/p2p/<peer id> blocks [A,B) of <model id>
+
+Examples:
+  petal-node serve --model models/stories260k --blocks 0:3 --listen /ip4/0.0.0.0/tcp/31330 --identity ~/.petal/key
+  petal-node serve --model models/stories260k --num-blocks 2 --bootstrap /ip4/10.0.0.5/tcp/31330/p2p/12D3KooW...`)
+    .action(async (flags: ServeFlags, cmd: Command) => {
+      const verbose = cmd.optsWithGlobals<{ verbose?: boolean }>().verbose === true
+      const log = createCliLogger(verbose ? 'debug' : 'info')
+      const init = await serverInit(flags)
+      init.logger = log
+      await runServer(init, log)
+    })
+}
+
+/** Checks the flags and turns them into PetalServer options; UsageError on a bad combination. */
+async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
+  if ((flags.blocks === undefined) === (flags.numBlocks === undefined)) {
+    throw new UsageError('give exactly one of --blocks A:B and --num-blocks N')
+  }
+  if (!(DEVICES as readonly string[]).includes(flags.device)) {
+    throw new UsageError(`--device must be one of ${DEVICES.join(', ')}: current value is "${flags.device}"`)
+  }
+  const init: PetalServerInit = {
+    modelDir: flags.model,
+    listen: flags.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+    bootstrap: flags.bootstrap ?? [],
+    device: flags.device as Device,
+    maxSessions: flags.maxSessions,
+    cacheTokens: flags.cacheTokens,
+    announceIntervalMs: flags.announceInterval * 1000,
+    linkLatencyMs: flags.linkLatencyMs
+  }
+  if (flags.blocks !== undefined) init.blocks = parseSpan(flags.blocks)
+  if (flags.numBlocks !== undefined) init.numBlocks = flags.numBlocks
+  if (flags.modelId !== undefined) init.modelId = flags.modelId
+  if (flags.identity !== undefined) init.privateKey = await loadOrCreateIdentity(flags.identity)
+  return init
+}
+
+/** "A:B" -> { start: A, end: B } with 0 <= A < B. */
+function parseSpan (text: string): { start: number, end: number } {
+  const m = /^(\d+):(\d+)$/.exec(text.trim())
+  const start = Number(m?.[1])
+  const end = Number(m?.[2])
+  if (m === null || !(start < end)) throw new UsageError(`--blocks must be A:B with 0 <= A < B, e.g. 0:8: current value is "${text}"`)
+  return { start, end }
+}
+
+/** Starts the server, prints the ready line, and drains on SIGINT/SIGTERM (exit 0; a second signal exits at once). */
+async function runServer (init: PetalServerInit, log: Logger): Promise<void> {
+  let bar: ReturnType<typeof loadProgress> | undefined
+  const server = new PetalServer({
+    ...init,
+    onProgress: (done, total) => {
+      bar ??= loadProgress(`loading ${init.modelDir}`, total)
+      bar.update(done, total)
+    }
+  })
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal }, 'draining')
+    server.stop().then(() => { process.exit(0) }, (err: unknown) => {
+      log.error({ err }, 'error while stopping')
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
+    await server.start()
+  } catch (err) {
+    if (stopping) return // stopped while starting: onSignal exits
+    throw err
+  } finally {
+    bar?.stop()
+  }
+  if (init.privateKey === undefined) log.info('no --identity: this peer id lasts for this run only')
+  const { start, end } = server.span
+  process.stdout.write(`ready ${server.address} blocks [${start},${end}) of ${server.modelId}\n`)
+}

@@ -1,0 +1,236 @@
+import type { Sampler } from '../sampling/index.js'
+import type { PendingRun, TargetModel } from '../target-model.js'
+import { abortable } from './abortable.js'
+import { DecodeRecorder, type DecodeMode, type DecodeStats, type DecodeStopReason } from './decode-stats.js'
+import type { DraftToken, Drafter } from './drafter.js'
+import { keyedRandom } from './keyed-random.js'
+import { SpeculationController, type SpeculationPlan } from './speculation-controller.js'
+import { verifyToken } from './verify-token.js'
+
+/** Validated decode settings. */
+export interface ChainDecoderInit {
+  /** Tokens already in the target's caches at positions [0, n). */
+  readonly contextIds: readonly number[]
+  readonly promptIds: readonly number[]
+  readonly sampler: Sampler
+  readonly maxNewTokens: number
+  readonly eosTokenIds: ReadonlySet<number>
+  readonly mode: DecodeMode
+  /** Required unless mode is 'none' (where it is ignored). */
+  readonly drafter: Drafter | undefined
+  readonly k: number
+  readonly maxInFlight: number
+  readonly adaptive: boolean
+  readonly signal: AbortSignal | undefined
+}
+
+interface Flight {
+  readonly run: PendingRun
+  readonly submittedAt: number
+  /** (T, V), once they have arrived */
+  rows?: Float32Array[]
+}
+
+const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival: 0, cutoff: 0 }
+
+/**
+ * Decodes one sequence over a chain of target runs; all three modes are this loop with a
+ * different plan (none: no drafts, one run; sync: k drafts, one run; pipelined: several).
+ *
+ * State, by position: `#ctx` holds decided tokens (prompt + generated), `#spec` the
+ * speculative ones after them (spec[j] at position ctx.length + j), and positions below
+ * `#fedEnd` have been sent to the target. Each run's row j decides position start + 1 + j;
+ * a decided token that differs from the speculation there (a rejection) cancels every later
+ * run and rolls the chain back: the next run starts at that position with the decided token
+ * first. Each position is decided exactly once, with randomness keyed by its position.
+ */
+export class ChainDecoder {
+  readonly #target: TargetModel
+  readonly #init: ChainDecoderInit
+  readonly #drafter: Drafter | undefined
+  readonly #controller: SpeculationController | undefined
+  readonly #rec = new DecodeRecorder()
+  readonly #ctx: number[]
+  /** Positions decided before decoding: context + prompt. */
+  readonly #inputLength: number
+  readonly #flights: Flight[] = []
+  #spec: DraftToken[] = []
+  #fedEnd: number
+  #plan = PLAIN
+  #stopReason: DecodeStopReason | undefined
+
+  constructor (target: TargetModel, init: ChainDecoderInit) {
+    this.#target = target
+    this.#init = init
+    this.#ctx = [...init.contextIds, ...init.promptIds]
+    this.#inputLength = this.#ctx.length
+    // Cached positions are not sent again, but the last input token must be for its row.
+    this.#fedEnd = Math.min(init.contextIds.length, this.#ctx.length - 1)
+    if (init.mode !== 'none') {
+      this.#drafter = init.drafter
+      this.#controller = new SpeculationController({ mode: init.mode, maxK: init.k, maxDepth: init.maxInFlight, adaptive: init.adaptive })
+    }
+  }
+
+  /**
+   * Yields each batch of newly decided tokens; returns the stats. The next runs are sent
+   * before a batch is yielded, so the target works while the consumer handles it.
+   */
+  async * steps (): AsyncGenerator<number[], DecodeStats> {
+    const { signal } = this.#init
+    signal?.throwIfAborted()
+    let clientMs = 0 // drafting and verifying since the last cycle was measured
+    let busy = performance.now()
+    let sent = await this.#fill()
+    clientMs += performance.now() - busy
+    for (;;) {
+      const head = this.#flights[0]
+      if (head === undefined) throw new Error(`Decoder stalled at position ${this.#ctx.length}: no run in flight and nothing to send`)
+      await abortable(head.run.logits, signal)
+      busy = performance.now()
+      // Decide from every result that has arrived, oldest first, before drafting more.
+      const batch: number[] = []
+      for (let f = this.#flights[0]; f?.rows !== undefined && this.#stopReason === undefined; f = this.#flights[0]) {
+        this.#flights.shift()
+        this.#controller?.observeRun(busy - f.submittedAt)
+        batch.push(...await this.#verify(f.run, f.rows))
+      }
+      if (this.#stopReason === undefined) {
+        signal?.throwIfAborted()
+        this.#controller?.observeCycle((clientMs + performance.now() - busy) / Math.max(1, sent))
+        clientMs = 0
+        busy = performance.now()
+        sent = await this.#fill()
+        clientMs += performance.now() - busy
+      }
+      if (batch.length > 0) {
+        this.#rec.tokens(batch.length)
+        yield batch
+      }
+      if (this.#stopReason !== undefined) {
+        return this.#rec.finish(this.#init.mode, this.#stopReason, this.#target.stats(), this.#plan)
+      }
+    }
+  }
+
+  /** Cancels every run still in flight (idempotent). */
+  cancelAll (): void {
+    if (this.#flights.length === 0) return
+    const ids = this.#flights.map(f => f.run.runId)
+    this.#flights.length = 0
+    this.#rec.runsCancelled += ids.length
+    this.#target.cancel(ids)
+  }
+
+  /** Submits runs until the plan's depth is in flight or there is nothing left to send; returns how many. */
+  async #fill (): Promise<number> {
+    this.#plan = this.#controller?.plan() ?? PLAIN
+    // The last decision needs the row of position input + max - 2: nothing at or past `end` is worth sending.
+    const end = this.#inputLength + this.#init.maxNewTokens - 1
+    let sent = 0
+    while (this.#flights.length < this.#plan.depth) {
+      const start = this.#fedEnd
+      const decided = this.#ctx.slice(start) // the prompt, or the one decided token not sent yet
+      const specFrom = Math.max(0, start - this.#ctx.length)
+      const room = Math.min(this.#plan.k, end - start - decided.length)
+      const drafts = room > 0 ? await this.#draftsAt(specFrom, room) : []
+      if (decided.length === 0 && drafts.length === 0) break
+      const ids = [...decided, ...drafts.map(d => d.token)]
+      const run = this.#target.submit(ids, start)
+      const flight: Flight = { run, submittedAt: performance.now() }
+      run.logits.then(rows => { flight.rows = rows }, () => {}) // a cancelled run rejects; nobody may be listening
+      this.#flights.push(flight)
+      this.#fedEnd = start + ids.length
+      this.#rec.runsSubmitted++
+      this.#rec.proposed += drafts.length
+      sent++
+    }
+    return sent
+  }
+
+  /**
+   * Up to `count` speculative tokens from spec[from], drafting more as needed, as long as
+   * their survival chance stays above the plan's bar.
+   */
+  async #draftsAt (from: number, count: number): Promise<DraftToken[]> {
+    const drafter = this.#drafter
+    if (drafter === undefined) return []
+    const { cutoff, confidenceScale, minSurvival } = this.#plan
+    const need = from + count
+    while (this.#spec.length < need && this.#survival(this.#spec.length) >= minSurvival) {
+      const asked = need - this.#spec.length
+      const more = await this.#propose(drafter, asked, cutoff)
+      this.#spec.push(...more)
+      if (more.length < asked) break // stopped at low confidence, or nothing more to propose
+    }
+    const picked: DraftToken[] = []
+    let survival = this.#survival(from)
+    for (const d of this.#spec.slice(from, need)) {
+      survival *= Math.min(1, d.confidence * confidenceScale)
+      if (survival < minSurvival) break
+      picked.push(d)
+    }
+    return picked
+  }
+
+  /** Estimated chance that spec[0..n) are all accepted. */
+  #survival (n: number): number {
+    let survival = 1
+    for (const d of this.#spec.slice(0, n)) survival *= Math.min(1, d.confidence * this.#plan.confidenceScale)
+    return survival
+  }
+
+  async #propose (drafter: Drafter, maxTokens: number, minConfidence: number): Promise<DraftToken[]> {
+    const t = performance.now()
+    const context = [...this.#ctx, ...this.#spec.map(d => d.token)]
+    const drafts = await drafter.propose({ context, maxTokens, sampler: this.#init.sampler, minConfidence })
+    this.#controller?.observeDrafting(drafts.length, performance.now() - t)
+    return drafts
+  }
+
+  /** Decides positions from one run's rows (T, V) until a rejection or a stop; returns them. */
+  async #verify (run: PendingRun, rows: Float32Array[]): Promise<number[]> {
+    const { sampler, eosTokenIds, maxNewTokens } = this.#init
+    const batch: number[] = []
+    for (const [j, row] of rows.entries()) {
+      const pos = run.position + 1 + j
+      if (pos < this.#ctx.length) continue // a row inside the decided tokens (the prompt) decides nothing
+      if (pos > this.#ctx.length) throw new Error(`Cannot verify position ${pos}: ${this.#ctx.length} positions are decided`)
+      const p = sampler.distribution(row, this.#ctx)
+      // Sampling decides a position against the draft there, sent or not (same seed, same text).
+      if (this.#spec.length === 0 && !sampler.greedy && this.#drafter !== undefined) {
+        this.#spec.push(...await this.#propose(this.#drafter, 1, 0))
+      }
+      const draft = this.#spec[0]
+      const verdict = verifyToken(p, draft, keyedRandom(sampler.seed, pos, 'verify'), sampler.greedy)
+      if (draft !== undefined) {
+        this.#controller?.observeDraft(verdict.accepted, draft.confidence)
+        if (pos < this.#fedEnd) {
+          this.#rec.verified++
+          if (verdict.accepted) this.#rec.accepted++
+        }
+      }
+      this.#ctx.push(verdict.token)
+      batch.push(verdict.token)
+      if (verdict.accepted) this.#spec.shift()
+      else this.#rollback(pos)
+      const generated = this.#ctx.length - this.#inputLength
+      if (eosTokenIds.has(verdict.token) || generated >= maxNewTokens) {
+        this.#stopReason = eosTokenIds.has(verdict.token) ? 'eos' : 'max-new-tokens'
+        this.cancelAll()
+        break
+      }
+      if (!verdict.accepted) break // later rows saw the wrong token
+    }
+    return batch
+  }
+
+  /** Position `pos` was decided against the speculation: drop it, cancel what built on it. */
+  #rollback (pos: number): void {
+    this.#spec = []
+    if (this.#fedEnd > pos) {
+      this.cancelAll()
+      this.#fedEnd = pos
+    }
+  }
+}

@@ -1,0 +1,71 @@
+import type { Sampler } from '../sampling/index.js'
+import type { TargetModel } from '../target-model.js'
+import { ChainDecoder } from './chain-decoder.js'
+import type { DecodeMode, DecodeStats } from './decode-stats.js'
+import type { Drafter } from './drafter.js'
+
+/** What to decode and how. */
+export interface DecodeOptions {
+  /** Prompt token ids, fed from the end of `contextIds`. */
+  promptIds: readonly number[]
+  /**
+   * Tokens already in the target's caches at positions [0, n) (a chat session's history):
+   * not sent again, but seen by the drafter and the repetition penalty. Default none.
+   */
+  contextIds?: readonly number[]
+  /** Greedy (temperature 0) or sampling settings and seed. */
+  sampler: Sampler
+  /** Generate exactly this many tokens unless EOS comes first. */
+  maxNewTokens: number
+  /** Any of these ends the output (it is yielded, nothing after it). */
+  eosTokenIds: Iterable<number>
+  /** none: one token per run; sync: draft k, verify, repeat; pipelined: PipeInfer. */
+  mode: DecodeMode
+  /** Required for sync and pipelined. */
+  drafter?: Drafter
+  /** Most draft tokens per run. Default 4. */
+  k?: number
+  /** Most runs in flight in pipelined mode. Default 4. */
+  maxInFlight?: number
+  /** Adapt k, depth and the confidence cutoff to acceptance and timing. Default true. */
+  adaptive?: boolean
+  /** Aborting stops decoding: the generator throws `signal.reason`. */
+  signal?: AbortSignal
+}
+
+/**
+ * Generates tokens after `promptIds` on `target`, yielding each batch of newly decided ids in
+ * order; the generator's return value is the DecodeStats. Greedy output is the same token for
+ * token in every mode; sampled output follows the target's distribution in every mode, and one
+ * seed gives one text in sync and pipelined mode whatever the timing. Whenever decoding ends
+ * (EOS, maxNewTokens, abort, an error, or the consumer stopping early) every run still in
+ * flight is cancelled.
+ */
+export async function * decode (target: TargetModel, opts: DecodeOptions): AsyncGenerator<number[], DecodeStats> {
+  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = 4, maxInFlight = 4, adaptive = true, signal } = opts
+  if (promptIds.length + contextIds.length === 0) throw new RangeError('Cannot decode from an empty prompt: it needs at least one token')
+  if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 1)) throw new RangeError(`Cannot decode max_new_tokens ${maxNewTokens}: it must be an integer >= 1`)
+  if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`Cannot draft k = ${k} tokens per run: it must be an integer >= 1`)
+  if (!(Number.isInteger(maxInFlight) && maxInFlight >= 1)) throw new RangeError(`Cannot keep ${maxInFlight} runs in flight: it must be an integer >= 1`)
+  if (mode !== 'none' && mode !== 'sync' && mode !== 'pipelined') throw new RangeError(`Cannot decode in mode ${String(mode)}: it must be none, sync or pipelined`)
+  if (mode !== 'none' && drafter === undefined) throw new TypeError(`Cannot decode in mode ${mode} without a drafter`)
+  const decoder = new ChainDecoder(target, {
+    contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, adaptive, signal
+  })
+  try {
+    return yield * decoder.steps()
+  } finally {
+    decoder.cancelAll()
+  }
+}
+
+/** Runs `decode` to the end: all new token ids and the stats. */
+export async function decodeAll (target: TargetModel, opts: DecodeOptions): Promise<{ tokens: number[], stats: DecodeStats }> {
+  const gen = decode(target, opts)
+  const tokens: number[] = []
+  for (;;) {
+    const step = await gen.next()
+    if (step.done === true) return { tokens, stats: step.value }
+    tokens.push(...step.value)
+  }
+}

@@ -1,0 +1,165 @@
+/** What the controller has measured so far. */
+export interface SpeculationEstimates {
+  /** Recent share of verified draft tokens that were accepted, in [0, 1]. */
+  readonly acceptance: number
+  /** Recent mean draft confidence of those tokens, in (0, 1]. */
+  readonly confidence: number
+  /** Recent time from submitting a run to its logits (ms); undefined before the first. */
+  readonly runMs: number | undefined
+  /** Recent client time to draft one token (ms). */
+  readonly draftMsPerToken: number | undefined
+  /** Recent client time spent per run on drafting and verifying (ms). */
+  readonly cycleMs: number | undefined
+}
+
+/** Bounds and mode. */
+export interface SpeculationLimits {
+  readonly mode: 'sync' | 'pipelined'
+  /** Most draft tokens in one run. */
+  readonly maxK: number
+  /** Most runs in flight (1 in sync mode). */
+  readonly maxDepth: number
+}
+
+/** How to speculate next. */
+export interface SpeculationPlan {
+  /** Draft tokens per run. */
+  readonly k: number
+  /** Runs to keep in flight. */
+  readonly depth: number
+  /**
+   * A draft token's chance to be accepted is estimated as min(1, confidence * confidenceScale)
+   * (confidence calibrated by recent acceptance); a run carries a draft only while the
+   * product of these estimates from the first undecided position, its survival chance,
+   * stays >= minSurvival.
+   */
+  readonly confidenceScale: number
+  readonly minSurvival: number
+  /** Drafting stops after a token whose confidence alone fails minSurvival. */
+  readonly cutoff: number
+}
+
+/** Bounds of the survival bar: never speculate on tokens likelier than 1 - MAX to be wasted, nor hold back ones likelier than MAX to be used. */
+const MIN_BAR = 0.02
+const MAX_BAR = 0.5
+/** The bar before there are timings. */
+const DEFAULT_BAR = 0.1
+
+/** Tokens decided per run of k drafts when each is accepted with probability a: 1 + a + ... + a^k. */
+export function expectedTokens (acceptance: number, k: number): number {
+  if (acceptance >= 1) return k + 1
+  return (1 - acceptance ** (k + 1)) / (1 - acceptance)
+}
+
+/**
+ * The speculation plan for measured acceptance and timings (a pure decision).
+ *
+ * - survival bar: a draft token is worth sending when its chance to be used times what it
+ *   saves (about one run's round trip) exceeds its cost (drafting it): bar = draft ms per
+ *   token / run ms. Slow networks speculate deep, fast local targets shallow.
+ * - sync: k maximizes expected tokens per run over the run's time (round trip + drafting);
+ *   poor drafts or slow drafting give k = 1, close to plain decoding.
+ * - pipelined: the speculation window (draft tokens in flight) reaches as deep as
+ *   acceptance^m stays above the bar; runs in flight cover one round trip of client cycles;
+ *   the window is split into runs of k. Poor acceptance shrinks it to one run of one draft.
+ * - confidence: within that, drafts whose calibrated chance to survive falls below the bar
+ *   are not sent, so drafting stops early where the draft is unsure.
+ */
+export function planSpeculation (est: SpeculationEstimates, limits: SpeculationLimits): SpeculationPlan {
+  const a = Math.min(1, Math.max(0, est.acceptance))
+  const bar = est.runMs !== undefined && est.draftMsPerToken !== undefined
+    ? clamp(est.draftMsPerToken / Math.max(est.runMs, 1e-3), MIN_BAR, MAX_BAR)
+    : DEFAULT_BAR
+  const confidenceScale = a / Math.max(est.confidence, 1e-3)
+  const gate = { confidenceScale, minSurvival: bar, cutoff: Math.min(1, bar / Math.max(confidenceScale, 1e-3)) }
+  if (limits.mode === 'sync') {
+    if (est.runMs === undefined) return { k: window(a, bar, limits.maxK), depth: 1, ...gate }
+    const draftMs = est.draftMsPerToken ?? 0
+    let best = 1
+    let bestRate = 0
+    for (let k = 1; k <= limits.maxK; k++) {
+      const rate = expectedTokens(a, k) / (est.runMs + k * draftMs)
+      if (rate > bestRate * (1 + 1e-9)) {
+        best = k
+        bestRate = rate
+      }
+    }
+    return { k: best, depth: 1, ...gate }
+  }
+  const span = window(a, bar, limits.maxK * limits.maxDepth)
+  let depth = limits.maxDepth
+  if (est.runMs !== undefined && est.cycleMs !== undefined) depth = clamp(Math.ceil(est.runMs / Math.max(est.cycleMs, 0.05)), 1, limits.maxDepth)
+  const k = clamp(Math.ceil(span / depth), 1, limits.maxK)
+  depth = clamp(Math.min(depth, Math.ceil(span / k)), 1, limits.maxDepth)
+  return { k, depth, ...gate }
+}
+
+/** Draft tokens worth having in flight: the deepest m with a^m >= bar, in [1, max]. */
+function window (a: number, bar: number, max: number): number {
+  if (a >= 1) return max
+  if (a <= bar) return 1
+  return clamp(Math.floor(Math.log(bar) / Math.log(a)), 1, max)
+}
+
+function clamp (x: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, x))
+}
+
+/** Limits, plus whether to adapt and the acceptance to assume at first. */
+export interface SpeculationControllerInit extends SpeculationLimits {
+  /** false: always plan k = maxK, depth = maxDepth (1 in sync), every draft sent. Default true. */
+  adaptive?: boolean
+  /** Acceptance assumed before any is measured. Default 0.7. */
+  priorAcceptance?: number
+}
+
+/** Keeps running estimates (exponential moving averages) and turns them into plans. */
+export class SpeculationController {
+  readonly #limits: SpeculationLimits
+  readonly #adaptive: boolean
+  #acceptance: number
+  #confidence = 0.5
+  #runMs: number | undefined
+  #draftMsPerToken: number | undefined
+  #cycleMs: number | undefined
+
+  constructor (init: SpeculationControllerInit) {
+    this.#limits = { mode: init.mode, maxK: init.maxK, maxDepth: init.mode === 'sync' ? 1 : init.maxDepth }
+    this.#adaptive = init.adaptive ?? true
+    this.#acceptance = init.priorAcceptance ?? 0.7
+  }
+
+  /** One verified draft token and the drafter's confidence in it. */
+  observeDraft (accepted: boolean, confidence: number): void {
+    this.#acceptance = ewma(this.#acceptance, accepted ? 1 : 0, 0.1)
+    this.#confidence = ewma(this.#confidence, confidence, 0.1)
+  }
+
+  /** A run's round trip. */
+  observeRun (ms: number): void {
+    this.#runMs = ewma(this.#runMs, ms, 0.25)
+  }
+
+  /** Drafting `tokens` took `ms`. */
+  observeDrafting (tokens: number, ms: number): void {
+    if (tokens > 0) this.#draftMsPerToken = ewma(this.#draftMsPerToken, ms / tokens, 0.25)
+  }
+
+  /** Client time spent on one run (drafting + verifying). */
+  observeCycle (ms: number): void {
+    this.#cycleMs = ewma(this.#cycleMs, ms, 0.25)
+  }
+
+  get estimates (): SpeculationEstimates {
+    return { acceptance: this.#acceptance, confidence: this.#confidence, runMs: this.#runMs, draftMsPerToken: this.#draftMsPerToken, cycleMs: this.#cycleMs }
+  }
+
+  plan (): SpeculationPlan {
+    if (!this.#adaptive) return { k: this.#limits.maxK, depth: this.#limits.maxDepth, confidenceScale: 1, minSurvival: 0, cutoff: 0 }
+    return planSpeculation(this.estimates, this.#limits)
+  }
+}
+
+function ewma (prev: number | undefined, x: number, weight: number): number {
+  return prev === undefined ? x : prev + weight * (x - prev)
+}

@@ -1,0 +1,147 @@
+import { basename } from 'node:path'
+import { Checkpoint } from '../model/checkpoint.js'
+import { ClientParts } from '../model/client-parts.js'
+import { LocalModel } from '../model/local-model.js'
+import type { OrtOptions } from '../model/ort-session.js'
+import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
+import { LocalTarget } from './local-target.js'
+import { SwarmTarget } from './swarm/swarm-target.js'
+import type { SwarmClient } from './swarm/swarm-client.js'
+import type { TargetModel } from './target-model.js'
+import { generateText, type GenerateChunk, type GenerateOptions, type GenerationResult } from './text-generation.js'
+import { Tokenizer } from './tokenizer/index.js'
+import type { WireDtype } from '../protocol/tensor-codec.js'
+
+/** How the target model of a new sequence is made: locally, or as a route through a swarm. */
+type TargetFactory = (maxTokens: number) => Promise<TargetModel>
+
+export interface SwarmModelOptions extends OrtOptions {
+  /** Model id the servers announce; default: the checkpoint folder's name. */
+  modelId?: string
+  /** Servers forward activations to each other (push mode). */
+  push?: boolean
+  /** Activations on the wire: float32 (default) or float16. */
+  wireDtype?: WireDtype
+  /** Simulated one-way latency of the client's outgoing frames, ms (benchmarks). */
+  sendDelayMs?: number
+}
+
+export interface LocalModelOptions extends OrtOptions {
+  /** Simulated one-way latency around every run, ms (benchmarks, tests). */
+  oneWayLatencyMs?: number
+}
+
+/**
+ * A language model as the SDK user sees it: tokenizer and generation settings from a
+ * local checkpoint folder, and the transformer either run locally or through a swarm.
+ */
+export class LanguageModel {
+  readonly tokenizer: Tokenizer
+  readonly generationConfig: GenerationConfig
+  readonly maxPositions: number
+  readonly #newTarget: TargetFactory
+  readonly #release: () => Promise<void>
+
+  private constructor (tokenizer: Tokenizer, genConfig: GenerationConfig, maxPositions: number, newTarget: TargetFactory, release: () => Promise<void>) {
+    this.tokenizer = tokenizer
+    this.generationConfig = genConfig
+    this.maxPositions = maxPositions
+    this.#newTarget = newTarget
+    this.#release = release
+  }
+
+  /** The whole model on this machine. */
+  static async local (dir: string, opts: LocalModelOptions = {}): Promise<LanguageModel> {
+    const ckpt = Checkpoint.open(dir)
+    const model = await LocalModel.load(ckpt, opts)
+    const target: TargetFactory = async () => new LocalTarget(model, { oneWayLatencyMs: opts.oneWayLatencyMs ?? 0 })
+    return new LanguageModel(Tokenizer.fromDir(dir), readGenerationConfig(dir), ckpt.config.maxPositions, target, async () => { await model.release() })
+  }
+
+  /** Tokenizer, embedding and LM head from `dir`; the blocks from the swarm's servers. */
+  static async swarm (swarm: SwarmClient, dir: string, opts: SwarmModelOptions = {}): Promise<LanguageModel> {
+    const ckpt = Checkpoint.open(dir)
+    const parts = await ClientParts.load(ckpt, opts)
+    const modelId = opts.modelId ?? basename(dir)
+    const numBlocks = ckpt.config.numLayers
+    const directory = await swarm.directory(modelId, numBlocks)
+    const target: TargetFactory = async (maxTokens) => await SwarmTarget.open({
+      host: swarm.host,
+      directory,
+      rediscover: async () => { await swarm.refresh(modelId, numBlocks) },
+      parts,
+      modelId,
+      maxTokens,
+      ...(opts.push !== undefined ? { push: opts.push } : {}),
+      ...(opts.wireDtype !== undefined ? { wireDtype: opts.wireDtype } : {}),
+      ...(opts.sendDelayMs !== undefined ? { sendDelayMs: opts.sendDelayMs } : {}),
+      ...(swarm.logger !== undefined ? { logger: swarm.logger } : {})
+    })
+    return new LanguageModel(Tokenizer.fromDir(dir), readGenerationConfig(dir), ckpt.config.maxPositions, target, async () => { await parts.release() })
+  }
+
+  /** Encodes a prompt the way the checkpoint says (BOS included when it asks for one). */
+  encode (prompt: string): number[] {
+    return this.tokenizer.encode(prompt)
+  }
+
+  /**
+   * Streams the continuation of `prompt` as text chunks; the generator's return value
+   * holds the whole text, token ids and stats.
+   */
+  async * generate (prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
+    const session = await this.session({ maxTokens: this.maxPositions })
+    try {
+      return yield * session.generate(prompt, opts)
+    } finally {
+      await session.close()
+    }
+  }
+
+  /** A conversation whose KV caches persist across calls: each turn sends only its new tokens. */
+  async session (opts: { maxTokens?: number } = {}): Promise<ChatSession> {
+    return new ChatSession(this, await this.#newTarget(Math.min(opts.maxTokens ?? this.maxPositions, this.maxPositions)))
+  }
+
+  async release (): Promise<void> {
+    await this.#release()
+  }
+}
+
+/**
+ * A sequence kept alive between calls (multi-turn chat): the servers keep its caches,
+ * so a new turn sends only the new tokens, starting where the last turn ended.
+ */
+export class ChatSession {
+  readonly target: TargetModel
+  readonly #model: LanguageModel
+  /** Tokens in the caches, plus the last generated token, which is not yet (it is fed next turn). */
+  #tokens: number[] = []
+
+  constructor (model: LanguageModel, target: TargetModel) {
+    this.#model = model
+    this.target = target
+  }
+
+  /** Every token of the conversation so far. */
+  get tokens (): readonly number[] { return this.#tokens }
+
+  async * generate (prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
+    const first = this.#tokens.length === 0
+    const ids = typeof prompt === 'string'
+      ? this.#model.tokenizer.encode(prompt, { addSpecialTokens: first })
+      : [...prompt]
+    if (ids.length === 0 && first) throw new Error('Cannot generate from an empty prompt: it has no tokens')
+    // the last token of the previous turn was sampled but never fed: it leads this turn's prompt
+    const cached = this.#tokens.slice(0, Math.max(0, this.#tokens.length - 1))
+    const promptIds = [...this.#tokens.slice(cached.length), ...ids]
+    const result = yield * generateText(this.target, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached })
+    this.#tokens = [...cached, ...promptIds, ...result.tokens]
+    result.promptTokens = ids
+    return result
+  }
+
+  async close (): Promise<void> {
+    await this.target.close()
+  }
+}

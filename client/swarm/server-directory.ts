@@ -1,0 +1,68 @@
+import type { ServerInfo } from '../../protocol/server-info.js'
+import type { ServerCandidate } from '../routing/route-planner.js'
+
+/** A server as the client last saw it. */
+export interface KnownServer {
+  readonly info: ServerInfo
+  readonly rttMs: number
+}
+
+export interface BanPolicy {
+  /** First ban, ms (Petals uses ~15 s). */
+  baseMs: number
+  /** Longest ban, ms. */
+  maxMs: number
+}
+
+/**
+ * The servers of one model that the client knows, and which of them are banned after
+ * failing: bans double with each failure up to a cap, and lapse by themselves.
+ */
+export class ServerDirectory {
+  readonly #servers = new Map<string, KnownServer>()
+  readonly #bans = new Map<string, { until: number, strikes: number }>()
+  readonly #policy: BanPolicy
+
+  constructor (policy: BanPolicy = { baseMs: 15_000, maxMs: 300_000 }) {
+    this.#policy = policy
+  }
+
+  /** Replaces what is known with a fresh discovery result. */
+  update (servers: readonly KnownServer[]): void {
+    this.#servers.clear()
+    for (const s of servers) this.#servers.set(s.info.peerId, s)
+  }
+
+  get (peerId: string): KnownServer | undefined {
+    return this.#servers.get(peerId)
+  }
+
+  all (): KnownServer[] {
+    return [...this.#servers.values()]
+  }
+
+  ban (peerId: string, now = Date.now()): void {
+    const strikes = (this.#bans.get(peerId)?.strikes ?? 0) + 1
+    const ms = Math.min(this.#policy.maxMs, this.#policy.baseMs * 2 ** (strikes - 1))
+    this.#bans.set(peerId, { until: now + ms, strikes })
+  }
+
+  isBanned (peerId: string, now = Date.now()): boolean {
+    const ban = this.#bans.get(peerId)
+    return ban !== undefined && ban.until > now
+  }
+
+  /** Online, unbanned servers as route candidates. */
+  candidates (now = Date.now()): ServerCandidate[] {
+    return this.all()
+      .filter(s => s.info.state === 'online' && !this.isBanned(s.info.peerId, now))
+      .map(s => ({
+        peerId: s.info.peerId,
+        start: s.info.start,
+        end: s.info.end,
+        rttMs: s.rttMs,
+        blocksPerSecond: s.info.throughput.decodeTokensPerSec > 0 ? s.info.throughput.decodeTokensPerSec : 1,
+        hasCacheRoom: s.info.freeCacheTokens > 0 && s.info.openSessions < s.info.maxSessions
+      }))
+  }
+}

@@ -1,0 +1,181 @@
+import type { PeerId } from '@libp2p/interface'
+import type { PetalHost } from '../../net/host.js'
+import { CancelledError, errorFromFrame, PetalError, TimeoutError } from '../../protocol/errors.js'
+import { FramedStream } from '../../protocol/framed-stream.js'
+import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
+import { parseServerMessage, type ServerMessage } from '../../protocol/inference-replies.js'
+import type { PushHop } from '../../protocol/push-message.js'
+import { decodeTensor, encodeTensor, type WireDtype } from '../../protocol/tensor-codec.js'
+import { DelayedWriter } from './delayed-writer.js'
+
+/** The connection to a server broke (reset, closed, unreachable): fail over. */
+export class ConnectionLostError extends Error {
+  static readonly code = 'ERR_CONNECTION_LOST'
+  readonly code = ConnectionLostError.code
+  override readonly name = 'ConnectionLostError'
+}
+
+export interface SpanSessionInit {
+  host: PetalHost
+  peerId: PeerId
+  modelId: string
+  start: number
+  end: number
+  /** Cache positions to reserve on the server. */
+  maxTokens: number
+  hiddenSize: number
+  wireDtype?: WireDtype
+  /** Simulated one-way latency added to every frame this client sends. */
+  sendDelayMs?: number
+  /** Longest wait for `opened` and for any run's result, ms. Default 30 s. */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+interface Pending {
+  resolve: (hidden: Float32Array) => void
+  reject: (err: Error) => void
+  timer: ReturnType<typeof setTimeout>
+}
+
+/**
+ * One inference session with one server over blocks [start, end): a stream that carries
+ * runs out and results back. Results are matched to runs by id, so many runs can be in
+ * flight; in push mode results also arrive for runs another server pushed here.
+ */
+export class SpanSession {
+  readonly peerId: PeerId
+  readonly start: number
+  readonly end: number
+  readonly sessionId: string
+  readonly #framed: FramedStream
+  readonly #writer: DelayedWriter<unknown>
+  readonly #pending = new Map<number, Pending>()
+  readonly #init: SpanSessionInit
+  #lost: Error | undefined
+  /** Set when the server announced it is draining. */
+  draining = false
+
+  private constructor (init: SpanSessionInit, framed: FramedStream, sessionId: string) {
+    this.#init = init
+    this.peerId = init.peerId
+    this.start = init.start
+    this.end = init.end
+    this.sessionId = sessionId
+    this.#framed = framed
+    this.#writer = new DelayedWriter(init.sendDelayMs ?? 0, async msg => { await framed.write(msg) })
+  }
+
+  static async open (init: SpanSessionInit): Promise<SpanSession> {
+    const timeoutMs = init.timeoutMs ?? 30_000
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(init.signal ? [init.signal] : [])])
+    let stream
+    try {
+      stream = await init.host.dialProtocol(init.peerId, PROTOCOL_INFERENCE, { signal })
+    } catch (err) {
+      throw new ConnectionLostError(`Cannot reach ${init.peerId.toString()}: ${(err as Error).message}`, { cause: err })
+    }
+    stream.inactivityTimeout = 10 * 60_000
+    let session: SpanSession | undefined
+    const opened = Promise.withResolvers<unknown>()
+    signal.addEventListener('abort', () => { opened.reject(signal.reason) }, { once: true })
+    const framed = new FramedStream(stream, {
+      onFrame: frame => { if (session !== undefined) session.#onFrame(frame); else opened.resolve(frame) },
+      onEnd: err => {
+        const lost = err ?? new Error('the server closed the stream')
+        if (session !== undefined) session.#onLost(lost); else opened.reject(lost)
+      }
+    })
+    await framed.write({ type: 'open', modelId: init.modelId, start: init.start, end: init.end, maxTokens: init.maxTokens }, { signal })
+    let first: unknown
+    try {
+      first = await opened.promise
+    } catch (err) {
+      framed.abort(err as Error)
+      throw new ConnectionLostError(`No session from ${init.peerId.toString()}: ${(err as Error).message}`, { cause: err })
+    }
+    const msg = parseServerMessage(first)
+    if (msg.type === 'error') {
+      framed.abort(errorFromFrame(msg))
+      throw errorFromFrame(msg)
+    }
+    if (msg.type !== 'opened') throw new PetalError('BAD_MESSAGE', `Expected "opened" from ${init.peerId.toString()}, got "${msg.type}"`)
+    session = new SpanSession(init, framed, msg.sessionId)
+    return session
+  }
+
+  get lost (): boolean { return this.#lost !== undefined }
+
+  /**
+   * Sends run `runId` for positions start.. with hidden (1,T,C); resolves with this
+   * server's output (1,T,C). With `push`, the server forwards its output along the hops.
+   */
+  run (runId: number, start: number, hidden: Float32Array, push?: PushHop[]): Promise<Float32Array> {
+    const result = this.expect(runId)
+    const T = hidden.length / this.#init.hiddenSize
+    const msg = { type: 'run', runId, start, hidden: encodeTensor(hidden, [1, T, this.#init.hiddenSize], this.#init.wireDtype ?? 'float32'), ...(push !== undefined && push.length > 0 ? { push } : {}) }
+    this.#writer.write(msg).catch(err => { this.#onLost(err as Error) })
+    return result
+  }
+
+  /** A promise for the result of a run this server will receive (sent here, or pushed to it). */
+  expect (runId: number): Promise<Float32Array> {
+    if (this.#lost !== undefined) return Promise.reject(this.#lost)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(runId)
+        reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${this.#init.timeoutMs ?? 30_000} ms`))
+      }, this.#init.timeoutMs ?? 30_000)
+      this.#pending.set(runId, { resolve, reject, timer })
+    })
+  }
+
+  /** Tells the server to drop these runs; their promises reject with CancelledError. */
+  cancel (runIds: readonly number[]): void {
+    if (runIds.length === 0) return
+    for (const id of runIds) this.#settle(id, undefined, new CancelledError(`Run ${id} was cancelled`))
+    if (this.#lost === undefined) this.#writer.write({ type: 'cancel', runIds: [...runIds] }).catch(() => {})
+  }
+
+  async close (): Promise<void> {
+    for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, new CancelledError('session closed'))
+    this.#lost ??= new ConnectionLostError('session closed')
+    try {
+      await this.#framed.write({ type: 'close' })
+      await this.#framed.close({ signal: AbortSignal.timeout(1000) })
+    } catch {
+      this.#framed.abort(new Error('close failed'))
+    }
+  }
+
+  #onFrame (frame: unknown): void {
+    let msg: ServerMessage
+    try {
+      msg = parseServerMessage(frame)
+    } catch (err) {
+      this.#onLost(err as Error)
+      return
+    }
+    if (msg.type === 'result') this.#settle(msg.runId, decodeTensor(msg.hidden).data)
+    else if (msg.type === 'error') {
+      const err = errorFromFrame(msg)
+      if (msg.runId !== undefined) this.#settle(msg.runId, undefined, err)
+      else this.#onLost(err)
+    } else if (msg.type === 'notice') this.draining = true
+  }
+
+  #settle (runId: number, hidden: Float32Array | undefined, err?: Error): void {
+    const p = this.#pending.get(runId)
+    if (p === undefined) return
+    this.#pending.delete(runId)
+    clearTimeout(p.timer)
+    if (err !== undefined) p.reject(err)
+    else p.resolve(hidden as Float32Array)
+  }
+
+  #onLost (err: Error): void {
+    if (this.#lost !== undefined) return
+    this.#lost = err instanceof PetalError ? err : new ConnectionLostError(`Lost ${this.peerId.toString()}: ${err.message}`, { cause: err })
+    for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, this.#lost)
+  }
+}

@@ -1,0 +1,274 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Logger } from 'pino'
+import type { ClientParts } from '../../model/client-parts.js'
+import type { PetalHost } from '../../net/host.js'
+import { CancelledError, PetalError } from '../../protocol/errors.js'
+import type { WireDtype } from '../../protocol/tensor-codec.js'
+import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
+import type { PendingRun, TargetModel, TargetStats } from '../target-model.js'
+import { HiddenHistory } from './hidden-history.js'
+import type { ServerDirectory } from './server-directory.js'
+import { SpanSession } from './span-session.js'
+
+export interface SwarmTargetInit {
+  host: PetalHost
+  directory: ServerDirectory
+  /** Refreshes `directory` from the DHT (called when re-routing finds no route). */
+  rediscover: () => Promise<void>
+  parts: ClientParts
+  modelId: string
+  /** Cache positions each server session reserves. */
+  maxTokens: number
+  /** Servers forward hidden states to the next server themselves (N+1 one-way trips, not 2N). */
+  push?: boolean
+  wireDtype?: WireDtype
+  /** Simulated one-way latency on every frame the client sends, ms. */
+  sendDelayMs?: number
+  /** Longest wait for one server's answer, ms. */
+  timeoutMs?: number
+  /** Most failovers one run may go through before it fails. Default 8. */
+  maxFailoversPerRun?: number
+  logger?: Logger
+}
+
+/** One hop of the live route, and the runs in flight at it (run id -> first position). */
+interface Hop {
+  readonly start: number
+  readonly end: number
+  readonly session: SpanSession
+  readonly inFlight: Map<number, number>
+}
+
+const REPLAY_CHUNK = 1024
+
+/**
+ * The target model of one sequence, computed by a chain of servers. Runs travel the
+ * route hop by hop (or are pushed server to server); many can be in flight at once. When a
+ * server fails, only its span is re-routed (maybe over several servers), its caches are
+ * rebuilt by replaying the inputs the client kept, and the runs go on: output unchanged.
+ */
+export class SwarmTarget implements TargetModel {
+  readonly vocabSize: number
+  readonly #init: SwarmTargetInit
+  readonly #numBlocks: number
+  #hops: Hop[]
+  readonly #histories = new Map<number, HiddenHistory>()
+  readonly #repairs = new Map<Hop, Promise<void>>()
+  readonly #cancelled = new Set<number>()
+  #nextRunId = 0
+  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[] }
+
+  private constructor (init: SwarmTargetInit, hops: Hop[]) {
+    this.#init = init
+    this.vocabSize = init.parts.config.vocabSize
+    this.#numBlocks = init.parts.config.numLayers
+    this.#hops = hops
+  }
+
+  static async open (init: SwarmTargetInit): Promise<SwarmTarget> {
+    const L = init.parts.config.numLayers
+    let route: RouteHop[]
+    try {
+      route = planRoute(init.directory.candidates(), 0, L)
+    } catch (err) {
+      if (!(err instanceof NoRouteError)) throw err
+      await init.rediscover()
+      route = planRoute(init.directory.candidates(), 0, L)
+    }
+    const hops = await openHops(init, route)
+    return new SwarmTarget(init, hops)
+  }
+
+  /** The live route, e.g. [{peerId, start: 0, end: 2}, ...]. */
+  get route (): RouteHop[] {
+    return this.#hops.map(h => ({ peerId: h.session.peerId.toString(), start: h.start, end: h.end }))
+  }
+
+  submit (ids: readonly number[], position: number): PendingRun {
+    const runId = this.#nextRunId++
+    this.#stats.runsSent++
+    const logits = this.#runChain(runId, ids, position)
+    logits.catch(() => {}) // the caller may drop a cancelled run's promise
+    return { runId, position, length: ids.length, logits }
+  }
+
+  cancel (runIds: readonly number[]): void {
+    const fresh = runIds.filter(id => !this.#cancelled.has(id))
+    if (fresh.length === 0) return
+    for (const id of fresh) this.#cancelled.add(id)
+    this.#stats.runsCancelled += fresh.length
+    // every server at once, so queued copies are dropped before they start
+    for (const hop of this.#hops) hop.session.cancel(fresh)
+  }
+
+  stats (): TargetStats {
+    return { ...this.#stats, routeChanges: [...this.#stats.routeChanges], route: describeRoute(this.route) }
+  }
+
+  async close (): Promise<void> {
+    await Promise.all(this.#hops.map(async h => { await h.session.close() }))
+  }
+
+  async #runChain (runId: number, ids: readonly number[], position: number): Promise<Float32Array[]> {
+    const T = ids.length
+    let x = this.#init.parts.embed(ids) // (1,T,C)
+    let b = 0
+    let failovers = 0
+    if (this.#init.push === true && this.#hops.length > 1) ({ x, b } = await this.#runPushed(runId, x, position))
+    while (b < this.#numBlocks) {
+      if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+      const hop = this.#hopAt(b)
+      this.#history(b).write(position, x)
+      hop.inFlight.set(runId, position)
+      try {
+        x = await hop.session.run(runId, position, x)
+      } catch (err) {
+        if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        if (err instanceof PetalError && !err.retryable && err.code !== 'GAP' && err.code !== 'UNKNOWN_SESSION') throw err
+        if (++failovers > (this.#init.maxFailoversPerRun ?? 8)) throw err
+        await this.#repair(hop, err as Error)
+        x = this.#history(b).read(position, position + T)
+        continue
+      } finally {
+        hop.inFlight.delete(runId)
+      }
+      b = hop.end
+    }
+    if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+    return await this.#init.parts.logits(x)
+  }
+
+  /**
+   * Push mode: the first server forwards along the whole route; every server also returns
+   * its output here (kept as the next span's input for failover). On a failure the run goes
+   * on hop by hop from the broken boundary.
+   */
+  async #runPushed (runId: number, x0: Float32Array, position: number): Promise<{ x: Float32Array, b: number }> {
+    const hops = [...this.#hops]
+    const later = hops.slice(1).map(h => h.session.expect(runId))
+    for (const p of later) p.catch(() => {})
+    this.#history(0).write(position, x0)
+    const pushTo = hops.slice(1).map(h => ({ peerId: h.session.peerId.toString(), sessionId: h.session.sessionId }))
+    const outs = [(hops[0] as Hop).session.run(runId, position, x0, pushTo), ...later]
+    let x = x0
+    for (const [i, hop] of hops.entries()) {
+      try {
+        x = await (outs[i] as Promise<Float32Array>)
+      } catch (err) {
+        if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        for (const h of hops.slice(i + 1)) h.session.cancel([runId])
+        return { x: this.#history(hop.start).read(position, position + x0.length / this.#init.parts.config.hiddenSize), b: hop.start }
+      }
+      if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x)
+    }
+    return { x, b: this.#numBlocks }
+  }
+
+  /** Replaces a failed hop by a new route over its blocks and rebuilds their caches. One repair per hop at a time. */
+  async #repair (hop: Hop, cause: Error): Promise<void> {
+    const running = this.#repairs.get(hop)
+    if (running !== undefined) return await running
+    const replayEnd = Math.min(...hop.inFlight.values())
+    const repair = this.#replace(hop, replayEnd, cause)
+    this.#repairs.set(hop, repair)
+    try {
+      await repair
+    } finally {
+      this.#repairs.delete(hop)
+    }
+  }
+
+  async #replace (hop: Hop, replayEnd: number, cause: Error): Promise<void> {
+    const { directory, logger } = this.#init
+    const dead = hop.session.peerId.toString()
+    this.#stats.failovers++
+    directory.ban(dead)
+    void hop.session.close().catch(() => {})
+    logger?.warn({ peer: dead, span: [hop.start, hop.end], err: cause.message }, 'server failed: re-routing its span')
+    const { route, fresh } = await this.#openReplacement(hop)
+    // rebuild the new servers' caches from the inputs we kept: rows [0, replayEnd)
+    for (let from = 0; from < replayEnd; from += REPLAY_CHUNK) {
+      const to = Math.min(replayEnd, from + REPLAY_CHUNK)
+      let x = this.#history(hop.start).read(from, to)
+      for (const h of fresh) {
+        this.#history(h.start).write(from, x)
+        x = await h.session.run(this.#nextRunId++, from, x)
+      }
+    }
+    this.#hops = [...this.#hops.filter(h => h !== hop), ...fresh].sort((a, b) => a.start - b.start)
+    const change = `[${hop.start},${hop.end}) ${short(dead)} -> ${describeRoute(route)} (replayed ${replayEnd} positions)`
+    this.#stats.routeChanges.push(change)
+    logger?.info({ change }, 'route changed')
+  }
+
+  /** Plans and opens a route over the hop's blocks; a replacement that fails to open is banned and the next one tried. */
+  async #openReplacement (hop: Hop, attempts = 4): Promise<{ route: RouteHop[], fresh: Hop[] }> {
+    const { directory } = this.#init
+    for (let attempt = 1; ; attempt++) {
+      try {
+        let route: RouteHop[]
+        try {
+          route = planRoute(directory.candidates(), hop.start, hop.end)
+        } catch (err) {
+          if (!(err instanceof NoRouteError)) throw err
+          await this.#init.rediscover()
+          route = planRoute(directory.candidates(), hop.start, hop.end)
+        }
+        return { route, fresh: await openHops(this.#init, route) }
+      } catch (err) {
+        if (attempt >= attempts) throw err
+        this.#init.logger?.warn({ err: (err as Error).message, attempt }, 'replacement failed to open, trying another')
+      }
+    }
+  }
+
+  #hopAt (block: number): Hop {
+    const hop = this.#hops.find(h => h.start === block)
+    if (hop === undefined) throw new Error(`No hop starts at block ${block}: route is ${describeRoute(this.route)}`)
+    return hop
+  }
+
+  #history (boundary: number): HiddenHistory {
+    let h = this.#histories.get(boundary)
+    if (h === undefined) {
+      h = new HiddenHistory(this.#init.parts.config.hiddenSize)
+      this.#histories.set(boundary, h)
+    }
+    return h
+  }
+}
+
+async function openHops (init: SwarmTargetInit, route: readonly RouteHop[]): Promise<Hop[]> {
+  const sessions = await Promise.allSettled(route.map(async r => await SpanSession.open({
+    host: init.host,
+    peerId: peerIdFromString(r.peerId),
+    modelId: init.modelId,
+    start: r.start,
+    end: r.end,
+    maxTokens: init.maxTokens,
+    hiddenSize: init.parts.config.hiddenSize,
+    ...(init.wireDtype !== undefined ? { wireDtype: init.wireDtype } : {}),
+    ...(init.sendDelayMs !== undefined ? { sendDelayMs: init.sendDelayMs } : {}),
+    ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {})
+  })))
+  const failed = sessions.findIndex(s => s.status === 'rejected')
+  if (failed >= 0) {
+    for (const s of sessions) if (s.status === 'fulfilled') void s.value.close().catch(() => {})
+    const peer = (route[failed] as RouteHop).peerId
+    init.directory.ban(peer)
+    throw (sessions[failed] as PromiseRejectedResult).reason
+  }
+  return sessions.map(s => {
+    const session = (s as PromiseFulfilledResult<SpanSession>).value
+    return { start: session.start, end: session.end, session, inFlight: new Map() }
+  })
+}
+
+function short (peerId: string): string {
+  return `…${peerId.slice(-6)}`
+}
+
+/** "…a1b2c3[0,2) -> …d4e5f6[2,5)" */
+export function describeRoute (route: readonly RouteHop[]): string {
+  return route.map(h => `${short(h.peerId)}[${h.start},${h.end})`).join(' -> ')
+}

@@ -1,0 +1,146 @@
+import type { Drafter } from './decoding/index.js'
+import { decode, type DecodeStats } from './decoding/index.js'
+import type { GenerationConfig } from './generation-config.js'
+import { Sampler, StopCondition, type StopReason } from './sampling/index.js'
+import type { TargetModel, TargetStats } from './target-model.js'
+import { IncrementalDecoder, type Tokenizer } from './tokenizer/index.js'
+
+export type SpeculationMode = 'none' | 'sync' | 'pipelined'
+
+/** Options of one generation; unset sampling options come from the checkpoint's generation_config.json. */
+export interface GenerateOptions {
+  maxNewTokens?: number
+  /** 0 is greedy. */
+  temperature?: number
+  topK?: number
+  topP?: number
+  repetitionPenalty?: number
+  seed?: number
+  /** Generation ends before the first of these in the text. */
+  stopStrings?: string[]
+  /** Stop at the checkpoint's EOS ids (default true). */
+  stopAtEos?: boolean
+  speculation?: SpeculationMode
+  drafter?: Drafter
+  /** Draft tokens per speculative run. */
+  k?: number
+  /** Speculative runs in flight at once (pipelined). */
+  maxInFlight?: number
+  signal?: AbortSignal
+}
+
+/** A piece of streamed output: printable text and the token ids it came from. */
+export interface GenerateChunk {
+  readonly text: string
+  readonly tokens: readonly number[]
+}
+
+export interface GenerationResult {
+  text: string
+  /** Ids of the generated tokens (a stop string's tokens included, its text not). */
+  tokens: number[]
+  promptTokens: number[]
+  stopReason: StopReason | 'aborted'
+  stats: GenerationStats
+}
+
+export interface GenerationStats {
+  /** Generated tokens over the time from the call to the last token, prefill included. */
+  tokensPerSecond: number
+  /** From the call to the first generated token, ms. */
+  ttftMs: number
+  elapsedMs: number
+  /** The decoder's own account (acceptance, runs, inter-token latencies); absent when a stop string ended it early. */
+  decode?: DecodeStats
+  /** The target's counters: runs sent and cancelled, failovers, route. */
+  target: TargetStats
+}
+
+/** Where a generation starts: nothing cached (a new sequence), or a chat session's cache. */
+export interface SequenceState {
+  /** Tokens already in the target's caches at positions [0, n). */
+  readonly cachedTokens: readonly number[]
+}
+
+/**
+ * Text in, text chunks out: tokenizes the prompt, runs a decoding strategy over the target
+ * model, streams text that never splits a character, and applies stop strings.
+ */
+export async function * generateText (
+  target: TargetModel, tokenizer: Tokenizer, genConfig: GenerationConfig, promptIds: readonly number[],
+  opts: GenerateOptions, state: SequenceState = { cachedTokens: [] }
+): AsyncGenerator<GenerateChunk, GenerationResult> {
+  const sampler = new Sampler({
+    temperature: opts.temperature ?? (genConfig.doSample ? genConfig.temperature : 0),
+    topK: opts.topK ?? (genConfig.doSample ? genConfig.topK : 0),
+    topP: opts.topP ?? (genConfig.doSample ? genConfig.topP : 1),
+    repetitionPenalty: opts.repetitionPenalty ?? genConfig.repetitionPenalty,
+    ...(opts.seed !== undefined ? { seed: opts.seed } : {})
+  })
+  const maxNewTokens = opts.maxNewTokens ?? genConfig.maxNewTokens ?? Math.max(1, genConfig.maxLength - promptIds.length)
+  const eosTokenIds = opts.stopAtEos === false ? [] : genConfig.eosTokenIds
+  const stop = new StopCondition({ eosTokenIds, maxNewTokens, ...(opts.stopStrings !== undefined ? { stopStrings: opts.stopStrings } : {}) })
+  const text = new IncrementalDecoder(tokenizer, { context: [...state.cachedTokens, ...promptIds] })
+  const tokens: number[] = []
+  let full = ''
+  let shown = 0
+  let stopReason: GenerationResult['stopReason'] = 'aborted'
+  const started = performance.now()
+  let firstAt: number | undefined
+  let lastAt = started
+
+  const steps = decode(target, {
+    promptIds,
+    contextIds: state.cachedTokens,
+    sampler,
+    maxNewTokens,
+    eosTokenIds,
+    mode: opts.speculation ?? 'none',
+    ...(opts.drafter !== undefined ? { drafter: opts.drafter } : {}),
+    ...(opts.k !== undefined ? { k: opts.k } : {}),
+    ...(opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {}),
+    ...(opts.signal !== undefined ? { signal: opts.signal } : {})
+  })
+  let step = await steps.next()
+  try {
+    while (step.done !== true) {
+      const batch = step.value
+      const before = tokens.length
+      lastAt = performance.now()
+      firstAt ??= lastAt
+      for (const id of batch) {
+        tokens.push(id)
+        full += text.push(id)
+        const verdict = stop.check(tokens, full)
+        if (verdict.stop) {
+          stopReason = verdict.reason as StopReason
+          full = full.slice(0, verdict.textLength)
+          break
+        }
+      }
+      const visible = stopReason === 'aborted' ? stop.check(tokens, full).textLength : full.length
+      if (visible > shown || tokens.length > before) {
+        yield { text: full.slice(shown, Math.max(shown, visible)), tokens: tokens.slice(before) }
+        shown = Math.max(shown, visible)
+      }
+      if (stopReason !== 'aborted') break
+      step = await steps.next()
+    }
+  } finally {
+    if (step.done !== true) step = await steps.return(undefined as never)
+  }
+  if (stopReason === 'aborted' && opts.signal?.aborted !== true) stopReason = 'max-new-tokens'
+  if (stopReason !== 'stop-string') {
+    full += text.flush()
+    if (full.length > shown) yield { text: full.slice(shown), tokens: [] }
+  }
+  const elapsedMs = lastAt - started
+  const stats: GenerationStats = {
+    tokensPerSecond: elapsedMs > 0 ? tokens.length / (elapsedMs / 1000) : 0,
+    ttftMs: (firstAt ?? lastAt) - started,
+    elapsedMs,
+    ...(step.done === true && step.value !== undefined ? { decode: step.value } : {}),
+    target: target.stats()
+  }
+  return { text: full, tokens, promptTokens: [...promptIds], stopReason, stats }
+}

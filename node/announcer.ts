@@ -1,0 +1,74 @@
+/**
+ * Announces a server's blocks in the DHT: a provider record per served block, at
+ * start and every `intervalMs` after. Records cannot be withdrawn (they expire after
+ * 48 h), so stopping only ends the announcing; clients learn that a server left from
+ * /petal/1/info not answering, or answering `draining`.
+ */
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Logger } from 'pino'
+import { blockCid } from '../protocol/dht-keys.js'
+
+/** Options of an Announcer. */
+export interface AnnouncerInit {
+  dht: Pick<KadDHT, 'provide' | 'cancelReprovide'>
+  modelId: string
+  /** Served blocks [start, end). */
+  start: number
+  end: number
+  /** Time between announcement rounds, ms (Petals: ~120 s). */
+  intervalMs: number
+  /** Deadline of one round, ms (a node alone in the swarm waits for a peer until then). */
+  roundTimeoutMs?: number
+  log: Logger
+}
+
+/** Re-announces the served blocks until stopped. */
+export class Announcer {
+  readonly #init: AnnouncerInit
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #round: AbortController | undefined
+  #stopped = false
+  /** Rounds finished (each block provided or timed out). */
+  rounds = 0
+
+  constructor (init: AnnouncerInit) {
+    this.#init = init
+  }
+
+  /** Starts the first round now (without waiting for it) and schedules the next ones. */
+  start (): void {
+    this.#stopped = false
+    void this.#announce()
+  }
+
+  /** Stops announcing: cancels the round in flight and kad-dht's own re-providing of the blocks. */
+  async stop (): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    this.#round?.abort(new Error('announcer stopped'))
+    const { dht, modelId, start, end } = this.#init
+    await Promise.all(range(start, end).map(async b => { await dht.cancelReprovide(blockCid(modelId, b)).catch(() => {}) }))
+  }
+
+  async #announce (): Promise<void> {
+    const { dht, modelId, start, end, intervalMs, log } = this.#init
+    const round = new AbortController()
+    this.#round = round
+    const signal = AbortSignal.any([round.signal, AbortSignal.timeout(this.#init.roundTimeoutMs ?? Math.min(intervalMs, 60_000))])
+    const began = performance.now()
+    const results = await Promise.allSettled(range(start, end).map(async b => {
+      // kad-dht stores the record locally at once, then sends it to the closest peers
+      for await (const event of dht.provide(blockCid(modelId, b), { signal })) void event
+    }))
+    const failed = results.filter(r => r.status === 'rejected').length
+    this.rounds++
+    if (this.#stopped) return
+    log.debug({ blocks: [start, end], failed, ms: Math.round(performance.now() - began) }, 'announced blocks')
+    this.#timer = setTimeout(() => { void this.#announce() }, intervalMs)
+    this.#timer.unref?.()
+  }
+}
+
+function range (start: number, end: number): number[] {
+  return Array.from({ length: end - start }, (_, i) => start + i)
+}

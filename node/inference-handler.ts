@@ -1,0 +1,163 @@
+/**
+ * Handler of /petal/1/inference: one stream carries one client session.
+ * `open` -> `opened`; `run` -> `result` (and pushes); `cancel`; `close` or the end of
+ * the stream frees the session. A bad frame gets an error frame with its runId and
+ * code and touches nothing else; a frame that cannot even be decoded ends the stream.
+ */
+import type { Stream, StreamHandler } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { BadMessageError, toErrorFrame, UnknownSessionError } from '../protocol/errors.js'
+import { FramedStream } from '../protocol/framed-stream.js'
+import { parseCancel, parseClientMessage, parseClose, parseOpen, parseRun } from '../protocol/inference-requests.js'
+import type { Limits } from '../protocol/limits.js'
+import { FrameSender } from './frame-sender.js'
+import type { RunExecutor, SessionLink } from './run-executor.js'
+import type { SessionManager } from './session-manager.js'
+
+/** Options of the inference service. */
+export interface InferenceServiceInit {
+  manager: SessionManager
+  executor: RunExecutor
+  /** sessionId -> link, shared with the push handler. */
+  links: Map<string, SessionLink>
+  limits: Limits
+  /** Simulated one-way latency of every frame sent to clients, ms. */
+  linkLatencyMs: number
+  /** Idle time before libp2p may close an inference stream, ms (libp2p's default is 120 s). */
+  inactivityTimeoutMs: number
+  log: Logger
+}
+
+/** The inference streams of a server: their handler, and what the server tells them when it stops. */
+export class InferenceService {
+  readonly #init: InferenceServiceInit
+  readonly #streams = new Set<InferenceStream>()
+
+  constructor (init: InferenceServiceInit) {
+    this.#init = init
+  }
+
+  /** The stream handler to register for PROTOCOL_INFERENCE. */
+  readonly handler: StreamHandler = (stream, connection) => {
+    const s = new InferenceStream(stream, this.#init, this.#init.log.child({ peer: connection.remotePeer.toString() }), () => { this.#streams.delete(s) })
+    this.#streams.add(s)
+  }
+
+  /** Sends `{type: 'notice', state: 'draining'}` on every stream that holds a session. */
+  notifyDraining (): void {
+    for (const s of this.#streams) if (s.hasSession) s.send({ type: 'notice', state: 'draining' })
+  }
+
+  /** Frees every session and closes every stream once its queued frames are sent (at most `graceMs`). */
+  async closeAll (graceMs: number): Promise<void> {
+    await Promise.all([...this.#streams].map(async s => { await s.close(graceMs) }))
+  }
+}
+
+/** One client stream and the session opened on it. */
+class InferenceStream {
+  readonly #init: InferenceServiceInit
+  readonly #log: Logger
+  readonly #framed: FramedStream
+  readonly #sender: FrameSender
+  readonly #onGone: () => void
+  #link: SessionLink | undefined
+
+  constructor (stream: Stream, init: InferenceServiceInit, log: Logger, onGone: () => void) {
+    this.#init = init
+    this.#log = log
+    this.#onGone = onGone
+    stream.inactivityTimeout = init.inactivityTimeoutMs
+    this.#framed = new FramedStream(stream, {
+      limits: init.limits,
+      onFrame: (frame) => { this.#onFrame(frame) },
+      onEnd: (err) => { this.#onEnd(err) }
+    })
+    this.#sender = new FrameSender(this.#framed, init.linkLatencyMs)
+  }
+
+  get hasSession (): boolean { return this.#link !== undefined }
+
+  /** Queues a frame to the client; a failure to send is only logged (the stream is going away). */
+  send (message: unknown): void {
+    this.#sender.send(message).catch((err: unknown) => { this.#log.debug({ err }, 'cannot send to client') })
+  }
+
+  /** Frees the session, then closes the stream once queued frames are out (aborts after `graceMs`). */
+  async close (graceMs: number): Promise<void> {
+    this.#closeSession()
+    const signal = AbortSignal.timeout(graceMs)
+    try {
+      await Promise.race([this.#sender.flushed(), new Promise((resolve) => { signal.addEventListener('abort', resolve, { once: true }) })])
+      await this.#framed.close({ signal })
+    } catch (err) {
+      this.#framed.abort(err as Error)
+    }
+  }
+
+  #onFrame (frame: unknown): void {
+    const fields = frame as Record<string, unknown> // a msgpack map: FrameDecoder guarantees it
+    try {
+      switch (fields['type']) {
+        case 'open': this.#open(parseOpen(frame)); break
+        case 'run': this.#run(frame); break
+        case 'cancel': {
+          const cancel = parseCancel(frame)
+          this.#init.manager.cancel(this.#requireLink('cancel').session, cancel.runIds, cancel.fromRunId)
+          break
+        }
+        case 'close':
+          parseClose(frame)
+          this.#closeSession()
+          this.#sender.flushed().then(async () => { await this.#framed.close() }).catch(() => {})
+          break
+        default: parseClientMessage(frame) // throws BAD_MESSAGE naming the unknown type
+      }
+    } catch (err) {
+      const runId = fields['runId']
+      this.send(toErrorFrame(err, Number.isSafeInteger(runId) && (runId as number) >= 0 ? runId as number : undefined))
+    }
+  }
+
+  #open (open: ReturnType<typeof parseOpen>): void {
+    if (this.#link !== undefined) throw new BadMessageError(`Cannot open a second session on this stream: session ${this.#link.session.id} is open`)
+    const session = this.#init.manager.open(open.modelId, open.start, open.end, open.maxTokens)
+    const log = this.#log.child({ sessionId: session.id })
+    this.#link = { session, log, send: (message) => { this.send(message) } }
+    this.#init.links.set(session.id, this.#link)
+    log.debug({ start: open.start, end: open.end, maxTokens: open.maxTokens }, 'session opened')
+    this.send({ type: 'opened', sessionId: session.id, start: session.start, end: session.end, maxTokens: session.maxTokens })
+  }
+
+  #run (frame: unknown): void {
+    const run = parseRun(frame, this.#init.limits)
+    this.#init.executor.submit(this.#requireLink('run'), {
+      runId: run.runId, start: run.start, hidden: run.hidden, push: run.push ?? [], replyOutput: run.replyOutput
+    })
+  }
+
+  #requireLink (what: string): SessionLink {
+    if (this.#link === undefined) throw new UnknownSessionError(`Cannot ${what}: no session is open on this stream (send open first)`)
+    return this.#link
+  }
+
+  #closeSession (): void {
+    const link = this.#link
+    if (link === undefined) return
+    this.#link = undefined
+    this.#init.links.delete(link.session.id)
+    this.#init.manager.close(link.session.id)
+    link.log.debug('session closed')
+  }
+
+  #onEnd (err: Error | undefined): void {
+    this.#closeSession()
+    this.#onGone()
+    if (err !== undefined) {
+      this.#log.debug({ err }, 'inference stream failed')
+      return
+    }
+    // the client closed its side: finish ours once what is queued has gone out
+    this.#sender.flushed().then(async () => { await this.#framed.close() }).catch(() => {})
+  }
+}

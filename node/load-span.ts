@@ -1,0 +1,33 @@
+/** Loading a server's span on the device it asked for, or on the CPU when that device is missing. */
+import type { Logger } from 'pino'
+import type { Checkpoint } from '../model/checkpoint.js'
+import { availableDevices, type Device } from '../model/ort-session.js'
+import { SpanRunner } from '../model/span-runner.js'
+
+/** Options of loadSpan. */
+export interface LoadSpanOptions {
+  device: Device
+  onProgress?: (done: number, total: number) => void
+  log: Logger
+}
+
+/**
+ * Loads blocks [start, end) on `device`. A device this onnxruntime build lacks, or
+ * one that fails to create its sessions (no GPU, no driver), falls back to `cpu`
+ * with a warning; `device` in the result says what was used.
+ */
+export async function loadSpan (ckpt: Checkpoint, start: number, end: number, options: LoadSpanOptions): Promise<{ runner: SpanRunner, device: Device }> {
+  const { log, onProgress } = options
+  let device = options.device
+  if (device !== 'cpu' && !availableDevices().includes(device)) {
+    log.warn({ device, available: availableDevices() }, `device ${device} is not available in this onnxruntime build: falling back to cpu`)
+    device = 'cpu'
+  }
+  try {
+    return { runner: await SpanRunner.load(ckpt, start, end, { device, ...(onProgress !== undefined ? { onProgress } : {}) }), device }
+  } catch (err) {
+    if (device === 'cpu') throw err
+    log.warn({ err, device }, `cannot run on ${device}: falling back to cpu`)
+    return { runner: await SpanRunner.load(ckpt, start, end, { device: 'cpu', ...(onProgress !== undefined ? { onProgress } : {}) }), device: 'cpu' }
+  }
+}

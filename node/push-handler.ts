@@ -1,0 +1,56 @@
+/**
+ * Handler of /petal/1/push (server -> server): each frame is a previous server's
+ * output for a session that a client opened here. It runs as a run of that session;
+ * its result goes back to the client over the session's own inference stream, then
+ * on to the next hop. A push for an unknown session is dropped with a log line.
+ */
+import type { StreamHandler } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { FramedStream } from '../protocol/framed-stream.js'
+import type { Limits } from '../protocol/limits.js'
+import { parsePush } from '../protocol/push-message.js'
+import { toErrorFrame } from '../protocol/errors.js'
+import type { RunExecutor, SessionLink } from './run-executor.js'
+
+/** Options of the push handler. */
+export interface PushHandlerInit {
+  executor: RunExecutor
+  /** sessionId -> link to the client that opened it. */
+  links: ReadonlyMap<string, SessionLink>
+  limits: Limits
+  /** Idle time before libp2p may close a push stream, ms. */
+  inactivityTimeoutMs: number
+  log: Logger
+}
+
+/** A stream handler for incoming pushes; one stream per previous server, reused for all its pushes. */
+export function pushHandler (init: PushHandlerInit): StreamHandler {
+  return (stream, connection) => {
+    stream.inactivityTimeout = init.inactivityTimeoutMs
+    const log = init.log.child({ from: connection.remotePeer.toString() })
+    const framed: FramedStream = new FramedStream(stream, {
+      limits: init.limits,
+      onFrame: (frame) => {
+        let push
+        try {
+          push = parsePush(frame, init.limits)
+        } catch (err) {
+          // a server bug, not a client's: tell the sender (it logs it) and keep the stream
+          log.warn({ err }, 'invalid push dropped')
+          framed.write(toErrorFrame(err)).catch(() => {})
+          return
+        }
+        const link = init.links.get(push.sessionId)
+        if (link === undefined) {
+          log.info({ sessionId: push.sessionId, runId: push.runId }, 'push for an unknown session dropped')
+          return
+        }
+        init.executor.submit(link, { runId: push.runId, start: push.start, hidden: push.hidden, push: push.push, replyOutput: true })
+      },
+      onEnd: (err) => {
+        if (err !== undefined) log.debug({ err }, 'push stream failed')
+        else framed.close().catch(() => {})
+      }
+    })
+  }
+}

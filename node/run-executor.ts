@@ -1,0 +1,94 @@
+/**
+ * Where runs from clients (/petal/1/inference) and from previous servers
+ * (/petal/1/push) meet: validate, queue on the session, then deliver the output to
+ * the client and forward it to the next hop.
+ */
+import type { Logger } from 'pino'
+import { assertHiddenSize, type HiddenTensor } from '../protocol/hidden.js'
+import { InternalError, toErrorFrame, type PetalError } from '../protocol/errors.js'
+import type { Limits } from '../protocol/limits.js'
+import type { PushHop, PushMessage } from '../protocol/push-message.js'
+import { decodeTensor, encodeTensor } from '../protocol/tensor-codec.js'
+import type { PushForwarder } from './push-forwarder.js'
+import type { RunOutcome, ServerSession, SessionManager } from './session-manager.js'
+
+/**
+ * A client's open session and the inference stream its replies go to. Results of
+ * pushed runs of the session go there too.
+ */
+export interface SessionLink {
+  readonly session: ServerSession
+  /** Queues a frame to the client (ordered, after the simulated latency); never throws. */
+  send: (message: unknown) => void
+  readonly log: Logger
+}
+
+/** A run to execute, as received (client run or push). */
+export interface RunRequest {
+  runId: number
+  /** Position of the first token. */
+  start: number
+  /** (1, T, C) in its wire dtype; the result goes back in the same dtype. */
+  hidden: HiddenTensor
+  /** Servers that get the output next, in order (empty: none). */
+  push: readonly PushHop[]
+  /** Send the output back to the client. */
+  replyOutput: boolean
+}
+
+/** Options of a RunExecutor. */
+export interface RunExecutorInit {
+  manager: SessionManager
+  forwarder: PushForwarder
+  /** C of the model: every hidden tensor must be (1, T, C). */
+  hiddenSize: number
+  limits: Limits
+}
+
+/**
+ * Runs a session's runs and routes their outputs. Every failure of a run reaches the
+ * client as an error frame carrying its runId and code; nothing here throws.
+ */
+export class RunExecutor {
+  readonly #init: RunExecutorInit
+
+  constructor (init: RunExecutorInit) {
+    this.#init = init
+  }
+
+  /** Validates and queues a run of `link`'s session. */
+  submit (link: SessionLink, run: RunRequest): void {
+    try {
+      assertHiddenSize(run.hidden, this.#init.hiddenSize, 'run.hidden')
+      const x = decodeTensor(run.hidden, this.#init.limits, 'run.hidden').data // (1,T,C) float32
+      this.#init.manager.enqueue(link.session, run.runId, run.start, x, (err, out) => {
+        if (err !== undefined) this.#fail(link, run.runId, err)
+        else if (out !== undefined) this.#deliver(link, run, out)
+      })
+    } catch (err) {
+      this.#fail(link, run.runId, err)
+    }
+  }
+
+  #deliver (link: SessionLink, run: RunRequest, out: RunOutcome): void {
+    if (link.session.closed) return
+    const hidden = encodeTensor(out.hidden, run.hidden.dims, run.hidden.dtype) as HiddenTensor // (1,T,C)
+    const [next, ...rest] = run.push
+    if (next !== undefined) {
+      // the next server is on the critical path: hand its frame over first
+      const push: PushMessage = { type: 'push', sessionId: next.sessionId, runId: run.runId, start: run.start, hidden, push: rest }
+      this.#init.forwarder.forward(next.peerId, push).catch((err: unknown) => {
+        link.log.warn({ err, runId: run.runId, next: next.peerId }, 'cannot forward run to the next server')
+        this.#fail(link, run.runId, err instanceof InternalError ? err : new InternalError(`Cannot push run ${run.runId} to the next server ${next.peerId}`, { cause: err }))
+      })
+    }
+    if (run.replyOutput) {
+      link.send({ type: 'result', runId: run.runId, start: run.start, hidden, computeMs: out.computeMs, queuedMs: out.queuedMs })
+    }
+  }
+
+  #fail (link: SessionLink, runId: number, err: PetalError | unknown): void {
+    link.log.debug({ runId, err }, 'run failed')
+    link.send(toErrorFrame(err, runId))
+  }
+}

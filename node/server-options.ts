@@ -1,0 +1,48 @@
+/** Options of a PetalServer, in one record. */
+import type { PrivateKey } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import type { Device } from '../model/ort-session.js'
+import type { Limits } from '../protocol/limits.js'
+import type { Throughput } from '../protocol/server-info.js'
+
+/** Options of a PetalServer. Give exactly one of `blocks` and `numBlocks`. */
+export interface PetalServerInit {
+  /** Hugging Face checkpoint folder. */
+  modelDir: string
+  /** Serve blocks [start, end). */
+  blocks?: { start: number, end: number }
+  /** Serve this many blocks, where the swarm covers the model worst. */
+  numBlocks?: number
+  /** Model id in the DHT and in sessions; default: the checkpoint folder's name. */
+  modelId?: string
+  /** Multiaddrs to listen on (default one TCP port on 127.0.0.1). */
+  listen?: string[]
+  /** Multiaddrs (with /p2p/<id>) of nodes already in the swarm. */
+  bootstrap?: string[]
+  /** Execution device (default cpu); a missing one falls back to cpu. */
+  device?: Device
+  /** Most sessions open at once (default 16). */
+  maxSessions?: number
+  /** Cache positions all sessions together may reserve (default 16384). */
+  cacheTokens?: number
+  /** Persistent identity (see loadOrCreateIdentity); a fresh one when absent. */
+  privateKey?: PrivateKey
+  /** Time between DHT announcements, ms (default 120 s). */
+  announceIntervalMs?: number
+  /** Simulated one-way latency of every frame this server sends, ms (default 0). */
+  linkLatencyMs?: number
+  /** Wire limits (frame bytes, tensor elements, tokens per run). */
+  limits?: Partial<Limits>
+  /** On stop, how long queued runs may still finish, ms (default 2000). */
+  drainGraceMs?: number
+  /** Use this instead of measuring at start (tests). */
+  throughput?: Throughput
+  /** With numBlocks: how long the swarm lookup may take, ms (default 5000). */
+  discoveryTimeoutMs?: number
+  /** With numBlocks: longest random wait before looking at the swarm, ms (default 1000). */
+  maxStartDelayMs?: number
+  /** Weights loaded so far, bytes (for a progress bar). */
+  onProgress?: (done: number, total: number) => void
+  /** Root logger; silent when absent. */
+  logger?: Logger
+}

@@ -1,0 +1,250 @@
+/**
+ * PetalServer: a volunteer node serving a span of a model's blocks. Composition
+ * only: loading (load-span), speed (throughput), span choice (block-selection),
+ * sessions (session-manager), wire handlers (info/inference/push), announcing.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { basename, resolve } from 'node:path'
+import { pino, type Logger } from 'pino'
+import { Checkpoint } from '../model/checkpoint.js'
+import type { Device } from '../model/ort-session.js'
+import type { SpanRunner } from '../model/span-runner.js'
+import { findServers } from '../net/discovery.js'
+import { createPetalHost, fullAddress, type PetalHost } from '../net/host.js'
+import { PETAL_VERSION, PROTOCOL_INFERENCE, PROTOCOL_INFO, PROTOCOL_PUSH } from '../protocol/ids.js'
+import { resolveLimits, type Limits } from '../protocol/limits.js'
+import type { ServerInfo, ServerState, Throughput } from '../protocol/server-info.js'
+import { Announcer } from './announcer.js'
+import { chooseBestSpan } from './block-selection.js'
+import { InferenceService } from './inference-handler.js'
+import { infoHandler } from './info-handler.js'
+import { loadSpan } from './load-span.js'
+import { PushForwarder } from './push-forwarder.js'
+import { pushHandler } from './push-handler.js'
+import { RunExecutor, type SessionLink } from './run-executor.js'
+import type { PetalServerInit } from './server-options.js'
+import { SessionManager } from './session-manager.js'
+import { measureThroughput } from './throughput.js'
+
+export type { PetalServerInit } from './server-options.js'
+
+/** Idle time before libp2p may close an inference or push stream (its default, 120 s, is shorter than a user's pause). */
+const INFERENCE_INACTIVITY_MS = 10 * 60_000
+
+/** A Petal server: `start()` loads, joins and announces; `stop()` drains and leaves. */
+export class PetalServer {
+  readonly #init: PetalServerInit
+  readonly #log: Logger
+  readonly #limits: Limits
+  readonly #links = new Map<string, SessionLink>()
+  readonly #stopping = new AbortController()
+  #state: ServerState = 'joining'
+  #ckpt: Checkpoint | undefined
+  #modelId = ''
+  #span = { start: 0, end: 0 }
+  #blockHashes: string[] = []
+  #device: Device
+  #throughput: Throughput = { decodeTokensPerSec: 0, prefillTokensPerSec: 0 }
+  #host: PetalHost | undefined
+  #runner: SpanRunner | undefined
+  #manager: SessionManager | undefined
+  #forwarder: PushForwarder | undefined
+  #inference: InferenceService | undefined
+  #announcer: Announcer | undefined
+  #starting: Promise<void> | undefined
+  #stopped: Promise<void> | undefined
+
+  constructor (init: PetalServerInit) {
+    if ((init.blocks === undefined) === (init.numBlocks === undefined)) {
+      throw new TypeError('Cannot create a PetalServer: give exactly one of blocks and numBlocks')
+    }
+    this.#init = init
+    this.#log = (init.logger ?? pino({ level: 'silent' })).child({ component: 'server' })
+    this.#limits = resolveLimits(init.limits)
+    this.#device = init.device ?? 'cpu'
+  }
+
+  /** joining (choosing, loading), online (serving), draining (stopping). */
+  get state (): ServerState { return this.#state }
+  /** The model id it serves (known once start() has opened the checkpoint). */
+  get modelId (): string { return this.#modelId }
+  /** Served blocks [start, end) (known once chosen). */
+  get span (): { start: number, end: number } { return { ...this.#span } }
+  /** The libp2p node; throws before start(). */
+  get host (): PetalHost {
+    if (this.#host === undefined) throw new Error('The server has not started')
+    return this.#host
+  }
+
+  /** First listen address with /p2p/<peer id>. */
+  get address (): string { return fullAddress(this.host) }
+
+  /** Loads the span, measures it, joins the swarm and announces; resolves when online. */
+  async start (): Promise<void> {
+    this.#starting ??= this.#start().catch(async (err: unknown) => {
+      // a failed start leaves nothing running; a stop() during start tears down itself
+      if (!this.#stopping.signal.aborted) await this.#teardown()
+      throw err
+    })
+    await this.#starting
+  }
+
+  async #start (): Promise<void> {
+    const init = this.#init
+    const signal = this.#stopping.signal
+    const ckpt = Checkpoint.open(init.modelDir)
+    this.#ckpt = ckpt
+    this.#modelId = init.modelId ?? basename(resolve(init.modelDir))
+    const L = ckpt.config.numLayers
+    if (init.blocks !== undefined) {
+      const { start, end } = init.blocks
+      if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= L)) {
+        throw new RangeError(`Cannot serve blocks [${start}, ${end}): ${init.modelDir} has ${L} blocks (0..${L - 1})`)
+      }
+      this.#span = { start, end }
+      await this.#load(signal)
+      await this.#join()
+    } else {
+      await this.#join()
+      this.#span = await this.#chooseSpan(init.numBlocks ?? 1, L, signal)
+      this.#registerInfo()
+      await this.#load(signal)
+    }
+    signal.throwIfAborted()
+    this.#serve()
+    this.#state = 'online'
+    this.#log.info({ modelId: this.#modelId, blocks: [this.#span.start, this.#span.end], address: this.address, throughput: this.#throughput }, 'online')
+  }
+
+  async #join (): Promise<void> {
+    this.#host = await createPetalHost({
+      ...(this.#init.privateKey !== undefined ? { privateKey: this.#init.privateKey } : {}),
+      ...(this.#init.listen !== undefined ? { listen: this.#init.listen } : {}),
+      bootstrap: this.#init.bootstrap ?? [],
+      dhtServer: true
+    })
+  }
+
+  /**
+   * Waits 0..maxStartDelayMs (so that servers started together do not all look at the
+   * swarm at the same moment; not when there is no swarm to join), looks at the swarm,
+   * picks the worst-covered window.
+   */
+  async #chooseSpan (numBlocks: number, totalBlocks: number, signal: AbortSignal): Promise<{ start: number, end: number }> {
+    if ((this.#init.bootstrap ?? []).length > 0) await sleep(Math.random() * (this.#init.maxStartDelayMs ?? 1000), undefined, { signal })
+    const servers = await findServers(this.host, this.#modelId, totalBlocks, { signal, timeoutMs: this.#init.discoveryTimeoutMs ?? 5000 })
+    const spans = servers.filter(s => s.info.state !== 'draining' && s.info.numBlocks === totalBlocks)
+      .map(s => ({ start: s.info.start, end: s.info.end, throughput: Math.max(1, s.info.throughput.decodeTokensPerSec) }))
+    const span = chooseBestSpan(totalBlocks, numBlocks, spans)
+    this.#log.info({ servers: spans, chosen: [span.start, span.end] }, 'chose blocks')
+    return span
+  }
+
+  async #load (signal: AbortSignal): Promise<void> {
+    const { start, end } = this.#span
+    const ckpt = this.#ckpt as Checkpoint
+    this.#blockHashes = Array.from({ length: end - start }, (_, i) => ckpt.blockWeightsHash(start + i))
+    const began = performance.now()
+    const { runner, device } = await loadSpan(ckpt, start, end, {
+      device: this.#init.device ?? 'cpu',
+      log: this.#log,
+      ...(this.#init.onProgress !== undefined ? { onProgress: this.#init.onProgress } : {})
+    })
+    this.#runner = runner
+    this.#device = device
+    signal.throwIfAborted()
+    this.#log.info({ blocks: [start, end], device, ms: Math.round(performance.now() - began) }, 'loaded blocks')
+    this.#throughput = this.#init.throughput ?? await measureThroughput(runner)
+    this.#manager = new SessionManager({
+      modelId: this.#modelId, runner, maxSessions: this.#init.maxSessions ?? 16, cacheTokens: this.#init.cacheTokens ?? 16384
+    })
+  }
+
+  #registerInfo (): void {
+    const log = this.#log.child({ component: 'info' })
+    void this.host.handle(PROTOCOL_INFO, infoHandler({ info: () => this.info(), linkLatencyMs: this.#init.linkLatencyMs ?? 0, requestTimeoutMs: 10_000, log }))
+  }
+
+  /** Registers the inference and push handlers and starts announcing. */
+  #serve (): void {
+    const host = this.host
+    const manager = this.#manager as SessionManager
+    const runner = this.#runner as SpanRunner
+    const linkLatencyMs = this.#init.linkLatencyMs ?? 0
+    this.#forwarder = new PushForwarder({
+      host, limits: this.#limits, linkLatencyMs, dialTimeoutMs: 10_000, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#log.child({ component: 'push-out' })
+    })
+    const executor = new RunExecutor({ manager, forwarder: this.#forwarder, hiddenSize: runner.config.hiddenSize, limits: this.#limits })
+    this.#inference = new InferenceService({
+      manager, executor, links: this.#links, limits: this.#limits, linkLatencyMs, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#log.child({ component: 'inference' })
+    })
+    if (this.#init.blocks !== undefined) this.#registerInfo()
+    void host.handle(PROTOCOL_INFERENCE, this.#inference.handler, { maxInboundStreams: 1024 })
+    void host.handle(PROTOCOL_PUSH, pushHandler({
+      executor, links: this.#links, limits: this.#limits, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#log.child({ component: 'push-in' })
+    }), { maxInboundStreams: 256 })
+    this.#announcer = new Announcer({
+      dht: host.services.dht, modelId: this.#modelId, ...this.#span, intervalMs: this.#init.announceIntervalMs ?? 120_000, log: this.#log.child({ component: 'announcer' })
+    })
+    this.#announcer.start()
+  }
+
+  /** What /petal/1/info answers now. */
+  info (): ServerInfo {
+    const manager = this.#manager
+    return {
+      peerId: this.host.peerId.toString(),
+      addrs: this.host.getMultiaddrs().slice(0, 64).map(a => a.toString()),
+      modelId: this.#modelId,
+      numBlocks: this.#ckpt?.config.numLayers ?? this.#span.end,
+      start: this.#span.start,
+      end: this.#span.end,
+      state: this.#state,
+      throughput: { ...this.#throughput },
+      freeCacheTokens: this.#state === 'online' ? manager?.freeCacheTokens ?? 0 : 0,
+      openSessions: manager?.openSessions ?? 0,
+      maxSessions: this.#init.maxSessions ?? 16,
+      device: this.#device,
+      version: PETAL_VERSION,
+      blockHashes: [...this.#blockHashes],
+      updatedAt: Date.now(),
+      metrics: manager?.metrics ?? { runsComputed: 0, runsDroppedBeforeStart: 0, runsAbortedMidRun: 0, runsDroppedLate: 0 }
+    }
+  }
+
+  /**
+   * Leaves the swarm gracefully: turns draining, stops announcing, sends a `draining`
+   * notice on every session, refuses new sessions, lets queued runs finish (at most
+   * drainGraceMs), closes the streams and stops libp2p. Also aborts a start() in
+   * progress. Safe to call more than once.
+   */
+  async stop (): Promise<void> {
+    this.#stopped ??= this.#stop()
+    await this.#stopped
+  }
+
+  async #stop (): Promise<void> {
+    this.#state = 'draining'
+    this.#stopping.abort(new Error('The server is stopping'))
+    await this.#starting?.catch(() => {})
+    const graceMs = this.#init.drainGraceMs ?? 2000
+    await this.#announcer?.stop()
+    this.#manager?.drain()
+    this.#inference?.notifyDraining()
+    if (this.#manager?.busy === true) {
+      this.#log.info({ queuedRuns: this.#manager.queuedRuns }, 'draining: letting queued runs finish')
+      const grace = new AbortController()
+      await Promise.race([this.#manager.whenIdle(), sleep(graceMs, undefined, { signal: grace.signal }).catch(() => {})])
+      grace.abort()
+    }
+    await this.#inference?.closeAll(1000)
+    await this.#forwarder?.stop()
+    await this.#teardown()
+    this.#log.info('stopped')
+  }
+
+  async #teardown (): Promise<void> {
+    await this.#host?.stop()
+    await this.#runner?.release()
+  }
+}

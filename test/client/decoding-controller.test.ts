@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest'
+import { expectedTokens, planSpeculation, SpeculationController, type SpeculationEstimates } from '../../client/decoding/index.js'
+
+const PIPELINED = { mode: 'pipelined', maxK: 4, maxDepth: 4 } as const
+const SYNC = { mode: 'sync', maxK: 4, maxDepth: 1 } as const
+
+function est (acceptance: number, runMs: number, cycleMs = 1, draftMsPerToken = 0.25): SpeculationEstimates {
+  return { acceptance, confidence: 0.5, runMs, draftMsPerToken, cycleMs }
+}
+
+describe('planSpeculation', () => {
+  it('expected tokens per run: 1 + a + ... + a^k', () => {
+    expect(expectedTokens(0, 4)).toBe(1)
+    expect(expectedTokens(0.5, 2)).toBeCloseTo(1.75)
+    expect(expectedTokens(1, 3)).toBe(4)
+  })
+
+  it('pipelined: a good draft over a slow network fills the pipeline', () => {
+    expect(planSpeculation(est(0.9, 20), PIPELINED)).toMatchObject({ k: 4, depth: 4 })
+  })
+
+  it('pipelined: a poor draft shrinks to one run with one draft (about plain speed)', () => {
+    expect(planSpeculation(est(0.05, 20), PIPELINED)).toMatchObject({ k: 1, depth: 1 })
+  })
+
+  it('pipelined: a target as fast as the client cycle gets no more than one run in flight', () => {
+    expect(planSpeculation(est(0.9, 0.8, 1), PIPELINED).depth).toBe(1)
+  })
+
+  it('sync: k grows with acceptance when runs are slow, and stays 1 for a poor draft', () => {
+    expect(planSpeculation(est(0.9, 20), SYNC)).toMatchObject({ k: 4, depth: 1 })
+    expect(planSpeculation(est(0.05, 20), SYNC)).toMatchObject({ k: 1, depth: 1 })
+    // Drafting that costs as much as a run is not worth many tokens.
+    expect(planSpeculation(est(0.5, 1, 1, 1), SYNC).k).toBeLessThan(3)
+  })
+
+  it('the survival bar follows drafting cost over run time, within bounds', () => {
+    expect(planSpeculation(est(0.8, 100, 1, 0.1), PIPELINED).minSurvival).toBe(0.02)
+    expect(planSpeculation(est(0.8, 2, 1, 0.5), PIPELINED).minSurvival).toBeCloseTo(0.25)
+    const plan = planSpeculation(est(0.8, 10), PIPELINED)
+    expect(plan.confidenceScale).toBeCloseTo(0.8 / 0.5)
+    expect(plan.cutoff * plan.confidenceScale).toBeCloseTo(plan.minSurvival) // a token under the cutoff fails alone
+  })
+})
+
+describe('SpeculationController', () => {
+  it('learns from rejections: acceptance falls and so do k and depth', () => {
+    const c = new SpeculationController({ ...PIPELINED })
+    c.observeRun(20)
+    c.observeCycle(1)
+    c.observeDrafting(4, 1)
+    for (let i = 0; i < 40; i++) c.observeDraft(true, 0.9)
+    const good = c.plan()
+    for (let i = 0; i < 40; i++) c.observeDraft(false, 0.9)
+    const bad = c.plan()
+    expect(c.estimates.acceptance).toBeLessThan(0.1)
+    expect(good.k * good.depth).toBeGreaterThan(bad.k * bad.depth)
+    expect(bad).toMatchObject({ k: 1, depth: 1 })
+  })
+
+  it('not adaptive: always maxK and maxDepth (1 in sync), every draft sent', () => {
+    expect(new SpeculationController({ ...PIPELINED, adaptive: false }).plan()).toMatchObject({ k: 4, depth: 4, minSurvival: 0, cutoff: 0 })
+    expect(new SpeculationController({ ...SYNC, maxDepth: 8, adaptive: false }).plan()).toMatchObject({ k: 4, depth: 1 })
+  })
+})

@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DraftModelDrafter, NgramDrafter, type DraftToken } from '../../client/decoding/index.js'
+import { Sampler } from '../../client/sampling/index.js'
+import type { LocalModel } from '../../model/local-model.js'
+import { readReference } from '../helpers/fixtures.js'
+import { loadStories } from '../helpers/decoding-fixtures.js'
+
+const greedy = new Sampler({ temperature: 0 })
+const tokens = (drafts: DraftToken[]): number[] => drafts.map(d => d.token)
+
+describe('NgramDrafter', () => {
+  it('proposes what followed the longest earlier match of the suffix, then repeats the lookup', async () => {
+    const drafter = new NgramDrafter()
+    const drafts = await drafter.propose({ context: [7, 1, 2, 3, 4, 9, 1, 2, 3], maxTokens: 3, sampler: greedy })
+    expect(tokens(drafts)).toEqual([4, 9, 1])
+    expect(drafts[0]).toMatchObject({ q: undefined, confidence: 1 })
+  })
+
+  it('prefers the most recent occurrence and falls back to shorter n-grams', async () => {
+    const drafter = new NgramDrafter({ maxN: 3 })
+    const [a] = await drafter.propose({ context: [5, 8, 6, 8, 5], maxTokens: 1, sampler: greedy })
+    expect(a).toMatchObject({ token: 8, confidence: 1 / 3 }) // only "5" matches, most recent at 0
+    const [b] = await drafter.propose({ context: [3, 1, 4, 3, 2, 9, 3], maxTokens: 1, sampler: greedy })
+    expect(b?.token).toBe(2)
+  })
+
+  it('proposes nothing without a match, and stops after a low-confidence token', async () => {
+    const drafter = new NgramDrafter()
+    expect(await drafter.propose({ context: [1, 2, 3], maxTokens: 4, sampler: greedy })).toEqual([])
+    const drafts = await drafter.propose({ context: [5, 6, 7, 5], maxTokens: 4, sampler: greedy, minConfidence: 0.5 })
+    expect(tokens(drafts)).toEqual([6]) // a 1-gram match (confidence 1/3) ends the proposal
+  })
+
+  it('rejects bad settings', () => {
+    expect(() => new NgramDrafter({ minN: 0 })).toThrow(RangeError)
+    expect(() => new NgramDrafter({ minN: 3, maxN: 2 })).toThrow(RangeError)
+  })
+})
+
+describe('DraftModelDrafter', () => {
+  const ref = readReference('stories260k-draft')
+  let model: LocalModel
+  let draft: LocalModel
+  beforeAll(async () => { ({ model, draft } = await loadStories()) })
+  afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
+
+  it('greedy drafts equal the draft model\'s own greedy reference', async () => {
+    const drafter = new DraftModelDrafter(draft)
+    expect(tokens(await drafter.propose({ context: ref.prompt_ids, maxTokens: 32, sampler: greedy }))).toEqual(ref.greedy_new_ids)
+  })
+
+  it('rolls its cache back to a changed context and feeds only what it lacks', async () => {
+    const drafter = new DraftModelDrafter(draft)
+    const ids: number[] = ref.greedy_new_ids
+    await drafter.propose({ context: [...ref.prompt_ids, 5, 6, 7, 8], maxTokens: 4, sampler: greedy }) // a wrong branch
+    expect(tokens(await drafter.propose({ context: [...ref.prompt_ids, ...ids.slice(0, 10)], maxTokens: 6, sampler: greedy }))).toEqual(ids.slice(10, 16))
+    expect(tokens(await drafter.propose({ context: [...ref.prompt_ids, ...ids.slice(0, 16)], maxTokens: 6, sampler: greedy }))).toEqual(ids.slice(16, 22))
+    expect(tokens(await drafter.propose({ context: [...ref.prompt_ids, ...ids.slice(0, 3)], maxTokens: 2, sampler: greedy }))).toEqual(ids.slice(3, 5))
+  })
+
+  it('sampling: a token depends only on its context and seed, not on how it was asked for', async () => {
+    const sampler = new Sampler({ temperature: 1, seed: 9 })
+    const many = await new DraftModelDrafter(draft).propose({ context: ref.prompt_ids, maxTokens: 16, sampler })
+    const oneByOne = new DraftModelDrafter(draft)
+    const context = [...ref.prompt_ids]
+    for (const d of many) {
+      const [next] = await oneByOne.propose({ context, maxTokens: 1, sampler })
+      expect(next?.token).toBe(d.token)
+      expect(next?.q?.[d.token]).toBeCloseTo(d.q?.[d.token] as number, 6)
+      context.push(d.token)
+    }
+    for (const d of many) expect(d.confidence).toBe(d.q?.[d.token])
+    const other = await new DraftModelDrafter(draft).propose({ context: ref.prompt_ids, maxTokens: 16, sampler: new Sampler({ temperature: 1, seed: 10 }) })
+    expect(tokens(other)).not.toEqual(tokens(many))
+  })
+
+  it('stops after the first token under minConfidence', async () => {
+    const drafts = await new DraftModelDrafter(draft).propose({ context: ref.prompt_ids, maxTokens: 32, sampler: greedy, minConfidence: 0.9 })
+    expect(drafts.length).toBeLessThan(32)
+    expect(drafts.slice(0, -1).every(d => d.confidence >= 0.9)).toBe(true)
+    expect((drafts.at(-1) as DraftToken).confidence).toBeLessThan(0.9)
+  })
+})

@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { decodeAll, type DecodeMode, type DecodeStats } from '../../client/decoding/index.js'
+import { LocalTarget } from '../../client/local-target.js'
+import { forwardOnce } from '../../client/target-model.js'
+import { Sampler } from '../../client/sampling/index.js'
+import type { LocalModel } from '../../model/local-model.js'
+import { loadStories, makeDrafter, STORIES_REF, type DrafterKind } from '../helpers/decoding-fixtures.js'
+
+const CONFIGS: ReadonlyArray<{ mode: DecodeMode, drafter?: DrafterKind, adaptive?: boolean }> = [
+  { mode: 'none' },
+  { mode: 'sync', drafter: 'model' },
+  { mode: 'sync', drafter: 'ngram' },
+  { mode: 'pipelined', drafter: 'model' },
+  { mode: 'pipelined', drafter: 'ngram' },
+  // Fixed plans keep 4 runs of 4 drafts in flight even where adapting would not (no latency).
+  { mode: 'pipelined', drafter: 'model', adaptive: false },
+  { mode: 'pipelined', drafter: 'ngram', adaptive: false }
+]
+const label = (i: number): string => `${CONFIGS[i]?.mode}/${CONFIGS[i]?.drafter ?? '-'}${CONFIGS[i]?.adaptive === false ? '/fixed' : ''}`
+
+describe('greedy decoding equals the transformers reference in every mode', () => {
+  let model: LocalModel
+  let draft: LocalModel
+  beforeAll(async () => { ({ model, draft } = await loadStories()) })
+  afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
+
+  /** Decodes one prompt in every configuration at once (latency-bound runs overlap). */
+  async function decodeEvery (promptIds: number[], oneWayLatencyMs: number): Promise<Array<{ tokens: number[], stats: DecodeStats }>> {
+    return await Promise.all(CONFIGS.map(async ({ mode, drafter, adaptive }) => await decodeAll(new LocalTarget(model, { oneWayLatencyMs }), {
+      promptIds,
+      adaptive,
+      sampler: new Sampler({ temperature: 0 }),
+      maxNewTokens: 48,
+      eosTokenIds: [],
+      mode,
+      ...(drafter !== undefined ? { drafter: makeDrafter(drafter, draft) } : {})
+    })))
+  }
+
+  for (const latency of [0, 5]) {
+    for (const p of STORIES_REF.prompts) {
+      it(`"${p.prompt}", one-way latency ${latency} ms: 48 identical tokens in none, sync and pipelined with both drafters`, async () => {
+        const results = await decodeEvery(p.prompt_ids, latency)
+        for (const [i, { tokens, stats }] of results.entries()) {
+          expect(tokens, label(i)).toEqual(p.greedy_new_ids)
+          expect(stats.newTokens, label(i)).toBe(48)
+          expect(stats.stopReason, label(i)).toBe('max-new-tokens')
+          expect(stats.targetRuns.runsSent, label(i)).toBe(stats.runsSubmitted)
+        }
+        const plain = results[0]?.stats as DecodeStats
+        expect(plain.runsSubmitted).toBe(48) // prefill, then one token per run
+        expect(plain.proposed).toBe(0)
+
+        for (const [i, { stats }] of results.entries()) {
+          if (CONFIGS[i]?.mode !== 'pipelined') continue
+          expect(stats.acceptanceRate, label(i)).toBeLessThan(1) // drafts were rejected
+          expect(stats.verified, label(i)).toBeLessThanOrEqual(stats.proposed)
+          // Rejections cancelled later runs (adaptive plans keep one run in flight when there is no latency to hide).
+          if (latency > 0 || CONFIGS[i]?.adaptive === false) expect(stats.runsCancelled, label(i)).toBeGreaterThan(0)
+        }
+        // With latency, runs cancelled before they reach the model are never computed.
+        const pipelined = results.filter((_, i) => CONFIGS[i]?.mode === 'pipelined').map(r => r.stats.targetRuns)
+        if (latency > 0) {
+          const computed = pipelined.reduce((n, t) => n + (t.runsComputed as number), 0)
+          const sent = pipelined.reduce((n, t) => n + t.runsSent, 0)
+          expect(computed).toBeLessThan(sent)
+        }
+      })
+    }
+  }
+
+  it('at 5 ms one-way latency, speculation with the draft model beats plain decoding', async () => {
+    const p = STORIES_REF.prompts[0] as StoriesPrompt
+    const run = async (mode: DecodeMode): Promise<DecodeStats> => (await decodeAll(new LocalTarget(model, { oneWayLatencyMs: 5 }), {
+      promptIds: p.prompt_ids, sampler: new Sampler({ temperature: 0 }), maxNewTokens: 48, eosTokenIds: [], mode, drafter: makeDrafter('model', draft)
+    })).stats
+    const none = await run('none')
+    const sync = await run('sync')
+    const pipelined = await run('pipelined')
+    expect(sync.runsSubmitted).toBeLessThan(none.runsSubmitted)
+    expect(sync.tokensPerSecond).toBeGreaterThan(1.5 * none.tokensPerSecond)
+    expect(pipelined.tokensPerSecond).toBeGreaterThan(1.5 * none.tokensPerSecond)
+    console.log(JSON.stringify(Object.fromEntries([none, sync, pipelined].map(s => [s.mode, {
+      tokPerS: Math.round(s.tokensPerSecond), acceptance: +s.acceptanceRate.toFixed(2), runs: s.runsSubmitted, cancelled: s.runsCancelled, itlP50Ms: +s.interTokenP50Ms.toFixed(1), itlP95Ms: +s.interTokenP95Ms.toFixed(1), ttftMs: +s.ttftMs.toFixed(1), plan: { k: s.plan.k, depth: s.plan.depth }
+    }]))))
+  })
+
+  it('fixed plans (adaptive off) and other limits give the same tokens', async () => {
+    const p = STORIES_REF.prompts[1] as StoriesPrompt
+    for (const [k, maxInFlight] of [[1, 1], [2, 8], [8, 3]] as const) {
+      for (const mode of ['sync', 'pipelined'] as const) {
+        for (const drafter of ['model', 'ngram'] as const) {
+          const { tokens } = await decodeAll(new LocalTarget(model), {
+            promptIds: p.prompt_ids, sampler: new Sampler({ temperature: 0 }), maxNewTokens: 48, eosTokenIds: [], mode, drafter: makeDrafter(drafter, draft), k, maxInFlight, adaptive: false
+          })
+          expect(tokens, `${mode}/${drafter} k ${k} depth ${maxInFlight}`).toEqual(p.greedy_new_ids)
+        }
+      }
+    }
+  })
+
+  it('continues a sequence whose context the target already holds (contextIds), prompt empty or not', async () => {
+    const p = STORIES_REF.prompts[2] as StoriesPrompt
+    for (const cut of [4, p.prompt_ids.length]) {
+      for (const mode of ['none', 'pipelined'] as const) {
+        const target = new LocalTarget(model, { oneWayLatencyMs: 1 })
+        await forwardOnce(target, p.prompt_ids.slice(0, cut), 0)
+        const { tokens, stats } = await decodeAll(target, {
+          contextIds: p.prompt_ids.slice(0, cut), promptIds: p.prompt_ids.slice(cut), sampler: new Sampler({ temperature: 0 }), maxNewTokens: 48, eosTokenIds: [], mode, drafter: makeDrafter('model', draft)
+        })
+        expect(tokens, `${mode}, ${cut} cached`).toEqual(p.greedy_new_ids)
+        expect(stats.newTokens).toBe(48)
+      }
+    }
+  })
+})
+
+type StoriesPrompt = (typeof STORIES_REF.prompts)[number]

@@ -1,0 +1,127 @@
+/**
+ * Real `petal-node serve` processes on 127.0.0.1: the ready line, info over the
+ * network, a persisted identity, --num-blocks filling the swarm's gaps, draining
+ * on SIGTERM, and one-line errors for bad flags.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { Libp2p } from 'libp2p'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { findServers } from '../../net/discovery.js'
+import { createPetalHost } from '../../net/host.js'
+import { fetchServerInfo } from '../../net/info-client.js'
+import { loadOrCreateIdentity } from '../../node/identity.js'
+import { BUNDLED_MODEL } from '../helpers/fixtures.js'
+import { bareNode } from '../helpers/wire-client.js'
+
+const CLI = process.env.TMP_CLI ?? fileURLToPath(new URL('../../bin/petal-node.js', import.meta.url))
+const READY = /^ready (\/ip4\/\S+\/p2p\/\w+) blocks \[(\d+),(\d+)\) of (\S+)$/m
+
+interface Served {
+  child: ChildProcess
+  address: string
+  span: [number, number]
+  stderr: () => string
+}
+
+const children: ChildProcess[] = []
+
+/** Runs `petal-node serve ...args` (Node 22: this process's own binary). */
+function serve (args: string[]): { child: ChildProcess, stdout: () => string, stderr: () => string } {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(child)
+  let out = ''
+  let err = ''
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d })
+  return { child, stdout: () => out, stderr: () => err }
+}
+
+/** Starts a server and waits for its ready line. */
+async function startServer (args: string[]): Promise<Served> {
+  const { child, stdout, stderr } = serve(['--model', BUNDLED_MODEL, '--listen', '/ip4/127.0.0.1/tcp/0', ...args])
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`no ready line after 20 s:\n${stderr()}`)) }, 20_000)
+    child.stdout?.on('data', () => { if (READY.test(stdout())) { clearTimeout(timer); resolve() } })
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`exited with ${code} before ready:\n${stderr()}`)) })
+  })
+  const m = READY.exec(stdout()) as RegExpExecArray
+  expect(stdout().trim().split('\n')).toHaveLength(1) // one line, nothing else on stdout
+  return { child, address: m[1] as string, span: [Number(m[2]), Number(m[3])], stderr }
+}
+
+/** Exit code once the process has exited. */
+async function exited (child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode
+  return await new Promise(resolve => child.once('exit', code => { resolve(code) }))
+}
+
+describe('petal-node serve', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'petal-serve-'))
+  const servers: Served[] = []
+  let client: Libp2p
+
+  beforeAll(async () => { client = await bareNode() })
+
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await client?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('prints a ready line with its full address and answers info over the network', async () => {
+    const identity = join(dir, 'first.key')
+    const first = await startServer(['--num-blocks', '2', '--identity', identity])
+    servers.push(first)
+    expect(first.span).toEqual([0, 2]) // alone in the swarm: the first window
+    const peerId = peerIdFromPrivateKey(await loadOrCreateIdentity(identity)).toString()
+    expect(first.address.endsWith(`/p2p/${peerId}`)).toBe(true)
+    const info = await fetchServerInfo(client, first.address)
+    expect(info).toMatchObject({ peerId, modelId: 'stories260k', numBlocks: 5, start: 0, end: 2, state: 'online', openSessions: 0 })
+    expect(info.throughput.decodeTokensPerSec).toBeGreaterThan(0)
+    expect(first.stderr()).toContain('"msg":"online"') // pino JSON logs on stderr
+  }, 30_000)
+
+  it('--num-blocks servers started one after another cover every block', async () => {
+    for (let i = 0; i < 2; i++) {
+      servers.push(await startServer(['--num-blocks', '2', '--bootstrap', servers[0]!.address]))
+    }
+    expect(servers.map(s => s.span)).toEqual([[0, 2], [2, 4], [3, 5]])
+    // a DHT client finds all three through provider records and info
+    const host = await createPetalHost({ dhtServer: false, bootstrap: [servers[0]!.address] })
+    try {
+      await expect.poll(async () => (await findServers(host, 'stories260k', 5, { timeoutMs: 3000 })).map(s => [s.info.start, s.info.end]),
+        { timeout: 10_000, interval: 200 }).toEqual([[0, 2], [2, 4], [3, 5]])
+    } finally {
+      await host.stop()
+    }
+  }, 60_000)
+
+  it('drains on SIGTERM and exits 0 within a few seconds', async () => {
+    const began = performance.now()
+    for (const s of servers) s.child.kill('SIGTERM')
+    expect(await Promise.all(servers.map(async s => await exited(s.child)))).toEqual(servers.map(() => 0))
+    expect(performance.now() - began).toBeLessThan(5000)
+    expect(servers[0]!.stderr()).toContain('"msg":"draining"')
+  }, 15_000)
+
+  it('rejects bad flags with one line on stderr and exit code 1', async () => {
+    const cases = [
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--frobnicate'],
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--num-blocks', '2'],
+      ['--model', BUNDLED_MODEL, '--blocks', '2:1'],
+      ['--model', BUNDLED_MODEL, '--num-blocks', 'two']
+    ]
+    await Promise.all(cases.map(async args => {
+      const run = serve(args)
+      expect(await exited(run.child)).toBe(1)
+      const lines = run.stderr().trim().split('\n')
+      expect(lines, run.stderr()).toHaveLength(1)
+      expect(lines[0]).toMatch(/^petal-node: /)
+    }))
+  }, 20_000)
+})
