@@ -24,7 +24,7 @@ const MAX_PARALLEL_LOOKUPS = 8
 /** A server that answered, and its round-trip time from here. */
 export interface FoundServer {
   readonly info: ServerInfo
-  /** Ping round trip, ms (the info round trip when ping failed). */
+  /** Ping round trip, ms with sub-ms precision (the info round trip when ping failed). */
   readonly rttMs: number
 }
 
@@ -94,7 +94,9 @@ async function probe (host: DiscoveryHost, peer: PeerId, signal: AbortSignal): P
     const began = performance.now()
     const info = await fetchServerInfo(host, peer, { signal })
     const infoMs = performance.now() - began
-    const rttMs = await host.services.ping.ping(peer, { signal }).catch(() => infoMs)
+    // timed here: ping's own result has whole-millisecond resolution (0 on loopback)
+    const pinged = performance.now()
+    const rttMs = await host.services.ping.ping(peer, { signal }).then(() => performance.now() - pinged, () => infoMs)
     return { info, rttMs }
   } catch {
     return undefined

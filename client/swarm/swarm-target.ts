@@ -191,7 +191,8 @@ export class SwarmTarget implements TargetModel {
       const to = Math.min(replayEnd, from + REPLAY_CHUNK)
       let x = this.#history(hop.start).read(from, to)
       for (const h of fresh) {
-        this.#history(h.start).write(from, x)
+        // boundaries inside the replaced span are new: record what enters them (the outer one already holds it)
+        if (h.start !== hop.start) this.#history(h.start).write(from, x)
         x = await h.session.run(this.#nextRunId++, from, x)
       }
     }

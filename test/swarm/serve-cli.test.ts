@@ -18,7 +18,7 @@ import { loadOrCreateIdentity } from '../../node/identity.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
 import { bareNode } from '../helpers/wire-client.js'
 
-const CLI = process.env.TMP_CLI ?? fileURLToPath(new URL('../../bin/petal-node.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../../bin/petal-node.js', import.meta.url))
 const READY = /^ready (\/ip4\/\S+\/p2p\/\w+) blocks \[(\d+),(\d+)\) of (\S+)$/m
 
 interface Served {
@@ -112,9 +112,7 @@ describe('petal-node serve', () => {
   it('rejects bad flags with one line on stderr and exit code 1', async () => {
     const cases = [
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--frobnicate'],
-      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--num-blocks', '2'],
-      ['--model', BUNDLED_MODEL, '--blocks', '2:1'],
-      ['--model', BUNDLED_MODEL, '--num-blocks', 'two']
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--num-blocks', '2']
     ]
     await Promise.all(cases.map(async args => {
       const run = serve(args)
