@@ -112,7 +112,8 @@ export async function * generateText (
         tokens.push(id)
         full += text.push(id)
         const verdict = stop.check(tokens, full)
-        if (verdict.stop) {
+        // EOS and the token budget end the decoder by themselves (and it returns its stats)
+        if (verdict.stop && verdict.reason === 'stop-string') {
           stopReason = verdict.reason as StopReason
           full = full.slice(0, verdict.textLength)
           break
@@ -126,6 +127,7 @@ export async function * generateText (
       if (stopReason !== 'aborted') break
       step = await steps.next()
     }
+    if (step.done === true) stopReason = step.value.stopReason
   } finally {
     if (step.done !== true) step = await steps.return(undefined as never)
   }

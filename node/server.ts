@@ -34,6 +34,7 @@ const INFERENCE_INACTIVITY_MS = 10 * 60_000
 /** A Petal server: `start()` loads, joins and announces; `stop()` drains and leaves. */
 export class PetalServer {
   readonly #init: PetalServerInit
+  readonly #root: Logger
   readonly #log: Logger
   readonly #limits: Limits
   readonly #links = new Map<string, SessionLink>()
@@ -59,7 +60,8 @@ export class PetalServer {
       throw new TypeError('Cannot create a PetalServer: give exactly one of blocks and numBlocks')
     }
     this.#init = init
-    this.#log = (init.logger ?? pino({ level: 'silent' })).child({ component: 'server' })
+    this.#root = init.logger ?? pino({ level: 'silent' })
+    this.#log = this.#root.child({ component: 'server' })
     this.#limits = resolveLimits(init.limits)
     this.#device = init.device ?? 'cpu'
   }
@@ -161,7 +163,7 @@ export class PetalServer {
   }
 
   #registerInfo (): void {
-    const log = this.#log.child({ component: 'info' })
+    const log = this.#root.child({ component: 'info' })
     void this.host.handle(PROTOCOL_INFO, infoHandler({ info: () => this.info(), linkLatencyMs: this.#init.linkLatencyMs ?? 0, requestTimeoutMs: 10_000, log }))
   }
 
@@ -172,19 +174,19 @@ export class PetalServer {
     const runner = this.#runner as SpanRunner
     const linkLatencyMs = this.#init.linkLatencyMs ?? 0
     this.#forwarder = new PushForwarder({
-      host, limits: this.#limits, linkLatencyMs, dialTimeoutMs: 10_000, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#log.child({ component: 'push-out' })
+      host, limits: this.#limits, linkLatencyMs, dialTimeoutMs: 10_000, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#root.child({ component: 'push-out' })
     })
     const executor = new RunExecutor({ manager, forwarder: this.#forwarder, hiddenSize: runner.config.hiddenSize, limits: this.#limits })
     this.#inference = new InferenceService({
-      manager, executor, links: this.#links, limits: this.#limits, linkLatencyMs, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#log.child({ component: 'inference' })
+      manager, executor, links: this.#links, limits: this.#limits, linkLatencyMs, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#root.child({ component: 'inference' })
     })
     if (this.#init.blocks !== undefined) this.#registerInfo()
     void host.handle(PROTOCOL_INFERENCE, this.#inference.handler, { maxInboundStreams: 1024 })
     void host.handle(PROTOCOL_PUSH, pushHandler({
-      executor, links: this.#links, limits: this.#limits, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#log.child({ component: 'push-in' })
+      executor, links: this.#links, limits: this.#limits, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#root.child({ component: 'push-in' })
     }), { maxInboundStreams: 256 })
     this.#announcer = new Announcer({
-      dht: host.services.dht, modelId: this.#modelId, ...this.#span, intervalMs: this.#init.announceIntervalMs ?? 120_000, log: this.#log.child({ component: 'announcer' })
+      dht: host.services.dht, modelId: this.#modelId, ...this.#span, intervalMs: this.#init.announceIntervalMs ?? 120_000, log: this.#root.child({ component: 'announcer' })
     })
     this.#announcer.start()
   }

@@ -114,11 +114,15 @@ export class SwarmTarget implements TargetModel {
     let x = this.#init.parts.embed(ids) // (1,T,C)
     let b = 0
     let failovers = 0
-    if (this.#init.push === true && this.#hops.length > 1) ({ x, b } = await this.#runPushed(runId, x, position))
+    // whether x is already recorded in the history at b (a retry must not rewrite it: that would
+    // truncate the rows that later runs recorded meanwhile)
+    let recorded = false
+    if (this.#init.push === true && this.#hops.length > 1) ({ x, b, recorded } = await this.#runPushed(runId, x, position))
     while (b < this.#numBlocks) {
       if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
       const hop = this.#hopAt(b)
-      this.#history(b).write(position, x)
+      if (!recorded) this.#history(b).write(position, x)
+      recorded = false
       hop.inFlight.set(runId, position)
       try {
         x = await hop.session.run(runId, position, x)
@@ -127,7 +131,10 @@ export class SwarmTarget implements TargetModel {
         if (err instanceof PetalError && !err.retryable && err.code !== 'GAP' && err.code !== 'UNKNOWN_SESSION') throw err
         if (++failovers > (this.#init.maxFailoversPerRun ?? 8)) throw err
         await this.#repair(hop, err as Error)
+        // a rollback while we waited supersedes this run (and has rewritten the history past it)
+        if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         x = this.#history(b).read(position, position + T)
+        recorded = true
         continue
       } finally {
         hop.inFlight.delete(runId)
@@ -143,7 +150,7 @@ export class SwarmTarget implements TargetModel {
    * its output here (kept as the next span's input for failover). On a failure the run goes
    * on hop by hop from the broken boundary.
    */
-  async #runPushed (runId: number, x0: Float32Array, position: number): Promise<{ x: Float32Array, b: number }> {
+  async #runPushed (runId: number, x0: Float32Array, position: number): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
     const hops = [...this.#hops]
     const later = hops.slice(1).map(h => h.session.expect(runId))
     for (const p of later) p.catch(() => {})
@@ -157,17 +164,18 @@ export class SwarmTarget implements TargetModel {
       } catch (err) {
         if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         for (const h of hops.slice(i + 1)) h.session.cancel([runId])
-        return { x: this.#history(hop.start).read(position, position + x0.length / this.#init.parts.config.hiddenSize), b: hop.start }
+        return { x: this.#history(hop.start).read(position, position + x0.length / this.#init.parts.config.hiddenSize), b: hop.start, recorded: true }
       }
       if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x)
     }
-    return { x, b: this.#numBlocks }
+    return { x, b: this.#numBlocks, recorded: true }
   }
 
   /** Replaces a failed hop by a new route over its blocks and rebuilds their caches. One repair per hop at a time. */
   async #repair (hop: Hop, cause: Error): Promise<void> {
     const running = this.#repairs.get(hop)
     if (running !== undefined) return await running
+    if (!this.#hops.includes(hop)) return // already replaced: the caller retries on the new route
     const replayEnd = Math.min(...hop.inFlight.values())
     const repair = this.#replace(hop, replayEnd, cause)
     this.#repairs.set(hop, repair)

@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DraftModelDrafter, NgramDrafter, type Drafter } from '../../client/decoding/index.js'
+import { LanguageModel } from '../../client/language-model.js'
+import { SwarmClient } from '../../client/swarm/swarm-client.js'
+import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
+import type { GenerationResult, SpeculationMode } from '../../client/text-generation.js'
+import { Checkpoint } from '../../model/checkpoint.js'
+import { LocalModel } from '../../model/local-model.js'
+import { LocalSwarm, type ServerProcess } from '../../node/local-swarm.js'
+import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
+import { fullyCovered, peerIdOf, waitForServers } from '../helpers/swarm.js'
+
+/**
+ * Speculative decoding through real server processes with simulated WAN latency
+ * (every frame a server or the client sends waits LATENCY ms): greedy output equals
+ * plain greedy decoding in every mode, and rejections and cancellations happen.
+ */
+const LATENCY = 5
+
+describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`, () => {
+  const swarm = new LocalSwarm(BUNDLED_MODEL)
+  let client: SwarmClient
+  let draftModel: LocalModel
+  const ref = readReference('stories260k').prompts
+  const latency = ['--link-latency-ms', String(LATENCY)]
+
+  beforeAll(async () => {
+    await swarm.add({ blocks: '0:2', args: latency }, { blocks: '2:4', args: latency }, { blocks: '4:5', args: latency }, { blocks: '2:5', args: latency })
+    client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
+    await waitForServers(client, 'stories260k', 5, s => fullyCovered(5)(s) && s.length === 4)
+    draftModel = await LocalModel.load(Checkpoint.open(fixtureDir('stories260k-draft')))
+  }, 90_000)
+  afterAll(async () => {
+    await draftModel?.release()
+    await client?.close()
+    await swarm.close()
+  })
+
+  const cases: Array<[SpeculationMode, 'draft' | 'ngram', boolean]> = [
+    ['sync', 'draft', false], ['pipelined', 'draft', false], ['pipelined', 'draft', true], ['pipelined', 'ngram', false], ['sync', 'ngram', true]
+  ]
+  for (const [mode, drafterKind, push] of cases) {
+    it(`${mode} with ${drafterKind === 'draft' ? 'the draft model' : 'n-gram lookup'}${push ? ', push' : ''}: greedy tokens equal plain decoding`, async () => {
+      const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push, sendDelayMs: LATENCY })
+      let cancelled = 0
+      let rejected = 0
+      for (const p of ref) {
+        const drafter: Drafter = drafterKind === 'draft' ? new DraftModelDrafter(draftModel) : new NgramDrafter()
+        const r = await run(model, p.prompt_ids, p.greedy_new_ids.length, mode, drafter)
+        expect(r.tokens).toEqual(p.greedy_new_ids)
+        const d = r.stats.decode
+        expect(d).toBeDefined()
+        cancelled += d?.runsCancelled ?? 0
+        rejected += (d?.verified ?? 0) - (d?.accepted ?? 0)
+        await drafter.close?.()
+      }
+      expect(rejected).toBeGreaterThan(0)
+      if (mode === 'pipelined') expect(cancelled).toBeGreaterThan(0)
+      await model.release()
+    }, 60_000)
+  }
+
+  it('pipelined decoding survives a server killed mid-generation', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { sendDelayMs: LATENCY })
+    const session = await model.session({ maxTokens: 128 })
+    const target = session.target as SwarmTarget
+    const p = ref[1]
+    const gen = session.generate(p.prompt_ids, { maxNewTokens: p.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draftModel) })
+    let victim: ServerProcess | undefined
+    let step = await gen.next()
+    while (step.done !== true) {
+      if (victim === undefined && step.value.tokens.length > 0) {
+        const onRoute = target.route.map(h => swarm.servers.find(s => peerIdOf(s.address) === h.peerId))
+        victim = onRoute.find(s => s !== undefined && s.blocks !== '0:2')
+        victim?.child.kill('SIGKILL')
+      }
+      step = await gen.next()
+    }
+    expect(victim).toBeDefined()
+    expect(step.value.tokens).toEqual(p.greedy_new_ids)
+    expect(step.value.stats.target.failovers).toBeGreaterThanOrEqual(1)
+    await session.close()
+    await model.release()
+  }, 60_000)
+})
+
+async function run (model: LanguageModel, prompt: number[], n: number, speculation: SpeculationMode, drafter: Drafter): Promise<GenerationResult> {
+  const gen = model.generate(prompt, { maxNewTokens: n, temperature: 0, stopAtEos: false, speculation, drafter })
+  let step = await gen.next()
+  while (step.done !== true) step = await gen.next()
+  return step.value
+}
