@@ -1,0 +1,189 @@
+/**
+ * Speculation benchmark: plain vs draft-then-verify (sync) vs PipeInfer-pipelined decoding
+ * through a real 3-server loopback swarm of stories260k ([0,2) [2,4) [4,5)) at several
+ * one-way link latencies. Greedy, EOS ignored, a fixed number of tokens per reference prompt;
+ * warm-up first; one JSON line per configuration (see scripts/lib/spec-measure.ts for how the
+ * prompts are aggregated). Every line says whether its tokens equal plain greedy decoding's.
+ *
+ *   npm run bench:speculation                          # latencies 0, 5, 20, 50 ms, sweeps, 96 tokens x 3 prompts
+ *   npm run bench:speculation -- --latency-ms 20       # one latency (a comma list works too)
+ *   npm run bench:speculation -- --quick               # CI smoke run: 5 ms, 8 tokens, 1 prompt, plain + pipelined, no sweep
+ *   npm run bench:speculation -- --netem --latency-ms 20 --tokens 16 --modes plain-client,pipelined --no-sweep
+ *
+ * Options: --tokens N, --prompts N (1..3), --modes LIST (plain-client, plain-push, sync,
+ * pipelined, sync-adaptive, pipelined-adaptive; plain-client always runs: it is the reference),
+ * --no-sweep (sync/pipelined at k 4, depth 4 instead of their best sweep point), --draft DIR.
+ *
+ * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
+ * draft model (n-gram lookup, with a warning, when ../shared/models/stories260k-draft is
+ * missing) over push, first swept (k in 2,4,6,8; pipelined (k, depth) in {2,4,6} x {2,4,8};
+ * lines with "sweep": true, adaptive controller off) and then the fastest point that matched
+ * plain measured again as the mode's line; *-adaptive use the default limits (k 4, depth 4)
+ * with the adaptive controller on.
+ *
+ * Latency ("delay" field): in-process by default (servers' --link-latency-ms and the client's
+ * sendDelayMs, L ms on every frame sent); with --netem the whole run (servers and client)
+ * re-executes under `ip netns exec` in a namespace whose loopback has `tc netem delay L ms`
+ * (see scripts/lib/netem.ts: needs root, iproute2 and a kernel with sch_netem).
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { availableParallelism, cpus } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { DraftModelDrafter, NgramDrafter, type Drafter } from '../client/decoding/index.js'
+import { LanguageModel } from '../client/language-model.js'
+import { Checkpoint } from '../model/checkpoint.js'
+import { LocalModel } from '../model/local-model.js'
+import { emit } from './lib/bench-output.js'
+import { runInDelayedNamespace } from './lib/netem.js'
+import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
+import { startSpecSwarm } from './lib/spec-swarm.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const TARGET = join(ROOT, 'models', 'stories260k')
+const ALL_MODES = ['plain-client', 'plain-push', 'sync', 'pipelined', 'sync-adaptive', 'pipelined-adaptive']
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'latency-ms': { type: 'string' },
+    tokens: { type: 'string' },
+    prompts: { type: 'string' },
+    modes: { type: 'string' },
+    'no-sweep': { type: 'boolean', default: false },
+    netem: { type: 'boolean', default: false },
+    draft: { type: 'string' },
+    'netns-child': { type: 'boolean', default: false } // internal: already inside the namespace
+  }
+})
+const latencies = (args['latency-ms'] ?? (args.quick ? '5' : '0,5,20,50')).split(',').map(Number)
+const tokens = Number(args.tokens ?? (args.quick ? 8 : 96))
+const numPrompts = Number(args.prompts ?? (args.quick ? 1 : 3))
+const modes = new Set((args.modes ?? (args.quick ? 'plain-client,pipelined' : ALL_MODES.join(','))).split(','))
+const sweep = !args['no-sweep'] && !args.quick
+const delay = args.netem || args['netns-child'] ? 'netem' : 'in-process'
+const draftDir = args.draft ?? join(ROOT, '..', 'shared', 'models', 'stories260k-draft')
+for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
+if (latencies.some(l => !(Number.isFinite(l) && l >= 0))) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a comma list of numbers >= 0`)
+if (!(Number.isInteger(tokens) && tokens >= 1)) throw new RangeError(`Cannot generate --tokens ${args.tokens}: it must be an integer >= 1`)
+if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
+
+interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
+/** A configuration's result and the server runs it caused (summed over the servers). */
+interface Measured { r: SpecResult, runsComputed: number, runsDropped: number }
+type Report = (cfg: SpecConfig, m: Measured, extra?: Record<string, unknown>) => void
+const reference = (JSON.parse(readFileSync(join(TARGET, 'reference.json'), 'utf8')) as { prompts: Reference[] }).prompts.slice(0, numPrompts)
+const prompts = reference.map(r => r.prompt_ids)
+const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version }
+
+if (args.netem && !args['netns-child']) await runUnderNetem()
+else for (const L of latencies) await benchLatency(L)
+
+/** Re-executes this script once per latency inside a namespace with that much netem delay. */
+async function runUnderNetem (): Promise<void> {
+  for (const L of latencies) {
+    const argv = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', '--latency-ms', String(L),
+      '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, ...(sweep ? [] : ['--no-sweep'])]
+    const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
+    if (code !== 0) throw new Error(`The benchmark at netem latency ${L} ms exited with code ${code}`)
+  }
+}
+
+async function loadDrafter (): Promise<{ drafter: Drafter, kind: string, release: () => Promise<void> }> {
+  if (existsSync(join(draftDir, 'config.json'))) {
+    const model = await LocalModel.load(Checkpoint.open(draftDir))
+    return { drafter: new DraftModelDrafter(model), kind: 'draft-model', release: async () => { await model.release() } }
+  }
+  process.stderr.write(`warning: no draft model at ${draftDir}: sync and pipelined use n-gram lookup\n`)
+  return { drafter: new NgramDrafter(), kind: 'ngram', release: async () => {} }
+}
+
+/** One latency: a fresh swarm, warm-up, then every selected mode. */
+async function benchLatency (L: number): Promise<void> {
+  const started = performance.now()
+  const inProcess = delay === 'in-process' ? L : 0
+  const swarm = await startSpecSwarm(TARGET, inProcess)
+  const draft = await loadDrafter()
+  const models = {
+    client: await LanguageModel.swarm(swarm.client, TARGET, { push: false, sendDelayMs: inProcess }),
+    push: await LanguageModel.swarm(swarm.client, TARGET, { push: true, sendDelayMs: inProcess })
+  }
+  const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k' }
+  const measure = async (cfg: SpecConfig): Promise<Measured> => {
+    const before = await swarm.totals()
+    const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg)
+    const after = await swarm.totals()
+    return { r, runsComputed: after.runsComputed - before.runsComputed, runsDropped: after.runsDropped - before.runsDropped }
+  }
+  try {
+    const plainClient: SpecConfig = { mode: 'plain-client', speculation: 'none', push: false, k: 1, depth: 1, adaptive: false }
+    const fixed = (mode: 'sync' | 'pipelined', k: number, depth: number, adaptive = false): SpecConfig =>
+      ({ mode: adaptive ? `${mode}-adaptive` : mode, speculation: mode, push: true, k, depth: mode === 'sync' ? 1 : depth, adaptive })
+    // warm-up: each transport and each decoder once, a few tokens, not reported
+    for (const cfg of [plainClient, { ...plainClient, push: true }, fixed('sync', 4, 1), fixed('pipelined', 4, 4)]) {
+      await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts.slice(0, 1), Math.min(tokens, 8), cfg)
+    }
+    const plain = await measure(plainClient)
+    const report: Report = (cfg, m, extra = {}) => {
+      const { r } = m
+      const tokensMatchPlain = r.tokens.every((t, i) => sameIds(t, plain.r.tokens[i] ?? []))
+      const tokensMatchReference = r.tokens.every((t, i) => sameIds(t.slice(0, reference[i]?.greedy_new_ids.length), reference[i]?.greedy_new_ids.slice(0, t.length) ?? []))
+      emit({
+        metric: 'speculation_tokens_per_second', value: r.tokensPerSecond, unit: 'tokens/s',
+        mode: cfg.mode, latencyMs: L, delay, sweep: false, ...extra,
+        tokensPerSecond: round(r.tokensPerSecond), ttftMs: round(r.ttftMs), itlP50Ms: round(r.itlP50Ms), itlP95Ms: round(r.itlP95Ms),
+        acceptance: round(r.acceptance), cancelledRuns: r.cancelledRuns, runsSubmitted: r.runsSubmitted,
+        k: cfg.speculation === 'none' ? 0 : cfg.k, depth: cfg.depth, adaptive: cfg.adaptive, push: cfg.push,
+        ...(cfg.adaptive ? { finalPlans: r.plans } : {}),
+        draftsProposed: r.draftsProposed, draftsAccepted: r.draftsAccepted,
+        serverRunsComputed: m.runsComputed, serverRunsDropped: m.runsDropped,
+        tokensMatchPlain, tokensMatchReference,
+        aggregation: 'tokensPerSecond: all tokens / all time; ttftMs: median over prompts; itl: pooled gaps; counts: summed',
+        machine, config
+      })
+    }
+    report(plainClient, plain)
+    if (modes.has('plain-push')) report({ ...plainClient, mode: 'plain-push', push: true }, await measure({ ...plainClient, mode: 'plain-push', push: true }))
+    for (const mode of ['sync', 'pipelined'] as const) {
+      if (modes.has(mode)) await bestOf(mode, measure, report, plain.r.tokens)
+      if (modes.has(`${mode}-adaptive`)) {
+        const cfg = fixed(mode, 4, 4, true)
+        report(cfg, await measure(cfg))
+      }
+    }
+  } finally {
+    await models.client.release()
+    await models.push.release()
+    await draft.release()
+    await swarm.close()
+    process.stderr.write(`latency ${L} ms (${delay}): ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
+  }
+}
+
+/** Sweeps the mode's settings (when enabled), then measures the fastest correct point again. */
+async function bestOf (mode: 'sync' | 'pipelined', run: (cfg: SpecConfig) => Promise<Measured>, report: Report, plainTokens: number[][]): Promise<void> {
+  let best = { k: 4, depth: mode === 'sync' ? 1 : 4 }
+  if (sweep) {
+    let bestRate = -1
+    for (const point of sweepPoints(mode)) {
+      const cfg: SpecConfig = { mode, speculation: mode, push: true, adaptive: false, ...point }
+      const m = await run(cfg)
+      report(cfg, m, { sweep: true })
+      const correct = m.r.tokens.every((t, i) => sameIds(t, plainTokens[i] ?? []))
+      if (correct && m.r.tokensPerSecond > bestRate) {
+        bestRate = m.r.tokensPerSecond
+        best = point
+      }
+    }
+  }
+  const cfg: SpecConfig = { mode, speculation: mode, push: true, adaptive: false, ...best }
+  report(cfg, await run(cfg), { chosenBy: sweep ? 'sweep' : 'default' })
+}
+
+function sameIds (a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
+}
+
+function round (x: number): number {
+  return Number(x.toPrecision(5))
+}

@@ -1,0 +1,80 @@
+/**
+ * Swarm benchmark: tokens/s of local generation against a 3-server loopback swarm, and
+ * the overhead each hop adds, for stories260k and a random ~200M-parameter Llama.
+ * Greedy decoding, EOS ignored; warm-up generation first; one JSON line per figure.
+ *
+ *   npm run bench:swarm                  # both models (writes .cache/models/random-200m once)
+ *   npm run bench:swarm -- --quick       # stories260k, few tokens (CI smoke run)
+ *
+ * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
+ * one round trip (send, queue, compute is the same as local, reply).
+ */
+import { basename, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { LanguageModel, type SwarmModelOptions } from '../client/language-model.js'
+import { SwarmClient } from '../client/swarm/swarm-client.js'
+import { Checkpoint } from '../model/checkpoint.js'
+import { LocalSwarm } from '../node/local-swarm.js'
+import { fullyCovered, waitForServers } from '../test/helpers/swarm.js'
+import { emit, median } from './lib/bench-output.js'
+import { ensureRandomModel } from './lib/random-models.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, tokens: { type: 'string' }, models: { type: 'string' } } })
+const tokens = Number(args.tokens ?? (args.quick ? 16 : 64))
+const names = (args.models ?? (args.quick ? 'stories260k' : 'stories260k,random-200m')).split(',')
+
+for (const name of names) {
+  const dir = name === 'stories260k' ? join(ROOT, 'models', 'stories260k') : ensureRandomModel(name.replace(/^random-/, '').toUpperCase())
+  await benchModel(name, dir)
+}
+
+/** ms per generated token after the first (decode only), median over the prompts. */
+async function msPerToken (model: LanguageModel, prompts: number[][]): Promise<number> {
+  const times: number[] = []
+  for (const prompt of prompts) {
+    const gen = model.generate(prompt, { maxNewTokens: tokens, temperature: 0, stopAtEos: false })
+    let step = await gen.next()
+    while (step.done !== true) step = await gen.next()
+    const s = step.value.stats
+    times.push((s.elapsedMs - s.ttftMs) / Math.max(1, step.value.tokens.length - 1))
+  }
+  return median(times)
+}
+
+async function benchModel (name: string, dir: string): Promise<void> {
+  const L = Checkpoint.open(dir).config.numLayers
+  const V = Checkpoint.open(dir).config.vocabSize
+  const prompts = [0, 1, 2].map(p => Array.from({ length: 8 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919 + p * 104729) % Math.min(V - 3, 509)))))
+  const config = { tokens, prompts: prompts.length, blocks: L }
+
+  const local = await LanguageModel.local(dir)
+  await msPerToken(local, prompts.slice(0, 1)) // warm-up
+  const localMs = await msPerToken(local, prompts)
+  await local.release()
+  emit({ model: name, metric: 'local_tokens_per_second', value: 1000 / localMs, unit: 'tokens/s', config })
+
+  const cuts = [0, Math.round(L / 3), Math.round((2 * L) / 3), L]
+  const swarm = new LocalSwarm(dir)
+  try {
+    for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}` })
+    const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
+    await waitForServers(client, basename(dir), L, fullyCovered(L))
+    for (const [mode, opts] of [['client-mediated', {}], ['push', { push: true }]] as Array<[string, SwarmModelOptions]>) {
+      const model = await LanguageModel.swarm(client, dir, opts)
+      await msPerToken(model, prompts.slice(0, 1)) // warm-up
+      const swarmMs = await msPerToken(model, prompts)
+      await model.release()
+      const spans = cuts.slice(0, 3).map((c, i) => `[${c},${cuts[i + 1]})`).join(' ')
+      emit({ model: name, metric: `swarm_tokens_per_second_${mode}`, value: 1000 / swarmMs, unit: 'tokens/s', config: { ...config, servers: spans } })
+      emit({ model: name, metric: `swarm_vs_local_${mode}`, value: localMs / swarmMs, unit: 'x', config })
+      // client-mediated: 3 round trips; push: 4 one-way trips (about 2 round trips' worth)
+      const hops = mode === 'push' ? 2 : 3
+      emit({ model: name, metric: `overhead_per_hop_ms_${mode}`, value: (swarmMs - localMs) / hops, unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
+    }
+    await client.close()
+  } finally {
+    await swarm.close()
+  }
+}

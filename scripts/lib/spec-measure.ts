@@ -1,0 +1,99 @@
+/**
+ * One measured configuration of the speculation benchmark: greedy generation of a fixed
+ * number of tokens (EOS ignored) for each prompt through a swarm target, aggregated.
+ */
+import { decode, type DecodeMode, type DecodeStats, type Drafter } from '../../client/decoding/index.js'
+import type { LanguageModel } from '../../client/language-model.js'
+import { Sampler } from '../../client/sampling/index.js'
+import { median, percentile } from './bench-output.js'
+
+/** How one configuration decodes. */
+export interface SpecConfig {
+  /** Label printed as `mode`: plain-client, plain-push, sync, pipelined, sync-adaptive, ... */
+  readonly mode: string
+  readonly speculation: DecodeMode
+  /** Servers forward activations to each other instead of through the client. */
+  readonly push: boolean
+  /** Draft tokens per run (the limit when adaptive). */
+  readonly k: number
+  /** Runs in flight, pipelined (the limit when adaptive). */
+  readonly depth: number
+  /** Let the speculation controller pick k, depth and the cutoff within the limits. */
+  readonly adaptive: boolean
+}
+
+/**
+ * Aggregate over prompts: tokensPerSecond = all tokens / all decode time (prefill included),
+ * ttftMs = median over prompts, ITL percentiles over the pooled inter-token gaps (0 inside a
+ * batch of tokens decided together), counts summed, acceptance = accepted / verified drafts.
+ */
+export interface SpecResult {
+  /** Generated ids per prompt. */
+  readonly tokens: number[][]
+  readonly tokensPerSecond: number
+  readonly ttftMs: number
+  readonly itlP50Ms: number
+  readonly itlP95Ms: number
+  readonly acceptance: number
+  readonly cancelledRuns: number
+  readonly runsSubmitted: number
+  readonly draftsProposed: number
+  readonly draftsAccepted: number
+  /** k and depth of the controller's last plan, per prompt. */
+  readonly plans: Array<{ k: number, depth: number }>
+}
+
+/** Generates `tokens` greedy tokens after each prompt in configuration `cfg`. */
+export async function measureConfig (model: LanguageModel, drafter: Drafter, prompts: readonly number[][], tokens: number, cfg: SpecConfig): Promise<SpecResult> {
+  const all: DecodeStats[] = []
+  const ids: number[][] = []
+  for (const promptIds of prompts) {
+    const session = await model.session({ maxTokens: promptIds.length + tokens + 1 })
+    try {
+      const gen = decode(session.target, {
+        promptIds,
+        sampler: new Sampler({ temperature: 0, seed: 1 }),
+        maxNewTokens: tokens,
+        eosTokenIds: [],
+        mode: cfg.speculation,
+        ...(cfg.speculation !== 'none' ? { drafter } : {}),
+        k: cfg.k,
+        maxInFlight: cfg.depth,
+        adaptive: cfg.adaptive
+      })
+      const out: number[] = []
+      let step = await gen.next()
+      while (step.done !== true) {
+        out.push(...step.value)
+        step = await gen.next()
+      }
+      all.push(step.value)
+      ids.push(out)
+    } finally {
+      await session.close()
+      await drafter.close?.()
+    }
+  }
+  const sum = (f: (s: DecodeStats) => number): number => all.reduce((acc, s) => acc + f(s), 0)
+  const gaps = all.flatMap(s => [...s.interTokenMs])
+  const verified = sum(s => s.verified)
+  return {
+    tokens: ids,
+    tokensPerSecond: sum(s => s.newTokens) / (sum(s => s.elapsedMs) / 1000),
+    ttftMs: median(all.map(s => s.ttftMs)),
+    itlP50Ms: gaps.length > 0 ? percentile(gaps, 50) : 0,
+    itlP95Ms: gaps.length > 0 ? percentile(gaps, 95) : 0,
+    acceptance: verified === 0 ? 0 : sum(s => s.accepted) / verified,
+    cancelledRuns: sum(s => s.runsCancelled),
+    runsSubmitted: sum(s => s.runsSubmitted),
+    draftsProposed: sum(s => s.proposed),
+    draftsAccepted: sum(s => s.accepted),
+    plans: all.map(s => ({ k: s.plan.k, depth: s.plan.depth }))
+  }
+}
+
+/** The sweep's points: k for sync; (k, depth) for pipelined. */
+export function sweepPoints (mode: 'sync' | 'pipelined'): Array<{ k: number, depth: number }> {
+  if (mode === 'sync') return [2, 4, 6, 8].map(k => ({ k, depth: 1 }))
+  return [2, 4, 6].flatMap(k => [2, 4, 8].map(depth => ({ k, depth })))
+}

@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync, cpSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { afterAll, describe, expect, it } from 'vitest'
+import { BUNDLED_MODEL, fixtureDir, maxAbsDiffRows, readReference } from '../helpers/fixtures.js'
+
+const CLI = fileURLToPath(new URL('../../bin/petal-node.js', import.meta.url))
+const exec = promisify(execFile)
+
+async function cli (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { maxBuffer: 64 * 2 ** 20 })
+    return { code: 0, stdout, stderr }
+  } catch (err: any) {
+    return { code: err.code as number, stdout: err.stdout as string, stderr: err.stderr as string }
+  }
+}
+
+describe('petal-node forward', () => {
+  it('prints logits for every position; --split gives the same numbers', async () => {
+    const ref = readReference('tiny-llama-gqa')
+    const ids = ref.input_ids.join(',')
+    const whole = JSON.parse((await cli('forward', '--model', fixtureDir('tiny-llama-gqa'), '--ids', ids)).stdout)
+    const split = JSON.parse((await cli('forward', '--model', fixtureDir('tiny-llama-gqa'), '--ids', ids, '--split', '2,3,5')).stdout)
+    expect(maxAbsDiffRows(whole.logits, ref.logits)).toBeLessThan(1e-4)
+    expect(maxAbsDiffRows(split.logits, whole.logits)).toBeLessThan(1e-5)
+  }, 30_000)
+})
+
+describe('petal-node generate (local)', () => {
+  it('--json: greedy tokens of the reference, the prompt ids and stats', async () => {
+    const p = readReference('stories260k').prompts[0]
+    const { code, stdout } = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', p.prompt, '--max-new-tokens', '48', '--temperature', '0', '--json')
+    expect(code).toBe(0)
+    const out = JSON.parse(stdout)
+    expect(out.promptTokens).toEqual(p.prompt_ids)
+    expect(out.tokens).toEqual(p.greedy_new_ids.slice(0, out.tokens.length))
+    expect(out.text.length).toBeGreaterThan(0)
+    expect(out.stats.tokensPerSecond).toBeGreaterThan(0)
+  }, 30_000)
+
+  it('streams text; the same seed gives the same text', async () => {
+    const a = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'Lily', '--max-new-tokens', '30', '--temperature', '0.9', '--seed', '7')
+    const b = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'Lily', '--max-new-tokens', '30', '--temperature', '0.9', '--seed', '7')
+    expect(a.code).toBe(0)
+    expect(a.stdout.startsWith('Lily')).toBe(true)
+    expect(a.stdout).toBe(b.stdout)
+  }, 30_000)
+})
+
+describe('errors are one clear line and a non-zero exit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'petal-cli-'))
+  afterAll(() => { rmSync(dir, { recursive: true, force: true }) })
+
+  it('a missing model folder', async () => {
+    const r = await cli('generate', '--model', join(dir, 'nope'), '--prompt', 'x')
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/config\.json: cannot read config: file not found/)
+  })
+
+  it('an unsupported architecture, with --verbose adding the stack', async () => {
+    const bad = join(dir, 'bad')
+    cpSync(BUNDLED_MODEL, bad, { recursive: true })
+    writeFileSync(join(bad, 'config.json'), JSON.stringify({ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }))
+    const r = await cli('forward', '--model', bad, '--ids', '1')
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/field "model_type" is not supported/)
+    const v = await cli('forward', '--model', bad, '--ids', '1', '--verbose')
+    expect(v.stderr).toMatch(/at /)
+  })
+
+  it('a bad flag value', async () => {
+    const r = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--top-p', '7')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/--top-p must be a number >= 0 and <= 1/)
+  })
+
+  it('every command has --help', async () => {
+    for (const cmd of ['serve', 'generate', 'forward', 'status', 'demo']) {
+      const r = await cli(cmd, '--help')
+      expect(r.code).toBe(0)
+      expect(r.stdout).toContain(`Usage: petal-node ${cmd}`)
+    }
+  }, 30_000)
+})
