@@ -3,6 +3,7 @@ import { Checkpoint } from '../model/checkpoint.js'
 import { ClientParts } from '../model/client-parts.js'
 import { LocalModel } from '../model/local-model.js'
 import type { OrtOptions } from '../model/ort-session.js'
+import { blockTensorNames } from '../model/weights.js'
 import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
 import { LocalTarget } from './local-target.js'
 import { SwarmTarget } from './swarm/swarm-target.js'
@@ -24,6 +25,11 @@ export interface SwarmModelOptions extends OrtOptions {
   wireDtype?: WireDtype
   /** Simulated one-way latency of the client's outgoing frames, ms (benchmarks). */
   sendDelayMs?: number
+  /**
+   * Refuse servers whose block weights hash differently from this checkpoint's (reads the
+   * blocks once to hash them). Default: on when the folder holds every block's tensors.
+   */
+  verifyWeights?: boolean
 }
 
 export interface LocalModelOptions extends OrtOptions {
@@ -65,6 +71,9 @@ export class LanguageModel {
     const modelId = opts.modelId ?? basename(dir)
     const numBlocks = ckpt.config.numLayers
     const directory = await swarm.directory(modelId, numBlocks)
+    if (opts.verifyWeights ?? hasAllBlocks(ckpt)) {
+      directory.expectedHashes = Array.from({ length: numBlocks }, (_, i) => ckpt.blockWeightsHash(i))
+    }
     const target: TargetFactory = async (maxTokens) => await SwarmTarget.open({
       host: swarm.host,
       directory,
@@ -144,4 +153,9 @@ export class ChatSession {
   async close (): Promise<void> {
     await this.target.close()
   }
+}
+
+/** Whether the folder holds the blocks too (not only the client parts), so their hashes can be checked. */
+function hasAllBlocks (ckpt: Checkpoint): boolean {
+  return Array.from({ length: ckpt.config.numLayers }, (_, i) => blockTensorNames(i)).every(names => Object.values(names).every(n => ckpt.has(n)))
 }

@@ -36,7 +36,7 @@ import { LanguageModel } from '../client/language-model.js'
 import { Checkpoint } from '../model/checkpoint.js'
 import { LocalModel } from '../model/local-model.js'
 import { emit } from './lib/bench-output.js'
-import { runInDelayedNamespace } from './lib/netem.js'
+import { NetemUnavailableError, runInDelayedNamespace } from './lib/netem.js'
 import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
 import { startSpecSwarm } from './lib/spec-swarm.js'
 
@@ -76,8 +76,15 @@ const reference = (JSON.parse(readFileSync(join(TARGET, 'reference.json'), 'utf8
 const prompts = reference.map(r => r.prompt_ids)
 const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version }
 
-if (args.netem && !args['netns-child']) await runUnderNetem()
-else for (const L of latencies) await benchLatency(L)
+if (args.netem && !args['netns-child']) {
+  try {
+    await runUnderNetem()
+  } catch (err) {
+    if (!(err instanceof NetemUnavailableError)) throw err
+    process.stderr.write(`${err.message}\n`)
+    process.exitCode = 2
+  }
+} else for (const L of latencies) await benchLatency(L)
 
 /** Re-executes this script once per latency inside a namespace with that much netem delay. */
 async function runUnderNetem (): Promise<void> {

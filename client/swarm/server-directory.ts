@@ -22,9 +22,18 @@ export class ServerDirectory {
   readonly #servers = new Map<string, KnownServer>()
   readonly #bans = new Map<string, { until: number, strikes: number }>()
   readonly #policy: BanPolicy
+  /** sha256 of each block's weights as the client's own checkpoint has them; a server that differs is never used. */
+  expectedHashes: readonly string[] | undefined
 
   constructor (policy: BanPolicy = { baseMs: 15_000, maxMs: 300_000 }) {
     this.#policy = policy
+  }
+
+  /** Whether a server's weights are the ones the client expects (true when the client has no hashes to compare). */
+  hasExpectedWeights (info: ServerInfo): boolean {
+    const expected = this.expectedHashes
+    if (expected === undefined) return true
+    return info.blockHashes.every((h, i) => expected[info.start + i] === undefined || expected[info.start + i] === h)
   }
 
   /** Replaces what is known with a fresh discovery result. */
@@ -52,10 +61,15 @@ export class ServerDirectory {
     return ban !== undefined && ban.until > now
   }
 
+  /** Servers left out because their weights differ from the client's checkpoint. */
+  refusedForWeights (): KnownServer[] {
+    return this.all().filter(s => !this.hasExpectedWeights(s.info))
+  }
+
   /** Online, unbanned servers as route candidates. */
   candidates (now = Date.now()): ServerCandidate[] {
     return this.all()
-      .filter(s => s.info.state === 'online' && !this.isBanned(s.info.peerId, now))
+      .filter(s => s.info.state === 'online' && !this.isBanned(s.info.peerId, now) && this.hasExpectedWeights(s.info))
       .map(s => ({
         peerId: s.info.peerId,
         start: s.info.start,

@@ -73,7 +73,15 @@ export class SwarmTarget implements TargetModel {
     } catch (err) {
       if (!(err instanceof NoRouteError)) throw err
       await init.rediscover()
-      route = planRoute(init.directory.candidates(), 0, L)
+      try {
+        route = planRoute(init.directory.candidates(), 0, L)
+      } catch (again) {
+        const refused = init.directory.refusedForWeights()
+        if (again instanceof NoRouteError && refused.length > 0) {
+          again.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})`).join(', ')}: their weights differ from this checkpoint's`
+        }
+        throw again
+      }
     }
     const hops = await openHops(init, route)
     return new SwarmTarget(init, hops)

@@ -1,0 +1,27 @@
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+
+const ROOT = join(import.meta.dirname, '..', '..')
+
+/** The CI smoke run of the speculation benchmark: a real 3-server swarm, a few tokens. */
+describe('bench-speculation --quick', () => {
+  it('prints one JSON line per mode with finite figures and plain greedy tokens', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'bench-speculation.ts'), '--quick'],
+      { cwd: ROOT, timeout: 60_000, maxBuffer: 1 << 20 })
+    const lines = stdout.trim().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+    expect(lines.map(l => l.mode)).toEqual(['plain-client', 'pipelined'])
+    for (const line of lines) {
+      expect(line).toMatchObject({ metric: 'speculation_tokens_per_second', unit: 'tokens/s', latencyMs: 5, delay: 'in-process', sweep: false, tokensMatchPlain: true, tokensMatchReference: true })
+      for (const key of ['value', 'tokensPerSecond', 'ttftMs', 'itlP50Ms', 'itlP95Ms', 'acceptance', 'cancelledRuns', 'runsSubmitted', 'k', 'depth', 'serverRunsComputed']) {
+        expect(Number.isFinite(line[key]), `${String(line.mode)}.${key} = ${String(line[key])}`).toBe(true)
+      }
+      expect(line.tokensPerSecond).toBeGreaterThan(0)
+      expect(line.serverRunsComputed).toBeGreaterThan(0)
+      expect(typeof line.commit).toBe('string')
+      expect(line.config).toMatchObject({ tokens: 8, prompts: 1 })
+    }
+    expect(lines[1]).toMatchObject({ k: 4, depth: 4, push: true })
+  }, 90_000)
+})
