@@ -109,20 +109,25 @@ async function loadDrafter (): Promise<{ drafter: Drafter, kind: string, release
 async function benchLatency (L: number): Promise<void> {
   const started = performance.now()
   const inProcess = delay === 'in-process' ? L : 0
-  const swarm = await startSpecSwarm(TARGET, inProcess)
-  const draft = await loadDrafter()
-  const models = {
-    client: await LanguageModel.swarm(swarm.client, TARGET, { push: false, sendDelayMs: inProcess }),
-    push: await LanguageModel.swarm(swarm.client, TARGET, { push: true, sendDelayMs: inProcess })
-  }
-  const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k' }
-  const measure = async (cfg: SpecConfig): Promise<Measured> => {
-    const before = await swarm.totals()
-    const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg)
-    const after = await swarm.totals()
-    return { r, runsComputed: after.runsComputed - before.runsComputed, runsDropped: after.runsDropped - before.runsDropped }
-  }
+  const cleanup: Array<() => Promise<void>> = [] // undone in reverse order, also on error
   try {
+    const swarm = await startSpecSwarm(TARGET, inProcess)
+    cleanup.push(swarm.close)
+    const draft = await loadDrafter()
+    cleanup.push(draft.release)
+    const open = async (push: boolean): Promise<LanguageModel> => {
+      const model = await LanguageModel.swarm(swarm.client, TARGET, { push, sendDelayMs: inProcess })
+      cleanup.push(async () => { await model.release() })
+      return model
+    }
+    const models = { client: await open(false), push: await open(true) }
+    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k' }
+    const measure = async (cfg: SpecConfig): Promise<Measured> => {
+      const before = await swarm.totals()
+      const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg)
+      const after = await swarm.totals()
+      return { r, runsComputed: after.runsComputed - before.runsComputed, runsDropped: after.runsDropped - before.runsDropped }
+    }
     const plainClient: SpecConfig = { mode: 'plain-client', speculation: 'none', push: false, k: 1, depth: 1, adaptive: false }
     const fixed = (mode: 'sync' | 'pipelined', k: number, depth: number, adaptive = false): SpecConfig =>
       ({ mode: adaptive ? `${mode}-adaptive` : mode, speculation: mode, push: true, k, depth: mode === 'sync' ? 1 : depth, adaptive })
@@ -159,10 +164,7 @@ async function benchLatency (L: number): Promise<void> {
       }
     }
   } finally {
-    await models.client.release()
-    await models.push.release()
-    await draft.release()
-    await swarm.close()
+    for (const undo of cleanup.reverse()) await undo()
     process.stderr.write(`latency ${L} ms (${delay}): ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
   }
 }

@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process'
 import { basename } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
@@ -8,6 +11,10 @@ import { ClientParts } from '../../model/client-parts.js'
 import { LocalSwarm } from '../../node/local-swarm.js'
 import { BUNDLED_MODEL, fixtureDir, maxAbsDiffRows, readReference } from '../helpers/fixtures.js'
 import { fullyCovered, waitForServers } from '../helpers/swarm.js'
+
+const run = promisify(execFile)
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const EXAMPLE = fileURLToPath(new URL('../../scripts/example-sdk.ts', import.meta.url))
 
 describe('stories260k through three server processes [0,2) [2,4) [4,5)', () => {
   const swarm = new LocalSwarm(BUNDLED_MODEL)
@@ -40,6 +47,13 @@ describe('stories260k through three server processes [0,2) [2,4) [4,5)', () => {
       if (push) await m.release()
     }, 60_000)
   }
+
+  it('the README\'s SDK example runs against this swarm', async () => {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', EXAMPLE, swarm.bootstrap, BUNDLED_MODEL], { cwd: ROOT })
+    expect(stdout).toMatch(/^Once upon a time/)
+    expect(stdout).toMatch(/40 tokens, \d+ tokens\/s, route …\w{6}\[0,2\) -> …\w{6}\[2,4\) -> …\w{6}\[4,5\)/)
+    expect(stdout).toContain('Lily and Ben went to the park.')
+  }, 60_000)
 
   it('keeps the caches across turns of a chat session (only new tokens are sent)', async () => {
     const p = ref.prompts[0]

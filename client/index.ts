@@ -1,0 +1,11 @@
+/** Petal's client SDK: connect to a swarm, generate text, chat, speculate. */
+export { LanguageModel, ChatSession, type SwarmModelOptions, type LocalModelOptions } from './language-model.js'
+export { SwarmClient, type SwarmClientInit } from './swarm/swarm-client.js'
+export { SwarmTarget, describeRoute, type SwarmTargetInit } from './swarm/swarm-target.js'
+export { collectSwarmStatus, type ModelSnapshot } from './swarm/swarm-status.js'
+export { LocalTarget } from './local-target.js'
+export type { TargetModel, PendingRun, TargetStats } from './target-model.js'
+export type { GenerateOptions, GenerateChunk, GenerationResult, GenerationStats, SpeculationMode } from './text-generation.js'
+export { DraftModelDrafter, NgramDrafter, decode, type Drafter, type DecodeStats } from './decoding/index.js'
+export { Tokenizer, IncrementalDecoder } from './tokenizer/index.js'
+export { Sampler } from './sampling/index.js'
