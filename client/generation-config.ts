@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CheckpointError } from '../model/errors.js'
 import type { SamplerOptions } from './sampling/index.js'
+import { readOptionalJson } from '../model/json-file.js'
 
 /** A checkpoint's `generation_config.json`, typed, with transformers' defaults for what it leaves out. */
 export interface GenerationConfig {
@@ -116,21 +116,6 @@ function asObject (raw: unknown, file: string): Record<string, unknown> {
     throw new CheckpointError(`${file}: must be a JSON object: current value is ${JSON.stringify(raw)}`)
   }
   return raw as Record<string, unknown>
-}
-
-function readOptionalJson (file: string): unknown {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err: any) {
-    if (err.code === 'ENOENT') return undefined
-    throw new CheckpointError(`${file}: cannot read: ${err.message}`, { cause: err })
-  }
-  try {
-    return JSON.parse(text)
-  } catch (err: any) {
-    throw new CheckpointError(`${file}: not valid JSON: ${err.message}`, { cause: err })
-  }
 }
 
 function isPositiveInt (v: unknown): boolean {

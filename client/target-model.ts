@@ -18,7 +18,20 @@ export interface TargetModel {
   cancel (runIds: readonly number[]): void
   /** Counters for stats: runs sent, cancelled, failovers, route. */
   stats (): TargetStats
+  /**
+   * Runs each server computed, dropped before starting (early cancellation), aborted
+   * mid-run and dropped on late arrival since this target opened, by peer id. Read from
+   * the servers' counters, which count every client's runs: exact when this client is alone.
+   */
+  serverCounters? (): Promise<Record<string, ServerRunCounts>>
   close (): Promise<void>
+}
+
+export interface ServerRunCounts {
+  computed: number
+  droppedBeforeStart: number
+  abortedMidRun: number
+  droppedLate: number
 }
 
 export interface PendingRun {
@@ -35,8 +48,6 @@ export interface TargetStats {
   failovers: number
   /** Human-readable route, e.g. "12D3…a1[0,2) -> 12D3…b2[2,5)"; "local" for a LocalTarget. */
   route: string
-  /** Runs each server reports it computed, by peer id (swarm only). */
-  serverRunsComputed?: Record<string, number>
   [key: string]: unknown
 }
 

@@ -2,7 +2,7 @@ import type { Drafter } from './decoding/index.js'
 import { decode, type DecodeStats } from './decoding/index.js'
 import type { GenerationConfig } from './generation-config.js'
 import { Sampler, StopCondition, type StopReason } from './sampling/index.js'
-import type { TargetModel, TargetStats } from './target-model.js'
+import type { ServerRunCounts, TargetModel, TargetStats } from './target-model.js'
 import { IncrementalDecoder, type Tokenizer } from './tokenizer/index.js'
 
 export type SpeculationMode = 'none' | 'sync' | 'pipelined'
@@ -54,6 +54,8 @@ export interface GenerationStats {
   decode?: DecodeStats
   /** The target's counters: runs sent and cancelled, failovers, route. */
   target: TargetStats
+  /** Server-side counts of runs computed and cancelled, by peer id (swarm only). */
+  serverRuns?: Record<string, ServerRunCounts>
 }
 
 /** Where a generation starts: nothing cached (a new sequence), or a chat session's cache. */
@@ -142,7 +144,8 @@ export async function * generateText (
     ttftMs: (firstAt ?? lastAt) - started,
     elapsedMs,
     ...(step.done === true && step.value !== undefined ? { decode: step.value } : {}),
-    target: target.stats()
+    target: target.stats(),
+    ...(target.serverCounters !== undefined ? { serverRuns: await target.serverCounters() } : {})
   }
   return { text: full, tokens, promptTokens: [...promptIds], stopReason, stats }
 }

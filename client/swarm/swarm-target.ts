@@ -5,7 +5,9 @@ import type { PetalHost } from '../../net/host.js'
 import { CancelledError, PetalError } from '../../protocol/errors.js'
 import type { WireDtype } from '../../protocol/tensor-codec.js'
 import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
-import type { PendingRun, TargetModel, TargetStats } from '../target-model.js'
+import { fetchServerInfo } from '../../net/info-client.js'
+import type { ServerMetrics } from '../../protocol/server-info.js'
+import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
 import { HiddenHistory } from './hidden-history.js'
 import type { ServerDirectory } from './server-directory.js'
 import { SpanSession } from './span-session.js'
@@ -56,6 +58,8 @@ export class SwarmTarget implements TargetModel {
   readonly #repairs = new Map<Hop, Promise<void>>()
   readonly #cancelled = new Set<number>()
   #nextRunId = 0
+  /** Each server's counters when this target first used it. */
+  readonly #baseline = new Map<string, ServerMetrics | undefined>()
   readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[] }
 
   private constructor (init: SwarmTargetInit, hops: Hop[]) {
@@ -84,7 +88,39 @@ export class SwarmTarget implements TargetModel {
       }
     }
     const hops = await openHops(init, route)
-    return new SwarmTarget(init, hops)
+    const target = new SwarmTarget(init, hops)
+    await target.#recordBaseline(hops)
+    return target
+  }
+
+  async serverCounters (): Promise<Record<string, ServerRunCounts>> {
+    const out: Record<string, ServerRunCounts> = {}
+    await Promise.all([...this.#baseline].map(async ([peer, before]) => {
+      const now = await this.#metrics(peer)
+      if (now === undefined || before === undefined) return
+      out[peer] = {
+        computed: now.runsComputed - before.runsComputed,
+        droppedBeforeStart: now.runsDroppedBeforeStart - before.runsDroppedBeforeStart,
+        abortedMidRun: now.runsAbortedMidRun - before.runsAbortedMidRun,
+        droppedLate: now.runsDroppedLate - before.runsDroppedLate
+      }
+    }))
+    return out
+  }
+
+  async #recordBaseline (hops: readonly Hop[]): Promise<void> {
+    await Promise.all(hops.map(async h => {
+      const peer = h.session.peerId.toString()
+      if (!this.#baseline.has(peer)) this.#baseline.set(peer, await this.#metrics(peer))
+    }))
+  }
+
+  async #metrics (peer: string): Promise<ServerMetrics | undefined> {
+    try {
+      return (await fetchServerInfo(this.#init.host, peerIdFromString(peer), { signal: AbortSignal.timeout(2000) })).metrics
+    } catch {
+      return undefined // a dead server has no counters to read
+    }
   }
 
   /** The live route, e.g. [{peerId, start: 0, end: 2}, ...]. */
@@ -212,6 +248,7 @@ export class SwarmTarget implements TargetModel {
         x = await h.session.run(this.#nextRunId++, from, x)
       }
     }
+    await this.#recordBaseline(fresh)
     this.#hops = [...this.#hops.filter(h => h !== hop), ...fresh].sort((a, b) => a.start - b.start)
     const change = `[${hop.start},${hop.end}) ${short(dead)} -> ${describeRoute(route)} (replayed ${replayEnd} positions)`
     this.#stats.routeChanges.push(change)

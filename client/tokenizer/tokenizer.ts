@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CheckpointError } from '../../model/errors.js'
 import { AddedTokenMatcher, readAddedTokens, type AddedToken } from './added-tokens.js'
@@ -10,6 +9,7 @@ import { buildNormalizer, type Normalize } from './normalizer.js'
 import { applyBosEosFlags, buildPostProcessor, type SpecialTokenTemplate } from './post-processor.js'
 import { buildPreTokenizer, type PreTokenize } from './pre-tokenizer.js'
 import { parseTokenizerConfig, type TokenizerConfig } from './tokenizer-config.js'
+import { readOptionalJson } from '../../model/json-file.js'
 
 export interface EncodeOptions {
   /** Put the checkpoint's special tokens (BOS for Llama) around the ids. Default true, as in Hugging Face. */
@@ -88,10 +88,10 @@ export class Tokenizer {
   /** Loads `DIR/tokenizer.json` and, if present, `DIR/tokenizer_config.json`. */
   static fromDir (dir: string): Tokenizer {
     const file = join(dir, 'tokenizer.json')
-    const json = readJson(file)
+    const json = readOptionalJson(file)
     if (json === undefined) throw new CheckpointError(`${file}: cannot read tokenizer: file not found`)
     const configFile = join(dir, 'tokenizer_config.json')
-    return Tokenizer.fromJson(json, readJson(configFile), { tokenizerFile: file, configFile })
+    return Tokenizer.fromJson(json, readOptionalJson(configFile), { tokenizerFile: file, configFile })
   }
 
   /** Builds a tokenizer from parsed tokenizer.json / tokenizer_config.json contents; file names only label errors. */
@@ -148,20 +148,5 @@ export class Tokenizer {
   /** Whether `decode(..., { skipSpecialTokens: true })` leaves `id` out. */
   isSpecialToken (id: number): boolean {
     return this.#specialIds.has(id)
-  }
-}
-
-function readJson (file: string): unknown {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err: any) {
-    if (err.code === 'ENOENT') return undefined
-    throw new CheckpointError(`${file}: cannot read: ${err.message}`, { cause: err })
-  }
-  try {
-    return JSON.parse(text)
-  } catch (err: any) {
-    throw new CheckpointError(`${file}: not valid JSON: ${err.message}`, { cause: err })
   }
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the payload for the GPU check into .gpu/ (ignored by git; carried to the device machine):
+#   .gpu/gpu-check.mjs    scripts/gpu/gpu-check.ts bundled (onnxruntime-node external)
+#   .gpu/node.xz          node_modules/node/bin/node (Node 22), xz-compressed
+#   .gpu/ort.tar.xz       node_modules/{onnxruntime-node (linux x64 only), onnxruntime-common}
+#   .gpu/gl/*.deb         Vulkan/GL loaders (libvulkan1 ...), see the device README
+#   .gpu/tiny-llama-gqa   copy of ../shared/models/tiny-llama-gqa
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p .gpu
+node_modules/.bin/esbuild scripts/gpu/gpu-check.ts --bundle --platform=node --format=esm --target=node22 \
+  --external:onnxruntime-node --outfile=.gpu/gpu-check.mjs \
+  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+[ -f .gpu/node.xz ] || xz -T8 -6 -c node_modules/node/bin/node > .gpu/node.xz
+if [ ! -f .gpu/ort.tar.xz ]; then
+  t=$(mktemp -d); mkdir -p "$t/node_modules/onnxruntime-node/bin/napi-v6/linux"
+  cp -r node_modules/onnxruntime-common "$t/node_modules/"
+  cp -r node_modules/onnxruntime-node/package.json node_modules/onnxruntime-node/dist "$t/node_modules/onnxruntime-node/"
+  cp -r node_modules/onnxruntime-node/bin/napi-v6/linux/x64 "$t/node_modules/onnxruntime-node/bin/napi-v6/linux/"
+  tar -C "$t" -cf - node_modules | xz -T8 -6 > .gpu/ort.tar.xz
+  rm -rf "$t"
+fi
+[ -d .gpu/tiny-llama-gqa ] || { cp -r ../shared/models/tiny-llama-gqa .gpu/ && chmod -R u+w .gpu/tiny-llama-gqa; }
+du -sh .gpu

@@ -1,0 +1,36 @@
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+
+const run = promisify(execFile)
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+/** Runs a benchmark's tiny smoke configuration and parses its JSON lines. */
+async function bench (script: string): Promise<Array<Record<string, any>>> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', `scripts/${script}`, '--quick'], { cwd: ROOT, maxBuffer: 16 * 2 ** 20 })
+  return stdout.trim().split('\n').map(l => JSON.parse(l))
+}
+
+describe('benchmarks do not rot', () => {
+  it('bench-local --quick prints every engine figure', async () => {
+    const lines = await bench('bench-local.ts')
+    const metrics = lines.map(l => l.metric)
+    for (const m of ['copy_bandwidth', 'prefill_tokens_per_second', 'decode_ms_per_token_ctx16', 'decode_ms_per_token_ctx256', 'peak_rss_mb', 'bandwidth_floor_ms_per_token', 'decode_ctx16_vs_floor']) {
+      expect(metrics).toContain(m)
+    }
+    for (const l of lines) {
+      expect(Number.isFinite(l.value) && l.value > 0, `${l.metric}`).toBe(true)
+      expect(typeof l.unit).toBe('string')
+    }
+  }, 120_000)
+
+  it('bench-swarm --quick compares local and a 3-server swarm', async () => {
+    const lines = await bench('bench-swarm.ts')
+    const byMetric = Object.fromEntries(lines.map(l => [l.metric, l.value]))
+    expect(byMetric.local_tokens_per_second).toBeGreaterThan(0)
+    expect(byMetric['swarm_tokens_per_second_client-mediated']).toBeGreaterThan(0)
+    expect(byMetric.swarm_tokens_per_second_push).toBeGreaterThan(0)
+    expect(Number.isFinite(byMetric['overhead_per_hop_ms_client-mediated'])).toBe(true)
+  }, 120_000)
+})
