@@ -1,7 +1,8 @@
 /** Petal's client SDK: connect to a swarm, generate text, chat, speculate. */
 export { LanguageModel, ChatSession, type SwarmModelOptions, type LocalModelOptions } from './language-model.js'
 export { SwarmClient, type SwarmClientInit } from './swarm/swarm-client.js'
-export { SwarmTarget, describeRoute, type SwarmTargetInit } from './swarm/swarm-target.js'
+export { SwarmTarget, type SwarmTargetInit } from './swarm/swarm-target.js'
+export { describeRoute } from './swarm/route-hops.js'
 export { collectSwarmStatus, type ModelSnapshot } from './swarm/swarm-status.js'
 export { LocalTarget } from './local-target.js'
 export type { TargetModel, PendingRun, TargetStats } from './target-model.js'

@@ -1,16 +1,14 @@
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
 import type { ClientParts } from '../../model/client-parts.js'
 import type { PetalHost } from '../../net/host.js'
 import { CancelledError, PetalError } from '../../protocol/errors.js'
 import type { WireDtype } from '../../protocol/tensor-codec.js'
 import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
-import { fetchServerInfo } from '../../net/info-client.js'
-import type { ServerMetrics } from '../../protocol/server-info.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
 import { HiddenHistory } from './hidden-history.js'
 import type { ServerDirectory } from './server-directory.js'
-import { SpanSession } from './span-session.js'
+import { describeRoute, openHops, short, type Hop } from './route-hops.js'
+import { ServerCounters } from './server-counters.js'
 
 export interface SwarmTargetInit {
   host: PetalHost
@@ -33,14 +31,6 @@ export interface SwarmTargetInit {
   logger?: Logger
 }
 
-/** One hop of the live route, and the runs in flight at it (run id -> first position). */
-interface Hop {
-  readonly start: number
-  readonly end: number
-  readonly session: SpanSession
-  readonly inFlight: Map<number, number>
-}
-
 const REPLAY_CHUNK = 1024
 
 /**
@@ -58,8 +48,7 @@ export class SwarmTarget implements TargetModel {
   readonly #repairs = new Map<Hop, Promise<void>>()
   readonly #cancelled = new Set<number>()
   #nextRunId = 0
-  /** Each server's counters when this target first used it. */
-  readonly #baseline = new Map<string, ServerMetrics | undefined>()
+  readonly #counters: ServerCounters
   readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[] }
 
   private constructor (init: SwarmTargetInit, hops: Hop[]) {
@@ -67,6 +56,7 @@ export class SwarmTarget implements TargetModel {
     this.vocabSize = init.parts.config.vocabSize
     this.#numBlocks = init.parts.config.numLayers
     this.#hops = hops
+    this.#counters = new ServerCounters(init.host)
   }
 
   static async open (init: SwarmTargetInit): Promise<SwarmTarget> {
@@ -89,38 +79,12 @@ export class SwarmTarget implements TargetModel {
     }
     const hops = await openHops(init, route)
     const target = new SwarmTarget(init, hops)
-    await target.#recordBaseline(hops)
+    await target.#counters.record(hops.map(h => h.session.peerId.toString()))
     return target
   }
 
   async serverCounters (): Promise<Record<string, ServerRunCounts>> {
-    const out: Record<string, ServerRunCounts> = {}
-    await Promise.all([...this.#baseline].map(async ([peer, before]) => {
-      const now = await this.#metrics(peer)
-      if (now === undefined || before === undefined) return
-      out[peer] = {
-        computed: now.runsComputed - before.runsComputed,
-        droppedBeforeStart: now.runsDroppedBeforeStart - before.runsDroppedBeforeStart,
-        abortedMidRun: now.runsAbortedMidRun - before.runsAbortedMidRun,
-        droppedLate: now.runsDroppedLate - before.runsDroppedLate
-      }
-    }))
-    return out
-  }
-
-  async #recordBaseline (hops: readonly Hop[]): Promise<void> {
-    await Promise.all(hops.map(async h => {
-      const peer = h.session.peerId.toString()
-      if (!this.#baseline.has(peer)) this.#baseline.set(peer, await this.#metrics(peer))
-    }))
-  }
-
-  async #metrics (peer: string): Promise<ServerMetrics | undefined> {
-    try {
-      return (await fetchServerInfo(this.#init.host, peerIdFromString(peer), { signal: AbortSignal.timeout(2000) })).metrics
-    } catch {
-      return undefined // a dead server has no counters to read
-    }
+    return await this.#counters.delta()
   }
 
   /** The live route, e.g. [{peerId, start: 0, end: 2}, ...]. */
@@ -248,7 +212,7 @@ export class SwarmTarget implements TargetModel {
         x = await h.session.run(this.#nextRunId++, from, x)
       }
     }
-    await this.#recordBaseline(fresh)
+    await this.#counters.record(fresh.map(h => h.session.peerId.toString()))
     this.#hops = [...this.#hops.filter(h => h !== hop), ...fresh].sort((a, b) => a.start - b.start)
     const change = `[${hop.start},${hop.end}) ${short(dead)} -> ${describeRoute(route)} (replayed ${replayEnd} positions)`
     this.#stats.routeChanges.push(change)
@@ -292,37 +256,3 @@ export class SwarmTarget implements TargetModel {
   }
 }
 
-async function openHops (init: SwarmTargetInit, route: readonly RouteHop[]): Promise<Hop[]> {
-  const sessions = await Promise.allSettled(route.map(async r => await SpanSession.open({
-    host: init.host,
-    peerId: peerIdFromString(r.peerId),
-    modelId: init.modelId,
-    start: r.start,
-    end: r.end,
-    maxTokens: init.maxTokens,
-    hiddenSize: init.parts.config.hiddenSize,
-    ...(init.wireDtype !== undefined ? { wireDtype: init.wireDtype } : {}),
-    ...(init.sendDelayMs !== undefined ? { sendDelayMs: init.sendDelayMs } : {}),
-    ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {})
-  })))
-  const failed = sessions.findIndex(s => s.status === 'rejected')
-  if (failed >= 0) {
-    for (const s of sessions) if (s.status === 'fulfilled') void s.value.close().catch(() => {})
-    const peer = (route[failed] as RouteHop).peerId
-    init.directory.ban(peer)
-    throw (sessions[failed] as PromiseRejectedResult).reason
-  }
-  return sessions.map(s => {
-    const session = (s as PromiseFulfilledResult<SpanSession>).value
-    return { start: session.start, end: session.end, session, inFlight: new Map() }
-  })
-}
-
-function short (peerId: string): string {
-  return `…${peerId.slice(-6)}`
-}
-
-/** "…a1b2c3[0,2) -> …d4e5f6[2,5)" */
-export function describeRoute (route: readonly RouteHop[]): string {
-  return route.map(h => `${short(h.peerId)}[${h.start},${h.end})`).join(' -> ')
-}

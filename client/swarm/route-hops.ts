@@ -1,0 +1,51 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { RouteHop } from '../routing/route-planner.js'
+import { SpanSession } from './span-session.js'
+import type { SwarmTargetInit } from './swarm-target.js'
+
+/** One hop of the live route, and the runs in flight at it (run id -> first position). */
+export interface Hop {
+  readonly start: number
+  readonly end: number
+  readonly session: SpanSession
+  readonly inFlight: Map<number, number>
+}
+
+/**
+ * Opens a session on every server of a route, in parallel. If one fails, the others are
+ * closed, the failed server is banned, and its error is thrown.
+ */
+export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[]): Promise<Hop[]> {
+  const sessions = await Promise.allSettled(route.map(async r => await SpanSession.open({
+    host: init.host,
+    peerId: peerIdFromString(r.peerId),
+    modelId: init.modelId,
+    start: r.start,
+    end: r.end,
+    maxTokens: init.maxTokens,
+    hiddenSize: init.parts.config.hiddenSize,
+    ...(init.wireDtype !== undefined ? { wireDtype: init.wireDtype } : {}),
+    ...(init.sendDelayMs !== undefined ? { sendDelayMs: init.sendDelayMs } : {}),
+    ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {})
+  })))
+  const failed = sessions.findIndex(s => s.status === 'rejected')
+  if (failed >= 0) {
+    for (const s of sessions) if (s.status === 'fulfilled') void s.value.close().catch(() => {})
+    const peer = (route[failed] as RouteHop).peerId
+    init.directory.ban(peer)
+    throw (sessions[failed] as PromiseRejectedResult).reason
+  }
+  return sessions.map(s => {
+    const session = (s as PromiseFulfilledResult<SpanSession>).value
+    return { start: session.start, end: session.end, session, inFlight: new Map() }
+  })
+}
+
+export function short (peerId: string): string {
+  return `…${peerId.slice(-6)}`
+}
+
+/** "…a1b2c3[0,2) -> …d4e5f6[2,5)" */
+export function describeRoute (route: readonly RouteHop[]): string {
+  return route.map(h => `${short(h.peerId)}[${h.start},${h.end})`).join(' -> ')
+}
