@@ -43,6 +43,10 @@ export interface RunExecutorInit {
   /** C of the model: every hidden tensor must be (1, T, C). */
   hiddenSize: number
   limits: Limits
+  /** This server's peer id: a push to it is handed to the named local session directly. */
+  selfPeerId?: string
+  /** sessionId -> link, for pushes to this server's own sessions. */
+  links?: ReadonlyMap<string, SessionLink>
 }
 
 /**
@@ -74,7 +78,12 @@ export class RunExecutor {
     if (link.session.closed) return
     const hidden = encodeTensor(out.hidden, run.hidden.dims, run.hidden.dtype) as HiddenTensor // (1,T,C)
     const [next, ...rest] = run.push
-    if (next !== undefined) {
+    if (next !== undefined && next.peerId === this.#init.selfPeerId) {
+      // the next hop is another session on this very server (a route can use two parts of one span)
+      const nextLink = this.#init.links?.get(next.sessionId)
+      if (nextLink === undefined) this.#fail(link, run.runId, new InternalError(`Cannot pass run ${run.runId} on: session ${next.sessionId} is not open here`))
+      else this.submit(nextLink, { runId: run.runId, start: run.start, hidden, push: rest, replyOutput: true })
+    } else if (next !== undefined) {
       // the next server is on the critical path: hand its frame over first
       const push: PushMessage = { type: 'push', sessionId: next.sessionId, runId: run.runId, start: run.start, hidden, push: rest }
       this.#init.forwarder.forward(next.peerId, push).catch((err: unknown) => {

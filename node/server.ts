@@ -176,7 +176,9 @@ export class PetalServer {
     this.#forwarder = new PushForwarder({
       host, limits: this.#limits, linkLatencyMs, dialTimeoutMs: 10_000, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#root.child({ component: 'push-out' })
     })
-    const executor = new RunExecutor({ manager, forwarder: this.#forwarder, hiddenSize: runner.config.hiddenSize, limits: this.#limits })
+    const executor = new RunExecutor({
+      manager, forwarder: this.#forwarder, hiddenSize: runner.config.hiddenSize, limits: this.#limits, selfPeerId: host.peerId.toString(), links: this.#links
+    })
     this.#inference = new InferenceService({
       manager, executor, links: this.#links, limits: this.#limits, linkLatencyMs, inactivityTimeoutMs: INFERENCE_INACTIVITY_MS, log: this.#root.child({ component: 'inference' })
     })

@@ -1,5 +1,6 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { RouteHop } from '../routing/route-planner.js'
+import type { PetalError } from '../../protocol/errors.js'
 import { SpanSession } from './span-session.js'
 import type { SwarmTargetInit } from './swarm-target.js'
 
@@ -15,7 +16,7 @@ export interface Hop {
  * Opens a session on every server of a route, in parallel. If one fails, the others are
  * closed, the failed server is banned, and its error is thrown.
  */
-export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[]): Promise<Hop[]> {
+export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[], onPushFailure?: (runId: number, err: PetalError) => void): Promise<Hop[]> {
   const sessions = await Promise.allSettled(route.map(async r => await SpanSession.open({
     host: init.host,
     peerId: peerIdFromString(r.peerId),
@@ -26,7 +27,8 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
     hiddenSize: init.parts.config.hiddenSize,
     ...(init.wireDtype !== undefined ? { wireDtype: init.wireDtype } : {}),
     ...(init.sendDelayMs !== undefined ? { sendDelayMs: init.sendDelayMs } : {}),
-    ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {})
+    ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {}),
+    ...(onPushFailure !== undefined ? { onPushFailure } : {})
   })))
   const failed = sessions.findIndex(s => s.status === 'rejected')
   if (failed >= 0) {

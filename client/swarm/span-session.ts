@@ -29,6 +29,12 @@ export interface SpanSessionInit {
   sendDelayMs?: number
   /** Longest wait for `opened` and for any run's result, ms. Default 30 s. */
   timeoutMs?: number
+  /**
+   * An error for a run that already has its result here: the server failed to push the
+   * output on (push mode). The caller fails the run's later hops at once instead of
+   * waiting for their time-outs.
+   */
+  onPushFailure?: (runId: number, err: PetalError) => void
   signal?: AbortSignal
 }
 
@@ -130,6 +136,11 @@ export class SpanSession {
     })
   }
 
+  /** Fails the local wait for a run's result (the server is not told). */
+  reject (runId: number, err: Error): void {
+    this.#settle(runId, undefined, err)
+  }
+
   /** Tells the server to drop these runs; their promises reject with CancelledError. */
   cancel (runIds: readonly number[]): void {
     if (runIds.length === 0) return
@@ -159,8 +170,9 @@ export class SpanSession {
     if (msg.type === 'result') this.#settle(msg.runId, decodeTensor(msg.hidden).data)
     else if (msg.type === 'error') {
       const err = errorFromFrame(msg)
-      if (msg.runId !== undefined) this.#settle(msg.runId, undefined, err)
-      else this.#onLost(err)
+      if (msg.runId === undefined) this.#onLost(err)
+      else if (this.#pending.has(msg.runId)) this.#settle(msg.runId, undefined, err)
+      else this.#init.onPushFailure?.(msg.runId, err)
     } else if (msg.type === 'notice') this.draining = true
   }
 

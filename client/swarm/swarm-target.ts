@@ -77,8 +77,10 @@ export class SwarmTarget implements TargetModel {
         throw again
       }
     }
-    const hops = await openHops(init, route)
+    const failures = { handle: (_runId: number, _err: PetalError): void => {} }
+    const hops = await openHops(init, route, (runId, err) => { failures.handle(runId, err) })
     const target = new SwarmTarget(init, hops)
+    failures.handle = (runId, err) => { target.#onPushFailure(runId, err) }
     await target.#counters.record(hops.map(h => h.session.peerId.toString()))
     return target
   }
@@ -232,12 +234,18 @@ export class SwarmTarget implements TargetModel {
           await this.#init.rediscover()
           route = planRoute(directory.candidates(), hop.start, hop.end)
         }
-        return { route, fresh: await openHops(this.#init, route) }
+        return { route, fresh: await openHops(this.#init, route, (runId, err) => { this.#onPushFailure(runId, err) }) }
       } catch (err) {
         if (attempt >= attempts) throw err
         this.#init.logger?.warn({ err: (err as Error).message, attempt }, 'replacement failed to open, trying another')
       }
     }
+  }
+
+  /** A server could not push a run on: whoever was to receive it never will, so stop waiting for them. */
+  #onPushFailure (runId: number, err: PetalError): void {
+    this.#init.logger?.warn({ runId, err: err.message }, 'push failed: continuing the run hop by hop')
+    for (const hop of this.#hops) hop.session.reject(runId, err)
   }
 
   #hopAt (block: number): Hop {
