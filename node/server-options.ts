@@ -21,6 +21,12 @@ export interface PetalServerInit {
   bootstrap?: string[]
   /** Execution device (default cpu); a missing one falls back to cpu. */
   device?: Device
+  /**
+   * Blocks per ORT session (default 1: any sub-span of the span can be served). More cuts
+   * per-run overhead on many-core machines, but sessions must then start and end on those
+   * boundaries (announced in info.graphBlocks, respected by clients' routing).
+   */
+  graphBlocks?: number
   /** Most sessions open at once (default 16). */
   maxSessions?: number
   /** Cache positions all sessions together may reserve (default 16384). */

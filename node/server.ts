@@ -149,6 +149,7 @@ export class PetalServer {
     const began = performance.now()
     const { runner, device } = await loadSpan(ckpt, start, end, {
       device: this.#init.device ?? 'cpu',
+      ...(this.#init.graphBlocks !== undefined ? { graphBlocks: this.#init.graphBlocks } : {}),
       log: this.#log,
       ...(this.#init.onProgress !== undefined ? { onProgress: this.#init.onProgress } : {})
     })
@@ -212,7 +213,8 @@ export class PetalServer {
       version: PETAL_VERSION,
       blockHashes: [...this.#blockHashes],
       updatedAt: Date.now(),
-      metrics: manager?.metrics ?? { runsComputed: 0, runsDroppedBeforeStart: 0, runsAbortedMidRun: 0, runsDroppedLate: 0 }
+      metrics: manager?.metrics ?? { runsComputed: 0, runsDroppedBeforeStart: 0, runsAbortedMidRun: 0, runsDroppedLate: 0 },
+      ...(this.#init.graphBlocks !== undefined && this.#init.graphBlocks > 1 ? { graphBlocks: this.#init.graphBlocks } : {})
     }
   }
 

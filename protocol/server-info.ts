@@ -5,7 +5,7 @@
 import { BadMessageError } from './errors.js'
 import { MAX_ID_LENGTH, MAX_TEXT_LENGTH } from './limits.js'
 import {
-  expectFields, expectType, readEnum, readInt, readList, readNumber, readOptNumber, readString, stringItem
+  expectFields, expectType, readEnum, readInt, readList, readNumber, readOptInt, readOptNumber, readString, stringItem
 } from './validate.js'
 
 /** Lifecycle state of a server. */
@@ -54,6 +54,11 @@ export interface ServerInfo {
   updatedAt: number
   /** Run counters since the server started (optional: older servers omit them). */
   metrics?: ServerMetrics
+  /**
+   * Blocks per ORT session on this server (default 1). A session must start and end on a
+   * multiple of it from the span's start (or at the span's end): routes cut only there.
+   */
+  graphBlocks?: number
 }
 
 /**
@@ -138,5 +143,7 @@ export function parseServerInfo (value: unknown): ServerInfo {
   const rttHint = readOptNumber(obj, 'rttHint', what)
   if (rttHint !== undefined) info.rttHint = rttHint
   if (obj['metrics'] != null) info.metrics = parseServerMetrics(obj['metrics'], `${what}.metrics`)
+  const graphBlocks = readOptInt(obj, 'graphBlocks', what, 1)
+  if (graphBlocks !== undefined) info.graphBlocks = graphBlocks
   return info
 }

@@ -10,6 +10,8 @@ export interface ServerCandidate {
   readonly blocksPerSecond: number
   /** Whether the server has room for one more session. */
   readonly hasCacheRoom: boolean
+  /** A hop on this server starts and ends at start + k * graphBlocks (or at end). Default 1. */
+  readonly graphBlocks?: number
 }
 
 /** One hop of a route: server `peerId` runs blocks [start, end). */
@@ -59,9 +61,10 @@ export function planRoute (servers: readonly ServerCandidate[], from: number, to
     done[u] = true
     const block = from + u
     for (const s of servers) {
-      if (s.start > block || s.end <= block) continue
+      if (s.start > block || s.end <= block || !isCut(s, block)) continue
       const perBlockMs = 1000 / Math.max(s.blocksPerSecond, 1e-6)
       for (let b = block + 1; b <= Math.min(s.end, to); b++) {
+        if (!isCut(s, b)) continue
         const c = (cost[u] as number) + s.rttMs + overhead + (b - block) * perBlockMs + (s.hasCacheRoom ? 0 : fullPenalty)
         const v = b - from
         if (c < (cost[v] as number)) {
@@ -79,6 +82,12 @@ export function planRoute (servers: readonly ServerCandidate[], from: number, to
     v = hop.start - from
   }
   return mergeHops(hops)
+}
+
+/** Whether a hop on server `s` may start or end at block boundary `b`. */
+function isCut (s: ServerCandidate, b: number): boolean {
+  const step = s.graphBlocks ?? 1
+  return b === s.end || (b - s.start) % step === 0
 }
 
 /** Blocks in [from, to) that no server holds. */

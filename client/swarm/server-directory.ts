@@ -76,7 +76,8 @@ export class ServerDirectory {
         end: s.info.end,
         rttMs: s.rttMs,
         blocksPerSecond: s.info.throughput.decodeTokensPerSec > 0 ? s.info.throughput.decodeTokensPerSec : 1,
-        hasCacheRoom: s.info.freeCacheTokens > 0 && s.info.openSessions < s.info.maxSessions
+        hasCacheRoom: s.info.freeCacheTokens > 0 && s.info.openSessions < s.info.maxSessions,
+        ...(s.info.graphBlocks !== undefined ? { graphBlocks: s.info.graphBlocks } : {})
       }))
   }
 }

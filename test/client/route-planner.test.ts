@@ -30,6 +30,14 @@ describe('planRoute', () => {
     expect(planRoute([server('full', 0, 2, { hasCacheRoom: false })], 0, 2)[0]?.peerId).toBe('full')
   })
 
+  it('cuts a server with several blocks per ORT session only at its session boundaries', () => {
+    const route = planRoute([server('a', 0, 6, { graphBlocks: 3, blocksPerSecond: 100 }), server('b', 2, 6)], 0, 6)
+    // a[0,2) + b[2,6) would be cheapest, but a cannot stop at block 2
+    expect(route).toEqual([{ peerId: 'a', start: 0, end: 3 }, { peerId: 'b', start: 3, end: 6 }])
+    expect(() => planRoute([server('a', 0, 6, { graphBlocks: 4 })], 2, 6)).toThrow(NoRouteError)
+    expect(planRoute([server('a', 0, 6, { graphBlocks: 4 })], 4, 6)).toEqual([{ peerId: 'a', start: 4, end: 6 }])
+  })
+
   it('plans a part of the model (failover of a broken span)', () => {
     expect(planRoute([server('a', 0, 5)], 2, 4)).toEqual([{ peerId: 'a', start: 2, end: 4 }])
   })
