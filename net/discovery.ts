@@ -82,6 +82,9 @@ export async function findServers (host: DiscoveryHost, modelId: string, numBloc
     }
   }
   await Promise.all(Array.from({ length: MAX_PARALLEL_LOOKUPS }, lookup))
+  // the lookups' walks connect to DHT servers near the keys: those are likely Petal servers
+  // even when no provider record came back from them (records are spread thin in a small swarm)
+  if (options.includeConnected !== false) for (const peer of host.getPeers()) ask(peer)
   signal?.throwIfAborted()
   const found = (await Promise.all(asked.values())).filter((s): s is FoundServer => s?.info.modelId === modelId)
   signal?.throwIfAborted()

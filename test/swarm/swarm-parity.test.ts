@@ -55,6 +55,23 @@ describe('stories260k through three server processes [0,2) [2,4) [4,5)', () => {
     expect(stdout).toContain('Lily and Ben went to the park.')
   }, 60_000)
 
+  it('two clients generating at once through the same servers each get the reference tokens', async () => {
+    const other = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
+    await waitForServers(other, 'stories260k', 5, fullyCovered(5))
+    const otherModel = await LanguageModel.swarm(other, BUNDLED_MODEL)
+    const greedy = async (m: LanguageModel, p: { prompt_ids: number[], greedy_new_ids: number[] }): Promise<number[]> => {
+      const gen = m.generate(p.prompt_ids, { maxNewTokens: p.greedy_new_ids.length, temperature: 0, stopAtEos: false })
+      let step = await gen.next()
+      while (step.done !== true) step = await gen.next()
+      return step.value.tokens
+    }
+    const [a, b] = await Promise.all([greedy(model, ref.prompts[0]), greedy(otherModel, ref.prompts[1])])
+    expect(a).toEqual(ref.prompts[0].greedy_new_ids)
+    expect(b).toEqual(ref.prompts[1].greedy_new_ids)
+    await otherModel.release()
+    await other.close()
+  }, 60_000)
+
   it('keeps the caches across turns of a chat session (only new tokens are sent)', async () => {
     const p = ref.prompts[0]
     const session = await model.session({ maxTokens: 256 })
@@ -100,6 +117,15 @@ describe('tiny-llama-gqa through two server processes', () => {
     const second = await target.submit(ref.kv_cache_check.chunks[1], 7).logits
     expect(maxAbsDiffRows([...first, ...second], ref.logits)).toBeLessThan(1e-4)
     await target.close()
+    // float16 activations on the wire: half the bytes, logits within float16 rounding
+    const half = await SwarmTarget.open({
+      host: client.host, directory: await client.directory(modelId, 6), rediscover: async () => {}, parts, modelId, maxTokens: 64, wireDtype: 'float16'
+    })
+    const halfLogits = await half.submit(ref.input_ids, 0).logits
+    const diff = maxAbsDiffRows(halfLogits, ref.logits)
+    console.log(`[float16 wire] max |logit - reference| = ${diff.toExponential(2)}`)
+    expect(diff).toBeLessThan(2e-2)
+    await half.close()
     await parts.release()
   }, 60_000)
 })
