@@ -13,6 +13,8 @@ import { generateText, type GenerateChunk, type GenerateOptions, type Generation
 import { Tokenizer } from './tokenizer/index.js'
 import type { WireDtype } from '../protocol/tensor-codec.js'
 
+const VERIFY_BYTES_BY_DEFAULT = 4 * 2 ** 30
+
 /** How the target model of a new sequence is made: locally, or as a route through a swarm. */
 type TargetFactory = (maxTokens: number) => Promise<TargetModel>
 
@@ -27,7 +29,8 @@ export interface SwarmModelOptions extends OrtOptions {
   sendDelayMs?: number
   /**
    * Refuse servers whose block weights hash differently from this checkpoint's (reads the
-   * blocks once to hash them). Default: on when the folder holds every block's tensors.
+   * blocks once to hash them). Default: on when the folder holds every block's tensors and
+   * they total at most 4 GiB (hashing a 70B checkpoint at every start would take minutes).
    */
   verifyWeights?: boolean
 }
@@ -71,7 +74,7 @@ export class LanguageModel {
     const modelId = opts.modelId ?? basename(dir)
     const numBlocks = ckpt.config.numLayers
     const directory = await swarm.directory(modelId, numBlocks)
-    if (opts.verifyWeights ?? hasAllBlocks(ckpt)) {
+    if (opts.verifyWeights ?? (hasAllBlocks(ckpt) && ckpt.blockByteSize(0) * numBlocks <= VERIFY_BYTES_BY_DEFAULT)) {
       directory.expectedHashes = Array.from({ length: numBlocks }, (_, i) => ckpt.blockWeightsHash(i))
     }
     const target: TargetFactory = async (maxTokens) => await SwarmTarget.open({
