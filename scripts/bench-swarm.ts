@@ -17,6 +17,8 @@ import { SwarmClient } from '../client/swarm/swarm-client.js'
 import { Checkpoint } from '../model/checkpoint.js'
 import { LocalSwarm } from '../node/local-swarm.js'
 import { fullyCovered, waitForServers } from '../test/helpers/swarm.js'
+import { bareNode, inferenceStream, next, openSession } from '../test/helpers/wire-client.js'
+import { encodeTensor } from '../protocol/tensor-codec.js'
 import { emit, median } from './lib/bench-output.js'
 import { ensureRandomModel } from './lib/random-models.js'
 
@@ -74,7 +76,39 @@ async function benchModel (name: string, dir: string): Promise<void> {
       emit({ model: name, metric: `overhead_per_hop_ms_${mode}`, value: (swarmMs - localMs) / hops, unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
     }
     await client.close()
+    await hopAnatomy(name, swarm.servers[0]?.address as string, basename(dir), cuts[1] as number, Checkpoint.open(dir).config.hiddenSize, config)
   } finally {
     await swarm.close()
+  }
+}
+
+/**
+ * One hop taken apart: 1-token runs sent straight to the first server, round trip as the
+ * client sees it against the compute time the server reports in each result.
+ */
+async function hopAnatomy (name: string, address: string, modelId: string, end: number, C: number, config: object): Promise<void> {
+  const node = await bareNode()
+  try {
+    const framed = await inferenceStream(node, address)
+    await openSession(framed, modelId, 0, end, 256)
+    const x = encodeTensor(new Float32Array(C).fill(0.01), [1, 1, C])
+    const trips: number[] = []
+    const computes: number[] = []
+    for (let i = 0; i < 80; i++) {
+      const t = performance.now()
+      await framed.write({ type: 'run', runId: i, start: i, hidden: x })
+      const reply = await next(framed)
+      if (i >= 10) {
+        trips.push(performance.now() - t)
+        computes.push(reply.computeMs as number)
+      }
+    }
+    await framed.close()
+    const cfg = { ...config, blocks: `[0,${end})`, runs: trips.length }
+    emit({ model: name, metric: 'hop_round_trip_ms', value: median(trips), unit: 'ms', config: cfg })
+    emit({ model: name, metric: 'hop_server_compute_ms', value: median(computes), unit: 'ms', config: cfg })
+    emit({ model: name, metric: 'hop_round_trip_minus_compute_ms', value: median(trips) - median(computes), unit: 'ms', config: cfg })
+  } finally {
+    await node.stop()
   }
 }
