@@ -14,6 +14,7 @@ interface ServeFlags {
   blocks?: string
   numBlocks?: number
   graphBlocks?: number
+  threads?: number
   listen?: string[]
   bootstrap?: string[]
   device: string
@@ -45,6 +46,7 @@ export function serveCommand (program: Command): void {
     .option('--model-id <id>', 'model id announced in the DHT (default: the checkpoint folder name)')
     .option('--announce-interval <seconds>', 'seconds between DHT announcements', parseNumber('--announce-interval', { min: 1 }), 120)
     .option('--graph-blocks <n>', 'blocks per onnxruntime session (default 1: clients may use any part of the span; more is faster on many-core machines)', parseNumber('--graph-blocks', { integer: true, min: 1 }))
+    .option('--threads <n>', 'compute threads per block (default: one per core; lower it to share the machine)', parseNumber('--threads', { integer: true, min: 1 }))
     .option('--link-latency-ms <ms>', 'delay every frame this server sends by this one-way latency (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }), 0)
     .showHelpAfterError(false)
     .configureOutput({ outputError: (text, write) => { write(`petal-node: ${oneLine(text.replace(/^error: /, ''))} (see petal-node serve --help)\n`) } })
@@ -87,6 +89,7 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
   if (flags.numBlocks !== undefined) init.numBlocks = flags.numBlocks
   if (flags.modelId !== undefined) init.modelId = flags.modelId
   if (flags.graphBlocks !== undefined) init.graphBlocks = flags.graphBlocks
+  if (flags.threads !== undefined) init.threads = flags.threads
   if (flags.identity !== undefined) init.privateKey = await loadOrCreateIdentity(flags.identity)
   return init
 }

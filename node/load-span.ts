@@ -9,6 +9,8 @@ export interface LoadSpanOptions {
   device: Device
   /** Blocks per ORT session (default 1). */
   graphBlocks?: number
+  /** Intra-op threads per ORT session (default: onnxruntime's choice). */
+  threads?: number
   onProgress?: (done: number, total: number) => void
   log: Logger
 }
@@ -21,16 +23,17 @@ export interface LoadSpanOptions {
 export async function loadSpan (ckpt: Checkpoint, start: number, end: number, options: LoadSpanOptions): Promise<{ runner: SpanRunner, device: Device }> {
   const { log, onProgress } = options
   const blocksPerGraph = options.graphBlocks ?? 1
+  const threads = options.threads !== undefined ? { threads: options.threads } : {}
   let device = options.device
   if (device !== 'cpu' && !availableDevices().includes(device)) {
     log.warn({ device, available: availableDevices() }, `device ${device} is not available in this onnxruntime build: falling back to cpu`)
     device = 'cpu'
   }
   try {
-    return { runner: await SpanRunner.load(ckpt, start, end, { device, blocksPerGraph, ...(onProgress !== undefined ? { onProgress } : {}) }), device }
+    return { runner: await SpanRunner.load(ckpt, start, end, { device, blocksPerGraph, ...threads, ...(onProgress !== undefined ? { onProgress } : {}) }), device }
   } catch (err) {
     if (device === 'cpu') throw err
     log.warn({ err, device }, `cannot run on ${device}: falling back to cpu`)
-    return { runner: await SpanRunner.load(ckpt, start, end, { device: 'cpu', blocksPerGraph, ...(onProgress !== undefined ? { onProgress } : {}) }), device: 'cpu' }
+    return { runner: await SpanRunner.load(ckpt, start, end, { device: 'cpu', blocksPerGraph, ...threads, ...(onProgress !== undefined ? { onProgress } : {}) }), device: 'cpu' }
   }
 }

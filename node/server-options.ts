@@ -27,6 +27,8 @@ export interface PetalServerInit {
    * boundaries (announced in info.graphBlocks, respected by clients' routing).
    */
   graphBlocks?: number
+  /** Intra-op threads per ORT session (default: onnxruntime's choice, one per core). */
+  threads?: number
   /** Most sessions open at once (default 16). */
   maxSessions?: number
   /** Cache positions all sessions together may reserve (default 16384). */

@@ -150,6 +150,7 @@ export class PetalServer {
     const { runner, device } = await loadSpan(ckpt, start, end, {
       device: this.#init.device ?? 'cpu',
       ...(this.#init.graphBlocks !== undefined ? { graphBlocks: this.#init.graphBlocks } : {}),
+      ...(this.#init.threads !== undefined ? { threads: this.#init.threads } : {}),
       log: this.#log,
       ...(this.#init.onProgress !== undefined ? { onProgress: this.#init.onProgress } : {})
     })

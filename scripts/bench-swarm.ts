@@ -5,6 +5,7 @@
  *
  *   npm run bench:swarm                  # both models (writes .cache/models/random-200m once)
  *   npm run bench:swarm -- --quick       # stories260k, few tokens (CI smoke run)
+ *   npm run bench:swarm -- --models random-200m --server-args="--graph-blocks 4"
  *
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
  * one round trip (send, queue, compute is the same as local, reply).
@@ -23,7 +24,11 @@ import { emit, median } from './lib/bench-output.js'
 import { ensureRandomModel } from './lib/random-models.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, tokens: { type: 'string' }, models: { type: 'string' } } })
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, tokens: { type: 'string' }, models: { type: 'string' }, 'server-args': { type: 'string' } }
+})
+/** Extra `petal-node serve` flags for every server, e.g. "--graph-blocks 4" or "--threads 1". */
+const serverArgs = (args['server-args'] ?? '').split(' ').filter(Boolean)
 const tokens = Number(args.tokens ?? (args.quick ? 16 : 64))
 const names = (args.models ?? (args.quick ? 'stories260k' : 'stories260k,random-200m')).split(',')
 
@@ -58,9 +63,21 @@ async function benchModel (name: string, dir: string): Promise<void> {
   emit({ model: name, metric: 'local_tokens_per_second', value: 1000 / localMs, unit: 'tokens/s', config })
 
   const cuts = [0, Math.round(L / 3), Math.round((2 * L) / 3), L]
+  const widest = Math.max(...cuts.slice(1).map((c, i) => c - (cuts[i] as number)))
+  // servers as they start by default (one ORT session per block: any sub-span routable), and
+  // with one session per server (--graph-blocks): fewer runs and thread pools per token
+  const layouts: Array<[string, string[]]> = serverArgs.length > 0
+    ? [['custom', serverArgs]]
+    : [['per-block', []], ...(args.quick ? [] : [['per-server', ['--graph-blocks', String(widest)]]] as Array<[string, string[]]>)]
+  for (const [layout, extra] of layouts) await benchSwarm(name, dir, L, cuts, layout, extra, localMs, prompts, config)
+}
+
+async function benchSwarm (name: string, dir: string, L: number, cuts: number[], layout: string, extra: string[], localMs: number, prompts: number[][], base: object): Promise<void> {
+  const config = { ...base, sessions: layout, ...(extra.length > 0 ? { serverArgs: extra.join(' ') } : {}) }
+  const suffix = layout === 'per-block' ? '' : `_${layout}`
   const swarm = new LocalSwarm(dir)
   try {
-    for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}` })
+    for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: extra })
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
     await waitForServers(client, basename(dir), L, fullyCovered(L))
     for (const [mode, opts] of [['client-mediated', {}], ['push', { push: true }]] as Array<[string, SwarmModelOptions]>) {
@@ -69,14 +86,14 @@ async function benchModel (name: string, dir: string): Promise<void> {
       const swarmMs = await msPerToken(model, prompts)
       await model.release()
       const spans = cuts.slice(0, 3).map((c, i) => `[${c},${cuts[i + 1]})`).join(' ')
-      emit({ model: name, metric: `swarm_tokens_per_second_${mode}`, value: 1000 / swarmMs, unit: 'tokens/s', config: { ...config, servers: spans } })
-      emit({ model: name, metric: `swarm_vs_local_${mode}`, value: localMs / swarmMs, unit: 'x', config })
+      emit({ model: name, metric: `swarm_tokens_per_second_${mode}${suffix}`, value: 1000 / swarmMs, unit: 'tokens/s', config: { ...config, servers: spans } })
+      emit({ model: name, metric: `swarm_vs_local_${mode}${suffix}`, value: localMs / swarmMs, unit: 'x', config })
       // client-mediated: 3 round trips; push: 4 one-way trips (about 2 round trips' worth)
       const hops = mode === 'push' ? 2 : 3
-      emit({ model: name, metric: `overhead_per_hop_ms_${mode}`, value: (swarmMs - localMs) / hops, unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
+      emit({ model: name, metric: `overhead_per_hop_ms_${mode}${suffix}`, value: (swarmMs - localMs) / hops, unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
     }
     await client.close()
-    await hopAnatomy(name, swarm.servers[0]?.address as string, basename(dir), cuts[1] as number, Checkpoint.open(dir).config.hiddenSize, config)
+    await hopAnatomy(name, swarm.servers[0]?.address as string, basename(dir), cuts[1] as number, Checkpoint.open(dir).config.hiddenSize, config, suffix)
   } finally {
     await swarm.close()
   }
@@ -86,7 +103,7 @@ async function benchModel (name: string, dir: string): Promise<void> {
  * One hop taken apart: 1-token runs sent straight to the first server, round trip as the
  * client sees it against the compute time the server reports in each result.
  */
-async function hopAnatomy (name: string, address: string, modelId: string, end: number, C: number, config: object): Promise<void> {
+async function hopAnatomy (name: string, address: string, modelId: string, end: number, C: number, config: object, suffix: string): Promise<void> {
   const node = await bareNode()
   try {
     const framed = await inferenceStream(node, address)
@@ -105,9 +122,9 @@ async function hopAnatomy (name: string, address: string, modelId: string, end: 
     }
     await framed.close()
     const cfg = { ...config, blocks: `[0,${end})`, runs: trips.length }
-    emit({ model: name, metric: 'hop_round_trip_ms', value: median(trips), unit: 'ms', config: cfg })
-    emit({ model: name, metric: 'hop_server_compute_ms', value: median(computes), unit: 'ms', config: cfg })
-    emit({ model: name, metric: 'hop_round_trip_minus_compute_ms', value: median(trips) - median(computes), unit: 'ms', config: cfg })
+    emit({ model: name, metric: `hop_round_trip_ms${suffix}`, value: median(trips), unit: 'ms', config: cfg })
+    emit({ model: name, metric: `hop_server_compute_ms${suffix}`, value: median(computes), unit: 'ms', config: cfg })
+    emit({ model: name, metric: `hop_round_trip_minus_compute_ms${suffix}`, value: median(trips) - median(computes), unit: 'ms', config: cfg })
   } finally {
     await node.stop()
   }
