@@ -46,6 +46,8 @@ export interface TargetStats {
   runsSent: number
   runsCancelled: number
   failovers: number
+  /** Each re-route: old hop -> new hops, why, and how many positions were replayed. */
+  routeChanges?: string[]
   /** Human-readable route, e.g. "12D3…a1[0,2) -> 12D3…b2[2,5)"; "local" for a LocalTarget. */
   route: string
   [key: string]: unknown

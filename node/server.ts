@@ -238,12 +238,13 @@ export class PetalServer {
     await this.#announcer?.stop()
     this.#manager?.drain()
     this.#inference?.notifyDraining()
-    if (this.#manager?.busy === true) {
-      this.#log.info({ queuedRuns: this.#manager.queuedRuns }, 'draining: letting queued runs finish')
-      const grace = new AbortController()
-      await Promise.race([this.#manager.whenIdle(), sleep(graceMs, undefined, { signal: grace.signal }).catch(() => {})])
-      grace.abort()
+    // open sessions keep being served for a grace period: their clients, told we are
+    // draining, move their blocks elsewhere and close them; stragglers are cut off after it
+    const deadline = performance.now() + graceMs
+    if ((this.#manager?.openSessions ?? 0) > 0 || this.#manager?.busy === true) {
+      this.#log.info({ openSessions: this.#manager?.openSessions, queuedRuns: this.#manager?.queuedRuns }, 'draining: waiting for clients to move')
     }
+    while (((this.#manager?.openSessions ?? 0) > 0 || this.#manager?.busy === true) && performance.now() < deadline) await sleep(25)
     await this.#inference?.closeAll(1000)
     await this.#forwarder?.stop()
     await this.#teardown()

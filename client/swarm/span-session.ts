@@ -59,6 +59,7 @@ export class SpanSession {
   readonly #pending = new Map<number, Pending>()
   readonly #init: SpanSessionInit
   #lost: Error | undefined
+  readonly #idleWaiters: Array<() => void> = []
   /** Set when the server announced it is draining. */
   draining = false
 
@@ -176,10 +177,17 @@ export class SpanSession {
     } else if (msg.type === 'notice') this.draining = true
   }
 
+  /** Resolves once no run waits for a result here. */
+  async whenIdle (): Promise<void> {
+    if (this.#pending.size === 0) return
+    await new Promise<void>(resolve => { this.#idleWaiters.push(resolve) })
+  }
+
   #settle (runId: number, hidden: Float32Array | undefined, err?: Error): void {
     const p = this.#pending.get(runId)
     if (p === undefined) return
     this.#pending.delete(runId)
+    if (this.#pending.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake()
     clearTimeout(p.timer)
     if (err !== undefined) p.reject(err)
     else p.resolve(hidden as Float32Array)

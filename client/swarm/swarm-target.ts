@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { ClientParts } from '../../model/client-parts.js'
 import type { PetalHost } from '../../net/host.js'
-import { CancelledError, PetalError } from '../../protocol/errors.js'
+import { CancelledError, DrainingError, PetalError } from '../../protocol/errors.js'
 import type { WireDtype } from '../../protocol/tensor-codec.js'
 import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
@@ -133,6 +133,13 @@ export class SwarmTarget implements TargetModel {
       const hop = this.#hopAt(b)
       if (!recorded) this.#history(b).write(position, x)
       recorded = false
+      if (hop.session.draining) {
+        // the server is leaving: move its blocks elsewhere before sending it more work
+        await this.#repair(hop, new DrainingError(`${hop.session.peerId.toString()} is draining`), position)
+        if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        recorded = true
+        continue
+      }
       hop.inFlight.set(runId, position)
       try {
         x = await hop.session.run(runId, position, x)
@@ -182,11 +189,13 @@ export class SwarmTarget implements TargetModel {
   }
 
   /** Replaces a failed hop by a new route over its blocks and rebuilds their caches. One repair per hop at a time. */
-  async #repair (hop: Hop, cause: Error): Promise<void> {
+  async #repair (hop: Hop, cause: Error, from?: number): Promise<void> {
     const running = this.#repairs.get(hop)
     if (running !== undefined) return await running
     if (!this.#hops.includes(hop)) return // already replaced: the caller retries on the new route
-    const replayEnd = Math.min(...hop.inFlight.values())
+    // rebuild what the lost server had: everything before the earliest run that did not get
+    // through it (a draining server still finishes what it has, so only what comes next)
+    const replayEnd = from ?? Math.min(...hop.inFlight.values())
     const repair = this.#replace(hop, replayEnd, cause)
     this.#repairs.set(hop, repair)
     try {
@@ -201,7 +210,9 @@ export class SwarmTarget implements TargetModel {
     const dead = hop.session.peerId.toString()
     this.#stats.failovers++
     directory.ban(dead)
-    void hop.session.close().catch(() => {})
+    // a draining server still answers the runs it has: close once they are back
+    const old = hop.session
+    void (cause instanceof DrainingError ? old.whenIdle().then(async () => { await old.close() }) : old.close()).catch(() => {})
     logger?.warn({ peer: dead, span: [hop.start, hop.end], err: cause.message }, 'server failed: re-routing its span')
     const { route, fresh } = await this.#openReplacement(hop)
     // rebuild the new servers' caches from the inputs we kept: rows [0, replayEnd)
@@ -216,7 +227,8 @@ export class SwarmTarget implements TargetModel {
     }
     await this.#counters.record(fresh.map(h => h.session.peerId.toString()))
     this.#hops = [...this.#hops.filter(h => h !== hop), ...fresh].sort((a, b) => a.start - b.start)
-    const change = `[${hop.start},${hop.end}) ${short(dead)} -> ${describeRoute(route)} (replayed ${replayEnd} positions)`
+    const why = cause instanceof DrainingError ? 'it is draining' : 'it failed'
+    const change = `[${hop.start},${hop.end}) ${short(dead)} -> ${describeRoute(route)} (${why}; replayed ${replayEnd} positions)`
     this.#stats.routeChanges.push(change)
     logger?.info({ change }, 'route changed')
   }

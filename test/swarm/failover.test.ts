@@ -7,7 +7,7 @@ import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 import { peerIdOf, waitForServers } from '../helpers/swarm.js'
 
 /**
- * Five servers with overlapping spans; one on the route is SIGKILLed mid-generation.
+ * Six servers with overlapping spans; one on the route is stopped (SIGTERM) or killed (SIGKILL) mid-generation.
  * The client re-routes only that span, replays its inputs, and the tokens do not change.
  */
 describe('failover', () => {
@@ -16,15 +16,43 @@ describe('failover', () => {
   const ref = readReference('stories260k').prompts[0]
 
   beforeAll(async () => {
-    // the first server (everyone's bootstrap node) is never killed; every other span has a stand-in
-    await swarm.add({ blocks: '0:3' }, { blocks: '0:2' }, { blocks: '2:5' }, { blocks: '3:5' }, { blocks: '1:5' })
+    // the first server (everyone's bootstrap node) is never stopped; blocks 3-4 have four servers,
+    // so each of the three tests can take one away and still leave a stand-in
+    await swarm.add({ blocks: '0:3' }, { blocks: '0:2' }, { blocks: '2:5' }, { blocks: '3:5' }, { blocks: '1:5' }, { blocks: '2:5' })
     client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
-    await waitForServers(client, 'stories260k', 5, s => s.length === 5)
+    await waitForServers(client, 'stories260k', 5, s => s.length === 6)
   }, 90_000)
   afterAll(async () => {
     await client?.close()
     await swarm.close()
   })
+
+  it('a server stopped with SIGTERM mid-generation drains: the client moves its blocks before it goes, tokens unchanged', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
+    const session = await model.session({ maxTokens: 128 })
+    const target = session.target as SwarmTarget
+    const gen = session.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false })
+    let stopped: ServerProcess | undefined
+    let exited: Promise<number | null> | undefined
+    let count = 0
+    let step = await gen.next()
+    while (step.done !== true) {
+      count += step.value.tokens.length
+      if (stopped === undefined && count >= 10) {
+        stopped = pickVictim(swarm, target.route.map(h => h.peerId))
+        exited = swarm.stop(stopped, 'SIGTERM')
+        await new Promise(resolve => setTimeout(resolve, 50)) // let the notice arrive mid-generation
+      }
+      step = await gen.next()
+    }
+    expect(step.value.tokens).toEqual(ref.greedy_new_ids)
+    expect(step.value.stats.target.failovers).toBeGreaterThanOrEqual(1)
+    expect(step.value.stats.target.routeChanges?.[0]).toContain('it is draining')
+    expect(step.value.stats.target.route).not.toContain(peerIdOf(stopped?.address ?? '').slice(-6))
+    expect(await exited).toBe(0)
+    await session.close()
+    await model.release()
+  }, 60_000)
 
   for (const mode of ['client-mediated', 'push'] as const) {
     it(`a server killed with SIGKILL mid-generation does not change the tokens (${mode})`, async () => {
