@@ -78,4 +78,7 @@ export class SpanCache {
   get byteSize (): number {
     return [...this.keys, ...this.values].reduce((n, b) => n + b.byteSize, 0)
   }
+
+  /** Frees device memory at once (GPU caches); CPU caches are left to the garbage collector. */
+  dispose (): void {}
 }

@@ -2,6 +2,7 @@ import type * as ort from 'onnxruntime-node'
 import type { Checkpoint } from './checkpoint.js'
 import { blockParameterCount, type LlamaConfig } from './config.js'
 import { ShapeError } from './errors.js'
+import { GpuSpanRunner } from './gpu/gpu-span-runner.js'
 import { SpanCache } from './kv-cache.js'
 import { buildSpanGraph, spanNames } from './onnx/span-graph.js'
 import { createOrtSession, floatTensor, positionTensor, readFloats, type OrtOptions } from './ort-session.js'
@@ -41,6 +42,9 @@ export class SpanRunner {
   }
 
   static async load (ckpt: Checkpoint, start: number, end: number, init: SpanRunnerInit = {}): Promise<SpanRunner> {
+    // WebGPU: one session per span with the KV cache kept on the device (model/gpu/). Same
+    // public surface (checked there); PETAL_WEBGPU_PER_BLOCK=1 keeps the per-block graphs below.
+    if (init.device === 'webgpu' && process.env.PETAL_WEBGPU_PER_BLOCK !== '1') return await GpuSpanRunner.load(ckpt, start, end, init) as unknown as SpanRunner
     const cfg = ckpt.config
     if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= cfg.numLayers)) {
       throw new ShapeError(`Cannot load blocks [${start}, ${end}): the model has ${cfg.numLayers} blocks`)
@@ -61,6 +65,11 @@ export class SpanRunner {
       segments.push({ start: s, end: e, session })
     }
     return new SpanRunner(cfg, start, end, segments)
+  }
+
+  /** Blocks per ORT session: sessions (and routes) may only cut at multiples of it from `start`. */
+  get blocksPerSession (): number {
+    return this.#segments[0] === undefined ? 1 : this.#segments[0].end - this.#segments[0].start
   }
 
   /** Whether a session may cover exactly [start, end): it must cut at segment boundaries. */

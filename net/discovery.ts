@@ -11,6 +11,8 @@
  * server (a client) fails protocol negotiation at once and is skipped.
  */
 import type { AbortOptions, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Libp2p } from 'libp2p'
@@ -36,6 +38,8 @@ export interface FindServersOptions extends AbortOptions {
   infoTimeoutMs?: number
   /** Also ask every connected peer (default true). */
   includeConnected?: boolean
+  /** Also ask the servers that answering servers say they are connected to (default true). */
+  peerExchange?: boolean
 }
 
 /** What findServers needs of a libp2p node. */
@@ -58,7 +62,21 @@ export async function findServers (host: DiscoveryHost, modelId: string, numBloc
   const ask = (peer: PeerId): void => {
     const key = peer.toString()
     if (asked.has(key)) return
-    asked.set(key, probe(host, peer, anySignal(signal, AbortSignal.timeout(infoTimeoutMs))))
+    asked.set(key, probe(host, peer, anySignal(signal, AbortSignal.timeout(infoTimeoutMs))).then(async found => {
+      // peer exchange: the servers it is connected to are worth asking too
+      for (const addr of options.peerExchange === false ? [] : found?.info.knownServers ?? []) {
+        try {
+          const [base, id] = addr.split('/p2p/')
+          if (base === undefined || id === undefined || asked.has(id)) continue
+          const peerId = peerIdFromString(id)
+          await host.peerStore.merge(peerId, { multiaddrs: [multiaddr(base)] }).catch(() => {})
+          ask(peerId)
+        } catch {
+          // a malformed address from a peer is just not followed
+        }
+      }
+      return found
+    }))
   }
 
   const connected = host.getPeers()
@@ -86,6 +104,11 @@ export async function findServers (host: DiscoveryHost, modelId: string, numBloc
   // even when no provider record came back from them (records are spread thin in a small swarm)
   if (options.includeConnected !== false) for (const peer of host.getPeers()) ask(peer)
   signal?.throwIfAborted()
+  // answers can name more servers to ask: wait until no new ones appear
+  for (let size = -1; size !== asked.size;) {
+    size = asked.size
+    await Promise.all(asked.values())
+  }
   const found = (await Promise.all(asked.values())).filter((s): s is FoundServer => s?.info.modelId === modelId)
   signal?.throwIfAborted()
   return found.sort((a, b) => a.info.start - b.info.start || (a.info.peerId < b.info.peerId ? -1 : 1))

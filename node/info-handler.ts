@@ -20,13 +20,17 @@ export interface InfoHandlerInit {
   log: Logger
 }
 
-/** Largest info request accepted: it is one tiny map. */
-const MAX_REQUEST_BYTES = 1024
+/**
+ * Largest frame either way on an info stream. The limit bounds replies too, and a reply
+ * holds a hash per served block and the addresses of known servers: 1 KiB was too small
+ * for a server of 16+ blocks or 5 known servers.
+ */
+const MAX_INFO_FRAME_BYTES = 1 << 20
 
 /** A stream handler answering info requests. */
 export function infoHandler (init: InfoHandlerInit): StreamHandler {
   return (stream, connection) => {
-    const framed = new FramedStream(stream, { limits: { maxFrameBytes: MAX_REQUEST_BYTES }, maxQueuedFrames: 1 })
+    const framed = new FramedStream(stream, { limits: { maxFrameBytes: MAX_INFO_FRAME_BYTES }, maxQueuedFrames: 1 })
     answer(framed, init).catch((err: unknown) => {
       init.log.debug({ err, peer: connection.remotePeer.toString() }, 'info request failed')
       framed.abort(err as Error)

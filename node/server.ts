@@ -13,7 +13,7 @@ import { findServers } from '../net/discovery.js'
 import { createPetalHost, fullAddress, type PetalHost } from '../net/host.js'
 import { PETAL_VERSION, PROTOCOL_INFERENCE, PROTOCOL_INFO, PROTOCOL_PUSH } from '../protocol/ids.js'
 import { resolveLimits, type Limits } from '../protocol/limits.js'
-import type { ServerInfo, ServerState, Throughput } from '../protocol/server-info.js'
+import { MAX_KNOWN_SERVERS, type ServerInfo, type ServerState, type Throughput } from '../protocol/server-info.js'
 import { Announcer } from './announcer.js'
 import { chooseBestSpan } from './block-selection.js'
 import { InferenceService } from './inference-handler.js'
@@ -38,6 +38,8 @@ export class PetalServer {
   readonly #log: Logger
   readonly #limits: Limits
   readonly #links = new Map<string, SessionLink>()
+  /** Petal servers met through identify: peer id -> a dialable address with /p2p/. */
+  readonly #serverPeers = new Map<string, string>()
   readonly #stopping = new AbortController()
   #state: ServerState = 'joining'
   #ckpt: Checkpoint | undefined
@@ -125,6 +127,16 @@ export class PetalServer {
       bootstrap: this.#init.bootstrap ?? [],
       dhtServer: true
     })
+    // remember which peers are Petal servers, and where they listen, for peer exchange in info
+    const remember = (peer: string, protocols: readonly string[], addrs: readonly { toString: () => string }[]): void => {
+      const addr = addrs.map(a => a.toString()).find(a => !a.includes('/0.0.0.0/') && !a.includes('/::/'))
+      if (protocols.includes(PROTOCOL_INFO) && addr !== undefined) this.#serverPeers.set(peer, addr.includes('/p2p/') ? addr : `${addr}/p2p/${peer}`)
+    }
+    this.#host.addEventListener('peer:identify', evt => { remember(evt.detail.peerId.toString(), evt.detail.protocols, evt.detail.listenAddrs) })
+    for (const peer of this.#host.getPeers()) {
+      const known = await this.#host.peerStore.get(peer).catch(() => undefined)
+      if (known !== undefined) remember(peer.toString(), known.protocols, known.addresses.map(a => a.multiaddr))
+    }
   }
 
   /**
@@ -215,8 +227,20 @@ export class PetalServer {
       blockHashes: [...this.#blockHashes],
       updatedAt: Date.now(),
       metrics: manager?.metrics ?? { runsComputed: 0, runsDroppedBeforeStart: 0, runsAbortedMidRun: 0, runsDroppedLate: 0 },
-      ...(this.#init.graphBlocks !== undefined && this.#init.graphBlocks > 1 ? { graphBlocks: this.#init.graphBlocks } : {})
+      knownServers: this.#knownServers(),
+      // where sessions may cut: every block by default, the whole span on a GPU
+      ...((this.#runner?.blocksPerSession ?? 1) > 1 ? { graphBlocks: this.#runner?.blocksPerSession } : {})
     }
+  }
+
+  /** Addresses of the Petal servers this node is connected to (they speak /petal/1/info). */
+  #knownServers (): string[] {
+    const out: string[] = []
+    for (const peer of this.host.getPeers()) {
+      const addr = this.#serverPeers.get(peer.toString())
+      if (addr !== undefined && out.length < MAX_KNOWN_SERVERS) out.push(addr)
+    }
+    return out
   }
 
   /**

@@ -120,6 +120,7 @@ export class SessionManager {
     if (s === undefined) return
     s.closed = true
     this.#sessions.delete(sessionId)
+    s.cache.dispose()
     this.#queue.cancel(t => t.sessionId === sessionId)
   }
 

@@ -8,6 +8,9 @@ import {
   expectFields, expectType, readEnum, readInt, readList, readNumber, readOptInt, readOptNumber, readString, stringItem
 } from './validate.js'
 
+/** Most entries of ServerInfo.knownServers. */
+export const MAX_KNOWN_SERVERS = 32
+
 /** Lifecycle state of a server. */
 export type ServerState = 'joining' | 'online' | 'draining'
 
@@ -59,6 +62,11 @@ export interface ServerInfo {
    * multiple of it from the span's start (or at the span's end): routes cut only there.
    */
   graphBlocks?: number
+  /**
+   * Full multiaddrs (with /p2p/) of other Petal servers this one is connected to: peer
+   * exchange, so that clients find servers even where the DHT has not spread their records.
+   */
+  knownServers?: string[]
 }
 
 /**
@@ -143,6 +151,7 @@ export function parseServerInfo (value: unknown): ServerInfo {
   const rttHint = readOptNumber(obj, 'rttHint', what)
   if (rttHint !== undefined) info.rttHint = rttHint
   if (obj['metrics'] != null) info.metrics = parseServerMetrics(obj['metrics'], `${what}.metrics`)
+  if (obj['knownServers'] != null) info.knownServers = readList(obj, 'knownServers', what, stringItem(MAX_TEXT_LENGTH), MAX_KNOWN_SERVERS)
   const graphBlocks = readOptInt(obj, 'graphBlocks', what, 1)
   if (graphBlocks !== undefined) info.graphBlocks = graphBlocks
   return info

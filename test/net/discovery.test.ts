@@ -31,11 +31,20 @@ describe('findServers', () => {
 
   it('finds every server of the model through the DHT, with info and RTT', async () => {
     // only connected to a: b comes from provider records
-    const found = await findServers(client, 'stories260k', 5, { timeoutMs: 3000, includeConnected: false })
+    const found = await findServers(client, 'stories260k', 5, { timeoutMs: 3000, includeConnected: false, peerExchange: false })
     expect(spans(found)).toEqual([[0, 2], [2, 5]])
     expect(found.map(s => s.info.peerId)).toEqual([a.host.peerId.toString(), b.host.peerId.toString()])
     for (const s of found) expect(s.rttMs).toBeGreaterThan(0)
     expect(await findServers(client, 'another-model', 5, { timeoutMs: 1000 })).toEqual([])
+  })
+
+  it('finds servers through peer exchange when the DHT lookups find nothing', async () => {
+    // a fresh client that knows only a, and lookups that time out at once: without peer
+    // exchange it finds a alone; with it, b comes from a's info (knownServers)
+    const fresh = await createPetalHost({ dhtServer: false, bootstrap: [a.address] })
+    expect(spans(await findServers(fresh, 'stories260k', 5, { timeoutMs: 1, peerExchange: false }))).toEqual([[0, 2]])
+    expect(spans(await findServers(fresh, 'stories260k', 5, { timeoutMs: 1 }))).toEqual([[0, 2], [2, 5]])
+    await fresh.stop()
   })
 
   it('does not list a server that has left, although its provider records remain', async () => {

@@ -1,0 +1,100 @@
+import type { LlamaConfig } from '../config.js'
+import type { BlockWeights } from '../weights.js'
+import type { GraphBuilder } from '../onnx/graph-builder.js'
+
+/**
+ * Values every block of a GPU span graph shares. All of them are float inputs computed on
+ * the JS side, so that no int64 shape arithmetic (which the WebGPU EP leaves on the CPU)
+ * runs between GPU kernels.
+ */
+export interface GpuBlockContext {
+  /** (1,T,1,D/2) rotary cos of the new tokens' positions */ readonly cos: string
+  /** (1,T,1,D/2) */ readonly sin: string
+  /** (1,1,1,T,S) additive causal mask: 0 where slot s is visible to token t, else -1e30 */ readonly mask: string
+  /** (1) int64 positions of the past to keep: the cache is sliced to [0, past_len) */ readonly pastLen: string
+}
+
+export interface GpuBlockIo {
+  /** (1,T,C) */ readonly hidden: string
+  /** (1,Hkv,D,P') keys after RoPE, stored transposed; P' >= past_len */ readonly pastKey: string
+  /** (1,Hkv,P',D) */ readonly pastValue: string
+}
+
+export interface GpuBlockOut {
+  /** (1,T,C) */ readonly hidden: string
+  /** (1,Hkv,D,S) past ++ new keys, S = past_len + T */ readonly presentKey: string
+  /** (1,Hkv,S,D) */ readonly presentValue: string
+}
+
+/** (out, in) row-major -> (in, out), so that MatMul(x, W^T) needs no Gemm and no reshape. */
+export function transposeRows (w: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(w.length)
+  for (let r = 0; r < rows; r++) {
+    const src = r * cols
+    for (let c = 0; c < cols; c++) t[c * rows + r] = w[src + c] as number
+  }
+  return t
+}
+
+/** W (out_i, in) stacked along out, then transposed: x (1,T,in) @ result (in, sum out_i). */
+function stackedT (parts: readonly Float32Array[], inDim: number): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.length }
+  return transposeRows(out, out.length / inDim, inDim)
+}
+
+function rmsNorm (g: GraphBuilder, x: string, weight: Float32Array, eps: number): string {
+  return g.op('SimplifiedLayerNormalization', [x, g.floats('norm_w', weight, [weight.length])], { axis: -1, epsilon: { float: eps }, stash_type: 1 })
+}
+
+/** x (1,T,N,D) -> rotate-half RoPE with cos/sin (1,T,1,D/2) */
+function applyRotary (g: GraphBuilder, ctx: GpuBlockContext, x: string, half: number): string {
+  const [x1, x2] = g.opN('Split', [x, g.ints([half, half])], 2, { axis: -1 }) as [string, string]
+  const r1 = g.op('Sub', [g.op('Mul', [x1, ctx.cos]), g.op('Mul', [x2, ctx.sin])])
+  const r2 = g.op('Add', [g.op('Mul', [x2, ctx.cos]), g.op('Mul', [x1, ctx.sin])])
+  return g.op('Concat', [r1, r2], { axis: -1 })
+}
+
+/**
+ * One Llama decoder block for the GPU-resident span: the same function as
+ * onnx/llama-block.ts, but batch 1, every shape a constant, the KV cache in head-major
+ * layout (keys pre-transposed) so that no per-step transpose touches the whole cache, and
+ * the past sliced to `past_len` inside the graph (rollback costs nothing).
+ */
+export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeights, ctx: GpuBlockContext, io: GpuBlockIo): GpuBlockOut {
+  const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg
+  const G = H / Hkv
+
+  // --- attention ---
+  const xNorm = rmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps) // (1,T,C)
+  const qkv = g.op('MatMul', [xNorm, g.floats('w_qkv_t', stackedT([w.q, w.k, w.v], C), [C, (H + 2 * Hkv) * D])]) // (1,T,(H+2Hkv)*D)
+  const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
+  const qRot = applyRotary(g, ctx, g.op('Reshape', [q, g.ints([1, -1, H, D])]), D / 2) // (1,T,H,D)
+  const kRot = applyRotary(g, ctx, g.op('Reshape', [k, g.ints([1, -1, Hkv, D])]), D / 2) // (1,T,Hkv,D)
+  const vNew = g.op('Reshape', [v, g.ints([1, -1, Hkv, D])]) // (1,T,Hkv,D)
+
+  const keep = (x: string, axis: number): string => g.op('Slice', [x, g.ints([0]), ctx.pastLen, g.ints([axis])])
+  const presentKey = g.op('Concat', [keep(io.pastKey, 3), g.op('Transpose', [kRot], { perm: [0, 2, 3, 1] })], { axis: 3 }) // (1,Hkv,D,S)
+  const presentValue = g.op('Concat', [keep(io.pastValue, 2), g.op('Transpose', [vNew], { perm: [0, 2, 1, 3] })], { axis: 2 }) // (1,Hkv,S,D)
+
+  // (1,T,H,D) -> (1,H,T,D) -> (1,Hkv,G,T,D): query head h reads kv head h / G
+  const qGrouped = g.op('Reshape', [g.op('Transpose', [qRot], { perm: [0, 2, 1, 3] }), g.ints([1, Hkv, G, -1, D])])
+  const kT = g.op('Unsqueeze', [presentKey, g.ints([2])]) // (1,Hkv,1,D,S)
+  const scores = g.op('Mul', [g.op('MatMul', [qGrouped, kT]), g.scalar(1 / Math.sqrt(D))]) // (1,Hkv,G,T,S)
+  const probs = g.op('Softmax', [g.op('Add', [scores, ctx.mask])], { axis: -1 })
+  const vU = g.op('Unsqueeze', [presentValue, g.ints([2])]) // (1,Hkv,1,S,D)
+  const attn = g.op('MatMul', [probs, vU]) // (1,Hkv,G,T,D)
+  const heads = g.op('Transpose', [g.op('Reshape', [attn, g.ints([1, H, -1, D])])], { perm: [0, 2, 1, 3] }) // (1,T,H,D)
+  const flat = g.op('Reshape', [heads, g.ints([1, -1, H * D])]) // (1,T,H*D)
+  const attnOut = g.op('MatMul', [flat, g.floats('w_o_t', transposeRows(w.o, C, H * D), [H * D, C])]) // (1,T,C)
+  const afterAttn = g.op('Add', [io.hidden, attnOut])
+
+  // --- MLP: down(silu(gate(x)) * up(x)) ---
+  const mNorm = rmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps)
+  const gateUp = g.op('MatMul', [mNorm, g.floats('w_gate_up_t', stackedT([w.gate, w.up], C), [C, 2 * F])]) // (1,T,2F)
+  const [gate, up] = g.opN('Split', [gateUp, g.ints([F, F])], 2, { axis: -1 }) as [string, string]
+  const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]) // (1,T,F)
+  const mlpOut = g.op('MatMul', [act, g.floats('w_down_t', transposeRows(w.down, C, F), [F, C])]) // (1,T,C)
+  return { hidden: g.op('Add', [afterAttn, mlpOut]), presentKey, presentValue }
+}

@@ -1,0 +1,152 @@
+import * as ort from 'onnxruntime-node'
+import type { Checkpoint } from '../checkpoint.js'
+import type { LlamaConfig } from '../config.js'
+import { ShapeError } from '../errors.js'
+import type { SpanCache } from '../kv-cache.js'
+import type { SpanRunner, SpanRunnerInit } from '../span-runner.js'
+import { readFloats } from '../ort-session.js'
+import { GpuSpanCache, type GpuKv } from './gpu-span-cache.js'
+import { buildGpuSpanGraph, gpuSpanNames as names } from './gpu-span-graph.js'
+
+/** Additive mask value for hidden slots: finite, so no kernel sees an infinity. */
+const HIDDEN = -1e30
+
+/**
+ * Runs blocks [start, end) as ONE onnxruntime session whose KV cache stays on the device:
+ * each run feeds the previous run's present keys/values (gpu-buffer tensors) back as its
+ * pasts, and only the final hidden state (1,T,C) is copied back. Rotary tables and the
+ * causal mask are built here, so no int64 shape arithmetic runs between GPU kernels.
+ * Same surface as SpanRunner; a session must cover the whole span.
+ */
+export class GpuSpanRunner {
+  readonly config: LlamaConfig
+  readonly start: number
+  readonly end: number
+  readonly #session: ort.InferenceSession
+  readonly #invFreq: Float32Array
+
+  private constructor (config: LlamaConfig, start: number, end: number, session: ort.InferenceSession) {
+    this.config = config
+    this.start = start
+    this.end = end
+    this.#session = session
+    const half = config.headDim / 2
+    this.#invFreq = Float32Array.from({ length: half }, (_, i) => 1 / Math.pow(config.ropeTheta, (2 * i) / config.headDim))
+  }
+
+  static async load (ckpt: Checkpoint, start: number, end: number, init: SpanRunnerInit = {}): Promise<GpuSpanRunner> {
+    const cfg = ckpt.config
+    if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= cfg.numLayers)) {
+      throw new ShapeError(`Cannot load blocks [${start}, ${end}): the model has ${cfg.numLayers} blocks`)
+    }
+    const blockBytes = ckpt.blockByteSize(start)
+    const total = blockBytes * (end - start)
+    const weights = []
+    for (let b = start; b < end; b++) {
+      const base = (b - start) * blockBytes
+      weights.push(ckpt.readBlock(b, { onProgress: (d, t) => init.onProgress?.(base + (t > 0 ? d / t : 1) * blockBytes, total) }))
+    }
+    const device = init.device ?? 'webgpu'
+    const onDevice = device !== 'cpu'
+    const where: Record<string, ort.Tensor.DataLocation> = { [names.hiddenOut]: 'cpu' }
+    for (let b = start; b < end; b++) { where[names.presentKey(b)] = 'gpu-buffer'; where[names.presentValue(b)] = 'gpu-buffer' }
+    const session = await ort.InferenceSession.create(buildGpuSpanGraph(cfg, start, weights), {
+      executionProviders: onDevice ? [device, 'cpu'] : ['cpu'],
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+      ...(init.threads !== undefined ? { intraOpNumThreads: init.threads } : {}),
+      ...(onDevice ? { preferredOutputLocation: where } : {}),
+      ...(init.spinning === true ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } })
+    })
+    return new GpuSpanRunner(cfg, start, end, session)
+  }
+
+  /** One ORT session covers the whole span. */
+  get blocksPerSession (): number {
+    return this.end - this.start
+  }
+
+  /** One session covers the whole span, so only [this.start, this.end) can be served. */
+  canServe (start: number, end: number): boolean {
+    return start === this.start && end === this.end
+  }
+
+  newCache (start = this.start, end = this.end): SpanCache {
+    if (!this.canServe(start, end)) throw new ShapeError(`Cannot serve blocks [${start}, ${end}) from GPU span [${this.start}, ${this.end}): only the whole span`)
+    return new GpuSpanCache(start, end, this.config.numKvHeads * this.config.headDim)
+  }
+
+  /**
+   * hidden (1,T,C) for positions position..position+T-1 -> hidden (1,T,C).
+   * The cache is first truncated to `position`; a run that starts beyond its end is refused.
+   * One ORT run, so `signal` is checked once before it; a failed run leaves the cache
+   * truncated to `position`.
+   */
+  async forward (hidden: Float32Array, cache: SpanCache, position: number, opts: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+    const { hiddenSize: C, numKvHeads: Hkv, headDim: D } = this.config
+    if (!(cache instanceof GpuSpanCache)) throw new ShapeError('Cannot run a GPU span on a cache made by a CPU runner')
+    if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot forward hidden of ${hidden.length} values: not (1, T, ${C})`)
+    if (position > cache.length) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${cache.length}`)
+    opts.signal?.throwIfAborted()
+    const T = hidden.length / C
+    const S = position + T
+    cache.truncate(position)
+    const [cos, sin] = this.#rotary(position, T)
+    const feeds: Record<string, ort.Tensor> = {
+      [names.hidden]: new ort.Tensor('float32', hidden, [1, T, C]),
+      [names.cos]: cos,
+      [names.sin]: sin,
+      [names.mask]: causalMask(position, T),
+      [names.pastLen]: new ort.Tensor('int64', BigInt64Array.of(BigInt(position)), [1])
+    }
+    const past = cache.blocks
+    for (let b = this.start; b < this.end; b++) {
+      const kv = past?.[b - this.start]
+      feeds[names.pastKey(b)] = kv?.key ?? new ort.Tensor('float32', new Float32Array(0), [1, Hkv, D, 0])
+      feeds[names.pastValue(b)] = kv?.value ?? new ort.Tensor('float32', new Float32Array(0), [1, Hkv, 0, D])
+    }
+    const out = await this.#session.run(feeds)
+    const presents: GpuKv[] = []
+    for (let b = this.start; b < this.end; b++) {
+      const key = out[names.presentKey(b)]
+      const value = out[names.presentValue(b)]
+      if (key === undefined || value === undefined) throw new Error(`ORT output "${names.presentKey(b)}" or "${names.presentValue(b)}" is missing`)
+      presents.push({ key, value })
+    }
+    cache.replace(presents, S)
+    const x = readFloats(out[names.hiddenOut], names.hiddenOut)
+    if (x.length !== T * C) throw new ShapeError(`Span output has ${x.length} values, expected ${T * C}`)
+    return x
+  }
+
+  /** cos/sin (1,T,1,D/2) of positions position..position+T-1, in float32 as the CPU graph computes them. */
+  #rotary (position: number, T: number): [ort.Tensor, ort.Tensor] {
+    const half = this.#invFreq.length
+    const cos = new Float32Array(T * half)
+    const sin = new Float32Array(T * half)
+    for (let t = 0; t < T; t++) {
+      for (let i = 0; i < half; i++) {
+        const f = Math.fround((position + t) * (this.#invFreq[i] as number))
+        cos[t * half + i] = Math.cos(f)
+        sin[t * half + i] = Math.sin(f)
+      }
+    }
+    return [new ort.Tensor('float32', cos, [1, T, 1, half]), new ort.Tensor('float32', sin, [1, T, 1, half])]
+  }
+
+  async release (): Promise<void> {
+    await this.#session.release()
+  }
+}
+
+/** (1,1,1,T,S) additive mask, S = position + T: token t (at position+t) sees slots s <= position+t. */
+function causalMask (position: number, T: number): ort.Tensor {
+  const S = position + T
+  const m = new Float32Array(T * S)
+  for (let t = 0; t < T; t++) m.fill(HIDDEN, t * S + position + t + 1, (t + 1) * S)
+  return new ort.Tensor('float32', m, [1, 1, 1, T, S])
+}
+
+/** SpanRunner.load hands out a GpuSpanRunner as a SpanRunner: this fails to compile if their public surfaces drift apart. */
+type Surface<T> = { [K in keyof T]: T[K] }
+export const gpuRunnerHasSpanRunnerSurface: GpuSpanRunner extends Surface<SpanRunner> ? true : never = true
