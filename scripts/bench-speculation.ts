@@ -15,7 +15,7 @@
  * --no-sweep (sync/pipelined at k 4, depth 4 instead of their best sweep point), --draft DIR.
  *
  * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
- * draft model (n-gram lookup, with a warning, when ../shared/models/stories260k-draft is
+ * draft model (n-gram lookup, with a warning, when models/stories260k-draft is
  * missing) over push, first swept (k in 2,4,6,8; pipelined (k, depth) in {2,4,6} x {2,4,8};
  * lines with "sweep": true, adaptive controller off) and then the fastest point that matched
  * plain measured again as the mode's line; *-adaptive use the default limits (k 4, depth 4)
@@ -62,7 +62,7 @@ const numPrompts = Number(args.prompts ?? (args.quick ? 1 : 3))
 const modes = new Set((args.modes ?? (args.quick ? 'plain-client,pipelined' : ALL_MODES.join(','))).split(','))
 const sweep = !args['no-sweep'] && !args.quick
 const delay = args.netem || args['netns-child'] ? 'netem' : 'in-process'
-const draftDir = args.draft ?? join(ROOT, '..', 'shared', 'models', 'stories260k-draft')
+const draftDir = args.draft ?? join(ROOT, 'models', 'stories260k-draft')
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
 if (latencies.some(l => !(Number.isFinite(l) && l >= 0))) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a comma list of numbers >= 0`)
 if (!(Number.isInteger(tokens) && tokens >= 1)) throw new RangeError(`Cannot generate --tokens ${args.tokens}: it must be an integer >= 1`)
