@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { ClientParts } from '../../model/client-parts.js'
 import type { PetalHost } from '../../net/host.js'
 import { CancelledError, DrainingError, PetalError } from '../../protocol/errors.js'
+import { DEFAULT_LIMITS } from '../../protocol/limits.js'
 import type { WireDtype } from '../../protocol/tensor-codec.js'
 import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
@@ -28,10 +29,16 @@ export interface SwarmTargetInit {
   timeoutMs?: number
   /** Most failovers one run may go through before it fails. Default 8. */
   maxFailoversPerRun?: number
+  /**
+   * Longest run sent in one frame, tokens; longer ones (a long prompt) go as consecutive
+   * chunks. Default: what fits the servers' limits (4096 tokens, 16 MiB of activations).
+   */
+  maxRunTokens?: number
   logger?: Logger
 }
 
-const REPLAY_CHUNK = 1024
+/** Activation bytes in one run frame (servers accept 64 MiB frames; stay well under). */
+const MAX_RUN_BYTES = 16 * 2 ** 20
 
 /**
  * The target model of one sequence, computed by a chain of servers. Runs travel the
@@ -127,7 +134,7 @@ export class SwarmTarget implements TargetModel {
     // whether x is already recorded in the history at b (a retry must not rewrite it: that would
     // truncate the rows that later runs recorded meanwhile)
     let recorded = false
-    if (this.#init.push === true && this.#hops.length > 1) ({ x, b, recorded } = await this.#runPushed(runId, x, position))
+    if (this.#init.push === true && this.#hops.length > 1 && T <= this.#maxRunTokens) ({ x, b, recorded } = await this.#runPushed(runId, x, position))
     while (b < this.#numBlocks) {
       if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
       const hop = this.#hopAt(b)
@@ -142,7 +149,7 @@ export class SwarmTarget implements TargetModel {
       }
       hop.inFlight.set(runId, position)
       try {
-        x = await hop.session.run(runId, position, x)
+        x = await this.#runOnHop(hop, runId, position, x)
       } catch (err) {
         if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         if (err instanceof PetalError && !err.retryable && err.code !== 'GAP' && err.code !== 'UNKNOWN_SESSION') throw err
@@ -160,6 +167,27 @@ export class SwarmTarget implements TargetModel {
     }
     if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
     return await this.#init.parts.logits(x)
+  }
+
+  /** Longest run in one frame: a prompt of 4096 tokens of a C=8192 model would be a 128 MiB frame. */
+  get #maxRunTokens (): number {
+    const C = this.#init.parts.config.hiddenSize
+    const bytes = this.#init.wireDtype === 'float16' ? 2 : 4
+    return this.#init.maxRunTokens ?? Math.max(1, Math.min(DEFAULT_LIMITS.maxTokensPerRun, Math.floor(MAX_RUN_BYTES / (C * bytes))))
+  }
+
+  /** hidden (1,T,C) through one hop, in consecutive chunks when T is over the frame limits. */
+  async #runOnHop (hop: Hop, runId: number, position: number, x: Float32Array): Promise<Float32Array> {
+    const C = this.#init.parts.config.hiddenSize
+    const T = x.length / C
+    const step = this.#maxRunTokens
+    if (T <= step) return await hop.session.run(runId, position, x)
+    const out = new Float32Array(x.length)
+    for (let t = 0; t < T; t += step) {
+      const n = Math.min(step, T - t)
+      out.set(await hop.session.run(runId, position + t, x.subarray(t * C, (t + n) * C)), t * C)
+    }
+    return out
   }
 
   /**
@@ -216,8 +244,8 @@ export class SwarmTarget implements TargetModel {
     logger?.warn({ peer: dead, span: [hop.start, hop.end], err: cause.message }, 'server failed: re-routing its span')
     const { route, fresh } = await this.#openReplacement(hop)
     // rebuild the new servers' caches from the inputs we kept: rows [0, replayEnd)
-    for (let from = 0; from < replayEnd; from += REPLAY_CHUNK) {
-      const to = Math.min(replayEnd, from + REPLAY_CHUNK)
+    for (let from = 0; from < replayEnd; from += this.#maxRunTokens) {
+      const to = Math.min(replayEnd, from + this.#maxRunTokens)
       let x = this.#history(hop.start).read(from, to)
       for (const h of fresh) {
         // boundaries inside the replaced span are new: record what enters them (the outer one already holds it)

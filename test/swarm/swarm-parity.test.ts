@@ -117,6 +117,12 @@ describe('tiny-llama-gqa through two server processes', () => {
     const second = await target.submit(ref.kv_cache_check.chunks[1], 7).logits
     expect(maxAbsDiffRows([...first, ...second], ref.logits)).toBeLessThan(1e-4)
     await target.close()
+    // a run longer than one frame may carry goes as consecutive chunks: same logits
+    const chunked = await SwarmTarget.open({
+      host: client.host, directory: await client.directory(modelId, 6), rediscover: async () => {}, parts, modelId, maxTokens: 64, maxRunTokens: 5
+    })
+    expect(maxAbsDiffRows(await chunked.submit(ref.input_ids, 0).logits, ref.logits)).toBeLessThan(1e-4)
+    await chunked.close()
     // float16 activations on the wire: half the bytes, logits within float16 rounding
     const half = await SwarmTarget.open({
       host: client.host, directory: await client.directory(modelId, 6), rediscover: async () => {}, parts, modelId, maxTokens: 64, wireDtype: 'float16'
