@@ -30,7 +30,7 @@ export class LocalTarget implements TargetModel {
   readonly #latency: number
   #nextRunId = 0
   #busy = false
-  readonly #stats: TargetStats = { runsSent: 0, runsCancelled: 0, failovers: 0, route: 'local', runsComputed: 0 }
+  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, route: 'local', runsComputed: 0 }
 
   constructor (model: LocalModel, init: LocalTargetInit = {}) {
     this.vocabSize = model.parts.config.vocabSize
@@ -87,7 +87,7 @@ export class LocalTarget implements TargetModel {
       for (let run = this.#queue.shift(); run !== undefined; run = this.#queue.shift()) {
         try {
           const logits = await this.#sequence.forward(run.ids, run.position)
-          ;(this.#stats.runsComputed as number)++
+          this.#stats.runsComputed++
           const deliver = run.resolve
           if (this.#latency > 0) setTimeout(() => { deliver(logits) }, this.#latency)
           else deliver(logits)

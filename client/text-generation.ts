@@ -40,7 +40,7 @@ export interface GenerationResult {
   /** Ids of the generated tokens (a stop string's tokens included, its text not). */
   tokens: number[]
   promptTokens: number[]
-  stopReason: StopReason | 'aborted'
+  stopReason: StopReason
   stats: GenerationStats
 }
 
@@ -86,7 +86,8 @@ export async function * generateText (
   const tokens: number[] = []
   let full = ''
   let shown = 0
-  let stopReason: GenerationResult['stopReason'] = 'aborted'
+  // set when a stop string cuts the text, else from the decoder's own end (an abort throws)
+  let stopReason: StopReason | undefined
   const started = performance.now()
   let firstAt: number | undefined
   let lastAt = started
@@ -121,19 +122,20 @@ export async function * generateText (
           break
         }
       }
-      const visible = stopReason === 'aborted' ? stop.check(tokens, full).textLength : full.length
+      const visible = stopReason === undefined ? stop.check(tokens, full).textLength : full.length
       if (visible > shown || tokens.length > before) {
         yield { text: full.slice(shown, Math.max(shown, visible)), tokens: tokens.slice(before) }
         shown = Math.max(shown, visible)
       }
-      if (stopReason !== 'aborted') break
+      if (stopReason !== undefined) break
       step = await steps.next()
     }
     if (step.done === true) stopReason = step.value.stopReason
   } finally {
     if (step.done !== true) step = await steps.return(undefined as never)
   }
-  if (stopReason === 'aborted' && opts.signal?.aborted !== true) stopReason = 'max-new-tokens'
+  // the loop ends only by a stop string or by the decoder's return, which both set it
+  if (stopReason === undefined) throw new Error('Generation ended without a stop reason')
   if (stopReason !== 'stop-string') {
     full += text.flush()
     if (full.length > shown) yield { text: full.slice(shown), tokens: [] }

@@ -10,7 +10,7 @@ import { BadMessageError, toErrorFrame, UnknownSessionError } from '../protocol/
 import { FramedStream } from '../protocol/framed-stream.js'
 import { parseCancel, parseClientMessage, parseClose, parseOpen, parseRun } from '../protocol/inference-requests.js'
 import type { Limits } from '../protocol/limits.js'
-import { FrameSender } from './frame-sender.js'
+import { FrameSender } from '../protocol/frame-sender.js'
 import type { RunExecutor, SessionLink } from './run-executor.js'
 import type { SessionManager } from './session-manager.js'
 

@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import { toErrorFrame } from '../protocol/errors.js'
 import { FramedStream } from '../protocol/framed-stream.js'
 import { parseInfoRequest, type ServerInfo } from '../protocol/server-info.js'
-import { FrameSender } from './frame-sender.js'
+import { FrameSender } from '../protocol/frame-sender.js'
 
 /** Options of the info handler. */
 export interface InfoHandlerInit {

@@ -10,7 +10,7 @@ import { FramedStream } from '../protocol/framed-stream.js'
 import { PROTOCOL_PUSH } from '../protocol/ids.js'
 import type { Limits } from '../protocol/limits.js'
 import type { PushMessage } from '../protocol/push-message.js'
-import { FrameSender } from './frame-sender.js'
+import { FrameSender } from '../protocol/frame-sender.js'
 
 /** Options of a PushForwarder. */
 export interface PushForwarderInit {

@@ -179,9 +179,7 @@ export class SessionManager {
       for (const id of oldest) session.cancelled.delete(id)
     }
     const match = (runId: number): boolean => session.cancelled.has(runId) || (fromRunId !== undefined && runId >= fromRunId)
-    const { dropped, abortedRunning } = this.#queue.cancel(t => t.sessionId === session.id && match(t.runId))
-    this.counters.droppedBeforeStart += dropped
-    void abortedRunning
+    this.counters.droppedBeforeStart += this.#queue.cancel(t => t.sessionId === session.id && match(t.runId)).dropped
   }
 
   /** Refuses new sessions from now on; open ones may finish. */

@@ -1,12 +1,12 @@
 import type { PeerId } from '@libp2p/interface'
 import type { PetalHost } from '../../net/host.js'
 import { CancelledError, errorFromFrame, PetalError, TimeoutError } from '../../protocol/errors.js'
+import { FrameSender } from '../../protocol/frame-sender.js'
 import { FramedStream } from '../../protocol/framed-stream.js'
 import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
 import { parseServerMessage, type ServerMessage } from '../../protocol/inference-replies.js'
 import type { PushHop } from '../../protocol/push-message.js'
 import { decodeTensor, encodeTensor, type WireDtype } from '../../protocol/tensor-codec.js'
-import { DelayedWriter } from './delayed-writer.js'
 
 /** The connection to a server broke (reset, closed, unreachable): fail over. */
 export class ConnectionLostError extends Error {
@@ -55,7 +55,7 @@ export class SpanSession {
   readonly end: number
   readonly sessionId: string
   readonly #framed: FramedStream
-  readonly #writer: DelayedWriter<unknown>
+  readonly #writer: FrameSender
   readonly #pending = new Map<number, Pending>()
   readonly #init: SpanSessionInit
   #lost: Error | undefined
@@ -70,7 +70,7 @@ export class SpanSession {
     this.end = init.end
     this.sessionId = sessionId
     this.#framed = framed
-    this.#writer = new DelayedWriter(init.sendDelayMs ?? 0, async msg => { await framed.write(msg) })
+    this.#writer = new FrameSender(framed, init.sendDelayMs ?? 0)
   }
 
   static async open (init: SpanSessionInit): Promise<SpanSession> {
@@ -121,7 +121,7 @@ export class SpanSession {
     const result = this.expect(runId)
     const T = hidden.length / this.#init.hiddenSize
     const msg = { type: 'run', runId, start, hidden: encodeTensor(hidden, [1, T, this.#init.hiddenSize], this.#init.wireDtype ?? 'float32'), ...(push !== undefined && push.length > 0 ? { push } : {}) }
-    this.#writer.write(msg).catch(err => { this.#onLost(err as Error) })
+    this.#writer.send(msg).catch(err => { this.#onLost(err as Error) })
     return result
   }
 
@@ -146,7 +146,7 @@ export class SpanSession {
   cancel (runIds: readonly number[]): void {
     if (runIds.length === 0) return
     for (const id of runIds) this.#settle(id, undefined, new CancelledError(`Run ${id} was cancelled`))
-    if (this.#lost === undefined) this.#writer.write({ type: 'cancel', runIds: [...runIds] }).catch(() => {})
+    if (this.#lost === undefined) this.#writer.send({ type: 'cancel', runIds: [...runIds] }).catch(() => {})
   }
 
   async close (): Promise<void> {

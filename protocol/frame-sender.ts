@@ -3,7 +3,7 @@
  * latency (benchmarks and tests of latency hiding on one machine).
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FramedStream } from '../protocol/framed-stream.js'
+import type { FramedStream } from './framed-stream.js'
 
 /**
  * Sends messages on one FramedStream in the order given. With `delayMs` > 0 each
