@@ -26,6 +26,8 @@ interface GenerateFlags {
   speculation?: 'none' | 'sync' | 'pipelined'
   k?: number
   depth?: number
+  branches?: number
+  branchLength?: number
   linkLatencyMs?: number
 }
 
@@ -53,6 +55,8 @@ export function generateCommand (program: Command): void {
     .addOption(new Option('--speculation <mode>', 'speculative decoding mode').choices(['none', 'sync', 'pipelined']))
     .option('--k <n>', 'draft tokens per speculative run', parseNumber('--k', { integer: true, min: 1, max: 64 }))
     .option('--depth <n>', 'speculative runs in flight (pipelined)', parseNumber('--depth', { integer: true, min: 1, max: 64 }))
+    .option('--branches <n>', 'tree speculation: most branches per run beside unsure drafts (greedy, draft model; 0: off)', parseNumber('--branches', { integer: true, min: 0, max: 64 }))
+    .option('--branch-length <n>', 'draft tokens after each branch\'s first', parseNumber('--branch-length', { integer: true, min: 0, max: 64 }))
     .option('--link-latency-ms <ms>', 'simulate this one-way latency on every frame the client sends (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }))
     .addHelpText('after', `
 Examples:
@@ -86,7 +90,9 @@ Examples:
           ...(flags.stop !== undefined ? { stopStrings: flags.stop } : {}),
           ...(draft !== undefined ? { drafter: draft.drafter, speculation: flags.speculation ?? 'pipelined' } : {}),
           ...(flags.k !== undefined ? { k: flags.k } : {}),
-          ...(flags.depth !== undefined ? { maxInFlight: flags.depth } : {})
+          ...(flags.depth !== undefined ? { maxInFlight: flags.depth } : {}),
+          ...(flags.branches !== undefined ? { branches: flags.branches } : {}),
+          ...(flags.branchLength !== undefined ? { branchLength: flags.branchLength } : {})
         }
         const result = await run(model, flags, opts)
         if (flags.json === true) {

@@ -6,6 +6,7 @@ interface QueuedRun {
   readonly runId: number
   readonly ids: readonly number[]
   readonly position: number
+  readonly parents: readonly number[] | undefined
   resolve: (logits: Float32Array[]) => void
   reject: (err: Error) => void
 }
@@ -38,11 +39,11 @@ export class LocalTarget implements TargetModel {
     this.#latency = init.oneWayLatencyMs ?? 0
   }
 
-  submit (ids: readonly number[], position: number): PendingRun {
+  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun {
     const runId = this.#nextRunId++
     this.#stats.runsSent++
     const logits = new Promise<Float32Array[]>((resolve, reject) => {
-      const run = { runId, ids, position, resolve, reject }
+      const run = { runId, ids, position, parents, resolve, reject }
       if (this.#latency > 0) setTimeout(() => { this.#enqueue(run) }, this.#latency)
       else this.#enqueue(run)
     })
@@ -86,7 +87,7 @@ export class LocalTarget implements TargetModel {
     try {
       for (let run = this.#queue.shift(); run !== undefined; run = this.#queue.shift()) {
         try {
-          const logits = await this.#sequence.forward(run.ids, run.position)
+          const logits = await this.#sequence.forward(run.ids, run.position, run.parents)
           this.#stats.runsComputed++
           const deliver = run.resolve
           if (this.#latency > 0) setTimeout(() => { deliver(logits) }, this.#latency)

@@ -9,8 +9,12 @@
  */
 export interface TargetModel {
   readonly vocabSize: number
-  /** Starts a run of `ids` at positions position..position+T-1; its logits arrive later. */
-  submit (ids: readonly number[], position: number): PendingRun
+  /**
+   * Starts a run of `ids` at positions position..position+T-1; its logits arrive later.
+   * With `parents` the ids form a token tree (model/token-tree.ts): one row of logits per
+   * id still, but only the trunk stays in the caches.
+   */
+  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun
   /**
    * Cancels runs that have not finished, everywhere they may be queued; their `logits`
    * reject with a CancelledError (code CANCELLED). Finished runs are unaffected.

@@ -26,6 +26,10 @@ export interface GenerateOptions {
   k?: number
   /** Speculative runs in flight at once (pipelined). */
   maxInFlight?: number
+  /** Tree speculation (greedy, draft model): most branches per run; 0 turns it off. */
+  branches?: number
+  /** Draft tokens after each branch's first token. */
+  branchLength?: number
   signal?: AbortSignal
 }
 
@@ -102,6 +106,8 @@ export async function * generateText (
     ...(opts.drafter !== undefined ? { drafter: opts.drafter } : {}),
     ...(opts.k !== undefined ? { k: opts.k } : {}),
     ...(opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {}),
+    ...(opts.branches !== undefined ? { branches: opts.branches } : {}),
+    ...(opts.branchLength !== undefined ? { branchLength: opts.branchLength } : {}),
     ...(opts.signal !== undefined ? { signal: opts.signal } : {})
   })
   let step = await steps.next()

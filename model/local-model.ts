@@ -64,15 +64,19 @@ export class LocalSequence {
   /** Positions cached so far. */
   get length (): number { return this.#caches[0]?.length ?? 0 }
 
-  /** hidden (1,T,C) at positions position.. -> hidden after the last block */
-  async hidden (ids: readonly number[], position = this.length): Promise<Float32Array> {
+  /**
+   * hidden (1,T,C) at positions position.. -> hidden after the last block. With `parents`
+   * the ids are a token tree (model/token-tree.ts): only its trunk stays cached.
+   */
+  async hidden (ids: readonly number[], position = this.length, parents?: readonly number[]): Promise<Float32Array> {
     let x = this.#model.parts.embed(ids)
-    for (const [i, span] of this.#model.spans.entries()) x = await span.forward(x, this.#caches[i] as SpanCache, position)
+    const opts = parents === undefined ? {} : { parents }
+    for (const [i, span] of this.#model.spans.entries()) x = await span.forward(x, this.#caches[i] as SpanCache, position, opts)
     return x
   }
 
-  /** ids at positions position..position+T-1 -> logits (T,V) */
-  async forward (ids: readonly number[], position = this.length): Promise<Float32Array[]> {
-    return await this.#model.parts.logits(await this.hidden(ids, position))
+  /** ids at positions position..position+T-1 (or a token tree) -> logits (T,V) */
+  async forward (ids: readonly number[], position = this.length, parents?: readonly number[]): Promise<Float32Array[]> {
+    return await this.#model.parts.logits(await this.hidden(ids, position, parents))
   }
 }

@@ -37,11 +37,14 @@ export function floatTensor (data: Float32Array, dims: readonly number[]): ort.T
   return new ort.Tensor('float32', data, dims)
 }
 
-/** (1,T) int64 positions start..start+T-1 */
-export function positionTensor (start: number, T: number): ort.Tensor {
-  const ids = new BigInt64Array(T)
-  for (let t = 0; t < T; t++) ids[t] = BigInt(start + t)
-  return new ort.Tensor('int64', ids, [1, T])
+/** (1,T) int64 positions */
+export function positionTensor (positions: readonly number[]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(positions, p => BigInt(p)), [1, positions.length])
+}
+
+/** (T,S) bool mask from 0/1 bytes */
+export function visibilityTensor (mask: Uint8Array, T: number, S: number): ort.Tensor {
+  return new ort.Tensor('bool', mask, [T, S])
 }
 
 export function readFloats (t: ort.Tensor | undefined, name: string): Float32Array {

@@ -5,7 +5,10 @@ import { ShapeError } from './errors.js'
 import { GpuSpanRunner } from './gpu/gpu-span-runner.js'
 import { SpanCache } from './kv-cache.js'
 import { buildSpanGraph, spanNames } from './onnx/span-graph.js'
-import { createOrtSession, floatTensor, positionTensor, readFloats, type OrtOptions } from './ort-session.js'
+import { createOrtSession, floatTensor, positionTensor, readFloats, visibilityTensor, type OrtOptions } from './ort-session.js'
+import { runLayout, visibility, type ForwardOptions, type RunLayout } from './token-tree.js'
+
+export type { ForwardOptions } from './token-tree.js'
 
 export interface SpanRunnerInit extends OrtOptions {
   /**
@@ -86,17 +89,19 @@ export class SpanRunner {
    * hidden (1,T,C) for positions position..position+T-1 -> hidden (1,T,C).
    * The cache is first truncated to `position` (position-addressed rollback); a run that
    * starts beyond the cache's end is refused. `signal` aborts between ORT sessions (blocks);
-   * an aborted run leaves the cache truncated to `position`.
+   * an aborted run leaves the cache truncated to `position`. With `parents` the rows are a
+   * token tree (model/token-tree.ts): only its trunk is cached.
    */
-  async forward (hidden: Float32Array, cache: SpanCache, position: number, opts: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+  async forward (hidden: Float32Array, cache: SpanCache, position: number, opts: ForwardOptions = {}): Promise<Float32Array> {
     const C = this.config.hiddenSize
     if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot forward hidden of ${hidden.length} values: not (1, T, ${C})`)
     if (position > cache.length) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${cache.length}`)
     const T = hidden.length / C
+    const layout = runLayout(position, T, opts.parents)
     cache.truncate(position)
     let x = hidden
     try {
-      x = await this.#runSegments(x, T, cache, position, opts.signal)
+      x = await this.#runSegments(x, layout, cache, position, opts.signal)
     } catch (err) {
       cache.truncate(position) // blocks already run appended rows: undo them all
       throw err
@@ -104,14 +109,17 @@ export class SpanRunner {
     return x
   }
 
-  async #runSegments (hidden: Float32Array, T: number, cache: SpanCache, position: number, signal: AbortSignal | undefined): Promise<Float32Array> {
+  async #runSegments (hidden: Float32Array, layout: RunLayout, cache: SpanCache, position: number, signal: AbortSignal | undefined): Promise<Float32Array> {
     const C = this.config.hiddenSize
-    const positions = positionTensor(position, T)
+    const T = layout.rows
+    const positions = positionTensor(layout.positions)
+    const mask = visibilityTensor(visibility(layout, position), T, position + T)
+    const cachedValues = layout.trunk * this.config.numKvHeads * this.config.headDim
     let x = hidden
     for (const seg of this.#segments) {
       if (seg.end <= cache.start || seg.start >= cache.end) continue
       signal?.throwIfAborted()
-      const feeds: Record<string, ort.Tensor> = { [spanNames.hidden]: floatTensor(x, [1, T, C]), [spanNames.positions]: positions }
+      const feeds: Record<string, ort.Tensor> = { [spanNames.hidden]: floatTensor(x, [1, T, C]), [spanNames.positions]: positions, [spanNames.mask]: mask }
       for (let b = seg.start; b < seg.end; b++) {
         const { key, value } = cache.block(b)
         feeds[spanNames.pastKey(b)] = floatTensor(key.view(), [1, position, this.config.numKvHeads, this.config.headDim])
@@ -120,8 +128,8 @@ export class SpanRunner {
       const out = await seg.session.run(feeds)
       for (let b = seg.start; b < seg.end; b++) {
         const { key, value } = cache.block(b)
-        key.append(readFloats(out[spanNames.newKey(b)], spanNames.newKey(b)))
-        value.append(readFloats(out[spanNames.newValue(b)], spanNames.newValue(b)))
+        key.append(readFloats(out[spanNames.newKey(b)], spanNames.newKey(b)).subarray(0, cachedValues))
+        value.append(readFloats(out[spanNames.newValue(b)], spanNames.newValue(b)).subarray(0, cachedValues))
       }
       x = readFloats(out[spanNames.hiddenOut], spanNames.hiddenOut)
       if (x.length !== T * C) throw new ShapeError(`Span output has ${x.length} values, expected ${T * C}`)

@@ -132,7 +132,7 @@ class InferenceStream {
   #run (frame: unknown): void {
     const run = parseRun(frame, this.#init.limits)
     this.#init.executor.submit(this.#requireLink('run'), {
-      runId: run.runId, start: run.start, hidden: run.hidden, push: run.push ?? [], replyOutput: run.replyOutput
+      runId: run.runId, start: run.start, hidden: run.hidden, parents: run.parents, push: run.push ?? [], replyOutput: run.replyOutput
     })
   }
 

@@ -45,7 +45,7 @@ export function pushHandler (init: PushHandlerInit): StreamHandler {
           log.info({ sessionId: push.sessionId, runId: push.runId }, 'push for an unknown session dropped')
           return
         }
-        init.executor.submit(link, { runId: push.runId, start: push.start, hidden: push.hidden, push: push.push, replyOutput: true })
+        init.executor.submit(link, { runId: push.runId, start: push.start, hidden: push.hidden, parents: push.parents, push: push.push, replyOutput: true })
       },
       onEnd: (err) => {
         if (err !== undefined) log.debug({ err }, 'push stream failed')

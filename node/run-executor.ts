@@ -30,6 +30,8 @@ export interface RunRequest {
   start: number
   /** (1, T, C) in its wire dtype; the result goes back in the same dtype. */
   hidden: HiddenTensor
+  /** The rows form a token tree (model/token-tree.ts); undefined: a chain. */
+  parents: readonly number[] | undefined
   /** Servers that get the output next, in order (empty: none). */
   push: readonly PushHop[]
   /** Send the output back to the client. */
@@ -65,7 +67,7 @@ export class RunExecutor {
     try {
       assertHiddenSize(run.hidden, this.#init.hiddenSize, 'run.hidden')
       const x = decodeTensor(run.hidden, this.#init.limits, 'run.hidden').data // (1,T,C) float32
-      this.#init.manager.enqueue(link.session, run.runId, run.start, x, (err, out) => {
+      this.#init.manager.enqueue(link.session, run.runId, run.start, x, run.parents, (err, out) => {
         if (err !== undefined) this.#fail(link, run.runId, err)
         else if (out !== undefined) this.#deliver(link, run, out)
       })
@@ -82,10 +84,10 @@ export class RunExecutor {
       // the next hop is another session on this very server (a route can use two parts of one span)
       const nextLink = this.#init.links?.get(next.sessionId)
       if (nextLink === undefined) this.#fail(link, run.runId, new InternalError(`Cannot pass run ${run.runId} on: session ${next.sessionId} is not open here`))
-      else this.submit(nextLink, { runId: run.runId, start: run.start, hidden, push: rest, replyOutput: true })
+      else this.submit(nextLink, { runId: run.runId, start: run.start, hidden, parents: run.parents, push: rest, replyOutput: true })
     } else if (next !== undefined) {
       // the next server is on the critical path: hand its frame over first
-      const push: PushMessage = { type: 'push', sessionId: next.sessionId, runId: run.runId, start: run.start, hidden, push: rest }
+      const push: PushMessage = { type: 'push', sessionId: next.sessionId, runId: run.runId, start: run.start, hidden, ...(run.parents !== undefined ? { parents: [...run.parents] } : {}), push: rest }
       this.#init.forwarder.forward(next.peerId, push).catch((err: unknown) => {
         link.log.warn({ err, runId: run.runId, next: next.peerId }, 'cannot forward run to the next server')
         this.#fail(link, run.runId, err instanceof InternalError ? err : new InternalError(`Cannot push run ${run.runId} to the next server ${next.peerId}`, { cause: err }))

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { SpanCache } from '../model/kv-cache.js'
 import type { SpanRunner } from '../model/span-runner.js'
+import { runLayout } from '../model/token-tree.js'
 import {
   CacheLimitError, DrainingError, GapError, PetalError, SessionLimitError, UnknownSessionError, WrongSpanError
 } from '../protocol/errors.js'
@@ -129,14 +130,16 @@ export class SessionManager {
    * run starts beyond the cache's end at the time it executes, CACHE_LIMIT past the
    * session's budget); a cancelled run reports nothing.
    */
-  enqueue (session: ServerSession, runId: number, start: number, hidden: Float32Array, onDone: (err: PetalError | undefined, out?: RunOutcome) => void): void {
+  enqueue (session: ServerSession, runId: number, start: number, hidden: Float32Array, parents: readonly number[] | undefined, onDone: (err: PetalError | undefined, out?: RunOutcome) => void): void {
     if (session.cancelled.has(runId)) {
       this.counters.droppedLate++
       return
     }
     const T = hidden.length / this.#init.runner.config.hiddenSize
-    if (start + T > session.maxTokens) {
-      onDone(new CacheLimitError(`Cannot run positions [${start}, ${start + T}): the session reserved ${session.maxTokens}`))
+    // a tree's rows may sit at the same positions: what counts is the last position used
+    const end = parents === undefined ? start + T : Math.max(...runLayout(start, T, parents).positions) + 1
+    if (end > session.maxTokens) {
+      onDone(new CacheLimitError(`Cannot run positions [${start}, ${end}): the session reserved ${session.maxTokens}`))
       return
     }
     const enqueuedAt = performance.now()
@@ -152,7 +155,7 @@ export class SessionManager {
         }
         const began = performance.now()
         try {
-          const out = await this.#init.runner.forward(hidden, session.cache, start, { signal })
+          const out = await this.#init.runner.forward(hidden, session.cache, start, parents === undefined ? { signal } : { signal, parents })
           if (signal.aborted) { // cancelled while its last block ran: a cancelled run sends no result
             this.counters.abortedMidRun++
             return

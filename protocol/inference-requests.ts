@@ -7,7 +7,7 @@ import { BadMessageError } from './errors.js'
 import { parseHidden, type HiddenTensor } from './hidden.js'
 import { resolveLimits, type Limits, MAX_ID_LENGTH, MAX_LIST_LENGTH } from './limits.js'
 import { MAX_PUSH_HOPS, parsePushHop, type PushHop } from './push-message.js'
-import { describe, expectFields, expectType, intItem, readBool, readInt, readList, readOptInt, readOptList, readString } from './validate.js'
+import { describe, expectFields, expectType, intItem, readBool, readInt, readList, readOptInt, readOptList, readOptParents, readString } from './validate.js'
 
 /** Opens a session over blocks [start, end) of `modelId`, with a cache budget of `maxTokens` positions. */
 export interface OpenMessage {
@@ -23,12 +23,15 @@ export interface OpenMessage {
  * The server first truncates its cache to `start` (rollback is implicit).
  * `push` names the servers that get the output next, in order; with
  * `replyOutput` false (default true) the output is not sent back here.
+ * With `parents` the T rows are a token tree (model/token-tree.ts): row i
+ * continues row parents[i] (-1: the cached past) and only the trunk is cached.
  */
 export interface RunMessage {
   type: 'run'
   runId: number
   start: number
   hidden: HiddenTensor // (1, T, C)
+  parents?: number[] // (T)
   push?: PushHop[]
   replyOutput: boolean
 }
@@ -75,6 +78,8 @@ export function parseRun (value: unknown, limits?: Partial<Limits>): RunMessage 
   }
   const push = readOptList(obj, 'push', 'run', parsePushHop, MAX_PUSH_HOPS)
   if (push !== undefined) msg.push = push
+  const parents = readOptParents(obj, 'parents', 'run', msg.hidden.dims[1])
+  if (parents !== undefined) msg.parents = parents
   return msg
 }
 

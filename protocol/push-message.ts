@@ -4,7 +4,7 @@
  */
 import { parseHidden, type HiddenTensor } from './hidden.js'
 import { resolveLimits, type Limits, MAX_ID_LENGTH } from './limits.js'
-import { expectFields, expectType, readInt, readList, readString } from './validate.js'
+import { expectFields, expectType, readInt, readList, readOptParents, readString } from './validate.js'
 
 /** A server to forward to, and the session the client opened on it for this generation. */
 export interface PushHop {
@@ -23,6 +23,8 @@ export interface PushMessage {
   runId: number
   start: number
   hidden: HiddenTensor // (1, T, C)
+  /** The run's token tree, as in RunMessage. */
+  parents?: number[] // (T)
   push: PushHop[]
 }
 
@@ -50,5 +52,7 @@ export function parsePush (value: unknown, limits?: Partial<Limits>): PushMessag
     hidden: parseHidden(obj['hidden'], 'push.hidden', resolveLimits(limits)),
     push: readList(obj, 'push', 'push', parsePushHop, MAX_PUSH_HOPS)
   }
+  const parents = readOptParents(obj, 'parents', 'push', msg.hidden.dims[1])
+  if (parents !== undefined) msg.parents = parents
   return msg
 }

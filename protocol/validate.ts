@@ -4,6 +4,7 @@
  */
 import { BadMessageError } from './errors.js'
 import { MAX_ID_LENGTH, MAX_LIST_LENGTH } from './limits.js'
+import { MAX_TREE_ROWS, parentsProblem } from '../model/token-tree.js'
 
 /** A plain object read from the wire. */
 export type Fields = Record<string, unknown>
@@ -116,4 +117,16 @@ export function stringItem (maxLength: number, pattern?: RegExp, expected?: stri
     }
     return value
   }
+}
+
+/**
+ * Reads optional token-tree parents of a run with `rows` rows (model/token-tree.ts):
+ * undefined when absent; BAD_MESSAGE unless each is an earlier row or -1.
+ */
+export function readOptParents (obj: Fields, field: string, what: string, rows: number): number[] | undefined {
+  const parents = readOptList(obj, field, what, intItem(-1), MAX_TREE_ROWS)
+  if (parents === undefined) return undefined
+  const problem = parentsProblem(parents, rows)
+  if (problem !== undefined) throw new BadMessageError(`Invalid ${what}.${field}: ${problem}`)
+  return parents
 }

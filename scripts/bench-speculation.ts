@@ -42,7 +42,7 @@ import { startSpecSwarm } from './lib/spec-swarm.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TARGET = join(ROOT, 'models', 'stories260k')
-const ALL_MODES = ['plain-client', 'plain-push', 'sync', 'pipelined', 'sync-adaptive', 'pipelined-adaptive']
+const ALL_MODES = ['plain-client', 'plain-push', 'sync', 'pipelined', 'sync-tree', 'pipelined-tree', 'sync-adaptive', 'pipelined-adaptive']
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -69,6 +69,8 @@ if (!(Number.isInteger(tokens) && tokens >= 1)) throw new RangeError(`Cannot gen
 if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
+/** Tree speculation when not swept, and the limits of the adaptive modes. */
+const TREE_DEFAULTS = { branches: 4, branchLength: 4 }
 /** A configuration's result and the server runs it caused (summed over the servers). */
 interface Measured { r: SpecResult, runsComputed: number, runsDropped: number }
 type Report = (cfg: SpecConfig, m: Measured, extra?: Record<string, unknown>) => void
@@ -128,9 +130,9 @@ async function benchLatency (L: number): Promise<void> {
       const after = await swarm.totals()
       return { r, runsComputed: after.runsComputed - before.runsComputed, runsDropped: after.runsDropped - before.runsDropped }
     }
-    const plainClient: SpecConfig = { mode: 'plain-client', speculation: 'none', push: false, k: 1, depth: 1, adaptive: false }
+    const plainClient: SpecConfig = { mode: 'plain-client', speculation: 'none', push: false, k: 1, depth: 1, adaptive: false, branches: 0, branchLength: 0 }
     const fixed = (mode: 'sync' | 'pipelined', k: number, depth: number, adaptive = false): SpecConfig =>
-      ({ mode: adaptive ? `${mode}-adaptive` : mode, speculation: mode, push: true, k, depth: mode === 'sync' ? 1 : depth, adaptive })
+      ({ mode: adaptive ? `${mode}-adaptive` : mode, speculation: mode, push: true, k, depth: mode === 'sync' ? 1 : depth, adaptive, branches: adaptive ? TREE_DEFAULTS.branches : 0, branchLength: TREE_DEFAULTS.branchLength })
     // warm-up: each transport and each decoder once, a few tokens, not reported
     for (const cfg of [plainClient, { ...plainClient, push: true }, fixed('sync', 4, 1), fixed('pipelined', 4, 4)]) {
       await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts.slice(0, 1), Math.min(tokens, 8), cfg)
@@ -146,6 +148,7 @@ async function benchLatency (L: number): Promise<void> {
         tokensPerSecond: round(r.tokensPerSecond), ttftMs: round(r.ttftMs), itlP50Ms: round(r.itlP50Ms), itlP95Ms: round(r.itlP95Ms),
         acceptance: round(r.acceptance), cancelledRuns: r.cancelledRuns, runsSubmitted: r.runsSubmitted,
         k: cfg.speculation === 'none' ? 0 : cfg.k, depth: cfg.depth, adaptive: cfg.adaptive, push: cfg.push,
+        branches: cfg.branches, branchLength: cfg.branchLength, branchRows: r.branchRows, rescued: r.rescued, branchTokens: r.branchTokens,
         ...(cfg.adaptive ? { finalPlans: r.plans } : {}),
         draftsProposed: r.draftsProposed, draftsAccepted: r.draftsAccepted,
         serverRunsComputed: m.runsComputed, serverRunsDropped: m.runsDropped,
@@ -157,7 +160,8 @@ async function benchLatency (L: number): Promise<void> {
     report(plainClient, plain)
     if (modes.has('plain-push')) report({ ...plainClient, mode: 'plain-push', push: true }, await measure({ ...plainClient, mode: 'plain-push', push: true }))
     for (const mode of ['sync', 'pipelined'] as const) {
-      if (modes.has(mode)) await bestOf(mode, measure, report, plain.r.tokens)
+      if (modes.has(mode)) await bestOf(mode, false, measure, report, plain.r.tokens)
+      if (modes.has(`${mode}-tree`)) await bestOf(mode, true, measure, report, plain.r.tokens)
       if (modes.has(`${mode}-adaptive`)) {
         const cfg = fixed(mode, 4, 4, true)
         report(cfg, await measure(cfg))
@@ -170,12 +174,13 @@ async function benchLatency (L: number): Promise<void> {
 }
 
 /** Sweeps the mode's settings (when enabled), then measures the fastest correct point again. */
-async function bestOf (mode: 'sync' | 'pipelined', run: (cfg: SpecConfig) => Promise<Measured>, report: Report, plainTokens: number[][]): Promise<void> {
-  let best = { k: 4, depth: mode === 'sync' ? 1 : 4 }
+async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, plainTokens: number[][]): Promise<void> {
+  const label = tree ? `${mode}-tree` : mode
+  let best = { k: 4, depth: mode === 'sync' ? 1 : 4, ...(tree ? TREE_DEFAULTS : { branches: 0, branchLength: 0 }) }
   if (sweep) {
     let bestRate = -1
-    for (const point of sweepPoints(mode)) {
-      const cfg: SpecConfig = { mode, speculation: mode, push: true, adaptive: false, ...point }
+    for (const point of sweepPoints(mode, tree)) {
+      const cfg: SpecConfig = { mode: label, speculation: mode, push: true, adaptive: false, ...point }
       const m = await run(cfg)
       report(cfg, m, { sweep: true })
       const correct = m.r.tokens.every((t, i) => sameIds(t, plainTokens[i] ?? []))
@@ -185,7 +190,7 @@ async function bestOf (mode: 'sync' | 'pipelined', run: (cfg: SpecConfig) => Pro
       }
     }
   }
-  const cfg: SpecConfig = { mode, speculation: mode, push: true, adaptive: false, ...best }
+  const cfg: SpecConfig = { mode: label, speculation: mode, push: true, adaptive: false, ...best }
   report(cfg, await run(cfg), { chosenBy: sweep ? 'sweep' : 'default' })
 }
 

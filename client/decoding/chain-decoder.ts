@@ -6,6 +6,7 @@ import type { DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
 import { SpeculationController, type SpeculationPlan } from './speculation-controller.js'
 import { verifyToken } from './verify-token.js'
+import { runLayout } from '../../model/token-tree.js'
 
 /** Validated decode settings. */
 export interface ChainDecoderInit {
@@ -20,6 +21,10 @@ export interface ChainDecoderInit {
   readonly drafter: Drafter | undefined
   readonly k: number
   readonly maxInFlight: number
+  /** Most branches per run (tree speculation, greedy only; 0: chains). */
+  readonly branches: number
+  /** Draft tokens after each branch's first token. */
+  readonly branchLength: number
   readonly adaptive: boolean
   readonly signal: AbortSignal | undefined
 }
@@ -27,11 +32,25 @@ export interface ChainDecoderInit {
 interface Flight {
   readonly run: PendingRun
   readonly submittedAt: number
+  /** Rows [0, trunk) are the chain; the rest are branches (tree speculation). */
+  readonly trunk: number
+  /** (T) every row's token */
+  readonly tokens: readonly number[]
+  /** Branch rows by parent row; undefined for a chain. */
+  readonly children: ReadonlyMap<number, number[]> | undefined
+  /** (T) positions of the rows */
+  readonly positions: readonly number[]
   /** (T, V), once they have arrived */
   rows?: Float32Array[]
 }
 
-const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival: 0, cutoff: 0 }
+/** Branch rows to append to a run: tokens and parents (run rows). */
+interface Branches {
+  readonly tokens: number[]
+  readonly parents: number[]
+}
+
+const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival: 0, cutoff: 0, branches: 0, branchLength: 0 }
 
 /**
  * Decodes one sequence over a chain of target runs; all three modes are this loop with a
@@ -43,6 +62,12 @@ const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival
  * a decided token that differs from the speculation there (a rejection) cancels every later
  * run and rolls the chain back: the next run starts at that position with the decided token
  * first. Each position is decided exactly once, with randomness keyed by its position.
+ *
+ * Tree speculation (greedy): a run may also carry branches — the drafter's runner-up tokens
+ * at its least certain positions, each with a short greedy continuation. When the target
+ * rejects a trunk token for one of them, the branch's rows already decide what follows, so
+ * those tokens come without another round trip; the next run then re-feeds them (branch rows
+ * leave nothing in the caches) from the fork.
  */
 export class ChainDecoder {
   readonly #target: TargetModel
@@ -68,7 +93,14 @@ export class ChainDecoder {
     this.#fedEnd = Math.min(init.contextIds.length, this.#ctx.length - 1)
     if (init.mode !== 'none') {
       this.#drafter = init.drafter
-      this.#controller = new SpeculationController({ mode: init.mode, maxK: init.k, maxDepth: init.maxInFlight, adaptive: init.adaptive })
+      this.#controller = new SpeculationController({
+        mode: init.mode,
+        maxK: init.k,
+        maxDepth: init.maxInFlight,
+        maxBranches: init.sampler.greedy && init.drafter?.continueBranches !== undefined ? init.branches : 0,
+        branchLength: init.branchLength,
+        adaptive: init.adaptive
+      })
     }
   }
 
@@ -93,7 +125,7 @@ export class ChainDecoder {
       for (let f = this.#flights[0]; f?.rows !== undefined && this.#stopReason === undefined; f = this.#flights[0]) {
         this.#flights.shift()
         this.#controller?.observeRun(busy - f.submittedAt)
-        batch.push(...await this.#verify(f.run, f.rows))
+        batch.push(...await this.#verify(f, f.rows))
       }
       if (this.#stopReason === undefined) {
         signal?.throwIfAborted()
@@ -136,13 +168,24 @@ export class ChainDecoder {
       const drafts = room > 0 ? await this.#draftsAt(specFrom, room) : []
       if (decided.length === 0 && drafts.length === 0) break
       const ids = [...decided, ...drafts.map(d => d.token)]
-      const run = this.#target.submit(ids, start)
-      const flight: Flight = { run, submittedAt: performance.now() }
+      const branches = await this.#branchesFor(start, decided.length, specFrom, drafts, end)
+      const tokens = [...ids, ...branches.tokens]
+      const parents = branches.tokens.length === 0 ? undefined : [...ids.map((_, i) => i - 1), ...branches.parents]
+      const run = this.#target.submit(tokens, start, parents)
+      const flight: Flight = {
+        run,
+        submittedAt: performance.now(),
+        trunk: ids.length,
+        tokens,
+        children: parents === undefined ? undefined : childrenOf(parents, ids.length),
+        positions: parents === undefined ? [] : runLayout(start, tokens.length, parents).positions
+      }
       run.logits.then(rows => { flight.rows = rows }, () => {}) // a cancelled run rejects; nobody may be listening
       this.#flights.push(flight)
       this.#fedEnd = start + ids.length
       this.#rec.runsSubmitted++
       this.#rec.proposed += drafts.length
+      this.#rec.branchRows += branches.tokens.length
       sent++
     }
     return sent
@@ -173,6 +216,55 @@ export class ChainDecoder {
     return picked
   }
 
+  /**
+   * Branches for a run whose trunk drafts (rows firstDraft..) are spec[specFrom..]: the
+   * plan's number of runner-up tokens with the best chance to be the target's choice (the
+   * chance to get there times the drafter's belief in them) and at least the survival bar,
+   * each followed by a greedy continuation. Rows stay below `end`, the last useful position.
+   * A branch at trunk row r is row r's sibling (it replaces row r's draft); at row `trunk`
+   * it replaces the first draft of the next run.
+   */
+  async #branchesFor (start: number, firstDraft: number, specFrom: number, drafts: readonly DraftToken[], end: number): Promise<Branches> {
+    const { branches, branchLength, confidenceScale, minSurvival } = this.#plan
+    const drafter = this.#drafter
+    if (branches === 0 || drafter?.continueBranches === undefined || drafts.length === 0) return { tokens: [], parents: [] }
+    const candidates: Array<{ row: number, token: number, score: number }> = []
+    let survival = this.#survival(specFrom) // chance that the trunk gets to drafts[j]
+    for (const [j, d] of drafts.entries()) {
+      // a draft in row 0 is judged by the previous run's last row: a branch beside it would come too late
+      const row = firstDraft + j
+      if (row > 0) for (const alt of d.alternatives ?? []) candidates.push({ row, token: alt.token, score: survival * alt.confidence })
+      survival *= Math.min(1, d.confidence * confidenceScale)
+    }
+    // With runs in flight the draft after this run's trunk opens the next run, but this run's
+    // last row judges it: branches beside it belong here.
+    const boundary = firstDraft + drafts.length
+    if (this.#plan.depth > 1 && start + boundary < end) {
+      const [next] = await this.#draftsAt(specFrom + drafts.length, 1)
+      for (const alt of next?.alternatives ?? []) candidates.push({ row: boundary, token: alt.token, score: survival * alt.confidence })
+    }
+    const picked = candidates.filter(c => c.score >= minSurvival).sort((a, b) => b.score - a.score).slice(0, branches)
+    if (picked.length === 0) return { tokens: [], parents: [] }
+    const t = performance.now()
+    const context = [...this.#ctx, ...this.#spec.slice(0, specFrom + drafts.length).map(d => d.token)]
+    const length = Math.min(branchLength, end - 1 - (start + firstDraft))
+    const continuations = length > 0 ? await drafter.continueBranches({ context, forks: picked.map(c => ({ at: start + c.row, token: c.token })), length }) : []
+    this.#controller?.observeDrafting(length, performance.now() - t)
+    const out: Branches = { tokens: [], parents: [] }
+    const firstBranchRow = firstDraft + drafts.length
+    for (const [b, c] of picked.entries()) {
+      out.tokens.push(c.token)
+      out.parents.push(c.row - 1) // a sibling of the trunk row it replaces
+      // the row at position p decides p + 1: rows past end - 1 decide nothing we need
+      const room = Math.max(0, end - 1 - (start + c.row))
+      for (const token of (continuations[b] ?? []).slice(0, room)) {
+        out.parents.push(firstBranchRow + out.tokens.length - 1)
+        out.tokens.push(token)
+      }
+    }
+    return out
+  }
+
   /** Estimated chance that spec[0..n) are all accepted. */
   #survival (n: number): number {
     let survival = 1
@@ -188,11 +280,16 @@ export class ChainDecoder {
     return drafts
   }
 
-  /** Decides positions from one run's rows (T, V) until a rejection or a stop; returns them. */
-  async #verify (run: PendingRun, rows: Float32Array[]): Promise<number[]> {
+  /**
+   * Decides positions from one run's rows (T, V) until a rejection or a stop; returns them.
+   * After a rejection a branch carrying the decided token goes on deciding (tree speculation).
+   */
+  async #verify (flight: Flight, rows: readonly Float32Array[]): Promise<number[]> {
     const { sampler, eosTokenIds, maxNewTokens } = this.#init
+    const { run } = flight
     const batch: number[] = []
-    for (const [j, row] of rows.entries()) {
+    for (let j = 0; j < flight.trunk; j++) {
+      const row = rows[j] as Float32Array
       const pos = run.position + 1 + j
       if (pos < this.#ctx.length) continue // a row inside the decided tokens (the prompt) decides nothing
       if (pos > this.#ctx.length) throw new Error(`Cannot verify position ${pos}: ${this.#ctx.length} positions are decided`)
@@ -210,19 +307,46 @@ export class ChainDecoder {
           if (verdict.accepted) this.#rec.accepted++
         }
       }
-      this.#ctx.push(verdict.token)
       batch.push(verdict.token)
       if (verdict.accepted) this.#spec.shift()
       else this.#rollback(pos)
-      const generated = this.#ctx.length - this.#inputLength
-      if (eosTokenIds.has(verdict.token) || generated >= maxNewTokens) {
-        this.#stopReason = eosTokenIds.has(verdict.token) ? 'eos' : 'max-new-tokens'
-        this.cancelAll()
-        break
+      if (this.#decide(verdict.token, eosTokenIds, maxNewTokens)) break
+      if (verdict.accepted) continue
+      // later trunk rows saw the wrong token; a branch that put the decided one here did not
+      const hit = flight.children?.get(j)?.find(c => flight.tokens[c] === verdict.token)
+      if (hit !== undefined) {
+        this.#rec.rescued++
+        batch.push(...this.#walkBranch(flight, rows, hit))
       }
-      if (!verdict.accepted) break // later rows saw the wrong token
+      break
     }
     return batch
+  }
+
+  /** Greedy decisions down a branch from its row `first`, whose token is already decided. */
+  #walkBranch (flight: Flight, rows: readonly Float32Array[], first: number): number[] {
+    const { sampler, eosTokenIds, maxNewTokens } = this.#init
+    const batch: number[] = []
+    for (let r: number | undefined = first; r !== undefined;) {
+      const pos = (flight.positions[r] as number) + 1
+      if (pos !== this.#ctx.length) throw new Error(`Cannot verify branch row ${r} at position ${pos}: ${this.#ctx.length} positions are decided`)
+      const { token } = verifyToken(sampler.distribution(rows[r] as Float32Array, this.#ctx), undefined, keyedRandom(sampler.seed, pos, 'verify'), true)
+      batch.push(token)
+      this.#rec.branchTokens++
+      if (this.#decide(token, eosTokenIds, maxNewTokens)) break
+      r = flight.children?.get(r)?.find(c => flight.tokens[c] === token)
+    }
+    return batch
+  }
+
+  /** Appends a decided token; true when decoding stops with it (every run is then cancelled). */
+  #decide (token: number, eosTokenIds: ReadonlySet<number>, maxNewTokens: number): boolean {
+    this.#ctx.push(token)
+    const generated = this.#ctx.length - this.#inputLength
+    if (!eosTokenIds.has(token) && generated < maxNewTokens) return false
+    this.#stopReason = eosTokenIds.has(token) ? 'eos' : 'max-new-tokens'
+    this.cancelAll()
+    return true
   }
 
   /** Position `pos` was decided against the speculation: drop it, cancel what built on it. */
@@ -233,4 +357,14 @@ export class ChainDecoder {
       this.#fedEnd = pos
     }
   }
+}
+
+/** Branch rows (index >= trunk) by their parent row (-1: the row before the run). */
+function childrenOf (parents: readonly number[], trunk: number): Map<number, number[]> {
+  const children = new Map<number, number[]>()
+  for (let r = trunk; r < parents.length; r++) {
+    const p = parents[r] as number
+    children.set(p, [...(children.get(p) ?? []), r])
+  }
+  return children
 }

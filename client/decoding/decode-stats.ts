@@ -20,6 +20,10 @@ export interface DecodeStats {
   readonly accepted: number
   /** accepted / verified (0 with no drafts). */
   readonly acceptanceRate: number
+  /** Tree speculation: branch rows sent, rejections a branch rescued, tokens decided in branches. */
+  readonly branchRows: number
+  readonly rescued: number
+  readonly branchTokens: number
   readonly runsSubmitted: number
   /** Runs this decode cancelled (queued or not yet arrived). */
   readonly runsCancelled: number
@@ -60,6 +64,9 @@ export class DecodeRecorder {
   accepted = 0
   runsSubmitted = 0
   runsCancelled = 0
+  branchRows = 0
+  rescued = 0
+  branchTokens = 0
 
   /** A batch of `count` tokens was handed to the consumer now. */
   tokens (count: number): void {
@@ -86,6 +93,9 @@ export class DecodeRecorder {
       verified: this.verified,
       accepted: this.accepted,
       acceptanceRate: this.verified === 0 ? 0 : this.accepted / this.verified,
+      branchRows: this.branchRows,
+      rescued: this.rescued,
+      branchTokens: this.branchTokens,
       runsSubmitted: this.runsSubmitted,
       runsCancelled: this.runsCancelled,
       targetRuns,

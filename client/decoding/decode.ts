@@ -27,6 +27,13 @@ export interface DecodeOptions {
   k?: number
   /** Most runs in flight in pipelined mode. Default 4. */
   maxInFlight?: number
+  /**
+   * Tree speculation (greedy decoding with a drafter that can branch, e.g. a draft model):
+   * most branches per run, hung off the least certain drafts. Default 0 (chains).
+   */
+  branches?: number
+  /** Draft tokens after each branch's first token. Default 4. */
+  branchLength?: number
   /** Adapt k, depth and the confidence cutoff to acceptance and timing. Default true. */
   adaptive?: boolean
   /** Aborting stops decoding: the generator throws `signal.reason`. */
@@ -42,15 +49,17 @@ export interface DecodeOptions {
  * flight is cancelled.
  */
 export async function * decode (target: TargetModel, opts: DecodeOptions): AsyncGenerator<number[], DecodeStats> {
-  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = 4, maxInFlight = 4, adaptive = true, signal } = opts
+  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = 4, maxInFlight = 4, branches = 0, branchLength = 4, adaptive = true, signal } = opts
   if (promptIds.length + contextIds.length === 0) throw new RangeError('Cannot decode from an empty prompt: it needs at least one token')
   if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 1)) throw new RangeError(`Cannot decode max_new_tokens ${maxNewTokens}: it must be an integer >= 1`)
   if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`Cannot draft k = ${k} tokens per run: it must be an integer >= 1`)
   if (!(Number.isInteger(maxInFlight) && maxInFlight >= 1)) throw new RangeError(`Cannot keep ${maxInFlight} runs in flight: it must be an integer >= 1`)
+  if (!(Number.isInteger(branches) && branches >= 0)) throw new RangeError(`Cannot hang ${branches} branches on a run: it must be an integer >= 0`)
+  if (!(Number.isInteger(branchLength) && branchLength >= 0)) throw new RangeError(`Cannot draft branches of ${branchLength} tokens: it must be an integer >= 0`)
   if (mode !== 'none' && mode !== 'sync' && mode !== 'pipelined') throw new RangeError(`Cannot decode in mode ${String(mode)}: it must be none, sync or pipelined`)
   if (mode !== 'none' && drafter === undefined) throw new TypeError(`Cannot decode in mode ${mode} without a drafter`)
   const decoder = new ChainDecoder(target, {
-    contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, adaptive, signal
+    contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, branches, branchLength, adaptive, signal
   })
   try {
     return yield * decoder.steps()

@@ -1,6 +1,6 @@
 import type { LocalModel, LocalSequence } from '../../model/local-model.js'
-import { softmax, type Sampler } from '../sampling/index.js'
-import type { DraftRequest, DraftToken, Drafter } from './drafter.js'
+import { argmax, softmax, type Sampler } from '../sampling/index.js'
+import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
 
 /**
@@ -45,6 +45,53 @@ export class DraftModelDrafter implements Drafter {
     }
   }
 
+  /**
+   * All forks advance together, one draft-model run per token of length: each run is a
+   * token tree (model/token-tree.ts) of the context from the earliest fork plus every
+   * branch so far, so a level of any width costs about one decoding step.
+   */
+  async continueBranches ({ context, forks, length }: BranchRequest): Promise<number[][]> {
+    if (forks.length === 0 || length < 1) return forks.map(() => [])
+    if (forks.some(f => !(Number.isInteger(f.at) && f.at >= 1 && f.at <= context.length))) {
+      throw new RangeError(`Cannot fork at ${forks.map(f => f.at).join(', ')}: forks must lie in [1, ${context.length}]`)
+    }
+    if (this.#busy) throw new Error('Cannot draft while another proposal is being drafted: calls must be made one at a time')
+    this.#busy = true
+    try {
+      let common = 0
+      const limit = Math.min(context.length, this.#cached.length)
+      while (common < limit && context[common] === this.#cached[common]) common++
+      // rows [0, trunk) re-feed context[start..]: one trunk row at least, as the cache must end on context
+      const start = Math.min(common, context.length - 1, ...forks.map(f => f.at - 1))
+      const trunk = context.slice(start)
+      const ids = [...trunk]
+      const parents = trunk.map((_, i) => i - 1)
+      const tips = forks.map(f => {
+        ids.push(f.token)
+        parents.push(f.at - 1 - start) // the row of context[at - 1], or -1 for the cached past
+        return ids.length - 1
+      })
+      const out = forks.map((): number[] => [])
+      for (let step = 0; step < length; step++) {
+        const rows = await this.#sequence.forward(ids, start, parents) // (rows, V)
+        this.#cached = [...context]
+        this.#lastRow = rows[trunk.length - 1]
+        for (const [b, tip] of tips.entries()) {
+          const token = argmax(rows[tip] as Float32Array)
+          ;(out[b] as number[]).push(token)
+          if (step + 1 < length) {
+            ids.push(token)
+            parents.push(tip)
+            tips[b] = ids.length - 1
+          }
+        }
+      }
+      return out
+    } finally {
+      this.#busy = false
+    }
+  }
+
   /** Forgets the cache (the model stays with its owner). */
   async close (): Promise<void> {
     this.#sequence = this.#model.newSession()
@@ -70,10 +117,28 @@ export class DraftModelDrafter implements Drafter {
   #pick (row: Float32Array, seq: readonly number[], sampler: Sampler): DraftToken {
     if (sampler.greedy) {
       const token = sampler.next(row, seq)
-      return { token, q: undefined, confidence: softmax(Float64Array.from(row))[token] ?? 0 }
+      const probs = softmax(Float64Array.from(row))
+      return { token, q: undefined, confidence: probs[token] ?? 0, alternatives: runnersUp(probs, token, MAX_ALTERNATIVES) }
     }
     const q = sampler.distribution(row, seq)
     const token = keyedRandom(sampler.seed, seq.length, 'draft').sample(q)
     return { token, q, confidence: q[token] ?? 0 }
   }
 }
+
+/** Runners-up kept per drafted token: the target's choice after a rejection is among the draft's top 4 most of the time. */
+const MAX_ALTERNATIVES = 3
+
+/** The `count` most likely tokens other than `pick`, most likely first. */
+function runnersUp (probs: Float64Array, pick: number, count: number): Alternative[] {
+  const best: Alternative[] = []
+  for (let token = 0; token < probs.length; token++) {
+    const confidence = probs[token] as number
+    if (token === pick || (best.length === count && confidence <= (best.at(-1) as Alternative).confidence)) continue
+    best.push({ token, confidence })
+    best.sort((a, b) => b.confidence - a.confidence)
+    if (best.length > count) best.pop()
+  }
+  return best
+}
+

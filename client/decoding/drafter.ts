@@ -10,6 +10,27 @@ export interface DraftToken {
   readonly q: Float64Array | undefined
   /** The drafter's own belief in the token, in [0, 1]; drafting may stop when it is low. */
   readonly confidence: number
+  /**
+   * Greedy drafting only: the runners-up at this position, most likely first, with the
+   * drafter's belief in each. Tree speculation hangs branches off them.
+   */
+  readonly alternatives?: readonly Alternative[]
+}
+
+/** A token the drafter ranked below its pick. */
+export interface Alternative {
+  readonly token: number
+  readonly confidence: number
+}
+
+/** Branches to draft greedily, all forking inside one context. */
+export interface BranchRequest {
+  /** Prompt + accepted + speculation: every branch forks inside it. */
+  readonly context: readonly number[]
+  /** Branch b puts `token` at context index `at` (>= 1) in place of context[at] and what follows. */
+  readonly forks: ReadonlyArray<{ readonly at: number, readonly token: number }>
+  /** Tokens to draft after each fork's token. */
+  readonly length: number
 }
 
 /** What a drafter is asked for. */
@@ -37,6 +58,11 @@ export interface DraftRequest {
  */
 export interface Drafter {
   propose (request: DraftRequest): Promise<DraftToken[]>
+  /**
+   * Greedy continuations (`length` tokens each, fewer never) of several forks at once, for
+   * tree speculation; absent when the drafter cannot (then runs carry no branches).
+   */
+  continueBranches? (request: BranchRequest): Promise<number[][]>
   /** Frees what the drafter holds (not a model it was given). */
   close? (): Promise<void>
 }

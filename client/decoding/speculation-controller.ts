@@ -19,6 +19,10 @@ export interface SpeculationLimits {
   readonly maxK: number
   /** Most runs in flight (1 in sync mode). */
   readonly maxDepth: number
+  /** Most branches per run (tree speculation; 0: chains only). */
+  readonly maxBranches: number
+  /** Draft tokens after a branch's first token. */
+  readonly branchLength: number
 }
 
 /** How to speculate next. */
@@ -37,6 +41,9 @@ export interface SpeculationPlan {
   readonly minSurvival: number
   /** Drafting stops after a token whose confidence alone fails minSurvival. */
   readonly cutoff: number
+  /** Most branches per run; each must pass the same survival bar (its chance to be used). */
+  readonly branches: number
+  readonly branchLength: number
 }
 
 /** Bounds of the survival bar: never speculate on tokens likelier than 1 - MAX to be wasted, nor hold back ones likelier than MAX to be used. */
@@ -71,7 +78,7 @@ export function planSpeculation (est: SpeculationEstimates, limits: SpeculationL
     ? clamp(est.draftMsPerToken / Math.max(est.runMs, 1e-3), MIN_BAR, MAX_BAR)
     : DEFAULT_BAR
   const confidenceScale = a / Math.max(est.confidence, 1e-3)
-  const gate = { confidenceScale, minSurvival: bar, cutoff: Math.min(1, bar / Math.max(confidenceScale, 1e-3)) }
+  const gate = { confidenceScale, minSurvival: bar, cutoff: Math.min(1, bar / Math.max(confidenceScale, 1e-3)), branches: limits.maxBranches, branchLength: limits.branchLength }
   if (limits.mode === 'sync') {
     if (est.runMs === undefined) return { k: window(a, bar, limits.maxK), depth: 1, ...gate }
     const draftMs = est.draftMsPerToken ?? 0
@@ -124,7 +131,7 @@ export class SpeculationController {
   #cycleMs: number | undefined
 
   constructor (init: SpeculationControllerInit) {
-    this.#limits = { mode: init.mode, maxK: init.maxK, maxDepth: init.mode === 'sync' ? 1 : init.maxDepth }
+    this.#limits = { mode: init.mode, maxK: init.maxK, maxDepth: init.mode === 'sync' ? 1 : init.maxDepth, maxBranches: init.maxBranches, branchLength: init.branchLength }
     this.#adaptive = init.adaptive ?? true
     this.#acceptance = init.priorAcceptance ?? 0.7
   }
@@ -155,7 +162,8 @@ export class SpeculationController {
   }
 
   plan (): SpeculationPlan {
-    if (!this.#adaptive) return { k: this.#limits.maxK, depth: this.#limits.maxDepth, confidenceScale: 1, minSurvival: 0, cutoff: 0 }
+    const { maxK: k, maxDepth: depth, maxBranches: branches, branchLength } = this.#limits
+    if (!this.#adaptive) return { k, depth, confidenceScale: 1, minSurvival: 0, cutoff: 0, branches, branchLength }
     return planSpeculation(this.estimates, this.#limits)
   }
 }

@@ -115,12 +115,20 @@ export class SpanSession {
 
   /**
    * Sends run `runId` for positions start.. with hidden (1,T,C); resolves with this
-   * server's output (1,T,C). With `push`, the server forwards its output along the hops.
+   * server's output (1,T,C). With `push`, the server forwards its output along the hops;
+   * with `parents`, the rows are a token tree (model/token-tree.ts).
    */
-  run (runId: number, start: number, hidden: Float32Array, push?: PushHop[]): Promise<Float32Array> {
+  run (runId: number, start: number, hidden: Float32Array, push?: PushHop[], parents?: readonly number[]): Promise<Float32Array> {
     const result = this.expect(runId)
     const T = hidden.length / this.#init.hiddenSize
-    const msg = { type: 'run', runId, start, hidden: encodeTensor(hidden, [1, T, this.#init.hiddenSize], this.#init.wireDtype ?? 'float32'), ...(push !== undefined && push.length > 0 ? { push } : {}) }
+    const msg = {
+      type: 'run',
+      runId,
+      start,
+      hidden: encodeTensor(hidden, [1, T, this.#init.hiddenSize], this.#init.wireDtype ?? 'float32'),
+      ...(push !== undefined && push.length > 0 ? { push } : {}),
+      ...(parents !== undefined ? { parents: [...parents] } : {})
+    }
     this.#writer.send(msg).catch(err => { this.#onLost(err as Error) })
     return result
   }

@@ -6,6 +6,7 @@ import { DEFAULT_LIMITS } from '../../protocol/limits.js'
 import type { WireDtype } from '../../protocol/tensor-codec.js'
 import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
+import { runLayout, type RunLayout } from '../../model/token-tree.js'
 import { HiddenHistory } from './hidden-history.js'
 import type { ServerDirectory } from './server-directory.js'
 import { describeRoute, openHops, short, type Hop } from './route-hops.js'
@@ -101,10 +102,10 @@ export class SwarmTarget implements TargetModel {
     return this.#hops.map(h => ({ peerId: h.session.peerId.toString(), start: h.start, end: h.end }))
   }
 
-  submit (ids: readonly number[], position: number): PendingRun {
+  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun {
     const runId = this.#nextRunId++
     this.#stats.runsSent++
-    const logits = this.#runChain(runId, ids, position)
+    const logits = this.#runChain(runId, ids, position, parents === undefined ? undefined : runLayout(position, ids.length, parents))
     logits.catch(() => {}) // the caller may drop a cancelled run's promise
     return { runId, position, length: ids.length, logits }
   }
@@ -126,19 +127,26 @@ export class SwarmTarget implements TargetModel {
     await Promise.all(this.#hops.map(async h => { await h.session.close() }))
   }
 
-  async #runChain (runId: number, ids: readonly number[], position: number): Promise<Float32Array[]> {
+  /**
+   * One run through every hop. `tree` (a token-tree run) travels whole with every hop;
+   * only its trunk rows enter the histories, as only they enter the servers' caches.
+   */
+  async #runChain (runId: number, ids: readonly number[], position: number, tree: RunLayout | undefined): Promise<Float32Array[]> {
     const T = ids.length
+    if (tree !== undefined && T > this.#maxRunTokens) throw new RangeError(`Cannot send a token tree of ${T} rows: one frame carries at most ${this.#maxRunTokens}`)
+    const C = this.#init.parts.config.hiddenSize
+    const cached = (tree?.trunk ?? T) * C
     let x = this.#init.parts.embed(ids) // (1,T,C)
     let b = 0
     let failovers = 0
     // whether x is already recorded in the history at b (a retry must not rewrite it: that would
     // truncate the rows that later runs recorded meanwhile)
     let recorded = false
-    if (this.#init.push === true && this.#hops.length > 1 && T <= this.#maxRunTokens) ({ x, b, recorded } = await this.#runPushed(runId, x, position))
+    if (this.#init.push === true && this.#hops.length > 1 && T <= this.#maxRunTokens) ({ x, b, recorded } = await this.#runPushed(runId, x, position, tree))
     while (b < this.#numBlocks) {
       if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
       const hop = this.#hopAt(b)
-      if (!recorded) this.#history(b).write(position, x)
+      if (!recorded) this.#history(b).write(position, x.subarray(0, cached))
       recorded = false
       if (hop.session.draining) {
         // the server is leaving: move its blocks elsewhere before sending it more work
@@ -149,15 +157,15 @@ export class SwarmTarget implements TargetModel {
       }
       hop.inFlight.set(runId, position)
       try {
-        x = await this.#runOnHop(hop, runId, position, x)
+        x = await this.#runOnHop(hop, runId, position, x, tree?.parents)
       } catch (err) {
         if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         if (err instanceof PetalError && !err.retryable && err.code !== 'GAP' && err.code !== 'UNKNOWN_SESSION') throw err
         if (++failovers > (this.#init.maxFailoversPerRun ?? 8)) throw err
         await this.#repair(hop, err as Error)
-        // a rollback while we waited supersedes this run (and has rewritten the history past it)
+        // a rollback while we waited supersedes this run (and has rewritten the history past it);
+        // otherwise x, this hop's input, is what the history holds at b
         if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
-        x = this.#history(b).read(position, position + T)
         recorded = true
         continue
       } finally {
@@ -177,11 +185,11 @@ export class SwarmTarget implements TargetModel {
   }
 
   /** hidden (1,T,C) through one hop, in consecutive chunks when T is over the frame limits. */
-  async #runOnHop (hop: Hop, runId: number, position: number, x: Float32Array): Promise<Float32Array> {
+  async #runOnHop (hop: Hop, runId: number, position: number, x: Float32Array, parents: readonly number[] | undefined): Promise<Float32Array> {
     const C = this.#init.parts.config.hiddenSize
     const T = x.length / C
     const step = this.#maxRunTokens
-    if (T <= step) return await hop.session.run(runId, position, x)
+    if (T <= step) return await hop.session.run(runId, position, x, undefined, parents)
     const out = new Float32Array(x.length)
     for (let t = 0; t < T; t += step) {
       const n = Math.min(step, T - t)
@@ -195,23 +203,24 @@ export class SwarmTarget implements TargetModel {
    * its output here (kept as the next span's input for failover). On a failure the run goes
    * on hop by hop from the broken boundary.
    */
-  async #runPushed (runId: number, x0: Float32Array, position: number): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
+  async #runPushed (runId: number, x0: Float32Array, position: number, tree: RunLayout | undefined): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
     const hops = [...this.#hops]
     const later = hops.slice(1).map(h => h.session.expect(runId))
     for (const p of later) p.catch(() => {})
-    this.#history(0).write(position, x0)
+    const cached = (tree?.trunk ?? x0.length / this.#init.parts.config.hiddenSize) * this.#init.parts.config.hiddenSize
+    this.#history(0).write(position, x0.subarray(0, cached))
     const pushTo = hops.slice(1).map(h => ({ peerId: h.session.peerId.toString(), sessionId: h.session.sessionId }))
-    const outs = [(hops[0] as Hop).session.run(runId, position, x0, pushTo), ...later]
+    const outs = [(hops[0] as Hop).session.run(runId, position, x0, pushTo, tree?.parents), ...later]
     let x = x0
     for (const [i, hop] of hops.entries()) {
       try {
-        x = await (outs[i] as Promise<Float32Array>)
+        x = await (outs[i] as Promise<Float32Array>) // on failure x stays this hop's input
       } catch (err) {
         if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         for (const h of hops.slice(i + 1)) h.session.cancel([runId])
-        return { x: this.#history(hop.start).read(position, position + x0.length / this.#init.parts.config.hiddenSize), b: hop.start, recorded: true }
+        return { x, b: hop.start, recorded: true }
       }
-      if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x)
+      if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x.subarray(0, cached))
     }
     return { x, b: this.#numBlocks, recorded: true }
   }

@@ -5,6 +5,7 @@ import { ShapeError } from '../errors.js'
 import type { SpanCache } from '../kv-cache.js'
 import type { SpanRunner, SpanRunnerInit } from '../span-runner.js'
 import { readFloats } from '../ort-session.js'
+import { runLayout, visibility, type ForwardOptions, type RunLayout } from '../token-tree.js'
 import { GpuSpanCache, type GpuKv } from './gpu-span-cache.js'
 import { buildGpuSpanGraph, gpuSpanNames as names } from './gpu-span-graph.js'
 
@@ -82,21 +83,21 @@ export class GpuSpanRunner {
    * One ORT run, so `signal` is checked once before it; a failed run leaves the cache
    * truncated to `position`.
    */
-  async forward (hidden: Float32Array, cache: SpanCache, position: number, opts: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+  async forward (hidden: Float32Array, cache: SpanCache, position: number, opts: ForwardOptions = {}): Promise<Float32Array> {
     const { hiddenSize: C, numKvHeads: Hkv, headDim: D } = this.config
     if (!(cache instanceof GpuSpanCache)) throw new ShapeError('Cannot run a GPU span on a cache made by a CPU runner')
     if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot forward hidden of ${hidden.length} values: not (1, T, ${C})`)
     if (position > cache.length) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${cache.length}`)
     opts.signal?.throwIfAborted()
     const T = hidden.length / C
-    const S = position + T
+    const layout = runLayout(position, T, opts.parents)
     cache.truncate(position)
-    const [cos, sin] = this.#rotary(position, T)
+    const [cos, sin] = this.#rotary(layout.positions)
     const feeds: Record<string, ort.Tensor> = {
       [names.hidden]: new ort.Tensor('float32', hidden, [1, T, C]),
       [names.cos]: cos,
       [names.sin]: sin,
-      [names.mask]: causalMask(position, T),
+      [names.mask]: additiveMask(layout, position),
       [names.pastLen]: new ort.Tensor('int64', BigInt64Array.of(BigInt(position)), [1])
     }
     const past = cache.blocks
@@ -113,20 +114,21 @@ export class GpuSpanRunner {
       if (key === undefined || value === undefined) throw new Error(`ORT output "${names.presentKey(b)}" or "${names.presentValue(b)}" is missing`)
       presents.push({ key, value })
     }
-    cache.replace(presents, S)
+    cache.replace(presents, position + layout.trunk) // tree branch rows lie past the length: never read
     const x = readFloats(out[names.hiddenOut], names.hiddenOut)
     if (x.length !== T * C) throw new ShapeError(`Span output has ${x.length} values, expected ${T * C}`)
     return x
   }
 
-  /** cos/sin (1,T,1,D/2) of positions position..position+T-1, in float32 as the CPU graph computes them. */
-  #rotary (position: number, T: number): [ort.Tensor, ort.Tensor] {
+  /** cos/sin (1,T,1,D/2) of the rows' positions, in float32 as the CPU graph computes them. */
+  #rotary (positions: readonly number[]): [ort.Tensor, ort.Tensor] {
     const half = this.#invFreq.length
+    const T = positions.length
     const cos = new Float32Array(T * half)
     const sin = new Float32Array(T * half)
     for (let t = 0; t < T; t++) {
       for (let i = 0; i < half; i++) {
-        const f = Math.fround((position + t) * (this.#invFreq[i] as number))
+        const f = Math.fround((positions[t] as number) * (this.#invFreq[i] as number))
         cos[t * half + i] = Math.cos(f)
         sin[t * half + i] = Math.sin(f)
       }
@@ -139,12 +141,11 @@ export class GpuSpanRunner {
   }
 }
 
-/** (1,1,1,T,S) additive mask, S = position + T: token t (at position+t) sees slots s <= position+t. */
-function causalMask (position: number, T: number): ort.Tensor {
-  const S = position + T
-  const m = new Float32Array(T * S)
-  for (let t = 0; t < T; t++) m.fill(HIDDEN, t * S + position + t + 1, (t + 1) * S)
-  return new ort.Tensor('float32', m, [1, 1, 1, T, S])
+/** (1,1,1,T,S) additive mask, S = past + T: 0 where the row may attend (model/token-tree.ts), else HIDDEN. */
+function additiveMask (layout: RunLayout, past: number): ort.Tensor {
+  const visible = visibility(layout, past)
+  const m = Float32Array.from(visible, v => v === 1 ? 0 : HIDDEN)
+  return new ort.Tensor('float32', m, [1, 1, 1, layout.rows, past + layout.rows])
 }
 
 /** SpanRunner.load hands out a GpuSpanRunner as a SpanRunner: this fails to compile if their public surfaces drift apart. */

@@ -3,11 +3,11 @@ import type { BlockWeights } from '../weights.js'
 import type { GraphBuilder } from './graph-builder.js'
 import { concatRows, emitBatchTime, emitLinear } from './linear.js'
 
-/** Values shared by every block of one graph: rotary tables and the causal mask. */
+/** Values shared by every block of one graph: rotary tables and the attention mask. */
 export interface BlockContext {
   /** (B,T,1,D/2) */ readonly cos: string
   /** (B,T,1,D/2) */ readonly sin: string
-  /** (B,T) int64 positions of the new tokens */ readonly positions: string
+  /** (T,S) bool, S = P+T: token t may attend to slot s (cache slots, then the run's rows) */ readonly visible: string
 }
 
 /** Names of one block's graph values. */
@@ -28,14 +28,14 @@ export interface BlockOut {
  * freqs = positions * inv_freq (float32), cos/sin of that; the rotate-half layout
  * applies the same table to both halves of a head.
  */
-export function emitRotary (g: GraphBuilder, cfg: LlamaConfig, positions: string): BlockContext {
+export function emitRotary (g: GraphBuilder, cfg: LlamaConfig, positions: string, visible: string): BlockContext {
   const half = cfg.headDim / 2
   const invFreq = new Float32Array(half)
   for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(cfg.ropeTheta, (2 * i) / cfg.headDim)
   const pos = g.op('Cast', [positions], { to: 1 }) // (B,T) float32
   const freqs = g.op('Mul', [g.op('Unsqueeze', [pos, g.ints([-1])]), g.floats('inv_freq', invFreq, [half])]) // (B,T,D/2)
   const freqs4 = g.op('Unsqueeze', [freqs, g.ints([2])]) // (B,T,1,D/2)
-  return { cos: g.op('Cos', [freqs4]), sin: g.op('Sin', [freqs4]), positions }
+  return { cos: g.op('Cos', [freqs4]), sin: g.op('Sin', [freqs4]), visible }
 }
 
 /** x (B,T,N,D) -> rotate-half RoPE with cos/sin (B,T,1,D/2) */
@@ -77,11 +77,8 @@ export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeigh
   const kT = g.op('Unsqueeze', [g.op('Transpose', [keys], { perm: [0, 2, 3, 1] }), g.ints([2])]) // (B,Hkv,1,D,S)
   const scores = g.op('Mul', [g.op('MatMul', [qGrouped, kT]), g.scalar(1 / Math.sqrt(D))]) // (B,Hkv,G,T,S)
 
-  // causal mask by position: cache slot s holds position s, so query at p sees s <= p
-  const S = g.op('Gather', [g.op('Shape', [keys]), g.ints([1], [])], { axis: 0 })
-  const slots = g.op('Range', [g.ints([0], []), S, g.ints([1], [])]) // (S)
-  const visible = g.op('LessOrEqual', [slots, g.op('Unsqueeze', [ctx.positions, g.ints([-1])])]) // (B,T,S)
-  const masked = g.op('Where', [g.op('Unsqueeze', [visible, g.ints([1, 2])]), scores, g.scalar(-Infinity)])
+  // the mask comes from the caller: causal for a chain, ancestors only for a token tree
+  const masked = g.op('Where', [ctx.visible, scores, g.scalar(-Infinity)]) // (T,S) broadcasts over (B,Hkv,G)
   const probs = g.op('Softmax', [masked], { axis: -1 })
 
   const vT = g.op('Unsqueeze', [g.op('Transpose', [values], { perm: [0, 2, 1, 3] }), g.ints([2])]) // (B,Hkv,1,S,D)

@@ -8,6 +8,7 @@ import { emitBatchTime, emitLinear } from './linear.js'
 export const spanNames = {
   hidden: 'hidden',
   positions: 'position_ids',
+  mask: 'attention_mask',
   hiddenOut: 'hidden_out',
   pastKey: (block: number) => `past_key_${block}`,
   pastValue: (block: number) => `past_value_${block}`,
@@ -17,7 +18,7 @@ export const spanNames = {
 
 /**
  * ONNX model for blocks [start, end):
- *   hidden (B,T,C), position_ids (B,T), past_key_i/past_value_i (B,P,Hkv,D)
+ *   hidden (B,T,C), position_ids (B,T), attention_mask (T,P+T) bool, past_key_i/past_value_i (B,P,Hkv,D)
  *   -> hidden_out (B,T,C), new_key_i/new_value_i (B,T,Hkv,D)
  * Outputs only the new tokens' keys and values: the caller owns the cache and appends.
  */
@@ -26,7 +27,7 @@ export function buildSpanGraph (cfg: LlamaConfig, start: number, weights: readon
   const g = new GraphBuilder()
   let hidden = g.input(spanNames.hidden, 'float32', ['B', 'T', C])
   const positions = g.input(spanNames.positions, 'int64', ['B', 'T'])
-  const ctx = emitRotary(g, cfg, positions)
+  const ctx = emitRotary(g, cfg, positions, g.input(spanNames.mask, 'bool', ['T', 'S']))
   weights.forEach((w, i) => {
     const block = start + i
     const pastKey = g.input(spanNames.pastKey(block), 'float32', ['B', 'P', Hkv, D])

@@ -20,6 +20,9 @@ export interface SpecConfig {
   readonly depth: number
   /** Let the speculation controller pick k, depth and the cutoff within the limits. */
   readonly adaptive: boolean
+  /** Tree speculation: most branches per run (0: chains) and draft tokens after each branch's first. */
+  readonly branches: number
+  readonly branchLength: number
 }
 
 /**
@@ -39,6 +42,10 @@ export interface SpecResult {
   readonly runsSubmitted: number
   readonly draftsProposed: number
   readonly draftsAccepted: number
+  /** Tree speculation: branch rows sent, rejections rescued by a branch, tokens decided in branches. */
+  readonly branchRows: number
+  readonly rescued: number
+  readonly branchTokens: number
   /** k and depth of the controller's last plan, per prompt. */
   readonly plans: Array<{ k: number, depth: number }>
 }
@@ -59,6 +66,8 @@ export async function measureConfig (model: LanguageModel, drafter: Drafter, pro
         ...(cfg.speculation !== 'none' ? { drafter } : {}),
         k: cfg.k,
         maxInFlight: cfg.depth,
+        branches: cfg.branches,
+        branchLength: cfg.branchLength,
         adaptive: cfg.adaptive
       })
       const out: number[] = []
@@ -88,12 +97,27 @@ export async function measureConfig (model: LanguageModel, drafter: Drafter, pro
     runsSubmitted: sum(s => s.runsSubmitted),
     draftsProposed: sum(s => s.proposed),
     draftsAccepted: sum(s => s.accepted),
+    branchRows: sum(s => s.branchRows),
+    rescued: sum(s => s.rescued),
+    branchTokens: sum(s => s.branchTokens),
     plans: all.map(s => ({ k: s.plan.k, depth: s.plan.depth }))
   }
 }
 
-/** The sweep's points: k for sync; (k, depth) for pipelined. */
-export function sweepPoints (mode: 'sync' | 'pipelined'): Array<{ k: number, depth: number }> {
-  if (mode === 'sync') return [2, 4, 6, 8].map(k => ({ k, depth: 1 }))
-  return [2, 4, 6].flatMap(k => [2, 4, 8].map(depth => ({ k, depth })))
+/** A point of a sweep. */
+export interface SweepPoint { k: number, depth: number, branches: number, branchLength: number }
+
+/**
+ * The sweep's points: k for sync; (k, depth) for pipelined; with `tree`, also the branches
+ * per run and their length (at the k and depths that chains favour, to keep the sweep short).
+ */
+export function sweepPoints (mode: 'sync' | 'pipelined', tree = false): SweepPoint[] {
+  const chain = { branches: 0, branchLength: 0 }
+  if (!tree) {
+    if (mode === 'sync') return [2, 4, 6, 8].map(k => ({ k, depth: 1, ...chain }))
+    return [2, 4, 6].flatMap(k => [2, 4, 8].map(depth => ({ k, depth, ...chain })))
+  }
+  const shapes = [8, 16].flatMap(branches => [3, 6].map(branchLength => ({ branches, branchLength })))
+  if (mode === 'sync') return [6, 8].flatMap(k => shapes.map(s => ({ k, depth: 1, ...s })))
+  return [[4, 4], [4, 8], [6, 4]].flatMap(([k, depth]) => shapes.map(s => ({ k: k as number, depth: depth as number, ...s })))
 }

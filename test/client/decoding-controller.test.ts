@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { expectedTokens, planSpeculation, SpeculationController, type SpeculationEstimates } from '../../client/decoding/index.js'
 
-const PIPELINED = { mode: 'pipelined', maxK: 4, maxDepth: 4 } as const
-const SYNC = { mode: 'sync', maxK: 4, maxDepth: 1 } as const
+const PIPELINED = { mode: 'pipelined', maxK: 4, maxDepth: 4, maxBranches: 0, branchLength: 0 } as const
+const SYNC = { mode: 'sync', maxK: 4, maxDepth: 1, maxBranches: 0, branchLength: 0 } as const
 
 function est (acceptance: number, runMs: number, cycleMs = 1, draftMsPerToken = 0.25): SpeculationEstimates {
   return { acceptance, confidence: 0.5, runMs, draftMsPerToken, cycleMs }

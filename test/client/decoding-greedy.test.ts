@@ -6,7 +6,7 @@ import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { loadStories, makeDrafter, STORIES_REF, type DrafterKind } from '../helpers/decoding-fixtures.js'
 
-const CONFIGS: ReadonlyArray<{ mode: DecodeMode, drafter?: DrafterKind, adaptive?: boolean }> = [
+const CONFIGS: ReadonlyArray<{ mode: DecodeMode, drafter?: DrafterKind, adaptive?: boolean, branches?: number }> = [
   { mode: 'none' },
   { mode: 'sync', drafter: 'model' },
   { mode: 'sync', drafter: 'ngram' },
@@ -14,9 +14,13 @@ const CONFIGS: ReadonlyArray<{ mode: DecodeMode, drafter?: DrafterKind, adaptive
   { mode: 'pipelined', drafter: 'ngram' },
   // Fixed plans keep 4 runs of 4 drafts in flight even where adapting would not (no latency).
   { mode: 'pipelined', drafter: 'model', adaptive: false },
-  { mode: 'pipelined', drafter: 'ngram', adaptive: false }
+  { mode: 'pipelined', drafter: 'ngram', adaptive: false },
+  // Tree speculation: branches beside the least certain drafts.
+  { mode: 'sync', drafter: 'model', branches: 4 },
+  { mode: 'pipelined', drafter: 'model', branches: 4 },
+  { mode: 'pipelined', drafter: 'model', adaptive: false, branches: 6 }
 ]
-const label = (i: number): string => `${CONFIGS[i]?.mode}/${CONFIGS[i]?.drafter ?? '-'}${CONFIGS[i]?.adaptive === false ? '/fixed' : ''}`
+const label = (i: number): string => `${CONFIGS[i]?.mode}/${CONFIGS[i]?.drafter ?? '-'}${CONFIGS[i]?.adaptive === false ? '/fixed' : ''}${CONFIGS[i]?.branches !== undefined ? `/tree${CONFIGS[i]?.branches}` : ''}`
 
 describe('greedy decoding equals the transformers reference in every mode', () => {
   let model: LocalModel
@@ -26,9 +30,10 @@ describe('greedy decoding equals the transformers reference in every mode', () =
 
   /** Decodes one prompt in every configuration at once (latency-bound runs overlap). */
   async function decodeEvery (promptIds: number[], oneWayLatencyMs: number): Promise<Array<{ tokens: number[], stats: DecodeStats }>> {
-    return await Promise.all(CONFIGS.map(async ({ mode, drafter, adaptive }) => await decodeAll(new LocalTarget(model, { oneWayLatencyMs }), {
+    return await Promise.all(CONFIGS.map(async ({ mode, drafter, adaptive, branches }) => await decodeAll(new LocalTarget(model, { oneWayLatencyMs }), {
       promptIds,
       adaptive,
+      branches,
       sampler: new Sampler({ temperature: 0 }),
       maxNewTokens: 48,
       eosTokenIds: [],
@@ -46,6 +51,18 @@ describe('greedy decoding equals the transformers reference in every mode', () =
           expect(stats.newTokens, label(i)).toBe(48)
           expect(stats.stopReason, label(i)).toBe('max-new-tokens')
           expect(stats.targetRuns.runsSent, label(i)).toBe(stats.runsSubmitted)
+        }
+        // Tree runs sent branches, and some rejected drafts were rescued by one (tokens decided
+        // without a new run). Adaptive plans send none when there is no latency to hide.
+        for (const [i, { stats }] of results.entries()) {
+          if (CONFIGS[i]?.branches === undefined) {
+            expect(stats.branchRows, label(i)).toBe(0)
+            continue
+          }
+          if (latency === 0 && CONFIGS[i]?.adaptive !== false) continue
+          expect(stats.branchRows, label(i)).toBeGreaterThan(0)
+          expect(stats.rescued, label(i)).toBeGreaterThan(0)
+          expect(stats.branchTokens, label(i)).toBeGreaterThanOrEqual(stats.rescued)
         }
         const plain = results[0]?.stats as DecodeStats
         expect(plain.runsSubmitted).toBe(48) // prefill, then one token per run

@@ -44,8 +44,8 @@ export class TrackingTarget implements TargetModel {
 
   get vocabSize (): number { return this.#inner.vocabSize }
 
-  submit (ids: readonly number[], position: number): PendingRun {
-    const run = this.#inner.submit(ids, position)
+  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun {
+    const run = this.#inner.submit(ids, position, parents)
     this.submitted.push(run.runId)
     run.logits.then(() => { this.finished.add(run.runId) }, () => {})
     return run

@@ -78,6 +78,25 @@ describe('PetalServer over /petal/1/inference and /petal/1/info', () => {
     expect(await run(framed, 5, 4, x.subarray(4 * C, 7 * C))).toEqual(await local.forward(x.subarray(4 * C, 7 * C), cache, 4))
   })
 
+  it('computes a token tree like SpanRunner.forward and caches only its trunk', async () => {
+    const framed = await dial()
+    await openSession(framed, MODEL, 0, 5, 32)
+    const cache = local.newCache()
+    const prefix = randomHidden(3, C, 1)
+    expect(await run(framed, 1, 0, prefix)).toEqual(await local.forward(prefix, cache, 0))
+    // rows 0-1 trunk at 3..4; row 2 replaces row 1 at 4; row 3 follows row 2 at 5
+    const parents = [-1, 0, 0, 2]
+    const tree = randomHidden(4, C, 2)
+    await framed.write({ ...runFrame(2, 3, tree, C), parents })
+    const reply = await next(framed)
+    expect(reply).toMatchObject({ type: 'result', runId: 2, start: 3 })
+    expect(decodeTensor(reply['hidden']).data).toEqual(await local.forward(tree, cache, 3, { parents }))
+    expect(cache.length).toBe(5)
+    // the server's cache ends where the local one does: the branch rows left nothing behind
+    const after = randomHidden(1, C, 3)
+    expect(await run(framed, 3, 5, after)).toEqual(await local.forward(after, cache, 5))
+  })
+
   it('answers a float16 run in float16, close to the float32 result', async () => {
     const framed = await dial()
     await openSession(framed, MODEL, 0, 5)
@@ -113,6 +132,8 @@ describe('PetalServer over /petal/1/inference and /petal/1/info', () => {
       [runFrame(3, 0, randomHidden(1, 32), 32), 'BAD_SHAPE', 3], // wrong hidden size
       [{ ...good, runId: 4, hidden: { ...encodeTensor(randomHidden(2, C), [1, 2, C]), dims: [1, 3, C] } }, 'BAD_SHAPE', 4],
       [runFrame(5, 0, randomHidden(65, C), C), 'TOO_LARGE', 5], // over maxTokensPerRun
+      [{ ...good, runId: 6, parents: [0] }, 'BAD_MESSAGE', 6], // a row cannot continue itself
+      [{ ...runFrame(7, 0, randomHidden(2, C), C), parents: [-1] }, 'BAD_MESSAGE', 7], // one parent for two rows
       [{ type: 'cancel', runIds: 'all' }, 'BAD_MESSAGE']
     ]
     for (const [frame, code, runId] of cases) {

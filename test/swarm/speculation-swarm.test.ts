@@ -36,36 +36,43 @@ describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`
     await swarm.close()
   })
 
-  const cases: Array<[SpeculationMode, 'draft' | 'ngram', boolean]> = [
-    ['sync', 'draft', false], ['pipelined', 'draft', false], ['pipelined', 'draft', true], ['pipelined', 'ngram', false], ['sync', 'ngram', true]
+  // [mode, drafter, push, branches per run (tree speculation)]
+  const cases: Array<[SpeculationMode, 'draft' | 'ngram', boolean, number]> = [
+    ['sync', 'draft', false, 0], ['pipelined', 'draft', false, 0], ['pipelined', 'draft', true, 0], ['pipelined', 'ngram', false, 0], ['sync', 'ngram', true, 0],
+    ['sync', 'draft', false, 8], ['pipelined', 'draft', true, 8]
   ]
-  for (const [mode, drafterKind, push] of cases) {
-    it(`${mode} with ${drafterKind === 'draft' ? 'the draft model' : 'n-gram lookup'}${push ? ', push' : ''}: greedy tokens equal plain decoding`, async () => {
+  for (const [mode, drafterKind, push, branches] of cases) {
+    it(`${mode} with ${drafterKind === 'draft' ? 'the draft model' : 'n-gram lookup'}${push ? ', push' : ''}${branches > 0 ? `, ${branches} branches per run` : ''}: greedy tokens equal plain decoding`, async () => {
       const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push, sendDelayMs: LATENCY })
       let cancelled = 0
       let rejected = 0
+      let rescued = 0
       for (const p of ref) {
         const drafter: Drafter = drafterKind === 'draft' ? new DraftModelDrafter(draftModel) : new NgramDrafter()
-        const r = await run(model, p.prompt_ids, p.greedy_new_ids.length, mode, drafter)
+        const r = await run(model, p.prompt_ids, p.greedy_new_ids.length, mode, drafter, branches)
         expect(r.tokens).toEqual(p.greedy_new_ids)
         const d = r.stats.decode
         expect(d).toBeDefined()
         cancelled += d?.runsCancelled ?? 0
         rejected += (d?.verified ?? 0) - (d?.accepted ?? 0)
+        rescued += d?.rescued ?? 0
         await drafter.close?.()
       }
       expect(rejected).toBeGreaterThan(0)
       if (mode === 'pipelined') expect(cancelled).toBeGreaterThan(0)
+      // token trees crossed every server (and the pushes between them), and branches decided tokens
+      if (branches > 0) expect(rescued).toBeGreaterThan(0)
+      else expect(rescued).toBe(0)
       await model.release()
     }, 60_000)
   }
 
-  it('pipelined decoding survives a server killed mid-generation', async () => {
+  it('pipelined tree decoding survives a server killed mid-generation', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { sendDelayMs: LATENCY })
     const session = await model.session({ maxTokens: 128 })
     const target = session.target as SwarmTarget
     const p = ref[1]
-    const gen = session.generate(p.prompt_ids, { maxNewTokens: p.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draftModel) })
+    const gen = session.generate(p.prompt_ids, { maxNewTokens: p.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draftModel), branches: 8 })
     let victim: ServerProcess | undefined
     let step = await gen.next()
     while (step.done !== true) {
@@ -79,13 +86,14 @@ describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`
     expect(victim).toBeDefined()
     expect(step.value.tokens).toEqual(p.greedy_new_ids)
     expect(step.value.stats.target.failovers).toBeGreaterThanOrEqual(1)
+    expect(step.value.stats.decode?.branchRows).toBeGreaterThan(0)
     await session.close()
     await model.release()
   }, 60_000)
 })
 
-async function run (model: LanguageModel, prompt: number[], n: number, speculation: SpeculationMode, drafter: Drafter): Promise<GenerationResult> {
-  const gen = model.generate(prompt, { maxNewTokens: n, temperature: 0, stopAtEos: false, speculation, drafter })
+async function run (model: LanguageModel, prompt: number[], n: number, speculation: SpeculationMode, drafter: Drafter, branches = 0): Promise<GenerationResult> {
+  const gen = model.generate(prompt, { maxNewTokens: n, temperature: 0, stopAtEos: false, speculation, drafter, branches })
   let step = await gen.next()
   while (step.done !== true) step = await gen.next()
   return step.value

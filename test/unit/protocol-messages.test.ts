@@ -32,6 +32,9 @@ describe('inference messages', () => {
     expect(r.hidden.dims).toEqual([1, 2, 4])
     expect(parseRun(wire({ ...run, push: undefined, replyOutput: false }))).not.toHaveProperty('push')
     expect(parseRun(wire({ ...run, replyOutput: false })).replyOutput).toBe(false)
+    expect(parseRun(wire({ ...run, parents: [-1, -1] })).parents).toEqual([-1, -1]) // a token tree: two siblings
+    expect(parsePush(wire({ ...push, parents: [-1, -1] })).parents).toEqual([-1, -1])
+    expect(parseRun(wire(run))).not.toHaveProperty('parents')
     expect(parseCancel(wire(cancel))).toEqual(cancel)
     expect(parseCancel(wire({ type: 'cancel', runIds: [], fromRunId: 9 }))).toEqual({ type: 'cancel', runIds: [], fromRunId: 9 })
     expect(parseClose(wire({ type: 'close' }))).toEqual({ type: 'close' })
@@ -85,6 +88,11 @@ describe('inference messages', () => {
     ['run: push hop without sessionId', () => parseRun({ ...run, push: [{ peerId: 'a' }] }), 'BAD_MESSAGE'],
     ['run: push too long', () => parseRun({ ...run, push: Array(65).fill({ peerId: 'a', sessionId: 'b' }) }), 'BAD_MESSAGE'],
     ['run: replyOutput string', () => parseRun({ ...run, replyOutput: 'yes' }), 'BAD_MESSAGE'],
+    ['run: parents not a list', () => parseRun({ ...run, parents: 0 }), 'BAD_MESSAGE'],
+    ['run: parents of the wrong length', () => parseRun({ ...run, parents: [-1] }), 'BAD_MESSAGE'],
+    ['run: a parent that is not earlier', () => parseRun({ ...run, parents: [-1, 1] }), 'BAD_MESSAGE'],
+    ['run: a parent below -1', () => parseRun({ ...run, parents: [-2, 0] }), 'BAD_MESSAGE'],
+    ['push: a parent that is not earlier', () => parsePush({ ...push, parents: [0, 0] }), 'BAD_MESSAGE'],
     ['cancel: runIds missing', () => parseCancel({ type: 'cancel' }), 'BAD_MESSAGE'],
     ['cancel: negative id', () => parseCancel({ type: 'cancel', runIds: [1, -2] }), 'BAD_MESSAGE'],
     ['cancel: string id', () => parseCancel({ type: 'cancel', runIds: ['1'] }), 'BAD_MESSAGE'],
