@@ -70,7 +70,7 @@ if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
 /** Tree speculation when not swept, and the limits of the adaptive modes. */
-const TREE_DEFAULTS = { branches: 4, branchLength: 4 }
+const TREE_DEFAULTS = { branches: 8, branchLength: 4 }
 /** A configuration's result and the server runs it caused (summed over the servers). */
 interface Measured { r: SpecResult, runsComputed: number, runsDropped: number }
 type Report = (cfg: SpecConfig, m: Measured, extra?: Record<string, unknown>) => void

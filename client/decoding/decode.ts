@@ -29,7 +29,8 @@ export interface DecodeOptions {
   maxInFlight?: number
   /**
    * Tree speculation (greedy decoding with a drafter that can branch, e.g. a draft model):
-   * most branches per run, hung off the least certain drafts. Default 0 (chains).
+   * most branches per run, hung off the least certain drafts; the adaptive controller sends
+   * only those likely enough to pay. Default 8; 0 sends chains only.
    */
   branches?: number
   /** Draft tokens after each branch's first token. Default 4. */
@@ -49,7 +50,7 @@ export interface DecodeOptions {
  * flight is cancelled.
  */
 export async function * decode (target: TargetModel, opts: DecodeOptions): AsyncGenerator<number[], DecodeStats> {
-  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = 4, maxInFlight = 4, branches = 0, branchLength = 4, adaptive = true, signal } = opts
+  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = 4, maxInFlight = 4, branches = 8, branchLength = 4, adaptive = true, signal } = opts
   if (promptIds.length + contextIds.length === 0) throw new RangeError('Cannot decode from an empty prompt: it needs at least one token')
   if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 1)) throw new RangeError(`Cannot decode max_new_tokens ${maxNewTokens}: it must be an integer >= 1`)
   if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`Cannot draft k = ${k} tokens per run: it must be an integer >= 1`)

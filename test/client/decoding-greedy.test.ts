@@ -33,7 +33,7 @@ describe('greedy decoding equals the transformers reference in every mode', () =
     return await Promise.all(CONFIGS.map(async ({ mode, drafter, adaptive, branches }) => await decodeAll(new LocalTarget(model, { oneWayLatencyMs }), {
       promptIds,
       adaptive,
-      branches,
+      branches: branches ?? 0,
       sampler: new Sampler({ temperature: 0 }),
       maxNewTokens: 48,
       eosTokenIds: [],
@@ -97,6 +97,7 @@ describe('greedy decoding equals the transformers reference in every mode', () =
     expect(sync.runsSubmitted).toBeLessThan(none.runsSubmitted)
     expect(sync.tokensPerSecond).toBeGreaterThan(1.5 * none.tokensPerSecond)
     expect(pipelined.tokensPerSecond).toBeGreaterThan(1.5 * none.tokensPerSecond)
+    expect(pipelined.branchRows).toBeGreaterThan(0) // tree speculation is on by default where it applies
     console.log(JSON.stringify(Object.fromEntries([none, sync, pipelined].map(s => [s.mode, {
       tokPerS: Math.round(s.tokensPerSecond), acceptance: +s.acceptanceRate.toFixed(2), runs: s.runsSubmitted, cancelled: s.runsCancelled, itlP50Ms: +s.interTokenP50Ms.toFixed(1), itlP95Ms: +s.interTokenP95Ms.toFixed(1), ttftMs: +s.ttftMs.toFixed(1), plan: { k: s.plan.k, depth: s.plan.depth }
     }]))))
