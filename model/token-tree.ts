@@ -2,11 +2,9 @@
  * Runs whose rows form a token tree (tree speculation): one run verifies a chain of draft
  * tokens (the trunk) and alternative branches hanging off it, in one pass.
  *
- * `parents[i]` is the row that row i continues, or a root marker -1 - d: row i then sits at
- * position start - d and sees the cache only below it, [0, start - d) (d = 0: the whole
- * cache, the usual case; d > 0 lets a branch that forked in an earlier run be fed again
- * beside a trunk that has moved on). A row sits one position after its parent and attends
- * to what its root sees plus its ancestors and itself. The trunk is the longest prefix of rows that form a chain
+ * `parents[i]` is the row that row i continues, or -1 for the last position already cached
+ * (start - 1). Row i sits one position after its parent and attends to the cached past plus
+ * its ancestors and itself. The trunk is the longest prefix of rows that form a chain
  * (parents[i] = i - 1): only trunk rows are written to the KV cache, at positions
  * start..start+trunk-1; branch rows are computed and returned but leave nothing behind, so
  * a branch the verifier picks is fed again in the next run (it is cheap: its logits are
@@ -19,7 +17,7 @@ import { ShapeError } from './errors.js'
 export interface ForwardOptions {
   /** Aborts between ORT sessions. */
   signal?: AbortSignal
-  /** The rows form a token tree: parents[i] is row i's parent row or a root marker (-1 - d). */
+  /** The rows form a token tree: parents[i] is row i's parent row or -1. */
   parents?: readonly number[]
 }
 
@@ -31,21 +29,19 @@ export interface RunLayout {
   readonly positions: readonly number[]
   /** Rows [0, trunk) are written to the cache. */
   readonly trunk: number
-  /** Row i sees run row j (j <= i) when j is an ancestor of i or i itself; undefined for a chain. */
+  /** Row i sees run row j (j <= i) when ancestorOf(j, i); always sees the whole cached past. */
   readonly parents: readonly number[] | undefined
-  /** Row i sees cache slots [0, pastEnd[i]); undefined for a chain (all see [0, start)). */
-  readonly pastEnd: readonly number[] | undefined
 }
 
 /** Most rows of one run that may be branches; trees are small, and masks are (T, S). */
 export const MAX_TREE_ROWS = 1024
 
-/** Why `parents` cannot describe a tree of T rows from position `start`, or undefined when it can. */
-export function parentsProblem (parents: readonly number[], T: number, start: number): string | undefined {
+/** Why `parents` cannot describe a tree of T rows, or undefined when it can. */
+export function parentsProblem (parents: readonly number[], T: number): string | undefined {
   if (parents.length !== T) return `it has ${parents.length} entries for ${T} rows`
   if (T > MAX_TREE_ROWS) return `a tree run may have at most ${MAX_TREE_ROWS} rows, got ${T}`
   for (const [i, p] of parents.entries()) {
-    if (!Number.isInteger(p) || p < -1 - start || p >= i) return `parents[${i}] = ${p}: a row's parent must be an earlier row or a root marker in [${-1 - start}, -1]`
+    if (!Number.isInteger(p) || p < -1 || p >= i) return `parents[${i}] = ${p}: a row's parent must be an earlier row or -1`
   }
   return undefined
 }
@@ -53,22 +49,15 @@ export function parentsProblem (parents: readonly number[], T: number, start: nu
 /** The layout of T rows starting at position `start`; throws ShapeError for a malformed tree. */
 export function runLayout (start: number, T: number, parents?: readonly number[]): RunLayout {
   if (parents === undefined) {
-    return { rows: T, positions: Array.from({ length: T }, (_, t) => start + t), trunk: T, parents: undefined, pastEnd: undefined }
+    return { rows: T, positions: Array.from({ length: T }, (_, t) => start + t), trunk: T, parents: undefined }
   }
-  const problem = parentsProblem(parents, T, start)
+  const problem = parentsProblem(parents, T)
   if (problem !== undefined) throw new ShapeError(`Invalid token tree: ${problem}`)
   const positions = parents.map(() => 0)
-  const pastEnd = parents.map(() => 0)
-  for (const [i, p] of parents.entries()) {
-    // a root -1 - d sits at start - d; a child one position after its parent, seeing what it sees
-    positions[i] = p < 0 ? start + 1 + p : (positions[p] as number) + 1
-    pastEnd[i] = p < 0 ? start + 1 + p : pastEnd[p] as number
-  }
+  for (const [i, p] of parents.entries()) positions[i] = p < 0 ? start : (positions[p] as number) + 1
   let trunk = 0
   while (trunk < T && parents[trunk] === trunk - 1) trunk++
-  return trunk === T
-    ? { rows: T, positions, trunk, parents: undefined, pastEnd: undefined }
-    : { rows: T, positions, trunk, parents, pastEnd }
+  return { rows: T, positions, trunk, parents: trunk === T ? undefined : parents }
 }
 
 /**
@@ -80,7 +69,7 @@ export function visibility (layout: RunLayout, past: number): Uint8Array {
   const S = past + T
   const m = new Uint8Array(T * S)
   for (let t = 0; t < T; t++) {
-    m.fill(1, t * S, t * S + (layout.pastEnd?.[t] ?? past))
+    m.fill(1, t * S, t * S + past)
     if (layout.parents === undefined) {
       m.fill(1, t * S + past, t * S + past + t + 1)
     } else {

@@ -78,7 +78,7 @@ export function parseRun (value: unknown, limits?: Partial<Limits>): RunMessage 
   }
   const push = readOptList(obj, 'push', 'run', parsePushHop, MAX_PUSH_HOPS)
   if (push !== undefined) msg.push = push
-  const parents = readOptParents(obj, 'parents', 'run', msg.hidden.dims[1], msg.start)
+  const parents = readOptParents(obj, 'parents', 'run', msg.hidden.dims[1])
   if (parents !== undefined) msg.parents = parents
   return msg
 }

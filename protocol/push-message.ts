@@ -52,7 +52,7 @@ export function parsePush (value: unknown, limits?: Partial<Limits>): PushMessag
     hidden: parseHidden(obj['hidden'], 'push.hidden', resolveLimits(limits)),
     push: readList(obj, 'push', 'push', parsePushHop, MAX_PUSH_HOPS)
   }
-  const parents = readOptParents(obj, 'parents', 'push', msg.hidden.dims[1], msg.start)
+  const parents = readOptParents(obj, 'parents', 'push', msg.hidden.dims[1])
   if (parents !== undefined) msg.parents = parents
   return msg
 }

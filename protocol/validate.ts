@@ -120,14 +120,13 @@ export function stringItem (maxLength: number, pattern?: RegExp, expected?: stri
 }
 
 /**
- * Reads optional token-tree parents of a run with `rows` rows from position `start`
- * (model/token-tree.ts): undefined when absent; BAD_MESSAGE unless each is an earlier row or
- * a root marker -1 - d with d <= start.
+ * Reads optional token-tree parents of a run with `rows` rows (model/token-tree.ts):
+ * undefined when absent; BAD_MESSAGE unless each is an earlier row or -1.
  */
-export function readOptParents (obj: Fields, field: string, what: string, rows: number, start: number): number[] | undefined {
-  const parents = readOptList(obj, field, what, intItem(-1 - start), MAX_TREE_ROWS)
+export function readOptParents (obj: Fields, field: string, what: string, rows: number): number[] | undefined {
+  const parents = readOptList(obj, field, what, intItem(-1), MAX_TREE_ROWS)
   if (parents === undefined) return undefined
-  const problem = parentsProblem(parents, rows, start)
+  const problem = parentsProblem(parents, rows)
   if (problem !== undefined) throw new BadMessageError(`Invalid ${what}.${field}: ${problem}`)
   return parents
 }

@@ -32,28 +32,12 @@ describe('token tree layout', () => {
     ])
   })
 
-  it('roots a branch before the run start: it sees only the cache below its root', () => {
-    // start 4: row 0 trunk at 4; rows 1-2 a branch rooted at 2 (marker -1 - 2), at 2 and 3
-    const layout = runLayout(4, 3, [-1, -3, 1])
-    expect(layout.positions).toEqual([4, 2, 3])
-    expect(layout.pastEnd).toEqual([4, 2, 2])
-    const m = visibility(layout, 4) // S = 7
-    const rows = Array.from({ length: 3 }, (_, t) => [...m.subarray(t * 7, t * 7 + 7)])
-    expect(rows).toEqual([
-      [1, 1, 1, 1, 1, 0, 0],
-      [1, 1, 0, 0, 0, 1, 0], // cache slots 2 and 3 hold the trunk's tokens, not the branch's
-      [1, 1, 0, 0, 0, 1, 1]
-    ])
-  })
-
   it('names what is wrong with a malformed tree', () => {
-    expect(parentsProblem([-1, 0], 3, 0)).toMatch(/2 entries for 3 rows/)
-    expect(parentsProblem([-1, 1], 2, 0)).toMatch(/parents\[1\] = 1/)
-    expect(parentsProblem([-2], 1, 0)).toMatch(/parents\[0\] = -2/) // no position before 0
-    expect(parentsProblem([-1, -3], 2, 1)).toMatch(/parents\[1\] = -3/)
-    expect(parentsProblem([-1, 0.5], 2, 0)).toMatch(/parents\[1\]/)
-    expect(parentsProblem([-1, 0, 0], 3, 0)).toBeUndefined()
-    expect(parentsProblem([-1, -3], 2, 2)).toBeUndefined()
+    expect(parentsProblem([-1, 0], 3)).toMatch(/2 entries for 3 rows/)
+    expect(parentsProblem([-1, 1], 2)).toMatch(/parents\[1\] = 1/)
+    expect(parentsProblem([-2], 1)).toMatch(/parents\[0\] = -2/)
+    expect(parentsProblem([-1, 0.5], 2)).toMatch(/parents\[1\]/)
+    expect(parentsProblem([-1, 0, 0], 3)).toBeUndefined()
     expect(() => runLayout(0, 2, [0, 0])).toThrow(expect.objectContaining({ name: 'ShapeError' }))
   })
 })
@@ -80,18 +64,6 @@ describe('tree runs through the model (tiny-llama-gqa)', () => {
       const chain = await model.newSession().forward([...prefix, ...path], 0)
       expect(maxAbsDiff(tree[row] as Float32Array, chain.at(-1) as Float32Array), `row ${row}`).toBeLessThan(1e-5)
     }
-  })
-
-  it('a branch rooted before the run start gets the logits of its own path (1e-5)', async () => {
-    const seq = model.newSession()
-    await seq.forward([...prefix, ...tokens.slice(0, 3)], 0) // cache: prefix + ids[5..8) at 0..7
-    // trunk ids[8] at 8; a branch rooted at 6 (marker -3): tokens 17, 23 at 6 and 7
-    const rootedParents = [-1, -3, 1]
-    const rows = await seq.forward([ids[8] as number, 17, 23], 8, rootedParents)
-    const chain = await model.newSession().forward([...prefix, ids[5] as number, 17, 23], 0)
-    expect(maxAbsDiff(rows[2] as Float32Array, chain.at(-1) as Float32Array)).toBeLessThan(1e-5)
-    expect(maxAbsDiff(rows[1] as Float32Array, chain.at(-2) as Float32Array)).toBeLessThan(1e-5)
-    expect(seq.length).toBe(9)
   })
 
   it('caches only the trunk: the next run sees the trunk, not the branches', async () => {
