@@ -22,6 +22,7 @@ import { Checkpoint } from '../../model/checkpoint.js'
 import { LocalModel } from '../../model/local-model.js'
 import { createOrtSession, type Device } from '../../model/ort-session.js'
 import { GraphBuilder } from '../../model/onnx/graph-builder.js'
+import { pathTo } from '../../model/token-tree.js'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -174,6 +175,24 @@ async function parity (device: Device, specs: string[]): Promise<void> {
         let chunkDiff = 0
         for (let t = 0; t < chunked.length; t++) chunkDiff = Math.max(chunkDiff, maxAbsDiff(chunked[t] as Float32Array, ref.kv_cache_check.logits[t]))
         emit({ model: name, device, metric: 'parity_all_position_logits', positions: logits.length, max_abs_diff: diff, chunked_kv_max_abs_diff: chunkDiff, greedy_identical: firstMismatch < 0, greedy_first_mismatch: firstMismatch, greedy_tokens: got.length })
+        // token-tree runs (tree speculation): every row equals a chain run over its own path
+        const input = ref.input_ids as number[]
+        const prefix = input.slice(0, 5)
+        const tokens = [input[5], input[6], input[7], input[8], 17, 23, 29, 31] as number[]
+        const parents = [-1, 0, 1, 2, 0, 4, 1, -1]
+        const treeSeq = model.newSession()
+        await treeSeq.forward(prefix, 0)
+        const rows = await treeSeq.forward(tokens, 5, parents)
+        let treeDiff = 0
+        for (let r = 0; r < tokens.length; r++) {
+          const path = pathTo(parents, r).map(i => tokens[i] as number)
+          const chain = await model.newSession().forward([...prefix, ...path], 0)
+          treeDiff = Math.max(treeDiff, maxAbsDiff(rows[r] as Float32Array, Array.from(chain.at(-1) as Float32Array)))
+        }
+        const after = await treeSeq.forward(input.slice(9), 9) // the cache holds the trunk only
+        let afterDiff = 0
+        for (let t = 0; t < after.length; t++) afterDiff = Math.max(afterDiff, maxAbsDiff(after[t] as Float32Array, ref.logits[9 + t]))
+        emit({ model: name, device, metric: 'parity_token_tree', rows: tokens.length, max_abs_diff_vs_chain: treeDiff, next_run_max_abs_diff_vs_reference: afterDiff })
       }
     } catch (err) {
       emit({ model: name, device, metric: 'run_error', error: String((err as Error)?.stack ?? err) })
