@@ -3,7 +3,10 @@ import { LanguageModel } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
 import { LocalSwarm, type ServerProcess } from '../../node/local-swarm.js'
-import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
+import { DraftModelDrafter } from '../../client/decoding/index.js'
+import { Checkpoint } from '../../model/checkpoint.js'
+import { LocalModel } from '../../model/local-model.js'
+import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
 import { peerIdOf, waitForServers } from '../helpers/swarm.js'
 
 /**
@@ -16,11 +19,11 @@ describe('failover', () => {
   const ref = readReference('stories260k').prompts[0]
 
   beforeAll(async () => {
-    // the first server (everyone's bootstrap node) is never stopped; blocks 3-4 have four servers,
-    // so each of the three tests can take one away and still leave a stand-in
-    await swarm.add({ blocks: '0:3' }, { blocks: '0:2' }, { blocks: '2:5' }, { blocks: '3:5' }, { blocks: '1:5' }, { blocks: '2:5' })
+    // the first server (everyone's bootstrap node) is never stopped; blocks 3-4 have five servers,
+    // so each of the four tests can take one away and still leave a stand-in
+    await swarm.add({ blocks: '0:3' }, { blocks: '0:2' }, { blocks: '2:5' }, { blocks: '3:5' }, { blocks: '1:5' }, { blocks: '2:5' }, { blocks: '3:5' })
     client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
-    await waitForServers(client, 'stories260k', 5, s => s.length === 6)
+    await waitForServers(client, 'stories260k', 5, s => s.length === 7)
   }, 90_000)
   afterAll(async () => {
     await client?.close()
@@ -82,6 +85,33 @@ describe('failover', () => {
       await model.release()
     }, 60_000)
   }
+
+  it('pipelined tree speculation in push mode survives a server killed mid-generation: runs with branch rows are replayed whole', async () => {
+    const draft = await LocalModel.load(Checkpoint.open(fixtureDir('stories260k-draft')))
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: 2 })
+    const session = await model.session({ maxTokens: 128 })
+    const target = session.target as SwarmTarget
+    const gen = session.generate(ref.prompt_ids, {
+      maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draft), branches: 8
+    })
+    let killed: ServerProcess | undefined
+    let count = 0
+    let step = await gen.next()
+    while (step.done !== true) {
+      count += step.value.tokens.length
+      if (killed === undefined && count >= 8) {
+        killed = pickVictim(swarm, target.route.map(h => h.peerId))
+        killed.child.kill('SIGKILL')
+      }
+      step = await gen.next()
+    }
+    expect(step.value.tokens).toEqual(ref.greedy_new_ids)
+    expect(step.value.stats.target.failovers).toBeGreaterThanOrEqual(1)
+    expect(step.value.stats.decode?.branchRows).toBeGreaterThan(0)
+    await session.close()
+    await model.release()
+    await draft.release()
+  }, 60_000)
 })
 
 /** The server of the route's last hop (the bootstrap node is spared so discovery keeps working). */
