@@ -7,6 +7,7 @@ import { keyedRandom } from './keyed-random.js'
 import { SpeculationController, type SpeculationPlan } from './speculation-controller.js'
 import { verifyToken } from './verify-token.js'
 import { runLayout } from '../../model/token-tree.js'
+import { branchCandidates, branchRows, childrenOf, pickBranches, type BranchRows } from './token-branches.js'
 
 /** Validated decode settings. */
 export interface ChainDecoderInit {
@@ -44,11 +45,6 @@ interface Flight {
   rows?: Float32Array[]
 }
 
-/** Branch rows to append to a run: tokens and parents (run rows). */
-interface Branches {
-  readonly tokens: number[]
-  readonly parents: number[]
-}
 
 const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival: 0, cutoff: 0, branches: 0, branchLength: 0 }
 
@@ -224,46 +220,23 @@ export class ChainDecoder {
    * A branch at trunk row r is row r's sibling (it replaces row r's draft); at row `trunk`
    * it replaces the first draft of the next run.
    */
-  async #branchesFor (start: number, firstDraft: number, specFrom: number, drafts: readonly DraftToken[], end: number): Promise<Branches> {
-    const { branches, branchLength, confidenceScale, minSurvival } = this.#plan
+  async #branchesFor (start: number, firstDraft: number, specFrom: number, drafts: readonly DraftToken[], end: number): Promise<BranchRows> {
+    const { branches, branchLength, confidenceScale, minSurvival, depth } = this.#plan
     const drafter = this.#drafter
     if (branches === 0 || drafter?.continueBranches === undefined || drafts.length === 0) return { tokens: [], parents: [] }
-    const candidates: Array<{ row: number, token: number, score: number }> = []
-    let survival = this.#survival(specFrom) // chance that the trunk gets to drafts[j]
-    for (const [j, d] of drafts.entries()) {
-      // a draft in row 0 is judged by the previous run's last row: a branch beside it would come too late
-      const row = firstDraft + j
-      if (row > 0) for (const alt of d.alternatives ?? []) candidates.push({ row, token: alt.token, score: survival * alt.confidence })
-      survival *= Math.min(1, d.confidence * confidenceScale)
-    }
-    // With runs in flight the draft after this run's trunk opens the next run, but this run's
-    // last row judges it: branches beside it belong here.
-    const boundary = firstDraft + drafts.length
-    if (this.#plan.depth > 1 && start + boundary < end) {
-      const [next] = await this.#draftsAt(specFrom + drafts.length, 1)
-      for (const alt of next?.alternatives ?? []) candidates.push({ row: boundary, token: alt.token, score: survival * alt.confidence })
-    }
-    const picked = candidates.filter(c => c.score >= minSurvival).sort((a, b) => b.score - a.score).slice(0, branches)
+    // with runs in flight the draft after this trunk opens the next run, but this run judges it
+    const trunk = firstDraft + drafts.length
+    const [next] = depth > 1 && start + trunk < end ? await this.#draftsAt(specFrom + drafts.length, 1) : []
+    const picked = pickBranches(branchCandidates(drafts, firstDraft, this.#survival(specFrom), confidenceScale, next), branches, minSurvival)
     if (picked.length === 0) return { tokens: [], parents: [] }
     const t = performance.now()
     const context = [...this.#ctx, ...this.#spec.slice(0, specFrom + drafts.length).map(d => d.token)]
     const length = Math.min(branchLength, end - 1 - (start + firstDraft))
     const continuations = length > 0 ? await drafter.continueBranches({ context, forks: picked.map(c => ({ at: start + c.row, token: c.token })), length }) : []
     this.#controller?.observeDrafting(length, performance.now() - t)
-    const out: Branches = { tokens: [], parents: [] }
-    const firstBranchRow = firstDraft + drafts.length
-    for (const [b, c] of picked.entries()) {
-      out.tokens.push(c.token)
-      out.parents.push(c.row - 1) // a sibling of the trunk row it replaces
-      // the row at position p decides p + 1: rows past end - 1 decide nothing we need
-      const room = Math.max(0, end - 1 - (start + c.row))
-      for (const token of (continuations[b] ?? []).slice(0, room)) {
-        out.parents.push(firstBranchRow + out.tokens.length - 1)
-        out.tokens.push(token)
-      }
-    }
-    return out
+    return branchRows(picked, continuations, start, trunk, end)
   }
+
 
   /** Estimated chance that spec[0..n) are all accepted. */
   #survival (n: number): number {
@@ -359,12 +332,3 @@ export class ChainDecoder {
   }
 }
 
-/** Branch rows (index >= trunk) by their parent row (-1: the row before the run). */
-function childrenOf (parents: readonly number[], trunk: number): Map<number, number[]> {
-  const children = new Map<number, number[]>()
-  for (let r = trunk; r < parents.length; r++) {
-    const p = parents[r] as number
-    children.set(p, [...(children.get(p) ?? []), r])
-  }
-  return children
-}
