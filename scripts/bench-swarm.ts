@@ -8,7 +8,9 @@
  *   npm run bench:swarm -- --models random-200m --server-args="--graph-blocks 4"
  *
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
- * one round trip (send, queue, compute is the same as local, reply).
+ * one round trip (send, queue, compute is the same as local, reply). Two anatomies take a hop
+ * apart (round trip vs the compute the server reports): back to back on one server ("hop_*")
+ * and in generation order through all three ("pipeline_hop_*").
  */
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,7 +21,9 @@ import { Checkpoint } from '../model/checkpoint.js'
 import { LocalSwarm } from '../node/local-swarm.js'
 import { fullyCovered, waitForServers } from '../test/helpers/swarm.js'
 import { bareNode, inferenceStream, next, openSession } from '../test/helpers/wire-client.js'
-import { encodeTensor } from '../protocol/tensor-codec.js'
+import { decodeTensor, encodeTensor } from '../protocol/tensor-codec.js'
+import { ClientParts } from '../model/client-parts.js'
+import { argmax } from '../client/sampling/index.js'
 import { emit, median } from './lib/bench-output.js'
 import { ensureRandomModel } from './lib/random-models.js'
 
@@ -94,6 +98,7 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
     }
     await client.close()
     await hopAnatomy(name, swarm.servers[0]?.address as string, basename(dir), cuts[1] as number, Checkpoint.open(dir).config.hiddenSize, config, suffix)
+    await pipelineAnatomy(name, dir, swarm.servers.map(s => s.address), cuts, config, suffix)
   } finally {
     await swarm.close()
   }
@@ -127,5 +132,49 @@ async function hopAnatomy (name: string, address: string, modelId: string, end: 
     emit({ model: name, metric: `hop_round_trip_minus_compute_ms${suffix}`, value: median(trips) - median(computes), unit: 'ms', config: cfg })
   } finally {
     await node.stop()
+  }
+}
+
+/**
+ * The hops as generation meets them: each token goes embed -> server 1 -> 2 -> 3 -> LM head
+ * over bare wire sessions, so every server has sat idle for the rest of the token before its
+ * turn. Per hop: round trip minus the compute the server reports, and that compute; to set
+ * against hopAnatomy's back-to-back runs, where the same server stays busy.
+ */
+async function pipelineAnatomy (name: string, dir: string, addresses: string[], cuts: number[], config: object, suffix: string): Promise<void> {
+  const ckpt = Checkpoint.open(dir)
+  const C = ckpt.config.hiddenSize
+  const [node, parts] = await Promise.all([bareNode(), ClientParts.load(ckpt)])
+  try {
+    const streams = []
+    for (const [i, address] of addresses.entries()) {
+      const framed = await inferenceStream(node, address)
+      await openSession(framed, basename(dir), cuts[i] as number, cuts[i + 1] as number, 256)
+      streams.push(framed)
+    }
+    const gaps: number[] = []
+    const computes: number[] = []
+    let token = 1
+    for (let pos = 0; pos < 70; pos++) {
+      let x = parts.embed([token])
+      for (const framed of streams) {
+        const t = performance.now()
+        await framed.write({ type: 'run', runId: pos, start: pos, hidden: encodeTensor(x, [1, 1, C]) })
+        const reply = await next(framed)
+        x = decodeTensor(reply.hidden).data
+        if (pos >= 10) {
+          gaps.push(performance.now() - t - (reply.computeMs as number))
+          computes.push(reply.computeMs as number)
+        }
+      }
+      token = argmax((await parts.logits(x))[0] as Float32Array)
+    }
+    await Promise.all(streams.map(async f => { await f.close() }))
+    const cfg = { ...config, runs: gaps.length, servers: addresses.length }
+    emit({ model: name, metric: `pipeline_hop_round_trip_minus_compute_ms${suffix}`, value: median(gaps), unit: 'ms', config: cfg })
+    emit({ model: name, metric: `pipeline_hop_server_compute_ms${suffix}`, value: median(computes), unit: 'ms', config: cfg })
+  } finally {
+    await node.stop()
+    await parts.release()
   }
 }
