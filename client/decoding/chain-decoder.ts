@@ -46,6 +46,9 @@ interface Flight {
 }
 
 
+/** Longest trunk that gets branches (MAX_TREE_ROWS and a frame's rows bound the whole run). */
+const MAX_TRUNK_WITH_BRANCHES = 64
+
 const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival: 0, cutoff: 0, branches: 0, branchLength: 0 }
 
 /**
@@ -224,6 +227,8 @@ export class ChainDecoder {
     const { branches, branchLength, confidenceScale, minSurvival, depth } = this.#plan
     const drafter = this.#drafter
     if (branches === 0 || drafter?.continueBranches === undefined || drafts.length === 0) return { tokens: [], parents: [] }
+    // a prefill-sized run goes without: its rows would pass the tree limits of the wire and the frame
+    if (firstDraft + drafts.length > MAX_TRUNK_WITH_BRANCHES) return { tokens: [], parents: [] }
     // with runs in flight the draft after this trunk opens the next run, but this run judges it
     const trunk = firstDraft + drafts.length
     const [next] = depth > 1 && start + trunk < end ? await this.#draftsAt(specFrom + drafts.length, 1) : []

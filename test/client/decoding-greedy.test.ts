@@ -4,7 +4,7 @@ import { LocalTarget } from '../../client/local-target.js'
 import { forwardOnce } from '../../client/target-model.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
-import { loadStories, makeDrafter, STORIES_REF, type DrafterKind } from '../helpers/decoding-fixtures.js'
+import { loadStories, makeDrafter, STORIES_REF, TrackingTarget, type DrafterKind } from '../helpers/decoding-fixtures.js'
 
 const CONFIGS: ReadonlyArray<{ mode: DecodeMode, drafter?: DrafterKind, adaptive?: boolean, branches?: number }> = [
   { mode: 'none' },
@@ -116,6 +116,21 @@ describe('greedy decoding equals the transformers reference in every mode', () =
       expect(tree.stats.rescued, p.prompt).toBeGreaterThan(0)
       expect(tree.stats.branchTokens, p.prompt).toBeGreaterThanOrEqual(tree.stats.rescued)
     }
+  })
+
+  it('a long prompt goes out as a chain: branches only ride on decode-sized runs', async () => {
+    const p = STORIES_REF.prompts[0] as StoriesPrompt
+    const promptIds = Array.from({ length: 30 }, () => p.prompt_ids).flat().slice(0, 70) // 70 tokens
+    const trees: boolean[] = []
+    const inner = new LocalTarget(model, { oneWayLatencyMs: 5 })
+    const target = new TrackingTarget(inner, (_ids, _position, parents) => { trees.push(parents !== undefined) })
+    const opts = { promptIds, sampler: new Sampler({ temperature: 0 }), maxNewTokens: 24, eosTokenIds: [] }
+    const plain = await decodeAll(new LocalTarget(model), { ...opts, mode: 'none' })
+    const tree = await decodeAll(target, { ...opts, mode: 'pipelined', drafter: makeDrafter('model', draft), branches: 8, adaptive: false })
+    expect(promptIds).toHaveLength(70)
+    expect(tree.tokens).toEqual(plain.tokens)
+    expect(trees[0]).toBe(false) // the prompt's run
+    expect(trees.slice(1)).toContain(true)
   })
 
   it('fixed plans (adaptive off) and other limits give the same tokens', async () => {

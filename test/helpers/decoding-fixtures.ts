@@ -34,17 +34,21 @@ export function makeDrafter (kind: DrafterKind, draft: LocalModel): Drafter {
  */
 export class TrackingTarget implements TargetModel {
   readonly #inner: TargetModel
+  readonly #onSubmit: ((ids: readonly number[], position: number, parents?: readonly number[]) => void) | undefined
   readonly submitted: number[] = []
   readonly finished = new Set<number>()
   readonly cancelled = new Set<number>()
 
-  constructor (inner: TargetModel) {
+  /** `onSubmit` sees every run as it is submitted. */
+  constructor (inner: TargetModel, onSubmit?: (ids: readonly number[], position: number, parents?: readonly number[]) => void) {
     this.#inner = inner
+    this.#onSubmit = onSubmit
   }
 
   get vocabSize (): number { return this.#inner.vocabSize }
 
   submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun {
+    this.#onSubmit?.(ids, position, parents)
     const run = this.#inner.submit(ids, position, parents)
     this.submitted.push(run.runId)
     run.logits.then(() => { this.finished.add(run.runId) }, () => {})
