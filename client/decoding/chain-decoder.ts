@@ -47,7 +47,7 @@ interface Flight {
 
 
 /** Longest trunk that gets branches (MAX_TREE_ROWS and a frame's rows bound the whole run). */
-const MAX_TRUNK_WITH_BRANCHES = 64
+export const MAX_TRUNK_WITH_BRANCHES = 64
 
 const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival: 0, cutoff: 0, branches: 0, branchLength: 0 }
 

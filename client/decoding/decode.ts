@@ -1,6 +1,7 @@
 import type { Sampler } from '../sampling/index.js'
 import type { TargetModel } from '../target-model.js'
-import { ChainDecoder } from './chain-decoder.js'
+import { MAX_TREE_ROWS } from '../../model/token-tree.js'
+import { ChainDecoder, MAX_TRUNK_WITH_BRANCHES } from './chain-decoder.js'
 import type { DecodeMode, DecodeStats } from './decode-stats.js'
 import type { Drafter } from './drafter.js'
 
@@ -57,6 +58,10 @@ export async function * decode (target: TargetModel, opts: DecodeOptions): Async
   if (!(Number.isInteger(maxInFlight) && maxInFlight >= 1)) throw new RangeError(`Cannot keep ${maxInFlight} runs in flight: it must be an integer >= 1`)
   if (!(Number.isInteger(branches) && branches >= 0)) throw new RangeError(`Cannot hang ${branches} branches on a run: it must be an integer >= 0`)
   if (!(Number.isInteger(branchLength) && branchLength >= 0)) throw new RangeError(`Cannot draft branches of ${branchLength} tokens: it must be an integer >= 0`)
+  const branchRows = branches * (1 + branchLength)
+  if (branchRows > MAX_TREE_ROWS - MAX_TRUNK_WITH_BRANCHES) {
+    throw new RangeError(`Cannot hang ${branches} branches of ${branchLength} tokens on a run: ${branchRows} rows, and at most ${MAX_TREE_ROWS - MAX_TRUNK_WITH_BRANCHES} fit beside a trunk in a tree run`)
+  }
   if (mode !== 'none' && mode !== 'sync' && mode !== 'pipelined') throw new RangeError(`Cannot decode in mode ${String(mode)}: it must be none, sync or pipelined`)
   if (mode !== 'none' && drafter === undefined) throw new TypeError(`Cannot decode in mode ${mode} without a drafter`)
   const decoder = new ChainDecoder(target, {

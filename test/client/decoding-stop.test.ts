@@ -113,6 +113,8 @@ describe('decoding stops cleanly: no run is left in flight', () => {
     await expect(decodeAll(target, { ...opts, maxNewTokens: 0 })).rejects.toThrow(RangeError)
     await expect(decodeAll(target, { ...opts, promptIds: [] })).rejects.toThrow(RangeError)
     await expect(decodeAll(target, { ...opts, k: 0 })).rejects.toThrow(RangeError)
+    await expect(decodeAll(target, { ...opts, branches: -1 })).rejects.toThrow(RangeError)
+    await expect(decodeAll(target, { ...opts, branches: 64, branchLength: 64 })).rejects.toThrow('at most 960 fit beside a trunk')
     const { drafter: _omit, ...noDrafter } = opts
     await expect(decodeAll(target, noDrafter)).rejects.toThrow(TypeError)
   })
