@@ -7,14 +7,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 R="$OUT/results.jsonl"
 say () { echo "== $*" | tee -a "$OUT/run.log"; }
-for f in .gpu/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-mkdir -p /tmp/gpu && xz -T0 -dc .gpu/node.xz > /tmp/gpu/node && chmod +x /tmp/gpu/node
-tar -C .gpu -xJf .gpu/ort.tar.xz
-N=/tmp/gpu/node; G=.gpu/gpu-check.mjs
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$OUT/run.log"
-if ! ls /usr/share/vulkan/icd.d/nvidia* /etc/vulkan/icd.d/nvidia* >/dev/null 2>&1 && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
+source scripts/gpu/device-setup.sh
 M=(--model stories260k=models/stories260k --model tiny-llama-gqa=.gpu/tiny-llama-gqa)
 say parity webgpu gpu-span
 timeout 120 $N $G parity --device webgpu "${M[@]}" --label gpu-span 2>>"$OUT/err.log" | tee -a "$R"
