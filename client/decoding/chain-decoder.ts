@@ -45,7 +45,6 @@ interface Flight {
   rows?: Float32Array[]
 }
 
-
 /** Longest trunk that gets branches (MAX_TREE_ROWS and a frame's rows bound the whole run). */
 export const MAX_TRUNK_WITH_BRANCHES = 64
 
@@ -226,11 +225,10 @@ export class ChainDecoder {
   async #branchesFor (start: number, firstDraft: number, specFrom: number, drafts: readonly DraftToken[], end: number): Promise<BranchRows> {
     const { branches, branchLength, confidenceScale, minSurvival, depth } = this.#plan
     const drafter = this.#drafter
-    if (branches === 0 || drafter?.continueBranches === undefined || drafts.length === 0) return { tokens: [], parents: [] }
-    // a prefill-sized run goes without: its rows would pass the tree limits of the wire and the frame
-    if (firstDraft + drafts.length > MAX_TRUNK_WITH_BRANCHES) return { tokens: [], parents: [] }
-    // with runs in flight the draft after this trunk opens the next run, but this run judges it
     const trunk = firstDraft + drafts.length
+    // a prefill-sized run goes without: its rows would pass the tree limits of the wire and the frame
+    if (branches === 0 || drafter?.continueBranches === undefined || drafts.length === 0 || trunk > MAX_TRUNK_WITH_BRANCHES) return { tokens: [], parents: [] }
+    // with runs in flight the draft after this trunk opens the next run, but this run judges it
     const [next] = depth > 1 && start + trunk < end ? await this.#draftsAt(specFrom + drafts.length, 1) : []
     const picked = pickBranches(branchCandidates(drafts, firstDraft, this.#survival(specFrom), confidenceScale, next), branches, minSurvival)
     if (picked.length === 0) return { tokens: [], parents: [] }
@@ -241,7 +239,6 @@ export class ChainDecoder {
     this.#controller?.observeDrafting(length, performance.now() - t)
     return branchRows(picked, continuations, start, trunk, end)
   }
-
 
   /** Estimated chance that spec[0..n) are all accepted. */
   #survival (n: number): number {
@@ -336,4 +333,3 @@ export class ChainDecoder {
     }
   }
 }
-
