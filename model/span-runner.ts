@@ -8,8 +8,6 @@ import { buildSpanGraph, spanNames } from './onnx/span-graph.js'
 import { createOrtSession, floatTensor, positionTensor, readFloats, visibilityTensor, type OrtOptions } from './ort-session.js'
 import { runLayout, visibility, type ForwardOptions, type RunLayout } from './token-tree.js'
 
-export type { ForwardOptions } from './token-tree.js'
-
 export interface SpanRunnerInit extends OrtOptions {
   /**
    * Blocks per ORT session. 1 (the default) lets a server run any sub-span of its span and

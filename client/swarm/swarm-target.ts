@@ -142,7 +142,7 @@ export class SwarmTarget implements TargetModel {
     // whether x is already recorded in the history at b (a retry must not rewrite it: that would
     // truncate the rows that later runs recorded meanwhile)
     let recorded = false
-    if (this.#init.push === true && this.#hops.length > 1 && T <= this.#maxRunTokens) ({ x, b, recorded } = await this.#runPushed(runId, x, position, tree))
+    if (this.#init.push === true && this.#hops.length > 1 && T <= this.#maxRunTokens) ({ x, b, recorded } = await this.#runPushed(runId, x, position, tree, cached))
     while (b < this.#numBlocks) {
       if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
       const hop = this.#hopAt(b)
@@ -201,13 +201,12 @@ export class SwarmTarget implements TargetModel {
   /**
    * Push mode: the first server forwards along the whole route; every server also returns
    * its output here (kept as the next span's input for failover). On a failure the run goes
-   * on hop by hop from the broken boundary.
+   * on hop by hop from the broken boundary. `cached`: values of x0 that enter the caches (the trunk).
    */
-  async #runPushed (runId: number, x0: Float32Array, position: number, tree: RunLayout | undefined): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
+  async #runPushed (runId: number, x0: Float32Array, position: number, tree: RunLayout | undefined, cached: number): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
     const hops = [...this.#hops]
     const later = hops.slice(1).map(h => h.session.expect(runId))
     for (const p of later) p.catch(() => {})
-    const cached = (tree?.trunk ?? x0.length / this.#init.parts.config.hiddenSize) * this.#init.parts.config.hiddenSize
     this.#history(0).write(position, x0.subarray(0, cached))
     const pushTo = hops.slice(1).map(h => ({ peerId: h.session.peerId.toString(), sessionId: h.session.sessionId }))
     const outs = [(hops[0] as Hop).session.run(runId, position, x0, pushTo, tree?.parents), ...later]
