@@ -1,4 +1,3 @@
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
@@ -8,6 +7,7 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { DHT_PROTOCOL } from '../protocol/ids.js'
+import { wholeMessageNoise } from './whole-message-noise.js'
 
 export type PetalServices = {
   identify: unknown
@@ -43,7 +43,7 @@ export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> 
     ...(init.privateKey !== undefined ? { privateKey: init.privateKey } : {}),
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [wholeMessageNoise()],
     streamMuxers: [yamux()],
     services: {
       identify: identify(),

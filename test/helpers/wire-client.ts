@@ -2,11 +2,11 @@
  * A bare libp2p client that speaks Petal frames by hand, for server tests: no
  * client library in between, so the tests pin the wire behaviour itself.
  */
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { FramedStream } from '../../protocol/framed-stream.js'
+import { wholeMessageNoise } from '../../net/whole-message-noise.js'
 import { tcp } from '@libp2p/tcp'
 import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
 import { encodeTensor, type WireDtype } from '../../protocol/tensor-codec.js'
@@ -16,7 +16,7 @@ export async function bareNode (): Promise<Libp2p> {
   return await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [wholeMessageNoise()],
     streamMuxers: [yamux()]
   })
 }

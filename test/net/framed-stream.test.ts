@@ -5,29 +5,31 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errorFromFrame, TooLargeError } from '../../protocol/errors.js'
 import { FramedStream } from '../../protocol/framed-stream.js'
+import { wholeMessageNoise } from '../../net/whole-message-noise.js'
 import { parseErrorFrame } from '../../protocol/inference-replies.js'
 import { decodeTensor, encodeTensor } from '../../protocol/tensor-codec.js'
 
 const ECHO = '/petal-test/echo/1'
 const SINK = '/petal-test/sink/1'
 
-async function node (): Promise<Libp2p> {
+/** The server writes each noise message whole (as Petal nodes do), the client as stock noise does. */
+async function node (encrypter = noise()): Promise<Libp2p> {
   return await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [encrypter],
     streamMuxers: [yamux()]
   })
 }
 
-describe('FramedStream over libp2p (tcp + noise + yamux on 127.0.0.1)', () => {
+describe('FramedStream over libp2p (tcp + noise + yamux on 127.0.0.1; whole-message noise on one side)', () => {
   let server: Libp2p
   let client: Libp2p
   const serverEnds: Array<Error | undefined> = []
   const sinks: FramedStream[] = []
 
   beforeAll(async () => {
-    server = await node()
+    server = await node(wholeMessageNoise())
     client = await node()
     // echo: every frame goes back as is; the handler builds the FramedStream synchronously
     await server.handle(ECHO, (stream) => {
