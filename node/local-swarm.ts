@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const CLI = fileURLToPath(new URL('../bin/petal-node.js', import.meta.url))
+/**
+ * The `petal-node` entry each server runs; PETAL_NODE_CLI overrides it (the GPU scripts run
+ * a bundled CLI on a machine without this repository's node_modules).
+ */
+const CLI = process.env.PETAL_NODE_CLI ?? fileURLToPath(new URL('../bin/petal-node.js', import.meta.url))
 
 /** A `petal-node serve` child process and the address it printed when ready. */
 export interface ServerProcess {

@@ -24,7 +24,7 @@ import { bareNode, inferenceStream, next, openSession } from '../test/helpers/wi
 import { decodeTensor, encodeTensor } from '../protocol/tensor-codec.js'
 import { ClientParts } from '../model/client-parts.js'
 import { argmax } from '../client/sampling/index.js'
-import { emit, median } from './lib/bench-output.js'
+import { decodeMsPerToken, emit, median } from './lib/bench-output.js'
 import { ensureRandomModel } from './lib/random-models.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -43,15 +43,7 @@ for (const name of names) {
 
 /** ms per generated token after the first (decode only), median over the prompts. */
 async function msPerToken (model: LanguageModel, prompts: number[][]): Promise<number> {
-  const times: number[] = []
-  for (const prompt of prompts) {
-    const gen = model.generate(prompt, { maxNewTokens: tokens, temperature: 0, stopAtEos: false })
-    let step = await gen.next()
-    while (step.done !== true) step = await gen.next()
-    const s = step.value.stats
-    times.push((s.elapsedMs - s.ttftMs) / Math.max(1, step.value.tokens.length - 1))
-  }
-  return median(times)
+  return await decodeMsPerToken(model, prompts, tokens)
 }
 
 async function benchModel (name: string, dir: string): Promise<void> {

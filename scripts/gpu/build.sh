@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the payload for the GPU check into .gpu/ (ignored by git; carried to the device machine):
 #   .gpu/gpu-check.mjs    scripts/gpu/gpu-check.ts bundled (onnxruntime-node external)
+#   .gpu/petal-node.mjs   the petal-node CLI (cli/main.ts) bundled the same way
+#   .gpu/swarm-check.mjs  scripts/gpu/swarm-check.ts bundled (spawns .gpu/petal-node.mjs servers)
 #   .gpu/node.xz          node_modules/node/bin/node (Node 22), xz-compressed
 #   .gpu/ort.tar.xz       node_modules/{onnxruntime-node (linux x64 only), onnxruntime-common}
 #   .gpu/gl/*.deb         Vulkan/GL loaders (libvulkan1 ...), see the device README
@@ -8,9 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .gpu
-node_modules/.bin/esbuild scripts/gpu/gpu-check.ts --bundle --platform=node --format=esm --target=node22 \
-  --external:onnxruntime-node --outfile=.gpu/gpu-check.mjs \
-  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+for entry in scripts/gpu/gpu-check.ts:gpu-check cli/main.ts:petal-node scripts/gpu/swarm-check.ts:swarm-check; do
+  node_modules/.bin/esbuild "${entry%%:*}" --bundle --platform=node --format=esm --target=node22 \
+    --external:onnxruntime-node --outfile=".gpu/${entry##*:}.mjs" --log-level=warning \
+    --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+done
 [ -f .gpu/node.xz ] || xz -T8 -6 -c node_modules/node/bin/node > .gpu/node.xz
 if [ ! -f .gpu/ort.tar.xz ]; then
   t=$(mktemp -d); mkdir -p "$t/node_modules/onnxruntime-node/bin/napi-v6/linux"

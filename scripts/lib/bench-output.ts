@@ -29,3 +29,21 @@ export function percentile (xs: readonly number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number
 }
+
+/** What decodeMsPerToken needs of a model: LanguageModel's generate(). */
+interface Generator {
+  generate: (prompt: number[], opts: { maxNewTokens: number, temperature: number, stopAtEos: boolean }) => AsyncGenerator<unknown, { tokens: number[], stats: { elapsedMs: number, ttftMs: number } }>
+}
+
+/** ms per generated token after the first (decode only) of greedy generation, median over the prompts. */
+export async function decodeMsPerToken (model: Generator, prompts: number[][], tokens: number): Promise<number> {
+  const times: number[] = []
+  for (const prompt of prompts) {
+    const gen = model.generate(prompt, { maxNewTokens: tokens, temperature: 0, stopAtEos: false })
+    let step = await gen.next()
+    while (step.done !== true) step = await gen.next()
+    const s = step.value.stats
+    times.push((s.elapsedMs - s.ttftMs) / Math.max(1, step.value.tokens.length - 1))
+  }
+  return median(times)
+}
