@@ -6,6 +6,7 @@
  *   npm run bench:swarm                  # both models (writes .cache/models/random-200m once)
  *   npm run bench:swarm -- --quick       # stories260k, few tokens (CI smoke run)
  *   npm run bench:swarm -- --models random-200m --server-args="--graph-blocks 4"
+ *   npm run bench:swarm -- --models ~/models/my-llama     # any checkpoint folder
  *
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
  * one round trip (send, queue, compute is the same as local, reply). Two anatomies take a hop
@@ -37,8 +38,9 @@ const tokens = Number(args.tokens ?? (args.quick ? 16 : 64))
 const names = (args.models ?? (args.quick ? 'stories260k' : 'stories260k,random-200m')).split(',')
 
 for (const name of names) {
-  const dir = name === 'stories260k' ? join(ROOT, 'models', 'stories260k') : ensureRandomModel(name.replace(/^random-/, '').toUpperCase())
-  await benchModel(name, dir)
+  // a name with a slash is a checkpoint folder of one's own
+  const dir = name.includes('/') ? name : name === 'stories260k' ? join(ROOT, 'models', 'stories260k') : ensureRandomModel(name.replace(/^random-/, '').toUpperCase())
+  await benchModel(basename(dir), dir)
 }
 
 /** ms per generated token after the first (decode only), median over the prompts. */
