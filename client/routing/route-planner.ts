@@ -35,8 +35,9 @@ export class NoRouteError extends Error {
   override readonly name = 'NoRouteError'
   readonly uncovered: number[]
 
-  constructor (from: number, to: number, uncovered: number[]) {
-    super(`Cannot route blocks [${from}, ${to}): no reachable server holds block${uncovered.length > 1 ? 's' : ''} ${uncovered.join(', ')}`)
+  /** `context` ends the message (e.g. which failure made the route necessary); `cause` is kept. */
+  constructor (from: number, to: number, uncovered: number[], opts: { context?: string, cause?: unknown } = {}) {
+    super(`Cannot route blocks [${from}, ${to}): no reachable server holds block${uncovered.length > 1 ? 's' : ''} ${uncovered.join(', ')}${opts.context !== undefined ? ` ${opts.context}` : ''}`, { cause: opts.cause })
     this.uncovered = uncovered
   }
 }

@@ -250,7 +250,11 @@ export class SwarmTarget implements TargetModel {
     const old = hop.session
     void (cause instanceof DrainingError ? old.whenIdle().then(async () => { await old.close() }) : old.close()).catch(() => {})
     logger?.warn({ peer: dead, span: [hop.start, hop.end], err: cause.message }, 'server failed: re-routing its span')
-    const { route, fresh } = await this.#openReplacement(hop)
+    const { route, fresh } = await this.#openReplacement(hop).catch((err: unknown) => {
+      // say which failure left the span without a server
+      if (!(err instanceof NoRouteError)) throw err
+      throw new NoRouteError(hop.start, hop.end, err.uncovered, { context: `(after ${short(dead)} failed: ${cause.message})`, cause })
+    })
     // rebuild the new servers' caches from the inputs we kept: rows [0, replayEnd)
     for (let from = 0; from < replayEnd; from += this.#maxRunTokens) {
       const to = Math.min(replayEnd, from + this.#maxRunTokens)
