@@ -8,6 +8,8 @@
  *   npm run bench:swarm -- --models random-200m --server-args="--graph-blocks 4"
  *   npm run bench:swarm -- --models ~/models/my-llama     # any checkpoint folder
  *
+ * Local and swarm generation are timed in turn, prompt by prompt (2 rounds over 3 prompts), and
+ * ratios are medians of these pairs: this machine's speed drifts by 20% within minutes.
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
  * one round trip (send, queue, compute is the same as local, reply). Two anatomies take a hop
  * apart (round trip vs the compute the server reports): back to back on one server ("hop_*")
@@ -35,6 +37,8 @@ const { values: args } = parseArgs({
 /** Extra `petal-node serve` flags for every server, e.g. "--graph-blocks 4" or "--threads 1". */
 const serverArgs = (args['server-args'] ?? '').split(' ').filter(Boolean)
 const tokens = Number(args.tokens ?? (args.quick ? 16 : 64))
+/** Rounds over the prompts; each prompt is timed locally and through the swarm in turn. */
+const ROUNDS = args.quick ? 1 : 2
 const names = (args.models ?? (args.quick ? 'stories260k' : 'stories260k,random-200m')).split(',')
 
 for (const name of names) {
@@ -43,22 +47,17 @@ for (const name of names) {
   await benchModel(basename(dir), dir)
 }
 
-/** ms per generated token after the first (decode only), median over the prompts. */
-async function msPerToken (model: LanguageModel, prompts: number[][]): Promise<number> {
-  return await decodeMsPerToken(model, prompts, tokens)
-}
-
 async function benchModel (name: string, dir: string): Promise<void> {
   const L = Checkpoint.open(dir).config.numLayers
   const V = Checkpoint.open(dir).config.vocabSize
   const prompts = [0, 1, 2].map(p => Array.from({ length: 8 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919 + p * 104729) % Math.min(V - 3, 509)))))
-  const config = { tokens, prompts: prompts.length, blocks: L }
+  const config = { tokens, prompts: prompts.length, rounds: ROUNDS, blocks: L }
 
+  // the local model stays loaded: it is timed between the swarm's generations, so that a
+  // machine whose speed drifts moves both sides of each ratio alike
   const local = await LanguageModel.local(dir)
-  await msPerToken(local, prompts.slice(0, 1)) // warm-up
-  const localMs = await msPerToken(local, prompts)
-  await local.release()
-  emit({ model: name, metric: 'local_tokens_per_second', value: 1000 / localMs, unit: 'tokens/s', config })
+  await decodeMsPerToken(local, prompts.slice(0, 1), tokens) // warm-up
+  const localSamples: number[] = []
 
   const cuts = [0, Math.round(L / 3), Math.round((2 * L) / 3), L]
   const widest = Math.max(...cuts.slice(1).map((c, i) => c - (cuts[i] as number)))
@@ -67,10 +66,13 @@ async function benchModel (name: string, dir: string): Promise<void> {
   const layouts: Array<[string, string[]]> = serverArgs.length > 0
     ? [['custom', serverArgs]]
     : [['per-block', []], ...(args.quick ? [] : [['per-server', ['--graph-blocks', String(widest)]]] as Array<[string, string[]]>)]
-  for (const [layout, extra] of layouts) await benchSwarm(name, dir, L, cuts, layout, extra, localMs, prompts, config)
+  for (const [layout, extra] of layouts) localSamples.push(...await benchSwarm(name, dir, L, cuts, layout, extra, local, prompts, config))
+  await local.release()
+  emit({ model: name, metric: 'local_tokens_per_second', value: 1000 / median(localSamples), unit: 'tokens/s', config: { ...config, samples: localSamples.length } })
 }
 
-async function benchSwarm (name: string, dir: string, L: number, cuts: number[], layout: string, extra: string[], localMs: number, prompts: number[][], base: object): Promise<void> {
+/** Times the layout's swarm against `local`, prompt by prompt; returns the local samples (ms/token). */
+async function benchSwarm (name: string, dir: string, L: number, cuts: number[], layout: string, extra: string[], local: LanguageModel, prompts: number[][], base: object): Promise<number[]> {
   const config = { ...base, sessions: layout, ...(extra.length > 0 ? { serverArgs: extra.join(' ') } : {}) }
   const suffix = layout === 'per-block' ? '' : `_${layout}`
   const swarm = new LocalSwarm(dir)
@@ -78,21 +80,32 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
     for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: extra })
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
     await waitForServers(client, basename(dir), L, fullyCovered(L))
-    for (const [mode, opts] of [['client-mediated', {}], ['push', { push: true }]] as Array<[string, SwarmModelOptions]>) {
-      const model = await LanguageModel.swarm(client, dir, opts)
-      await msPerToken(model, prompts.slice(0, 1)) // warm-up
-      const swarmMs = await msPerToken(model, prompts)
-      await model.release()
-      const spans = cuts.slice(0, 3).map((c, i) => `[${c},${cuts[i + 1]})`).join(' ')
-      emit({ model: name, metric: `swarm_tokens_per_second_${mode}${suffix}`, value: 1000 / swarmMs, unit: 'tokens/s', config: { ...config, servers: spans } })
-      emit({ model: name, metric: `swarm_vs_local_${mode}${suffix}`, value: localMs / swarmMs, unit: 'x', config })
+    const modes: Array<[string, SwarmModelOptions]> = [['client-mediated', {}], ['push', { push: true }]]
+    const models = await Promise.all(modes.map(async ([, opts]) => await LanguageModel.swarm(client, dir, opts)))
+    for (const model of models) await decodeMsPerToken(model, prompts.slice(0, 1), tokens) // warm-up
+    // ms/token: localMs[i] and swarmMs[m][i] are the same prompt, timed one after the other
+    const localMs: number[] = []
+    const swarmMs: number[][] = modes.map(() => [])
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const prompt of prompts) {
+        localMs.push(await decodeMsPerToken(local, [prompt], tokens))
+        for (const [m, model] of models.entries()) swarmMs[m]?.push(await decodeMsPerToken(model, [prompt], tokens))
+      }
+    }
+    for (const model of models) await model.release()
+    const spans = cuts.slice(0, 3).map((c, i) => `[${c},${cuts[i + 1]})`).join(' ')
+    for (const [m, [mode]] of modes.entries()) {
+      const ms = swarmMs[m] as number[]
+      emit({ model: name, metric: `swarm_tokens_per_second_${mode}${suffix}`, value: 1000 / median(ms), unit: 'tokens/s', config: { ...config, servers: spans } })
+      emit({ model: name, metric: `swarm_vs_local_${mode}${suffix}`, value: median(ms.map((x, i) => (localMs[i] as number) / x)), unit: 'x', config: { ...config, local_tokens_per_second: 1000 / median(localMs) } })
       // client-mediated: 3 round trips; push: 4 one-way trips (about 2 round trips' worth)
       const hops = mode === 'push' ? 2 : 3
-      emit({ model: name, metric: `overhead_per_hop_ms_${mode}${suffix}`, value: (swarmMs - localMs) / hops, unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
+      emit({ model: name, metric: `overhead_per_hop_ms_${mode}${suffix}`, value: median(ms.map((x, i) => (x - (localMs[i] as number)) / hops)), unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
     }
     await client.close()
     await hopAnatomy(name, swarm.servers[0]?.address as string, basename(dir), cuts[1] as number, Checkpoint.open(dir).config.hiddenSize, config, suffix)
     await pipelineAnatomy(name, dir, swarm.servers.map(s => s.address), cuts, config, suffix)
+    return localMs
   } finally {
     await swarm.close()
   }
