@@ -12,7 +12,9 @@
  *
  * Options: --tokens N, --prompts N (1..3), --modes LIST (plain-client, plain-push, sync,
  * pipelined, sync-adaptive, pipelined-adaptive; plain-client always runs: it is the reference),
- * --no-sweep (sync/pipelined at k 4, depth 4 instead of their best sweep point), --draft DIR.
+ * --no-sweep (sync/pipelined at k 4, depth 4 instead of their best sweep point), --draft DIR,
+ * --draft-cost-ms X (the drafter waits X ms more per drafted token, as a bigger draft model on
+ * its own accelerator would: how the modes compare when drafting is a real share of a round trip).
  *
  * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
  * draft model (n-gram lookup, with a warning, when models/stories260k-draft is
@@ -38,6 +40,7 @@ import { LocalModel } from '../model/local-model.js'
 import { emit } from './lib/bench-output.js'
 import { NetemUnavailableError, runInDelayedNamespace } from './lib/netem.js'
 import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
+import { SlowDrafter } from './lib/slow-drafter.js'
 import { startSpecSwarm } from './lib/spec-swarm.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -53,6 +56,7 @@ const { values: args } = parseArgs({
     'no-sweep': { type: 'boolean', default: false },
     netem: { type: 'boolean', default: false },
     draft: { type: 'string' },
+    'draft-cost-ms': { type: 'string' },
     'netns-child': { type: 'boolean', default: false } // internal: already inside the namespace
   }
 })
@@ -63,9 +67,11 @@ const modes = new Set((args.modes ?? (args.quick ? 'plain-client,pipelined' : AL
 const sweep = !args['no-sweep'] && !args.quick
 const delay = args.netem || args['netns-child'] ? 'netem' : 'in-process'
 const draftDir = args.draft ?? join(ROOT, 'models', 'stories260k-draft')
+const draftCostMs = Number(args['draft-cost-ms'] ?? 0)
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
 if (latencies.some(l => !(Number.isFinite(l) && l >= 0))) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a comma list of numbers >= 0`)
 if (!(Number.isInteger(tokens) && tokens >= 1)) throw new RangeError(`Cannot generate --tokens ${args.tokens}: it must be an integer >= 1`)
+if (!(Number.isFinite(draftCostMs) && draftCostMs >= 0)) throw new RangeError(`Cannot use --draft-cost-ms ${args['draft-cost-ms']}: it must be a number >= 0`)
 if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
@@ -92,19 +98,20 @@ if (args.netem && !args['netns-child']) {
 async function runUnderNetem (): Promise<void> {
   for (const L of latencies) {
     const argv = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', '--latency-ms', String(L),
-      '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, ...(sweep ? [] : ['--no-sweep'])]
+      '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs), ...(sweep ? [] : ['--no-sweep'])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
     if (code !== 0) throw new Error(`The benchmark at netem latency ${L} ms exited with code ${code}`)
   }
 }
 
 async function loadDrafter (): Promise<{ drafter: Drafter, kind: string, release: () => Promise<void> }> {
+  const slowed = (drafter: Drafter): Drafter => draftCostMs > 0 ? new SlowDrafter(drafter, draftCostMs) : drafter
   if (existsSync(join(draftDir, 'config.json'))) {
     const model = await LocalModel.load(Checkpoint.open(draftDir))
-    return { drafter: new DraftModelDrafter(model), kind: 'draft-model', release: async () => { await model.release() } }
+    return { drafter: slowed(new DraftModelDrafter(model)), kind: 'draft-model', release: async () => { await model.release() } }
   }
   process.stderr.write(`warning: no draft model at ${draftDir}: sync and pipelined use n-gram lookup\n`)
-  return { drafter: new NgramDrafter(), kind: 'ngram', release: async () => {} }
+  return { drafter: slowed(new NgramDrafter()), kind: 'ngram', release: async () => {} }
 }
 
 /** One latency: a fresh swarm, warm-up, then every selected mode. */
@@ -123,7 +130,7 @@ async function benchLatency (L: number): Promise<void> {
       return model
     }
     const models = { client: await open(false), push: await open(true) }
-    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k' }
+    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(draftCostMs > 0 ? { draftCostMs } : {}) }
     const measure = async (cfg: SpecConfig): Promise<Measured> => {
       const before = await swarm.totals()
       const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg)
