@@ -159,6 +159,8 @@ export class ChainDecoder {
     const end = this.#inputLength + this.#init.maxNewTokens - 1
     let sent = 0
     while (this.#flights.length < this.#plan.depth) {
+      // a result that came in while we drafted goes first: it may cancel what we would draft next
+      if (sent > 0 && this.#flights[0]?.rows !== undefined) break
       const start = this.#fedEnd
       const decided = this.#ctx.slice(start) // the prompt, or the one decided token not sent yet
       const specFrom = Math.max(0, start - this.#ctx.length)

@@ -1,0 +1,45 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { decodeAll, type Drafter } from '../../client/decoding/index.js'
+import { LocalTarget } from '../../client/local-target.js'
+import { Sampler } from '../../client/sampling/index.js'
+import type { LocalModel } from '../../model/local-model.js'
+import { loadStories, STORIES_REF } from '../helpers/decoding-fixtures.js'
+
+const PROMPT = STORIES_REF.prompts[0] as (typeof STORIES_REF.prompts)[number]
+
+/** Proposes a token the target never picks here (0: <unk>), confidently, 4 ms per token. */
+const slowWrongDrafter: Drafter = {
+  propose: async ({ maxTokens }) => {
+    await sleep(4 * maxTokens)
+    return Array.from({ length: maxTokens }, () => ({ token: 0, q: undefined, confidence: 0.9 }))
+  }
+}
+
+describe('pipelined decoding with a slow drafter', () => {
+  let model: LocalModel
+  beforeAll(async () => { ({ model } = await loadStories()) })
+  afterAll(async () => { await model.release() })
+
+  it('verifies a result that arrived while it drafted before drafting further runs', async () => {
+    // every run is rejected; its result is back (2 ms) long before the next run is drafted
+    // (8 ms). Filling all 8 runs of the depth first drafted ~12 tokens per decided token (376
+    // for 32); verifying first, ~4 (118).
+    const maxNewTokens = 32
+    const { tokens, stats } = await decodeAll(new LocalTarget(model, { oneWayLatencyMs: 1 }), {
+      promptIds: PROMPT.prompt_ids,
+      sampler: new Sampler({ temperature: 0 }),
+      maxNewTokens,
+      eosTokenIds: [],
+      mode: 'pipelined',
+      drafter: slowWrongDrafter,
+      k: 2,
+      maxInFlight: 8,
+      branches: 0,
+      adaptive: false
+    })
+    expect(tokens).toEqual(PROMPT.greedy_new_ids.slice(0, maxNewTokens))
+    expect(stats.accepted).toBe(0)
+    expect(stats.proposed).toBeLessThanOrEqual(maxNewTokens * 2 * 3)
+  })
+})
