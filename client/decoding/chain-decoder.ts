@@ -43,7 +43,11 @@ interface Flight {
   readonly positions: readonly number[]
   /** (T, V), once they have arrived */
   rows?: Float32Array[]
+  arrivedAt?: number
 }
+
+/** Verify-and-refill rounds before a batch of decided tokens is yielded. */
+const MAX_ROUNDS_PER_BATCH = 4
 
 /** Longest trunk that gets branches (MAX_TREE_ROWS and a frame's rows bound the whole run). */
 export const MAX_TRUNK_WITH_BRANCHES = 64
@@ -118,20 +122,24 @@ export class ChainDecoder {
       if (head === undefined) throw new Error(`Decoder stalled at position ${this.#ctx.length}: no run in flight and nothing to send`)
       await abortable(head.run.logits, signal)
       busy = performance.now()
-      // Decide from every result that has arrived, oldest first, before drafting more.
       const batch: number[] = []
-      for (let f = this.#flights[0]; f?.rows !== undefined && this.#stopReason === undefined; f = this.#flights[0]) {
-        this.#flights.shift()
-        this.#controller?.observeRun(busy - f.submittedAt)
-        batch.push(...await this.#verify(f, f.rows))
-      }
-      if (this.#stopReason === undefined) {
+      // Decide from every result that has arrived, oldest first, before drafting more; a
+      // result that comes in while drafting stops the refill and is decided at once, before
+      // the batch goes to the consumer (a few rounds at most, so tokens still stream).
+      for (let round = 0; round < MAX_ROUNDS_PER_BATCH; round++) {
+        for (let f = this.#flights[0]; f?.rows !== undefined && this.#stopReason === undefined; f = this.#flights[0]) {
+          this.#flights.shift()
+          this.#controller?.observeRun((f.arrivedAt ?? busy) - f.submittedAt)
+          batch.push(...await this.#verify(f, f.rows))
+        }
+        if (this.#stopReason !== undefined) break
         signal?.throwIfAborted()
         this.#controller?.observeCycle((clientMs + performance.now() - busy) / Math.max(1, sent))
         clientMs = 0
         busy = performance.now()
         sent = await this.#fill()
         clientMs += performance.now() - busy
+        if (this.#flights[0]?.rows === undefined) break
       }
       if (batch.length > 0) {
         this.#rec.tokens(batch.length)
@@ -180,7 +188,7 @@ export class ChainDecoder {
         children: parents === undefined ? undefined : childrenOf(parents, ids.length),
         positions: parents === undefined ? [] : runLayout(start, tokens.length, parents).positions
       }
-      run.logits.then(rows => { flight.rows = rows }, () => {}) // a cancelled run rejects; nobody may be listening
+      run.logits.then(rows => { flight.rows = rows; flight.arrivedAt = performance.now() }, () => {}) // a cancelled run rejects; nobody may be listening
       this.#flights.push(flight)
       this.#fedEnd = start + ids.length
       this.#rec.runsSubmitted++
