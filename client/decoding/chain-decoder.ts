@@ -43,6 +43,7 @@ interface Flight {
   readonly positions: readonly number[]
   /** (T, V), once they have arrived */
   rows?: Float32Array[]
+  /** performance.now() when the rows arrived: a run's round trip ends there */
   arrivedAt?: number
 }
 
