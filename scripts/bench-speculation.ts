@@ -8,7 +8,7 @@
  *   npm run bench:speculation                          # latencies 0, 5, 20, 50 ms, sweeps, 96 tokens x 3 prompts
  *   npm run bench:speculation -- --latency-ms 20       # one latency (a comma list works too)
  *   npm run bench:speculation -- --quick               # CI smoke run: 5 ms, 8 tokens, 1 prompt, plain + pipelined, no sweep
- *   npm run bench:speculation -- --netem --latency-ms 20 --tokens 16 --modes plain-client,pipelined --no-sweep
+ *   npm run bench:speculation -- --kernel-delay --latency-ms 20 --no-sweep   # real kernel delays (root)
  *
  * Options: --tokens N, --prompts N (1..3), --modes LIST (plain-client, plain-push, sync,
  * pipelined, sync-adaptive, pipelined-adaptive; plain-client always runs: it is the reference),
@@ -24,9 +24,12 @@
  * with the adaptive controller on.
  *
  * Latency ("delay" field): in-process by default (servers' --link-latency-ms and the client's
- * sendDelayMs, L ms on every frame sent); with --netem the whole run (servers and client)
- * re-executes under `ip netns exec` in a namespace whose loopback has `tc netem delay L ms`
- * (see scripts/lib/netem.ts: needs root, iproute2 and a kernel with sch_netem).
+ * sendDelayMs, L ms on every frame sent); with --kernel-delay the whole run (servers and
+ * client) re-executes under `ip netns exec` in a namespace whose loopback holds every packet
+ * L ms, by `tc netem` or, where the kernel lacks netem, by NFQUEUE and a small helper ("delay"
+ * says which; see scripts/lib/kernel-delay.ts: needs root, iproute2, iptables and cc). Such a
+ * run first prints a "kernel_delay_tcp_connect_ms" line: TCP connect time on loopback, one round
+ * trip, which should be about 2 L.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
@@ -38,7 +41,7 @@ import { LanguageModel } from '../client/language-model.js'
 import { Checkpoint } from '../model/checkpoint.js'
 import { LocalModel } from '../model/local-model.js'
 import { emit } from './lib/bench-output.js'
-import { NetemUnavailableError, runInDelayedNamespace } from './lib/netem.js'
+import { KernelDelayUnavailableError, loopbackConnectMs, runInDelayedNamespace } from './lib/kernel-delay.js'
 import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
 import { SlowDrafter } from './lib/slow-drafter.js'
 import { startSpecSwarm } from './lib/spec-swarm.js'
@@ -54,10 +57,10 @@ const { values: args } = parseArgs({
     prompts: { type: 'string' },
     modes: { type: 'string' },
     'no-sweep': { type: 'boolean', default: false },
-    netem: { type: 'boolean', default: false },
+    'kernel-delay': { type: 'boolean', default: false },
     draft: { type: 'string' },
     'draft-cost-ms': { type: 'string' },
-    'netns-child': { type: 'boolean', default: false } // internal: already inside the namespace
+    'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
 })
 const latencies = (args['latency-ms'] ?? (args.quick ? '5' : '0,5,20,50')).split(',').map(Number)
@@ -65,7 +68,7 @@ const tokens = Number(args.tokens ?? (args.quick ? 8 : 96))
 const numPrompts = Number(args.prompts ?? (args.quick ? 1 : 3))
 const modes = new Set((args.modes ?? (args.quick ? 'plain-client,pipelined' : ALL_MODES.join(','))).split(','))
 const sweep = !args['no-sweep'] && !args.quick
-const delay = args.netem || args['netns-child'] ? 'netem' : 'in-process'
+const delay = args['netns-child'] ?? 'in-process'
 const draftDir = args.draft ?? join(ROOT, 'models', 'stories260k-draft')
 const draftCostMs = Number(args['draft-cost-ms'] ?? 0)
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
@@ -84,23 +87,26 @@ const reference = (JSON.parse(readFileSync(join(TARGET, 'reference.json'), 'utf8
 const prompts = reference.map(r => r.prompt_ids)
 const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version }
 
-if (args.netem && !args['netns-child']) {
+if (args['kernel-delay'] && args['netns-child'] === undefined) {
   try {
-    await runUnderNetem()
+    await runUnderKernelDelay()
   } catch (err) {
-    if (!(err instanceof NetemUnavailableError)) throw err
+    if (!(err instanceof KernelDelayUnavailableError)) throw err
     process.stderr.write(`${err.message}\n`)
     process.exitCode = 2
   }
-} else for (const L of latencies) await benchLatency(L)
+} else {
+  if (args['netns-child'] !== undefined) for (const L of latencies) emit({ metric: 'kernel_delay_tcp_connect_ms', value: await loopbackConnectMs(), unit: 'ms', delay, latencyMs: L, expectedMs: 2 * L })
+  for (const L of latencies) await benchLatency(L)
+}
 
-/** Re-executes this script once per latency inside a namespace with that much netem delay. */
-async function runUnderNetem (): Promise<void> {
+/** Re-executes this script once per latency inside a namespace with that much kernel delay. */
+async function runUnderKernelDelay (): Promise<void> {
   for (const L of latencies) {
-    const argv = [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', '--latency-ms', String(L),
+    const argv = (kind: string): string[] => [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', kind, '--latency-ms', String(L),
       '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs), ...(sweep ? [] : ['--no-sweep'])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
-    if (code !== 0) throw new Error(`The benchmark at netem latency ${L} ms exited with code ${code}`)
+    if (code !== 0) throw new Error(`The benchmark at kernel latency ${L} ms exited with code ${code}`)
   }
 }
 
