@@ -22,7 +22,7 @@ export interface GenerateOptions {
   stopAtEos?: boolean
   speculation?: SpeculationMode
   drafter?: Drafter
-  /** Draft tokens per speculative run. */
+  /** Most draft tokens per speculative run (default 16 in sync mode, 4 pipelined). */
   k?: number
   /** Speculative runs in flight at once (pipelined). */
   maxInFlight?: number

@@ -12,16 +12,18 @@
  *
  * Options: --tokens N, --prompts N (1..3), --modes LIST (plain-client, plain-push, sync,
  * pipelined, sync-adaptive, pipelined-adaptive; plain-client always runs: it is the reference),
- * --no-sweep (sync/pipelined at k 4, depth 4 instead of their best sweep point), --draft DIR,
+ * --no-sweep (sync/pipelined at the SDK's default k and depth 4 instead of their best sweep point), --draft DIR,
  * --draft-cost-ms X (the drafter waits X ms more per drafted token, as a bigger draft model on
  * its own accelerator would: how the modes compare when drafting is a real share of a round trip).
  *
  * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
  * draft model (n-gram lookup, with a warning, when models/stories260k-draft is
- * missing) over push, first swept (k in 2,4,6,8; pipelined (k, depth) in {2,4,6} x {2,4,8};
+ * missing) over push, first swept (scripts/lib/spec-measure.ts sweepPoints: sync k 2..24,
+ * pipelined (k, depth) over {2,4,6} x {2,4,8} and two longer points, trees over a few shapes;
  * lines with "sweep": true, adaptive controller off) and then the fastest point that matched
- * plain measured again as the mode's line; *-adaptive use the default limits (k 4, depth 4)
- * with the adaptive controller on.
+ * plain measured again as the mode's line; *-adaptive use the SDK's default limits (k 16 in
+ * sync, k 4 and depth 4 pipelined; client/decoding/decode.ts DEFAULT_K) with the adaptive
+ * controller on.
  *
  * Latency ("delay" field): in-process by default (servers' --link-latency-ms and the client's
  * sendDelayMs, L ms on every frame sent); with --kernel-delay the whole run (servers and
@@ -36,7 +38,7 @@ import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { DraftModelDrafter, NgramDrafter, type Drafter } from '../client/decoding/index.js'
+import { DEFAULT_K, DraftModelDrafter, NgramDrafter, type Drafter } from '../client/decoding/index.js'
 import { LanguageModel } from '../client/language-model.js'
 import { Checkpoint } from '../model/checkpoint.js'
 import { LocalModel } from '../model/local-model.js'
@@ -176,7 +178,7 @@ async function benchLatency (L: number): Promise<void> {
       if (modes.has(mode)) await bestOf(mode, false, measure, report, plain.r.tokens)
       if (modes.has(`${mode}-tree`)) await bestOf(mode, true, measure, report, plain.r.tokens)
       if (modes.has(`${mode}-adaptive`)) {
-        const cfg = fixed(mode, 4, 4, true)
+        const cfg = fixed(mode, DEFAULT_K[mode], 4, true)
         report(cfg, await measure(cfg))
       }
     }
@@ -189,7 +191,7 @@ async function benchLatency (L: number): Promise<void> {
 /** Sweeps the mode's settings (when enabled), then measures the fastest correct point again. */
 async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, plainTokens: number[][]): Promise<void> {
   const label = tree ? `${mode}-tree` : mode
-  let best = { k: 4, depth: mode === 'sync' ? 1 : 4, ...(tree ? TREE_DEFAULTS : { branches: 0, branchLength: 0 }) }
+  let best = { k: DEFAULT_K[mode] as number, depth: mode === 'sync' ? 1 : 4, ...(tree ? TREE_DEFAULTS : { branches: 0, branchLength: 0 }) }
   if (sweep) {
     let bestRate = -1
     for (const point of sweepPoints(mode, tree)) {

@@ -5,6 +5,9 @@ import { ChainDecoder, MAX_TRUNK_WITH_BRANCHES } from './chain-decoder.js'
 import type { DecodeMode, DecodeStats } from './decode-stats.js'
 import type { Drafter } from './drafter.js'
 
+/** Default most draft tokens per run, by mode (see DecodeOptions.k). */
+export const DEFAULT_K = { none: 1, sync: 16, pipelined: 4 } as const satisfies Record<DecodeMode, number>
+
 /** What to decode and how. */
 export interface DecodeOptions {
   /** Prompt token ids, fed from the end of `contextIds`. */
@@ -24,7 +27,11 @@ export interface DecodeOptions {
   mode: DecodeMode
   /** Required for sync and pipelined. */
   drafter?: Drafter
-  /** Most draft tokens per run. Default 4. */
+  /**
+   * Most draft tokens per run. Default DEFAULT_K[mode]: sync verifies one run per round trip, so
+   * it may send long runs (the adaptive controller shortens them when acceptance is poor);
+   * pipelined spreads the same window over several runs in flight.
+   */
   k?: number
   /** Most runs in flight in pipelined mode. Default 4. */
   maxInFlight?: number
@@ -51,7 +58,7 @@ export interface DecodeOptions {
  * flight is cancelled.
  */
 export async function * decode (target: TargetModel, opts: DecodeOptions): AsyncGenerator<number[], DecodeStats> {
-  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = 4, maxInFlight = 4, branches = 8, branchLength = 4, adaptive = true, signal } = opts
+  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = DEFAULT_K[opts.mode] ?? 4, maxInFlight = 4, branches = 8, branchLength = 4, adaptive = true, signal } = opts
   if (promptIds.length + contextIds.length === 0) throw new RangeError('Cannot decode from an empty prompt: it needs at least one token')
   if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 1)) throw new RangeError(`Cannot decode max_new_tokens ${maxNewTokens}: it must be an integer >= 1`)
   if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`Cannot draft k = ${k} tokens per run: it must be an integer >= 1`)

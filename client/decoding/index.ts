@@ -2,7 +2,7 @@
  * Decoding over a TargetModel: plain, draft-then-verify (sync) and PipeInfer-pipelined
  * speculative decoding, with a draft-model or n-gram drafter.
  */
-export { decode, decodeAll, type DecodeOptions } from './decode.js'
+export { decode, decodeAll, DEFAULT_K, type DecodeOptions } from './decode.js'
 export { percentile, type DecodeMode, type DecodeStats, type DecodeStopReason } from './decode-stats.js'
 export type { DraftRequest, DraftToken, Drafter } from './drafter.js'
 export { DraftModelDrafter } from './draft-model-drafter.js'

@@ -114,10 +114,11 @@ export interface SweepPoint { k: number, depth: number, branches: number, branch
 export function sweepPoints (mode: 'sync' | 'pipelined', tree = false): SweepPoint[] {
   const chain = { branches: 0, branchLength: 0 }
   if (!tree) {
-    if (mode === 'sync') return [2, 4, 6, 8].map(k => ({ k, depth: 1, ...chain }))
-    return [2, 4, 6].flatMap(k => [2, 4, 8].map(depth => ({ k, depth, ...chain })))
+    // sync keeps gaining with k while acceptance is high, so its sweep reaches far enough to turn
+    if (mode === 'sync') return [2, 4, 6, 8, 12, 16, 24].map(k => ({ k, depth: 1, ...chain }))
+    return [...[2, 4, 6].flatMap(k => [2, 4, 8].map(depth => ({ k, depth, ...chain }))), { k: 8, depth: 4, ...chain }, { k: 12, depth: 2, ...chain }]
   }
   const shapes = [8, 16].flatMap(branches => [3, 6].map(branchLength => ({ branches, branchLength })))
-  if (mode === 'sync') return [6, 8].flatMap(k => shapes.map(s => ({ k, depth: 1, ...s })))
+  if (mode === 'sync') return [6, 8, 12, 16].flatMap(k => shapes.map(s => ({ k, depth: 1, ...s })))
   return [[4, 4], [4, 8], [6, 4]].flatMap(([k, depth]) => shapes.map(s => ({ k: k as number, depth: depth as number, ...s })))
 }
