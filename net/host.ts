@@ -31,7 +31,18 @@ export interface PetalHostInit {
   dhtServer: boolean
   /** Abort dialing the bootstrap nodes after this long, ms. Default 10 s. */
   dialTimeoutMs?: number
+  /** How often libp2p's connection monitor pings each connection, ms. Default 10 s (libp2p's). */
+  monitorPingIntervalMs?: number
 }
+
+/**
+ * Pings one peer may have open at once, each way. libp2p's connection monitor pings every
+ * connection now and then and aborts the connection, every stream on it included, when that
+ * ping fails; with ping's default of 1 outbound stream its ping failed whenever it met one of
+ * discovery's ("Too many outbound protocol streams ... 2/1"), which took down live inference
+ * sessions and got healthy servers banned.
+ */
+const MAX_PING_STREAMS = 8
 
 /**
  * A libp2p node as every Petal peer runs it: TCP, noise, yamux, identify, ping, and a
@@ -45,9 +56,10 @@ export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> 
     transports: [tcp()],
     connectionEncrypters: [wholeMessageNoise()],
     streamMuxers: [yamux()],
+    ...(init.monitorPingIntervalMs !== undefined ? { connectionMonitor: { pingInterval: init.monitorPingIntervalMs } } : {}),
     services: {
       identify: identify(),
-      ping: ping(),
+      ping: ping({ maxInboundStreams: MAX_PING_STREAMS, maxOutboundStreams: MAX_PING_STREAMS }),
       dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper })
     }
   })
