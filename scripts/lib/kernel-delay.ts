@@ -40,7 +40,6 @@ const QUEUE = '0' // each namespace has its own queues
 
 /** A namespace with its delay in place; `close()` removes both. */
 export interface DelayedNamespace {
-  readonly name: string
   readonly kind: KernelDelayKind | 'none'
   close: () => Promise<void>
 }
@@ -77,17 +76,16 @@ export async function createDelayedNamespace (name: string, delayMs: number): Pr
   }
   try {
     run('ip', ['netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up'])
-    if (delayMs <= 0) return { name, kind: 'none', close: async () => { deleteNamespace(name) } }
+    if (delayMs <= 0) return { kind: 'none', close: async () => { deleteNamespace(name) } }
     let netemFailure: string
     try {
       run('ip', ['netns', 'exec', name, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${delayMs}ms`])
-      return { name, kind: 'netem', close: async () => { deleteNamespace(name) } }
+      return { kind: 'netem', close: async () => { deleteNamespace(name) } }
     } catch (err) {
       netemFailure = stderrOf(err)
     }
     const helper = await startNfqueueDelay(name, delayMs, netemFailure)
     return {
-      name,
       kind: 'nfqueue',
       close: async () => {
         await stopProcess(helper)
