@@ -4,7 +4,7 @@ import type { Device } from '../model/ort-session.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
 import { PetalServer, type PetalServerInit } from '../node/server.js'
 import { UsageError } from './cli-error.js'
-import { createCliLogger } from './logger.js'
+import { createCliLogger, ignoreWriteErrors } from './logger.js'
 import { parseNumber } from './options.js'
 import { loadProgress } from './progress.js'
 
@@ -138,5 +138,6 @@ async function runServer (init: PetalServerInit, log: Logger): Promise<void> {
   }
   if (init.privateKey === undefined) log.info('no --identity: this peer id lasts for this run only')
   const { start, end } = server.span
+  ignoreWriteErrors(process.stdout) // a server keeps serving when nobody reads its ready line
   process.stdout.write(`ready ${server.address} blocks [${start},${end}) of ${server.modelId}\n`)
 }

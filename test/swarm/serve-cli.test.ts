@@ -109,6 +109,18 @@ describe('petal-node serve', () => {
     expect(servers[0]!.stderr()).toContain('"msg":"draining"')
   }, 15_000)
 
+  it('still drains and exits on SIGTERM when nobody reads its output any more (a dead parent)', async () => {
+    const orphan = await startServer(['--num-blocks', '1'])
+    // the reader's ends of stdout and stderr close, as when the process that started it dies:
+    // every later write gets EPIPE (once, this made pino retry its exit flush forever)
+    orphan.child.stdout?.destroy()
+    orphan.child.stderr?.destroy()
+    const began = performance.now()
+    orphan.child.kill('SIGTERM')
+    expect(await exited(orphan.child)).toBe(0)
+    expect(performance.now() - began).toBeLessThan(5000)
+  }, 30_000)
+
   it('rejects bad flags with one line on stderr and exit code 1', async () => {
     const cases = [
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--frobnicate'],
