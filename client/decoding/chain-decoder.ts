@@ -85,6 +85,8 @@ export class ChainDecoder {
   #spec: DraftToken[] = []
   #fedEnd: number
   #plan = PLAIN
+  /** When the decoder last stopped waiting for a result: the busy share is measured between these. */
+  #lastWaitEnd = performance.now()
   #stopReason: DecodeStopReason | undefined
 
   constructor (target: TargetModel, init: ChainDecoderInit) {
@@ -121,8 +123,11 @@ export class ChainDecoder {
     for (;;) {
       const head = this.#flights[0]
       if (head === undefined) throw new Error(`Decoder stalled at position ${this.#ctx.length}: no run in flight and nothing to send`)
+      const waitFrom = performance.now()
       await abortable(head.run.logits, signal)
       busy = performance.now()
+      this.#controller?.observeWaiting(busy - waitFrom, busy - this.#lastWaitEnd)
+      this.#lastWaitEnd = busy
       const batch: number[] = []
       // Decide from every result that has arrived, oldest first, before drafting more; a
       // result that comes in while drafting stops the refill and is decided at once, before

@@ -10,6 +10,11 @@ export interface SpeculationEstimates {
   readonly draftMsPerToken: number | undefined
   /** Recent client time spent per run on drafting and verifying (ms). */
   readonly cycleMs: number | undefined
+  /**
+   * Recent share of wall time the client was busy (drafting, verifying, handing tokens
+   * out) rather than waiting for a result, in [0, 1]; undefined before it is measured.
+   */
+  readonly busy?: number | undefined
 }
 
 /** Bounds and mode. */
@@ -68,7 +73,10 @@ export function expectedTokens (acceptance: number, k: number): number {
  *
  * - survival bar: a draft token is worth sending when its chance to be used times what it
  *   saves (about one run's round trip) exceeds its cost (drafting it): bar = draft ms per
- *   token / run ms. Slow networks speculate deep, fast local targets shallow.
+ *   token / run ms. Slow networks speculate deep, fast local targets shallow. In pipelined
+ *   mode drafting only costs what it takes from a busy client: time it would have spent
+ *   waiting for results is free, so the bar is scaled by the measured busy share (with a
+ *   slow draft the full bar stalled the pipeline it was meant to keep full).
  * - sync: k maximizes expected tokens per run over the run's time (round trip + drafting);
  *   poor drafts or slow drafting give k = 1, close to plain decoding.
  * - pipelined: the speculation window (draft tokens in flight) reaches as deep as
@@ -79,8 +87,9 @@ export function expectedTokens (acceptance: number, k: number): number {
  */
 export function planSpeculation (est: SpeculationEstimates, limits: SpeculationLimits): SpeculationPlan {
   const a = Math.min(1, Math.max(0, est.acceptance))
+  const busy = limits.mode === 'pipelined' ? clamp(est.busy ?? 1, 0, 1) : 1 // sync drafts on the critical path
   const bar = est.runMs !== undefined && est.draftMsPerToken !== undefined
-    ? clamp(est.draftMsPerToken / Math.max(est.runMs, 1e-3), MIN_BAR, MAX_BAR)
+    ? clamp((busy * est.draftMsPerToken) / Math.max(est.runMs, 1e-3), MIN_BAR, MAX_BAR)
     : DEFAULT_BAR
   const confidenceScale = a / Math.max(est.confidence, 1e-3)
   const gate = { confidenceScale, minSurvival: bar, cutoff: Math.min(1, bar / Math.max(confidenceScale, 1e-3)), branches: limits.maxBranches, branchLength: limits.branchLength }
@@ -134,6 +143,7 @@ export class SpeculationController {
   #runMs: number | undefined
   #draftMsPerToken: number | undefined
   #cycleMs: number | undefined
+  #busy: number | undefined
 
   constructor (init: SpeculationControllerInit) {
     this.#limits = { mode: init.mode, maxK: init.maxK, maxDepth: init.mode === 'sync' ? 1 : init.maxDepth, maxBranches: init.maxBranches, branchLength: init.branchLength }
@@ -162,8 +172,13 @@ export class SpeculationController {
     this.#cycleMs = ewma(this.#cycleMs, ms, 0.25)
   }
 
+  /** Of `wallMs` just passed, the client spent `waitedMs` waiting for results. */
+  observeWaiting (waitedMs: number, wallMs: number): void {
+    if (wallMs > 0) this.#busy = ewma(this.#busy, 1 - Math.min(waitedMs, wallMs) / wallMs, 0.25)
+  }
+
   get estimates (): SpeculationEstimates {
-    return { acceptance: this.#acceptance, confidence: this.#confidence, runMs: this.#runMs, draftMsPerToken: this.#draftMsPerToken, cycleMs: this.#cycleMs }
+    return { acceptance: this.#acceptance, confidence: this.#confidence, runMs: this.#runMs, draftMsPerToken: this.#draftMsPerToken, cycleMs: this.#cycleMs, busy: this.#busy }
   }
 
   plan (): SpeculationPlan {

@@ -41,6 +41,15 @@ describe('planSpeculation', () => {
     expect(plan.confidenceScale).toBeCloseTo(0.8 / 0.5)
     expect(plan.cutoff * plan.confidenceScale).toBeCloseTo(plan.minSurvival) // a token under the cutoff fails alone
   })
+
+  it('pipelined: drafting costs only the busy share of the client, sync pays it in full', () => {
+    const slowDraft = est(0.8, 80, 20, 4) // 4 ms a draft token against an 80 ms run: bar 0.05
+    expect(planSpeculation(slowDraft, PIPELINED).minSurvival).toBeCloseTo(0.05) // busy not measured yet: all of it
+    expect(planSpeculation({ ...slowDraft, busy: 1 }, PIPELINED).minSurvival).toBeCloseTo(0.05)
+    expect(planSpeculation({ ...slowDraft, busy: 0.2 }, PIPELINED).minSurvival).toBeCloseTo(0.01)
+    expect(planSpeculation({ ...slowDraft, busy: 0 }, PIPELINED).minSurvival).toBe(0.005) // the floor
+    expect(planSpeculation({ ...slowDraft, busy: 0.2 }, SYNC).minSurvival).toBeCloseTo(0.05) // sync drafts on the critical path
+  })
 })
 
 describe('SpeculationController', () => {
@@ -56,6 +65,17 @@ describe('SpeculationController', () => {
     expect(c.estimates.acceptance).toBeLessThan(0.1)
     expect(good.k * good.depth).toBeGreaterThan(bad.k * bad.depth)
     expect(bad).toMatchObject({ k: 1, depth: 1 })
+  })
+
+  it('measures the busy share from the time spent waiting for results', () => {
+    const c = new SpeculationController({ ...PIPELINED })
+    expect(c.estimates.busy).toBeUndefined()
+    c.observeWaiting(90, 100)
+    expect(c.estimates.busy).toBeCloseTo(0.1)
+    for (let i = 0; i < 40; i++) c.observeWaiting(0, 10)
+    expect(c.estimates.busy).toBeGreaterThan(0.99)
+    c.observeWaiting(50, 20) // a wait longer than the interval counts as all of it
+    expect(c.estimates.busy).toBeGreaterThanOrEqual(0)
   })
 
   it('not adaptive: always maxK and maxDepth (1 in sync), every draft sent', () => {

@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeAll, type Drafter } from '../../client/decoding/index.js'
+import { decodeAll, DraftModelDrafter, type Drafter } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
+import { SlowDrafter } from '../../scripts/lib/slow-drafter.js'
 import { loadStories, STORIES_REF } from '../helpers/decoding-fixtures.js'
 
 const PROMPT = STORIES_REF.prompts[0] as (typeof STORIES_REF.prompts)[number]
@@ -18,8 +19,9 @@ const slowWrongDrafter: Drafter = {
 
 describe('pipelined decoding with a slow drafter', () => {
   let model: LocalModel
-  beforeAll(async () => { ({ model } = await loadStories()) })
-  afterAll(async () => { await model.release() })
+  let draft: LocalModel
+  beforeAll(async () => { ({ model, draft } = await loadStories()) })
+  afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 
   it('verifies a result that arrived while it drafted before drafting further runs', async () => {
     // every run is rejected; its result is back (2 ms) long before the next run is drafted
@@ -42,4 +44,25 @@ describe('pipelined decoding with a slow drafter', () => {
     expect(stats.accepted).toBe(0)
     expect(stats.proposed).toBeLessThanOrEqual(maxNewTokens * 2 * 3)
   })
+
+  it('adaptive: drafting while the client would wait is free, so a slow draft does not stall the pipeline', async () => {
+    // 2+ ms a draft token against ~100 ms round trips: charged in full that is a survival bar
+    // of >= 0.018, and deep speculation stops. The client waits for results most of the
+    // time here, so the bar falls with its busy share, to about the floor (0.005).
+    const maxNewTokens = 24
+    const { tokens, stats } = await decodeAll(new LocalTarget(model, { oneWayLatencyMs: 50 }), {
+      promptIds: PROMPT.prompt_ids,
+      sampler: new Sampler({ temperature: 0 }),
+      maxNewTokens,
+      eosTokenIds: [],
+      mode: 'pipelined',
+      drafter: new SlowDrafter(new DraftModelDrafter(draft), 2),
+      k: 4,
+      maxInFlight: 2,
+      branches: 0,
+      adaptive: true
+    })
+    expect(tokens).toEqual(PROMPT.greedy_new_ids.slice(0, maxNewTokens))
+    expect(stats.plan.minSurvival).toBeLessThan(0.012)
+  }, 20_000)
 })
