@@ -16,7 +16,8 @@ if (major < 22) {
     console.error(`petal-node needs Node >= 22 (this is ${process.version}); run \`npm ci\` in ${root} to install it`)
     process.exit(1)
   }
-  const child = spawn(local, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' })
+  // PETAL_EXIT_WITH_PARENT: the child stops when this launcher dies, even by SIGKILL (cli/exit-with-parent.ts)
+  const child = spawn(local, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, PETAL_EXIT_WITH_PARENT: '1' } })
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig))
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
 } else {

@@ -1,5 +1,6 @@
 import { Command } from 'commander'
 import { exitWithError } from './cli-error.js'
+import { exitWithParent } from './exit-with-parent.js'
 import { demoCommand } from './demo-command.js'
 import { forwardCommand } from './forward-command.js'
 import { generateCommand } from './generate-command.js'
@@ -7,6 +8,7 @@ import { serveCommand } from './serve-command.js'
 import { statusCommand } from './status-command.js'
 
 const verbose = process.argv.includes('--verbose')
+exitWithParent()
 
 const program = new Command('petal-node')
   .description('Petal: run large language models collaboratively across volunteers\' machines')

@@ -35,7 +35,8 @@ export async function startServer (model: string, spec: ServerSpec, opts: { boot
     ...(typeof spec.blocks === 'number' ? ['--num-blocks', String(spec.blocks)] : ['--blocks', spec.blocks]),
     '--listen', '/ip4/127.0.0.1/tcp/0', '--identity', join(opts.identityDir, `server-${opts.index}.key`),
     ...(opts.bootstrap !== undefined ? ['--bootstrap', opts.bootstrap] : []), ...(spec.args ?? [])]
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  // a server exits when this process dies, even by SIGKILL (cli/exit-with-parent.ts)
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PETAL_EXIT_WITH_PARENT: '1' } })
   let out = ''
   let err = ''
   child.stderr?.setEncoding('utf8').on('data', (d: string) => { err = (err + d).slice(-20_000) })
