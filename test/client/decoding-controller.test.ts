@@ -35,7 +35,7 @@ describe('planSpeculation', () => {
   })
 
   it('the survival bar follows drafting cost over run time, within bounds', () => {
-    expect(planSpeculation(est(0.8, 100, 1, 0.1), PIPELINED).minSurvival).toBe(0.005) // the floor: 0.1 ms of drafting against a 100 ms run
+    expect(planSpeculation(est(0.8, 100, 1, 0.05), PIPELINED).minSurvival).toBe(0.001) // the floor: 0.05 ms of drafting against a 100 ms run
     expect(planSpeculation(est(0.8, 2, 1, 0.5), PIPELINED).minSurvival).toBeCloseTo(0.25)
     const plan = planSpeculation(est(0.8, 10), PIPELINED)
     expect(plan.confidenceScale).toBeCloseTo(0.8 / 0.5)
@@ -47,7 +47,7 @@ describe('planSpeculation', () => {
     expect(planSpeculation(slowDraft, PIPELINED).minSurvival).toBeCloseTo(0.05) // busy not measured yet: all of it
     expect(planSpeculation({ ...slowDraft, busy: 1 }, PIPELINED).minSurvival).toBeCloseTo(0.05)
     expect(planSpeculation({ ...slowDraft, busy: 0.2 }, PIPELINED).minSurvival).toBeCloseTo(0.01)
-    expect(planSpeculation({ ...slowDraft, busy: 0 }, PIPELINED).minSurvival).toBe(0.005) // the floor
+    expect(planSpeculation({ ...slowDraft, busy: 0 }, PIPELINED).minSurvival).toBe(0.001) // the floor
     expect(planSpeculation({ ...slowDraft, busy: 0.2 }, SYNC).minSurvival).toBeCloseTo(0.05) // sync drafts on the critical path
   })
 })

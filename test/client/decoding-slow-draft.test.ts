@@ -48,7 +48,7 @@ describe('pipelined decoding with a slow drafter', () => {
   it('adaptive: drafting while the client would wait is free, so a slow draft does not stall the pipeline', async () => {
     // 2+ ms a draft token against ~100 ms round trips: charged in full that is a survival bar
     // of >= 0.018, and deep speculation stops. The client waits for results most of the
-    // time here, so the bar falls with its busy share, to about the floor (0.005).
+    // time here, so the bar falls with its busy share, towards the floor (0.001).
     const maxNewTokens = 24
     const { tokens, stats } = await decodeAll(new LocalTarget(model, { oneWayLatencyMs: 50 }), {
       promptIds: PROMPT.prompt_ids,
