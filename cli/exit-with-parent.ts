@@ -1,5 +1,5 @@
 /** Environment flag: set to "1" for a process that must not outlive the one that started it. */
-export const EXIT_WITH_PARENT_ENV = 'PETAL_EXIT_WITH_PARENT'
+const EXIT_WITH_PARENT_ENV = 'PETAL_EXIT_WITH_PARENT'
 
 /**
  * With PETAL_EXIT_WITH_PARENT=1 (set by bin/petal-node.js for the Node 22 process it starts,

@@ -56,9 +56,9 @@ export interface SpeculationPlan {
  * nor hold back ones likelier than MAX to be used. The floor is low because over a slow
  * link the client mostly waits and a branch costs the servers only a few rows: a draft or
  * branch costs little more than its drafting time. Measured on stories260k at 20 ms:
- * 0.02 cost 5% of pipelined-adaptive throughput against 0.005, and 0.005 cost 6-12%
- * against 0.001 (half the branches with a 0.1-0.5% chance were left out, yet together
- * they rescue enough runs to pay for their rows).
+ * 0.02 cost 5% of pipelined-adaptive throughput against 0.005, and 0.005 cost 5-10%
+ * against 0.001 (it left out about a fifth of the branch rows, branches with a 0.1-0.5%
+ * chance each, which together rescue enough runs to pay for their rows).
  */
 const MIN_BAR = 0.001
 const MAX_BAR = 0.5
