@@ -12,11 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .netbench/b .netbench/net/lib .netbench/net/xtables
-bundle () {
-  node_modules/.bin/esbuild "$1" --bundle --platform=node --format=esm --target=node22 \
-    --external:onnxruntime-node --outfile="$2" --log-level=warning \
-    --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-}
+source scripts/gpu/bundle.sh
 bundle scripts/bench-speculation.ts .netbench/b/bench-speculation.mjs
 bundle cli/main.ts .netbench/petal-node.mjs
 bash scripts/gpu/build.sh >/dev/null # node.xz and ort.tar.xz, made once
@@ -26,5 +22,4 @@ for bin in /usr/sbin/ip /usr/sbin/xtables-legacy-multi; do
   ldd "$bin" | awk '/=> \// { print $3 }' | grep -v -E '/lib(c|m|pthread|dl)\.so' | xargs -I{} cp -L {} .netbench/net/lib/
 done
 cp /usr/lib/x86_64-linux-gnu/xtables/libxt_NFQUEUE.so /usr/lib/x86_64-linux-gnu/xtables/libxt_standard.so .netbench/net/xtables/
-cp scripts/lib/nfqueue-delay.c .netbench/net/
 du -sh .netbench

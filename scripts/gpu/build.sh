@@ -10,10 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .gpu
+source scripts/gpu/bundle.sh
 for entry in scripts/gpu/gpu-check.ts:gpu-check cli/main.ts:petal-node scripts/gpu/swarm-check.ts:swarm-check; do
-  node_modules/.bin/esbuild "${entry%%:*}" --bundle --platform=node --format=esm --target=node22 \
-    --external:onnxruntime-node --outfile=".gpu/${entry##*:}.mjs" --log-level=warning \
-    --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+  bundle "${entry%%:*}" ".gpu/${entry##*:}.mjs"
 done
 [ -f .gpu/node.xz ] || xz -T8 -6 -c node_modules/node/bin/node > .gpu/node.xz
 if [ ! -f .gpu/ort.tar.xz ]; then
