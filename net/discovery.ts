@@ -14,11 +14,11 @@ import type { AbortOptions, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { KadDHT } from '@libp2p/kad-dht'
-import type { Ping } from '@libp2p/ping'
 import type { Libp2p } from 'libp2p'
 import { blockCid } from '../protocol/dht-keys.js'
 import type { ServerInfo } from '../protocol/server-info.js'
 import { fetchServerInfo } from './info-client.js'
+import { measureRtt } from './rtt-probe.js'
 
 /** DHT lookups (one per block) in flight at once. */
 const MAX_PARALLEL_LOOKUPS = 8
@@ -26,7 +26,7 @@ const MAX_PARALLEL_LOOKUPS = 8
 /** A server that answered, and its round-trip time from here. */
 export interface FoundServer {
   readonly info: ServerInfo
-  /** Ping round trip, ms with sub-ms precision (the info round trip when ping failed). */
+  /** Ping round trip on an open stream, ms with sub-ms precision (the info round trip when ping failed). */
   readonly rttMs: number
 }
 
@@ -43,7 +43,7 @@ export interface FindServersOptions extends AbortOptions {
 }
 
 /** What findServers needs of a libp2p node. */
-export type DiscoveryHost = Pick<Libp2p<{ dht: KadDHT, ping: Ping }>, 'dial' | 'getPeers' | 'peerStore' | 'services'>
+export type DiscoveryHost = Pick<Libp2p<{ dht: KadDHT }>, 'dial' | 'getPeers' | 'peerStore' | 'services'>
 
 /**
  * Every reachable server of `modelId` (blocks [0, numBlocks)): looks up the provider
@@ -120,14 +120,7 @@ async function probe (host: DiscoveryHost, peer: PeerId, signal: AbortSignal): P
     const began = performance.now()
     const info = await fetchServerInfo(host, peer, { signal })
     const infoMs = performance.now() - began
-    // timed here: ping's own result has whole-millisecond resolution (0 on loopback); the best
-    // of two, since the first also pays for opening the ping stream
-    let rttMs = infoMs
-    for (let i = 0; i < 2; i++) {
-      const pinged = performance.now()
-      const ok = await host.services.ping.ping(peer, { signal }).then(() => true, () => false)
-      if (ok) rttMs = Math.min(rttMs, performance.now() - pinged)
-    }
+    const rttMs = await measureRtt(host, peer, { signal }).catch(() => infoMs)
     return { info, rttMs }
   } catch {
     return undefined
