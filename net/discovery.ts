@@ -120,7 +120,7 @@ async function probe (host: DiscoveryHost, peer: PeerId, signal: AbortSignal): P
     const began = performance.now()
     const info = await fetchServerInfo(host, peer, { signal })
     const infoMs = performance.now() - began
-    const rttMs = await measureRtt(host, peer, { signal }).catch(() => infoMs)
+    const rttMs = await measureRtt(host, peer, { signal, trips: 3, gapMs: 10 }).catch(() => infoMs)
     return { info, rttMs }
   } catch {
     return undefined

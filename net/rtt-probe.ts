@@ -13,6 +13,11 @@ const PING_BYTES = 32
 export interface RttProbeOptions extends AbortOptions {
   /** Echoes timed; the best is the RTT (default 2). */
   trips?: number
+  /**
+   * Pause between echoes, ms (default 0). A process that just started is busy (compiling,
+   * dialing, parsing): echoes spread over time are less likely to all meet a busy moment.
+   */
+  gapMs?: number
 }
 
 /** What the probe needs of a libp2p node. */
@@ -40,6 +45,7 @@ export async function measureRtt (host: RttProbeHost, peer: PeerId, options: Rtt
   try {
     let best = Number.POSITIVE_INFINITY
     for (let trip = 1; trip <= trips; trip++) {
+      if (trip > 1 && (options.gapMs ?? 0) > 0) await new Promise(resolve => setTimeout(resolve, options.gapMs))
       const echoed = new Promise<void>(resolve => { waiting = { need: trip * PING_BYTES, resolve } })
       const sent = performance.now()
       stream.send(crypto.getRandomValues(new Uint8Array(PING_BYTES)))

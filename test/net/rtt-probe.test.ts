@@ -46,6 +46,13 @@ describe('RTT probe over one ping stream', () => {
     expect(Number.isInteger(rtt)).toBe(false)
   })
 
+  it('spaces the echoes by gapMs without counting the gaps', async () => {
+    const began = performance.now()
+    const rtt = await measureRtt(client, plain.peerId, { trips: 3, gapMs: 30, signal: AbortSignal.timeout(5000) })
+    expect(performance.now() - began).toBeGreaterThanOrEqual(59)
+    expect(rtt).toBeLessThan(20)
+  })
+
   it('rejects when the deadline passes before the echo', async () => {
     await expect(measureRtt(client, echo.peerId, { trips: 1, signal: AbortSignal.timeout(ECHO_DELAY_MS / 3) })).rejects.toThrow()
   })
