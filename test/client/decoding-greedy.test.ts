@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { decodeAll, type DecodeMode, type DecodeStats } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
 import { forwardOnce } from '../../client/target-model.js'
-import { Sampler } from '../../client/sampling/index.js'
+import { argmax, Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { loadStories, makeDrafter, STORIES_REF, TrackingTarget, type DrafterKind } from '../helpers/decoding-fixtures.js'
 
@@ -144,6 +144,31 @@ describe('greedy decoding equals the transformers reference in every mode', () =
           expect(tokens, `${mode}/${drafter} k ${k} depth ${maxInFlight}`).toEqual(p.greedy_new_ids)
         }
       }
+    }
+  })
+
+  it('greedy with a repetition penalty: every mode gives the argmax of the penalized logits, token for token', async () => {
+    const p = STORIES_REF.prompts[0] as StoriesPrompt
+    const sampler = new Sampler({ temperature: 0, repetitionPenalty: 1.3 })
+    // reference: one position at a time, argmax over the logits with the penalty applied by hand
+    const seq = model.newSession()
+    const ctx = [...p.prompt_ids]
+    let rows = await seq.forward(ctx, 0)
+    const expected: number[] = []
+    for (let i = 0; i < 32; i++) {
+      const scores = Float64Array.from(rows.at(-1) as Float32Array)
+      for (const id of new Set(ctx)) scores[id] = (scores[id] as number) > 0 ? (scores[id] as number) / 1.3 : (scores[id] as number) * 1.3
+      const token = argmax(scores)
+      expected.push(token)
+      ctx.push(token)
+      rows = await seq.forward([token], ctx.length - 1)
+    }
+    expect(expected).not.toEqual(p.greedy_new_ids.slice(0, 32)) // the penalty changes the text
+    for (const mode of ['none', 'sync', 'pipelined'] as const) {
+      const { tokens } = await decodeAll(new LocalTarget(model, { oneWayLatencyMs: 1 }), {
+        promptIds: p.prompt_ids, sampler, maxNewTokens: 32, eosTokenIds: [], mode, drafter: makeDrafter('model', draft)
+      })
+      expect(tokens, mode).toEqual(expected)
     }
   })
 
