@@ -7,6 +7,7 @@
  *   also pays the stream's protocol negotiation.
  *
  *   npm run bench:rtt                                  # loopback
+ *   npm run bench:rtt -- --quick                       # 3 rounds (CI smoke run)
  *   npm run bench:rtt -- --kernel-delay --latency-ms 20  # in a namespace delaying every packet L ms (root)
  */
 import { fileURLToPath } from 'node:url'
@@ -18,13 +19,14 @@ import { KernelDelayUnavailableError, runInDelayedNamespace } from './lib/kernel
 
 const { values: args } = parseArgs({
   options: {
+    quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     'kernel-delay': { type: 'boolean', default: false },
     'latency-ms': { type: 'string' },
     'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
 })
-const rounds = Number(args.rounds ?? 20)
+const rounds = Number(args.rounds ?? (args.quick ? 3 : 20))
 const latencyMs = Number(args['latency-ms'] ?? 0)
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot run --rounds ${args.rounds}: it must be an integer >= 1`)
 if (!(Number.isFinite(latencyMs) && latencyMs >= 0)) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a number >= 0`)

@@ -33,4 +33,10 @@ describe('benchmarks do not rot', () => {
     expect(byMetric.swarm_tokens_per_second_push).toBeGreaterThan(0)
     expect(Number.isFinite(byMetric['overhead_per_hop_ms_client-mediated'])).toBe(true)
   }, 120_000)
+
+  it('bench-rtt --quick measures RTT with the probe and with libp2p ping()', async () => {
+    const lines = await bench('bench-rtt.ts')
+    expect(lines.map(l => [l.metric, l.method])).toEqual([['rtt_ms', 'probe'], ['rtt_ms', 'ping-new-stream']])
+    for (const l of lines) expect(Number.isFinite(l.value) && l.value > 0, l.method).toBe(true)
+  }, 60_000)
 })
