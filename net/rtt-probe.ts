@@ -37,9 +37,11 @@ export async function measureRtt (host: RttProbeHost, peer: PeerId, options: Rtt
     received += evt.data.byteLength
     if (waiting !== undefined && received >= waiting.need) waiting.resolve()
   })
+  let onAbort: (() => void) | undefined
   const closed = new Promise<never>((_resolve, reject) => {
     stream.addEventListener('close', () => { reject(new Error(`Peer ${peer.toString()} closed the ping stream`)) })
-    signal?.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+    onAbort = () => { reject(signal?.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
   })
   closed.catch(() => {}) // observed by the race below; after the last trip nobody listens
   try {
@@ -57,5 +59,7 @@ export async function measureRtt (host: RttProbeHost, peer: PeerId, options: Rtt
   } catch (err) {
     stream.abort(err as Error)
     throw err
+  } finally {
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
   }
 }
