@@ -1,5 +1,5 @@
 import type { LocalModel, LocalSequence } from '../../model/local-model.js'
-import { argmax, softmax, type Sampler } from '../sampling/index.js'
+import { argmax, type Sampler } from '../sampling/index.js'
 import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
 
@@ -117,8 +117,7 @@ export class DraftModelDrafter implements Drafter {
   #pick (row: Float32Array, seq: readonly number[], sampler: Sampler): DraftToken {
     if (sampler.greedy) {
       const token = sampler.next(row, seq)
-      const probs = softmax(Float64Array.from(row))
-      return { token, q: undefined, confidence: probs[token] ?? 0, alternatives: runnersUp(probs, token, MAX_ALTERNATIVES) }
+      return { token, q: undefined, ...greedyBeliefs(row, token, MAX_ALTERNATIVES) }
     }
     const q = sampler.distribution(row, seq)
     const token = keyedRandom(sampler.seed, seq.length, 'draft').sample(q)
@@ -129,16 +128,26 @@ export class DraftModelDrafter implements Drafter {
 /** Runners-up kept per drafted token: the target's choice after a rejection is among the draft's top 4 most of the time. */
 const MAX_ALTERNATIVES = 3
 
-/** The `count` most likely tokens other than `pick`, most likely first. */
-function runnersUp (probs: Float64Array, pick: number, count: number): Alternative[] {
-  const best: Alternative[] = []
-  for (let token = 0; token < probs.length; token++) {
-    const confidence = probs[token] as number
-    if (token === pick || (best.length === count && confidence <= (best.at(-1) as Alternative).confidence)) continue
-    best.push({ token, confidence })
-    best.sort((a, b) => b.confidence - a.confidence)
+/**
+ * The drafter's belief (softmax probability at temperature 1) in its greedy `pick` and in the
+ * `count` likeliest other tokens, most likely first, straight from the logits row (V,): two
+ * passes and no V-sized arrays (a float64 softmax of a 32K vocabulary was 512 KB of garbage
+ * per drafted token).
+ */
+export function greedyBeliefs (row: Float32Array, pick: number, count: number): { confidence: number, alternatives: Alternative[] } {
+  let max = -Infinity
+  for (let i = 0; i < row.length; i++) if ((row[i] as number) > max) max = row[i] as number
+  let sum = 0
+  const best: number[] = [] // the runners-up so far, highest logit first
+  for (let token = 0; token < row.length; token++) {
+    const logit = row[token] as number
+    sum += Math.exp(logit - max)
+    if (token === pick || (best.length === count && logit <= (row[best.at(-1) as number] as number))) continue
+    let at = best.length
+    while (at > 0 && (row[best[at - 1] as number] as number) < logit) at--
+    best.splice(at, 0, token)
     if (best.length > count) best.pop()
   }
-  return best
+  const belief = (token: number): number => Math.exp((row[token] as number) - max) / sum
+  return { confidence: belief(pick), alternatives: best.map(token => ({ token, confidence: belief(token) })) }
 }
-

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DraftModelDrafter, NgramDrafter, type DraftToken } from '../../client/decoding/index.js'
-import { Sampler } from '../../client/sampling/index.js'
+import { argmax, Sampler, softmax } from '../../client/sampling/index.js'
+import { greedyBeliefs } from '../../client/decoding/draft-model-drafter.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { readReference } from '../helpers/fixtures.js'
 import { loadStories } from '../helpers/decoding-fixtures.js'
@@ -79,5 +80,28 @@ describe('DraftModelDrafter', () => {
     expect(drafts.length).toBeLessThan(32)
     expect(drafts.slice(0, -1).every(d => d.confidence >= 0.9)).toBe(true)
     expect((drafts.at(-1) as DraftToken).confidence).toBeLessThan(0.9)
+  })
+})
+
+describe('greedyBeliefs: the draft\'s belief in its pick and runners-up, straight from the logits', () => {
+  it('equals the softmax probabilities, runners-up likeliest first, ties to the lower token id', () => {
+    let seed = 7
+    const random = (): number => { seed = (seed * 16807) % 2147483647; return seed / 2147483647 }
+    for (let trial = 0; trial < 20; trial++) {
+      const row = Float32Array.from({ length: 300 }, () => Math.round(random() * 40) / 4 - 5) // many ties
+      const pick = argmax(row)
+      const probs = softmax(Float64Array.from(row))
+      const others = [...probs.keys()].filter(t => t !== pick).sort((a, b) => (probs[b] as number) - (probs[a] as number) || a - b).slice(0, 3)
+      const got = greedyBeliefs(row, pick, 3)
+      expect(got.confidence).toBeCloseTo(probs[pick] as number, 12)
+      expect(got.alternatives.map(a => a.token)).toEqual(others)
+      for (const a of got.alternatives) expect(a.confidence).toBeCloseTo(probs[a.token] as number, 12)
+    }
+  })
+
+  it('leaves out the pick even when it is not the argmax (a repetition penalty moved it)', () => {
+    const row = Float32Array.from([3, 1, 2, 0])
+    const got = greedyBeliefs(row, 2, 2)
+    expect(got.alternatives.map(a => a.token)).toEqual([0, 1])
   })
 })
