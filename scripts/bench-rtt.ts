@@ -1,8 +1,8 @@
 /**
  * RTT benchmark: what a client reports as a server's round-trip time, measured two ways
  * between two libp2p hosts on 127.0.0.1 (median over rounds, one JSON line each):
- * - "probe": Petal's RTT probe (net/rtt-probe.ts), the best of two echoes on one open
- *   ping stream, as discovery, routing and `petal-node status` use it;
+ * - "probe": Petal's RTT probe (net/rtt-probe.ts) on one open ping stream, here the best of
+ *   two echoes back to back (discovery, routing and `petal-node status` take three, 10 ms apart);
  * - "ping-new-stream": the best of two libp2p `ping()` calls, each on a new stream, which
  *   also pays the stream's protocol negotiation.
  *

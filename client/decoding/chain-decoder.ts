@@ -331,7 +331,7 @@ export class ChainDecoder {
 
   /** Greedy decisions down a branch from its row `first`, whose token is already decided. */
   #walkBranch (flight: Flight, rows: readonly Float32Array[], first: number): number[] {
-    const { sampler, eosTokenIds, maxNewTokens } = this.#init
+    const { eosTokenIds, maxNewTokens } = this.#init
     const batch: number[] = []
     for (let r: number | undefined = first; r !== undefined;) {
       const pos = (flight.positions[r] as number) + 1
