@@ -38,6 +38,8 @@ export interface SwarmModelOptions extends OrtOptions {
 export interface LocalModelOptions extends OrtOptions {
   /** Simulated one-way latency around every run, ms (benchmarks, tests). */
   oneWayLatencyMs?: number
+  /** Blocks per ORT session (default 1; more: fewer runs per token). */
+  blocksPerGraph?: number
 }
 
 /**

@@ -9,7 +9,10 @@
  *   npm run bench:swarm -- --models ~/models/my-llama     # any checkpoint folder
  *
  * Local and swarm generation are timed in turn, prompt by prompt (2 rounds over 3 prompts), and
- * ratios are medians of these pairs: this machine's speed drifts by 20% within minutes.
+ * ratios are medians of these pairs: this machine's speed drifts by 20% within minutes. Two
+ * layouts, each against local generation with the same engine: servers with one ORT session per
+ * block against a local model with one per block ("per-block", the defaults), and servers with one
+ * session each (--graph-blocks) against a local model with one session for all blocks ("per-server").
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
  * one round trip (send, queue, compute is the same as local, reply). Two anatomies take a hop
  * apart (round trip vs the compute the server reports): back to back on one server ("hop_*")
@@ -53,22 +56,25 @@ async function benchModel (name: string, dir: string): Promise<void> {
   const prompts = [0, 1, 2].map(p => Array.from({ length: 8 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919 + p * 104729) % Math.min(V - 3, 509)))))
   const config = { tokens, prompts: prompts.length, rounds: ROUNDS, blocks: L }
 
-  // the local model stays loaded: it is timed between the swarm's generations, so that a
+  // local models stay loaded: each is timed between the swarm's generations, so that a
   // machine whose speed drifts moves both sides of each ratio alike
-  const local = await LanguageModel.local(dir)
-  await decodeMsPerToken(local, prompts.slice(0, 1), tokens) // warm-up
-  const localSamples: number[] = []
-
   const cuts = [0, Math.round(L / 3), Math.round((2 * L) / 3), L]
   const widest = Math.max(...cuts.slice(1).map((c, i) => c - (cuts[i] as number)))
-  // servers as they start by default (one ORT session per block: any sub-span routable), and
-  // with one session per server (--graph-blocks): fewer runs and thread pools per token
-  const layouts: Array<[string, string[]]> = serverArgs.length > 0
-    ? [['custom', serverArgs]]
-    : [['per-block', []], ...(args.quick ? [] : [['per-server', ['--graph-blocks', String(widest)]]] as Array<[string, string[]]>)]
-  for (const [layout, extra] of layouts) localSamples.push(...await benchSwarm(name, dir, L, cuts, layout, extra, local, prompts, config))
-  await local.release()
-  emit({ model: name, metric: 'local_tokens_per_second', value: 1000 / median(localSamples), unit: 'tokens/s', config: { ...config, samples: localSamples.length } })
+  // Servers as they start by default (one ORT session per block: any sub-span routable),
+  // against local generation as it runs by default (also one session per block); and servers
+  // with one session each (--graph-blocks) against local generation with one session for all
+  // blocks, so that neither side of a ratio has the faster engine.
+  const layouts: Array<[string, string[], number]> = serverArgs.length > 0
+    ? [['custom', serverArgs, 1]]
+    : [['per-block', [], 1], ...(args.quick ? [] : [['per-server', ['--graph-blocks', String(widest)], L]] as Array<[string, string[], number]>)]
+  for (const [layout, extra, localBlocksPerGraph] of layouts) {
+    const local = await LanguageModel.local(dir, { blocksPerGraph: localBlocksPerGraph })
+    await decodeMsPerToken(local, prompts.slice(0, 1), tokens) // warm-up
+    const localMs = await benchSwarm(name, dir, L, cuts, layout, extra, local, prompts, config)
+    await local.release()
+    const suffix = layout === 'per-block' ? '' : `_${layout}`
+    emit({ model: name, metric: `local_tokens_per_second${suffix}`, value: 1000 / median(localMs), unit: 'tokens/s', config: { ...config, samples: localMs.length, localBlocksPerGraph } })
+  }
 }
 
 /** Times the layout's swarm against `local`, prompt by prompt; returns the local samples (ms/token). */
