@@ -64,8 +64,9 @@ async function benchModel (name: string, dir: string): Promise<void> {
   // against local generation as it runs by default (also one session per block); and servers
   // with one session each (--graph-blocks) against local generation with one session for all
   // blocks, so that neither side of a ratio has the faster engine.
+  const customGraphBlocks = serverArgs.includes('--graph-blocks') ? Number(serverArgs[serverArgs.indexOf('--graph-blocks') + 1]) : 1
   const layouts: Array<[string, string[], number]> = serverArgs.length > 0
-    ? [['custom', serverArgs, 1]]
+    ? [['custom', serverArgs, customGraphBlocks]]
     : [['per-block', [], 1], ...(args.quick ? [] : [['per-server', ['--graph-blocks', String(widest)], L]] as Array<[string, string[], number]>)]
   for (const [layout, extra, localBlocksPerGraph] of layouts) {
     const local = await LanguageModel.local(dir, { blocksPerGraph: localBlocksPerGraph })
