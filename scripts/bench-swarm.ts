@@ -16,7 +16,8 @@
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
  * one round trip (send, queue, compute is the same as local, reply). Two anatomies take a hop
  * apart (round trip vs the compute the server reports): back to back on one server ("hop_*")
- * and in generation order through all three ("pipeline_hop_*").
+ * and in generation order through all three ("pipeline_hop_*", with the client's LM head after
+ * the last reply, "pipeline_client_head_ms", against the same head back to back).
  */
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -168,6 +169,7 @@ async function pipelineAnatomy (name: string, dir: string, addresses: string[], 
     }
     const gaps: number[] = []
     const computes: number[] = []
+    const heads: number[] = [] // the client's LM head, right after the last server's reply
     let token = 1
     for (let pos = 0; pos < 70; pos++) {
       let x = parts.embed([token])
@@ -181,12 +183,26 @@ async function pipelineAnatomy (name: string, dir: string, addresses: string[], 
           computes.push(reply.computeMs as number)
         }
       }
-      token = argmax((await parts.logits(x))[0] as Float32Array)
+      const t = performance.now()
+      const row = (await parts.logits(x))[0] as Float32Array
+      if (pos >= 10) heads.push(performance.now() - t)
+      token = argmax(row)
     }
     await Promise.all(streams.map(async f => { await f.close() }))
+    // the same head back to back, for comparison: after waiting for the pipeline it is slower
+    // on this VM (its second thread starts late), which the per-hop overhead includes
+    const x = parts.embed([token])
+    const backToBack: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const t = performance.now()
+      await parts.logits(x)
+      if (i >= 5) backToBack.push(performance.now() - t)
+    }
     const cfg = { ...config, runs: gaps.length, servers: addresses.length }
     emit({ model: name, metric: `pipeline_hop_round_trip_minus_compute_ms${suffix}`, value: median(gaps), unit: 'ms', config: cfg })
     emit({ model: name, metric: `pipeline_hop_server_compute_ms${suffix}`, value: median(computes), unit: 'ms', config: cfg })
+    emit({ model: name, metric: `pipeline_client_head_ms${suffix}`, value: median(heads), unit: 'ms', config: { ...cfg, runs: heads.length } })
+    emit({ model: name, metric: `client_head_back_to_back_ms${suffix}`, value: median(backToBack), unit: 'ms', config: { ...cfg, runs: backToBack.length } })
   } finally {
     await node.stop()
     await parts.release()
