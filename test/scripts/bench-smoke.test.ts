@@ -32,6 +32,8 @@ describe('benchmarks do not rot', () => {
     expect(byMetric['swarm_tokens_per_second_client-mediated']).toBeGreaterThan(0)
     expect(byMetric.swarm_tokens_per_second_push).toBeGreaterThan(0)
     expect(Number.isFinite(byMetric['overhead_per_hop_ms_client-mediated'])).toBe(true)
+    expect(byMetric.pipeline_client_head_ms).toBeGreaterThan(0)
+    expect(byMetric.client_head_back_to_back_ms).toBeGreaterThan(0)
   }, 120_000)
 
   it('bench-rtt --quick measures RTT with the probe and with libp2p ping()', async () => {
