@@ -38,10 +38,9 @@ import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { DEFAULT_K, DraftModelDrafter, NgramDrafter, type Drafter } from '../client/decoding/index.js'
+import { DEFAULT_K, DraftModelDrafter, loadDraftModel, NgramDrafter, type Drafter } from '../client/decoding/index.js'
 import { LanguageModel } from '../client/language-model.js'
 import { Checkpoint } from '../model/checkpoint.js'
-import { LocalModel } from '../model/local-model.js'
 import { emit } from './lib/bench-output.js'
 import { KernelDelayUnavailableError, loopbackConnectMs, runInDelayedNamespace } from './lib/kernel-delay.js'
 import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
@@ -115,7 +114,7 @@ async function runUnderKernelDelay (): Promise<void> {
 async function loadDrafter (): Promise<{ drafter: Drafter, kind: string, release: () => Promise<void> }> {
   const slowed = (drafter: Drafter): Drafter => draftCostMs > 0 ? new SlowDrafter(drafter, draftCostMs) : drafter
   if (existsSync(join(draftDir, 'config.json'))) {
-    const model = await LocalModel.load(Checkpoint.open(draftDir))
+    const model = await loadDraftModel(Checkpoint.open(draftDir))
     return { drafter: slowed(new DraftModelDrafter(model)), kind: 'draft-model', release: async () => { await model.release() } }
   }
   process.stderr.write(`warning: no draft model at ${draftDir}: sync and pipelined use n-gram lookup\n`)

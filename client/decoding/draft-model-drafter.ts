@@ -1,4 +1,5 @@
-import type { LocalModel, LocalSequence } from '../../model/local-model.js'
+import type { Checkpoint } from '../../model/checkpoint.js'
+import { LocalModel, type LocalSequence } from '../../model/local-model.js'
 import { argmax, type Sampler } from '../sampling/index.js'
 import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
@@ -123,6 +124,16 @@ export class DraftModelDrafter implements Drafter {
     const token = keyedRandom(sampler.seed, seq.length, 'draft').sample(q)
     return { token, q, confidence: q[token] ?? 0 }
   }
+}
+
+/**
+ * Loads a draft checkpoint to run whole on the client: one ORT session for all its blocks
+ * (a draft is never split across servers, and each session run costs a fixed ~0.1 ms that a
+ * tiny draft pays per token: propose went from 0.34-0.39 to 0.29-0.31 ms per token on
+ * stories260k-draft, sync and pipelined decoding about 1% faster in simulation).
+ */
+export async function loadDraftModel (ckpt: Checkpoint): Promise<LocalModel> {
+  return await LocalModel.load(ckpt, { blocksPerGraph: ckpt.config.numLayers })
 }
 
 /** Runners-up kept per drafted token: the target's choice after a rejection is among the draft's top 4 most of the time. */

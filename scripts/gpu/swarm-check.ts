@@ -16,12 +16,11 @@ import { availableParallelism, cpus } from 'node:os'
 import { basename, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { formatStatus } from '../../cli/status-format.js'
-import { DraftModelDrafter } from '../../client/decoding/index.js'
+import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.js'
 import { LanguageModel, type SwarmModelOptions } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { collectSwarmStatus } from '../../client/swarm/swarm-status.js'
 import { Checkpoint } from '../../model/checkpoint.js'
-import { LocalModel } from '../../model/local-model.js'
 import type { Device } from '../../model/ort-session.js'
 import { LocalSwarm } from '../../node/local-swarm.js'
 import { fullyCovered, waitForServers } from '../../test/helpers/swarm.js'
@@ -75,7 +74,7 @@ try {
   const cases = referenceCases()
   const modes: Array<[string, SwarmModelOptions, Record<string, unknown>]> = [['client-mediated', {}, {}], ['push', { push: true }, {}]]
   if (args.draft !== undefined) {
-    const draft = await LocalModel.load(Checkpoint.open(args.draft))
+    const draft = await loadDraftModel(Checkpoint.open(args.draft))
     modes.push(['pipelined', { push: true }, { speculation: 'pipelined', drafter: new DraftModelDrafter(draft), branches: 8 }])
   }
   for (const [mode, opts, extra] of modes) {

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DraftModelDrafter, NgramDrafter, type DraftToken } from '../../client/decoding/index.js'
+import { DraftModelDrafter, loadDraftModel, NgramDrafter, type DraftToken } from '../../client/decoding/index.js'
 import { argmax, Sampler, softmax } from '../../client/sampling/index.js'
 import { greedyBeliefs } from '../../client/decoding/draft-model-drafter.js'
 import type { LocalModel } from '../../model/local-model.js'
-import { readReference } from '../helpers/fixtures.js'
+import { Checkpoint } from '../../model/checkpoint.js'
+import { fixtureDir, readReference } from '../helpers/fixtures.js'
 import { loadStories } from '../helpers/decoding-fixtures.js'
 
 const greedy = new Sampler({ temperature: 0 })
@@ -73,6 +74,20 @@ describe('DraftModelDrafter', () => {
     for (const d of many) expect(d.confidence).toBe(d.q?.[d.token])
     const other = await new DraftModelDrafter(draft).propose({ context: ref.prompt_ids, maxTokens: 16, sampler: new Sampler({ temperature: 1, seed: 10 }) })
     expect(tokens(other)).not.toEqual(tokens(many))
+  })
+
+  it('loadDraftModel runs the draft as one ORT session, drafting what the per-block model drafts', async () => {
+    const ckpt = Checkpoint.open(fixtureDir('stories260k-draft'))
+    const whole = await loadDraftModel(ckpt)
+    try {
+      expect(whole.spans.map(s => s.blocksPerSession)).toEqual([ckpt.config.numLayers])
+      const fused = new DraftModelDrafter(whole)
+      expect(tokens(await fused.propose({ context: ref.prompt_ids, maxTokens: 32, sampler: greedy }))).toEqual(ref.greedy_new_ids)
+      const request = { context: [...ref.prompt_ids, ...ref.greedy_new_ids.slice(0, 8)], forks: [{ at: ref.prompt_ids.length + 2, token: 7 }, { at: ref.prompt_ids.length + 5, token: 300 }], length: 4 }
+      expect(await fused.continueBranches(request)).toEqual(await new DraftModelDrafter(draft).continueBranches(request))
+    } finally {
+      await whole.release()
+    }
   })
 
   it('stops after the first token under minConfidence', async () => {
