@@ -42,6 +42,19 @@ describe('petal-node generate (local)', () => {
     expect(out.stats.tokensPerSecond).toBeGreaterThan(0)
   }, 30_000)
 
+  it('--draft DIR / ngram with --speculation: the same greedy tokens, and the decode stats say how', async () => {
+    const p = readReference('stories260k').prompts[0]
+    for (const [draft, mode] of [[fixtureDir('stories260k-draft'), 'pipelined'], ['ngram', 'sync']]) {
+      const { code, stdout } = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', p.prompt, '--max-new-tokens', '48', '--temperature', '0', '--draft', draft, '--speculation', mode, '--k', '4', '--json')
+      expect(code, `${draft} ${mode}`).toBe(0)
+      const out = JSON.parse(stdout)
+      expect(out.tokens).toEqual(p.greedy_new_ids.slice(0, out.tokens.length))
+      expect(out.tokens.length).toBeGreaterThan(0)
+      expect(out.stats.decode.mode).toBe(mode)
+      expect(out.stats.decode.proposed).toBeGreaterThan(0)
+    }
+  }, 30_000)
+
   it('streams text; the same seed gives the same text', async () => {
     const a = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'Lily', '--max-new-tokens', '30', '--temperature', '0.9', '--seed', '7')
     const b = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'Lily', '--max-new-tokens', '30', '--temperature', '0.9', '--seed', '7')
