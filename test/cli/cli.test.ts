@@ -44,7 +44,7 @@ describe('petal-node generate (local)', () => {
 
   it('--draft DIR / ngram with --speculation: the same greedy tokens, and the decode stats say how', async () => {
     const p = readReference('stories260k').prompts[0]
-    for (const [draft, mode] of [[fixtureDir('stories260k-draft'), 'pipelined'], ['ngram', 'sync']]) {
+    for (const [draft, mode] of [[fixtureDir('stories260k-draft'), 'pipelined'], ['ngram', 'sync']] as Array<[string, string]>) {
       const { code, stdout } = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', p.prompt, '--max-new-tokens', '48', '--temperature', '0', '--draft', draft, '--speculation', mode, '--k', '4', '--json')
       expect(code, `${draft} ${mode}`).toBe(0)
       const out = JSON.parse(stdout)
