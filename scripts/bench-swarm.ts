@@ -66,6 +66,7 @@ async function benchModel (name: string, dir: string): Promise<void> {
   // with one session each (--graph-blocks) against local generation with one session for all
   // blocks, so that neither side of a ratio has the faster engine.
   const customGraphBlocks = serverArgs.includes('--graph-blocks') ? Number(serverArgs[serverArgs.indexOf('--graph-blocks') + 1]) : 1
+  if (!(Number.isInteger(customGraphBlocks) && customGraphBlocks >= 1)) throw new RangeError(`Cannot read --graph-blocks in --server-args "${serverArgs.join(' ')}": write it as "--graph-blocks N" with N >= 1`)
   const layouts: Array<[string, string[], number]> = serverArgs.length > 0
     ? [['custom', serverArgs, customGraphBlocks]]
     : [['per-block', [], 1], ...(args.quick ? [] : [['per-server', ['--graph-blocks', String(widest)], L]] as Array<[string, string[], number]>)]
@@ -74,15 +75,19 @@ async function benchModel (name: string, dir: string): Promise<void> {
     await decodeMsPerToken(local, prompts.slice(0, 1), tokens) // warm-up
     const localMs = await benchSwarm(name, dir, L, cuts, layout, extra, local, prompts, config)
     await local.release()
-    const suffix = layout === 'per-block' ? '' : `_${layout}`
-    emit({ model: name, metric: `local_tokens_per_second${suffix}`, value: 1000 / median(localMs), unit: 'tokens/s', config: { ...config, samples: localMs.length, localBlocksPerGraph } })
+    emit({ model: name, metric: `local_tokens_per_second${metricSuffix(layout)}`, value: 1000 / median(localMs), unit: 'tokens/s', config: { ...config, samples: localMs.length, localBlocksPerGraph } })
   }
+}
+
+/** Metric names carry the layout, except for the default one. */
+function metricSuffix (layout: string): string {
+  return layout === 'per-block' ? '' : `_${layout}`
 }
 
 /** Times the layout's swarm against `local`, prompt by prompt; returns the local samples (ms/token). */
 async function benchSwarm (name: string, dir: string, L: number, cuts: number[], layout: string, extra: string[], local: LanguageModel, prompts: number[][], base: object): Promise<number[]> {
   const config = { ...base, sessions: layout, ...(extra.length > 0 ? { serverArgs: extra.join(' ') } : {}) }
-  const suffix = layout === 'per-block' ? '' : `_${layout}`
+  const suffix = metricSuffix(layout)
   const swarm = new LocalSwarm(dir)
   try {
     for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: extra })
