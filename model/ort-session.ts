@@ -42,6 +42,11 @@ export function positionTensor (positions: readonly number[]): ort.Tensor {
   return new ort.Tensor('int64', BigInt64Array.from(positions, p => BigInt(p)), [1, positions.length])
 }
 
+/** (1,T) int64 token ids */
+export function tokenTensor (ids: readonly number[]): ort.Tensor {
+  return positionTensor(ids)
+}
+
 /** (T,S) bool mask from 0/1 bytes */
 export function visibilityTensor (mask: Uint8Array, T: number, S: number): ort.Tensor {
   return new ort.Tensor('bool', mask, [T, S])

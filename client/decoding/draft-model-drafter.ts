@@ -1,5 +1,5 @@
 import type { Checkpoint } from '../../model/checkpoint.js'
-import { LocalModel, type LocalSequence } from '../../model/local-model.js'
+import { WholeModel } from '../../model/whole-model.js'
 import { argmax, type Sampler } from '../sampling/index.js'
 import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
@@ -14,15 +14,15 @@ import { keyedRandom } from './keyed-random.js'
  * keyed by (seed, position) so the same context always gets the same proposal.
  */
 export class DraftModelDrafter implements Drafter {
-  readonly #model: LocalModel
-  #sequence: LocalSequence
+  readonly #model: DraftSequenceModel
+  #sequence: DraftSequence
   /** Tokens whose keys and values are cached, at positions 0.. */
   #cached: number[] = []
   /** logits (V,) after the last cached token */
   #lastRow: Float32Array | undefined
   #busy = false
 
-  constructor (model: LocalModel) {
+  constructor (model: DraftSequenceModel) {
     this.#model = model
     this.#sequence = model.newSession()
   }
@@ -126,14 +126,23 @@ export class DraftModelDrafter implements Drafter {
   }
 }
 
+/** One sequence of a draft model, position-addressed like LocalSequence: ids at positions -> logits (T,V). */
+export interface DraftSequence {
+  forward (ids: readonly number[], position?: number, parents?: readonly number[]): Promise<Float32Array[]>
+}
+
+/** What a draft runs on: WholeModel (loadDraftModel), or a LocalModel made of spans. */
+export interface DraftSequenceModel {
+  newSession (): DraftSequence
+}
+
 /**
- * Loads a draft checkpoint to run whole on the client: one ORT session for all its blocks
- * (a draft is never split across servers, and each session run costs a fixed ~0.1 ms that a
- * tiny draft pays per token: propose went from 0.34-0.39 to 0.29-0.31 ms per token on
- * stories260k-draft, sync and pipelined decoding about 1% faster in simulation).
+ * Loads a draft checkpoint to run whole on the client, as one lean ORT session with the
+ * embedding and head inside (model/whole-model.ts): a tiny draft pays ORT's per-node cost,
+ * not arithmetic, so fewer nodes make every drafted token cheaper.
  */
-export async function loadDraftModel (ckpt: Checkpoint): Promise<LocalModel> {
-  return await LocalModel.load(ckpt, { blocksPerGraph: ckpt.config.numLayers })
+export async function loadDraftModel (ckpt: Checkpoint): Promise<WholeModel> {
+  return await WholeModel.load(ckpt)
 }
 
 /** Runners-up kept per drafted token: the target's choice after a rejection is among the draft's top 4 most of the time. */

@@ -14,11 +14,11 @@ const ELEM_TYPE: Record<ElemType, number> = {
   bool: DataType.BOOL
 }
 
-/** The opsets every Petal graph imports: ONNX 17 plus ORT's contrib domain. */
-const OPSETS = [
-  { domain: '', version: 17 },
-  { domain: 'com.microsoft', version: 1 }
-]
+/**
+ * The ONNX opset a graph imports by default (ORT's contrib domain comes with every graph).
+ * Block graphs stay on 17; the whole-model draft graph needs 23 for Attention and RotaryEmbedding.
+ */
+const DEFAULT_OPSET = 17
 
 /**
  * A small, explicit ONNX graph writer: named values in, nodes appended in order,
@@ -31,7 +31,12 @@ export class GraphBuilder {
   readonly #inputs: onnxProto.onnx.IValueInfoProto[] = []
   readonly #outputs: onnxProto.onnx.IValueInfoProto[] = []
   readonly #constants = new Map<string, string>()
+  readonly #opset: number
   #counter = 0
+
+  constructor ({ opset = DEFAULT_OPSET }: { opset?: number } = {}) {
+    this.#opset = opset
+  }
 
   /** A fresh value name with a readable prefix. */
   name (prefix: string): string {
@@ -108,9 +113,9 @@ export class GraphBuilder {
   /** Serializes the model; initializer bytes are copied into the protobuf here. */
   build (graphName: string): Uint8Array {
     const model = onnx.ModelProto.create({
-      irVersion: 8,
+      irVersion: this.#opset >= 21 ? 10 : 8, // opset 21+ needs IR 10
       producerName: 'petal',
-      opsetImport: OPSETS,
+      opsetImport: [{ domain: '', version: this.#opset }, { domain: 'com.microsoft', version: 1 }],
       graph: {
         name: graphName,
         node: this.#nodes,

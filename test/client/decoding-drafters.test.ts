@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DraftModelDrafter, loadDraftModel, NgramDrafter, type DraftToken } from '../../client/decoding/index.js'
+import { DraftModelDrafter, NgramDrafter, type DraftToken } from '../../client/decoding/index.js'
 import { argmax, Sampler, softmax } from '../../client/sampling/index.js'
 import { greedyBeliefs } from '../../client/decoding/draft-model-drafter.js'
-import type { LocalModel } from '../../model/local-model.js'
+import { LocalModel } from '../../model/local-model.js'
+import type { WholeModel } from '../../model/whole-model.js'
 import { Checkpoint } from '../../model/checkpoint.js'
 import { fixtureDir, readReference } from '../helpers/fixtures.js'
 import { loadStories } from '../helpers/decoding-fixtures.js'
@@ -42,7 +43,7 @@ describe('NgramDrafter', () => {
 describe('DraftModelDrafter', () => {
   const ref = readReference('stories260k-draft')
   let model: LocalModel
-  let draft: LocalModel
+  let draft: WholeModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 
@@ -76,17 +77,18 @@ describe('DraftModelDrafter', () => {
     expect(tokens(other)).not.toEqual(tokens(many))
   })
 
-  it('loadDraftModel runs the draft as one ORT session, drafting what the per-block model drafts', async () => {
-    const ckpt = Checkpoint.open(fixtureDir('stories260k-draft'))
-    const whole = await loadDraftModel(ckpt)
+  it('drafts the same with the draft loaded as spans (LocalModel) as with loadDraftModel\'s one lean session', async () => {
+    const spans = await LocalModel.load(Checkpoint.open(fixtureDir('stories260k-draft')))
     try {
-      expect(whole.spans.map(s => s.blocksPerSession)).toEqual([ckpt.config.numLayers])
-      const fused = new DraftModelDrafter(whole)
-      expect(tokens(await fused.propose({ context: ref.prompt_ids, maxTokens: 32, sampler: greedy }))).toEqual(ref.greedy_new_ids)
+      const perBlock = new DraftModelDrafter(spans)
+      expect(tokens(await perBlock.propose({ context: ref.prompt_ids, maxTokens: 32, sampler: greedy }))).toEqual(ref.greedy_new_ids)
       const request = { context: [...ref.prompt_ids, ...ref.greedy_new_ids.slice(0, 8)], forks: [{ at: ref.prompt_ids.length + 2, token: 7 }, { at: ref.prompt_ids.length + 5, token: 300 }], length: 4 }
-      expect(await fused.continueBranches(request)).toEqual(await new DraftModelDrafter(draft).continueBranches(request))
+      expect(await perBlock.continueBranches(request)).toEqual(await new DraftModelDrafter(draft).continueBranches(request))
+      const [a, b] = await Promise.all([perBlock.propose({ context: request.context, maxTokens: 8, sampler: greedy }), new DraftModelDrafter(draft).propose({ context: request.context, maxTokens: 8, sampler: greedy })])
+      expect(a.map(d => d.alternatives?.map(x => x.token))).toEqual(b.map(d => d.alternatives?.map(x => x.token)))
+      for (const [i, d] of a.entries()) expect(d.confidence).toBeCloseTo((b[i] as DraftToken).confidence, 5)
     } finally {
-      await whole.release()
+      await spans.release()
     }
   })
 

@@ -4,6 +4,7 @@ import { decodeAll, DraftModelDrafter, type Drafter } from '../../client/decodin
 import { LocalTarget } from '../../client/local-target.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
+import type { WholeModel } from '../../model/whole-model.js'
 import { SlowDrafter } from '../../scripts/lib/slow-drafter.js'
 import { loadStories, STORIES_REF } from '../helpers/decoding-fixtures.js'
 
@@ -19,7 +20,7 @@ const slowWrongDrafter: Drafter = {
 
 describe('pipelined decoding with a slow drafter', () => {
   let model: LocalModel
-  let draft: LocalModel
+  let draft: WholeModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 

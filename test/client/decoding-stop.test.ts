@@ -3,6 +3,7 @@ import { decode, decodeAll, type DecodeMode, type DecodeOptions, type Drafter } 
 import { LocalTarget } from '../../client/local-target.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
+import type { WholeModel } from '../../model/whole-model.js'
 import { loadStories, makeDrafter, STORIES_REF, TrackingTarget } from '../helpers/decoding-fixtures.js'
 
 const PROMPT = STORIES_REF.prompts[0] as (typeof STORIES_REF.prompts)[number]
@@ -10,7 +11,7 @@ const MODES: DecodeMode[] = ['none', 'sync', 'pipelined']
 
 describe('decoding stops cleanly: no run is left in flight', () => {
   let model: LocalModel
-  let draft: LocalModel
+  let draft: WholeModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 

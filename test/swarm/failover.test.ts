@@ -3,9 +3,8 @@ import { LanguageModel } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
 import { LocalSwarm, type ServerProcess } from '../../node/local-swarm.js'
-import { DraftModelDrafter } from '../../client/decoding/index.js'
+import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.js'
 import { Checkpoint } from '../../model/checkpoint.js'
-import { LocalModel } from '../../model/local-model.js'
 import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
 import { peerIdOf, waitForServers } from '../helpers/swarm.js'
 
@@ -87,7 +86,7 @@ describe('failover', () => {
   }
 
   it('pipelined tree speculation in push mode survives a server killed mid-generation: runs with branch rows are replayed whole', async () => {
-    const draft = await LocalModel.load(Checkpoint.open(fixtureDir('stories260k-draft')))
+    const draft = await loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: 2 })
     const session = await model.session({ maxTokens: 128 })
     const target = session.target as SwarmTarget

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DraftModelDrafter, NgramDrafter, type Drafter } from '../../client/decoding/index.js'
+import { DraftModelDrafter, loadDraftModel, NgramDrafter, type Drafter } from '../../client/decoding/index.js'
 import { LanguageModel } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
 import type { GenerationResult, SpeculationMode } from '../../client/text-generation.js'
 import { Checkpoint } from '../../model/checkpoint.js'
-import { LocalModel } from '../../model/local-model.js'
+import type { WholeModel } from '../../model/whole-model.js'
 import { LocalSwarm, type ServerProcess } from '../../node/local-swarm.js'
 import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
 import { fullyCovered, peerIdOf, waitForServers } from '../helpers/swarm.js'
@@ -20,7 +20,7 @@ const LATENCY = 5
 describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`, () => {
   const swarm = new LocalSwarm(BUNDLED_MODEL)
   let client: SwarmClient
-  let draftModel: LocalModel
+  let draftModel: WholeModel
   const ref = readReference('stories260k').prompts
   const latency = ['--link-latency-ms', String(LATENCY)]
 
@@ -28,7 +28,7 @@ describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`
     await swarm.add({ blocks: '0:2', args: latency }, { blocks: '2:4', args: latency }, { blocks: '4:5', args: latency }, { blocks: '2:5', args: latency })
     client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
     await waitForServers(client, 'stories260k', 5, s => fullyCovered(5)(s) && s.length === 4)
-    draftModel = await LocalModel.load(Checkpoint.open(fixtureDir('stories260k-draft')))
+    draftModel = await loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
   }, 90_000)
   afterAll(async () => {
     await draftModel?.release()
