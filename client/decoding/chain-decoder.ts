@@ -45,6 +45,8 @@ interface Flight {
   rows?: Float32Array[]
   /** performance.now() when the rows arrived: a run's round trip ends there */
   arrivedAt?: number
+  /** No other run was in flight when this one was sent. */
+  readonly alone: boolean
 }
 
 /** Verify-and-refill rounds before a batch of decided tokens is yielded. */
@@ -135,7 +137,7 @@ export class ChainDecoder {
       for (let round = 0; round < MAX_ROUNDS_PER_BATCH; round++) {
         for (let f = this.#flights[0]; f?.rows !== undefined && this.#stopReason === undefined; f = this.#flights[0]) {
           this.#flights.shift()
-          this.#controller?.observeRun((f.arrivedAt ?? busy) - f.submittedAt)
+          this.#controller?.observeRun((f.arrivedAt ?? busy) - f.submittedAt, f.alone)
           batch.push(...await this.#verify(f, f.rows))
         }
         if (this.#stopReason !== undefined) break
@@ -189,6 +191,7 @@ export class ChainDecoder {
       const flight: Flight = {
         run,
         submittedAt: performance.now(),
+        alone: this.#flights.length === 0,
         trunk: ids.length,
         tokens,
         children: parents === undefined ? undefined : childrenOf(parents, ids.length),

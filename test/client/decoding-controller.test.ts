@@ -67,6 +67,19 @@ describe('SpeculationController', () => {
     expect(bad).toMatchObject({ k: 1, depth: 1 })
   })
 
+  it('plans depth from round trips of runs sent alone: queueing behind runs in flight does not deepen it', () => {
+    const c = new SpeculationController({ ...PIPELINED })
+    c.observeCycle(1)
+    c.observeDrafting(4, 0.4)
+    for (let i = 0; i < 40; i++) c.observeDraft(true, 0.9)
+    c.observeRun(2, true) // a fast target: 2 ms with nothing else in flight
+    for (let i = 0; i < 20; i++) c.observeRun(8, false) // runs behind 3 others wait for them
+    expect(c.estimates.runMs).toBeCloseTo(2)
+    expect(c.plan().depth).toBe(2)
+    c.observeRun(40, true) // a slow network: runs sent alone take long too
+    expect(c.plan().depth).toBe(4)
+  })
+
   it('measures the busy share from the time spent waiting for results', () => {
     const c = new SpeculationController({ ...PIPELINED })
     expect(c.estimates.busy).toBeUndefined()
