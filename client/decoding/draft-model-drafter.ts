@@ -1,4 +1,6 @@
 import type { Checkpoint } from '../../model/checkpoint.js'
+import { blockParameterCount } from '../../model/config.js'
+import { LocalModel } from '../../model/local-model.js'
 import { WholeModel } from '../../model/whole-model.js'
 import { argmax, type Sampler } from '../sampling/index.js'
 import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
@@ -131,19 +133,31 @@ export interface DraftSequence {
   forward (ids: readonly number[], position?: number, parents?: readonly number[]): Promise<Float32Array[]>
 }
 
-/** What a draft runs on: WholeModel (loadDraftModel), or a LocalModel made of spans. */
+/** What a draft runs on: WholeModel or LocalModel. */
 export interface DraftSequenceModel {
   newSession (): DraftSequence
 }
 
-/**
- * Loads a draft checkpoint to run whole on the client, as one lean ORT session with the
- * embedding and head inside (model/whole-model.ts): a tiny draft pays ORT's per-node cost,
- * not arithmetic, so fewer nodes make every drafted token cheaper.
- */
-export async function loadDraftModel (ckpt: Checkpoint): Promise<WholeModel> {
-  return await WholeModel.load(ckpt)
+/** A loaded draft model (loadDraftModel), to release when done. */
+export interface DraftModel extends DraftSequenceModel {
+  release (): Promise<void>
 }
+
+/**
+ * Loads a draft checkpoint to run whole on the client. A small draft (blocks under 2M
+ * parameters, like stories260k-draft's 27K) becomes one lean ORT graph with the embedding
+ * and head inside (model/whole-model.ts): its step costs what ORT spends per node, and that
+ * graph has a third of the nodes (drafting took half the time). Its attention returns the
+ * whole cache every step, though, which a bigger draft would pay for in copies, so a bigger
+ * one runs as the block graphs, all its blocks in one session.
+ */
+export async function loadDraftModel (ckpt: Checkpoint): Promise<DraftModel> {
+  if (blockParameterCount(ckpt.config) < LEAN_DRAFT_MAX_BLOCK_PARAMETERS) return await WholeModel.load(ckpt)
+  return await LocalModel.load(ckpt, { blocksPerGraph: ckpt.config.numLayers })
+}
+
+/** Blocks smaller than this make a draft "small" (per-node overhead dominates its steps). */
+const LEAN_DRAFT_MAX_BLOCK_PARAMETERS = 2_000_000
 
 /** Runners-up kept per drafted token: the target's choice after a rejection is among the draft's top 4 most of the time. */
 const MAX_ALTERNATIVES = 3

@@ -5,7 +5,7 @@
 export { decode, decodeAll, DEFAULT_K, type DecodeOptions } from './decode.js'
 export { percentile, type DecodeMode, type DecodeStats, type DecodeStopReason } from './decode-stats.js'
 export type { DraftRequest, DraftToken, Drafter } from './drafter.js'
-export { DraftModelDrafter, loadDraftModel, type DraftSequence, type DraftSequenceModel } from './draft-model-drafter.js'
+export { DraftModelDrafter, loadDraftModel, type DraftModel, type DraftSequence, type DraftSequenceModel } from './draft-model-drafter.js'
 export { NgramDrafter, type NgramDrafterInit } from './ngram-drafter.js'
 export { keyedRandom, type RandomPurpose, type RandomSource } from './keyed-random.js'
 export { expectedTokens, planSpeculation, SpeculationController, type SpeculationControllerInit, type SpeculationEstimates, type SpeculationLimits, type SpeculationPlan } from './speculation-controller.js'

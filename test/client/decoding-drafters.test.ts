@@ -1,10 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DraftModelDrafter, NgramDrafter, type DraftToken } from '../../client/decoding/index.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type DraftModel, DraftModelDrafter, type DraftToken, loadDraftModel, NgramDrafter } from '../../client/decoding/index.js'
 import { argmax, Sampler, softmax } from '../../client/sampling/index.js'
 import { greedyBeliefs } from '../../client/decoding/draft-model-drafter.js'
 import { LocalModel } from '../../model/local-model.js'
-import type { WholeModel } from '../../model/whole-model.js'
 import { Checkpoint } from '../../model/checkpoint.js'
+import { WholeModel } from '../../model/whole-model.js'
+import { writeRandomLlama } from '../../scripts/make-random-llama.js'
 import { fixtureDir, readReference } from '../helpers/fixtures.js'
 import { loadStories } from '../helpers/decoding-fixtures.js'
 
@@ -43,7 +47,7 @@ describe('NgramDrafter', () => {
 describe('DraftModelDrafter', () => {
   const ref = readReference('stories260k-draft')
   let model: LocalModel
-  let draft: WholeModel
+  let draft: DraftModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 
@@ -89,6 +93,25 @@ describe('DraftModelDrafter', () => {
       for (const [i, d] of a.entries()) expect(d.confidence).toBeCloseTo((b[i] as DraftToken).confidence, 5)
     } finally {
       await spans.release()
+    }
+  })
+
+  it('loadDraftModel: a small draft runs as the lean whole-model graph, a bigger one as its block graphs', async () => {
+    expect(draft).toBeInstanceOf(WholeModel)
+    // one block of 2.4M parameters: the whole-cache copies of the lean graph would not pay
+    const dir = join(mkdtempSync(join(tmpdir(), 'petal-draft-')), 'wide')
+    writeRandomLlama({ out: dir, hiddenSize: 384, numLayers: 1, numHeads: 6, numKvHeads: 2, intermediateSize: 1536, vocabSize: 512, seed: 5 })
+    const ckpt = Checkpoint.open(dir)
+    const wide = await loadDraftModel(ckpt)
+    const lean = await WholeModel.load(ckpt)
+    try {
+      expect(wide).toBeInstanceOf(LocalModel)
+      const context = ref.prompt_ids
+      const [a, b] = [await new DraftModelDrafter(wide).propose({ context, maxTokens: 8, sampler: greedy }), await new DraftModelDrafter(lean).propose({ context, maxTokens: 8, sampler: greedy })]
+      expect(tokens(a)).toEqual(tokens(b))
+    } finally {
+      await Promise.all([wide.release(), lean.release()])
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 

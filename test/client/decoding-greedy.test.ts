@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeAll, type DecodeMode, type DecodeStats } from '../../client/decoding/index.js'
+import { decodeAll, type DecodeMode, type DecodeStats, type DraftModel } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
 import { forwardOnce } from '../../client/target-model.js'
 import { argmax, Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
-import type { WholeModel } from '../../model/whole-model.js'
 import { loadStories, makeDrafter, STORIES_REF, TrackingTarget, type DrafterKind } from '../helpers/decoding-fixtures.js'
 
 const CONFIGS: ReadonlyArray<{ mode: DecodeMode, drafter?: DrafterKind, adaptive?: boolean, branches?: number }> = [
@@ -25,7 +24,7 @@ const label = (i: number): string => `${CONFIGS[i]?.mode}/${CONFIGS[i]?.drafter 
 
 describe('greedy decoding equals the transformers reference in every mode', () => {
   let model: LocalModel
-  let draft: WholeModel
+  let draft: DraftModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 

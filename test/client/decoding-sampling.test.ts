@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeAll, type DecodeMode } from '../../client/decoding/index.js'
+import { decodeAll, type DecodeMode, type DraftModel } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
 import { Sampler, type SamplerOptions } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
-import type { WholeModel } from '../../model/whole-model.js'
 import { loadStories, makeDrafter, STORIES_REF, type DrafterKind } from '../helpers/decoding-fixtures.js'
 
 const PROMPT = (STORIES_REF.prompts[0] as (typeof STORIES_REF.prompts)[number]).prompt_ids
@@ -11,7 +10,7 @@ const SETTINGS: SamplerOptions = { temperature: 1, topP: 0.95, repetitionPenalty
 
 describe('seeded sampling is reproducible in every mode', () => {
   let model: LocalModel
-  let draft: WholeModel
+  let draft: DraftModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 

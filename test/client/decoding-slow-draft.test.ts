@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeAll, DraftModelDrafter, type Drafter } from '../../client/decoding/index.js'
+import { decodeAll, type Drafter, type DraftModel, DraftModelDrafter } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
-import type { WholeModel } from '../../model/whole-model.js'
 import { SlowDrafter } from '../../scripts/lib/slow-drafter.js'
 import { loadStories, STORIES_REF } from '../helpers/decoding-fixtures.js'
 
@@ -20,7 +19,7 @@ const slowWrongDrafter: Drafter = {
 
 describe('pipelined decoding with a slow drafter', () => {
   let model: LocalModel
-  let draft: WholeModel
+  let draft: DraftModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 

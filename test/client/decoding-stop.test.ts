@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decode, decodeAll, type DecodeMode, type DecodeOptions, type Drafter } from '../../client/decoding/index.js'
+import { decode, decodeAll, type DecodeMode, type DecodeOptions, type Drafter, type DraftModel } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
-import type { WholeModel } from '../../model/whole-model.js'
 import { loadStories, makeDrafter, STORIES_REF, TrackingTarget } from '../helpers/decoding-fixtures.js'
 
 const PROMPT = STORIES_REF.prompts[0] as (typeof STORIES_REF.prompts)[number]
@@ -11,7 +10,7 @@ const MODES: DecodeMode[] = ['none', 'sync', 'pipelined']
 
 describe('decoding stops cleanly: no run is left in flight', () => {
   let model: LocalModel
-  let draft: WholeModel
+  let draft: DraftModel
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 

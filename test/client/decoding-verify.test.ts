@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { keyedRandom, residualDistribution, verifyToken, type DraftGuess, type RandomSource, type Verdict } from '../../client/decoding/index.js'
+import { type DraftGuess, type DraftModel, keyedRandom, type RandomSource, residualDistribution, type Verdict, verifyToken } from '../../client/decoding/index.js'
 import { Sampler, softmax } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
-import type { WholeModel } from '../../model/whole-model.js'
 import { chiSquare } from '../helpers/decoding-chi-square.js'
 import { loadStories } from '../helpers/decoding-fixtures.js'
 
@@ -71,7 +70,7 @@ describe('verifyToken', () => {
 
 describe('speculative sampling keeps the target distribution (chi-square, 4000 draws)', () => {
   let model: LocalModel
-  let draft: WholeModel
+  let draft: DraftModel
   let p: Float64Array
   let q: Float64Array
   // "The little dog": here the draft disagrees with the target (total variation ~0.57).

@@ -2,8 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Checkpoint } from '../../model/checkpoint.js'
 import { LocalModel } from '../../model/local-model.js'
-import { DraftModelDrafter, loadDraftModel, NgramDrafter, type Drafter } from '../../client/decoding/index.js'
-import type { WholeModel } from '../../model/whole-model.js'
+import { type Drafter, type DraftModel, DraftModelDrafter, loadDraftModel, NgramDrafter } from '../../client/decoding/index.js'
 import type { PendingRun, TargetModel, TargetStats } from '../../client/target-model.js'
 import { BUNDLED_MODEL, fixtureDir } from './fixtures.js'
 
@@ -15,7 +14,7 @@ export interface StoriesReference {
 export const STORIES_REF: StoriesReference = JSON.parse(readFileSync(join(BUNDLED_MODEL, 'reference.json'), 'utf8'))
 
 /** The target (stories260k) and the draft (stories260k-draft, loaded as the SDK loads drafts), once per test file. */
-export async function loadStories (): Promise<{ model: LocalModel, draft: WholeModel }> {
+export async function loadStories (): Promise<{ model: LocalModel, draft: DraftModel }> {
   const [model, draft] = await Promise.all([
     LocalModel.load(Checkpoint.open(BUNDLED_MODEL)),
     loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
@@ -25,7 +24,7 @@ export async function loadStories (): Promise<{ model: LocalModel, draft: WholeM
 
 export type DrafterKind = 'model' | 'ngram'
 
-export function makeDrafter (kind: DrafterKind, draft: WholeModel): Drafter {
+export function makeDrafter (kind: DrafterKind, draft: DraftModel): Drafter {
   return kind === 'model' ? new DraftModelDrafter(draft) : new NgramDrafter()
 }
 

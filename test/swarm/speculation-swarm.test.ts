@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DraftModelDrafter, loadDraftModel, NgramDrafter, type Drafter } from '../../client/decoding/index.js'
+import { type Drafter, type DraftModel, DraftModelDrafter, loadDraftModel, NgramDrafter } from '../../client/decoding/index.js'
 import { LanguageModel } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
 import type { GenerationResult, SpeculationMode } from '../../client/text-generation.js'
 import { Checkpoint } from '../../model/checkpoint.js'
-import type { WholeModel } from '../../model/whole-model.js'
 import { LocalSwarm, type ServerProcess } from '../../node/local-swarm.js'
 import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
 import { fullyCovered, peerIdOf, waitForServers } from '../helpers/swarm.js'
@@ -20,7 +19,7 @@ const LATENCY = 5
 describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`, () => {
   const swarm = new LocalSwarm(BUNDLED_MODEL)
   let client: SwarmClient
-  let draftModel: WholeModel
+  let draftModel: DraftModel
   const ref = readReference('stories260k').prompts
   const latency = ['--link-latency-ms', String(LATENCY)]
 
