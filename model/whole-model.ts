@@ -6,9 +6,6 @@ import { buildWholeModelGraph, wholeModelNames } from './onnx/whole-model-graph.
 import { createOrtSession, floatTensor, positionTensor, readFloats, tokenTensor, visibilityTensor, type OrtOptions } from './ort-session.js'
 import { runLayout, visibility } from './token-tree.js'
 
-/** Rotary tables cover this many positions at most (16K positions x D/2 x 2 tables of float32). */
-const MAX_TABLE_POSITIONS = 16_384
-
 /**
  * A small model run whole in one lean ORT session (onnx/whole-model-graph.ts): token ids in,
  * logits out. Made for draft models on the client, where a step's cost is ORT's per-node
@@ -16,28 +13,24 @@ const MAX_TABLE_POSITIONS = 16_384
  */
 export class WholeModel {
   readonly config: LlamaConfig
-  /** Positions [0, maxPositions) can be run. */
-  readonly maxPositions: number
   readonly #session: ort.InferenceSession
 
-  private constructor (config: LlamaConfig, maxPositions: number, session: ort.InferenceSession) {
+  private constructor (config: LlamaConfig, session: ort.InferenceSession) {
     this.config = config
-    this.maxPositions = maxPositions
     this.#session = session
   }
 
   /** Loads every block, the embedding and the head; one intra-op thread unless `opts.threads` says otherwise. */
   static async load (ckpt: Checkpoint, opts: OrtOptions = {}): Promise<WholeModel> {
     const cfg = ckpt.config
-    const maxPositions = Math.min(cfg.maxPositions, MAX_TABLE_POSITIONS)
     const blocks = Array.from({ length: cfg.numLayers }, (_, b) => ckpt.readBlock(b))
-    const graph = buildWholeModelGraph(cfg, blocks, ckpt.readClientWeights(), maxPositions)
-    return new WholeModel(cfg, maxPositions, await createOrtSession(graph, { threads: 1, ...opts }))
+    const graph = buildWholeModelGraph(cfg, blocks, ckpt.readClientWeights())
+    return new WholeModel(cfg, await createOrtSession(graph, { threads: 1, ...opts }))
   }
 
   /** A fresh, empty KV cache. */
   newSession (): WholeModelSequence {
-    return new WholeModelSequence(this.config, this.maxPositions, this.#session)
+    return new WholeModelSequence(this.config, this.#session)
   }
 
   async release (): Promise<void> {
@@ -48,16 +41,14 @@ export class WholeModel {
 /** One sequence's caches over a WholeModel: feed tokens at positions, get logits back. */
 export class WholeModelSequence {
   readonly #cfg: LlamaConfig
-  readonly #maxPositions: number
   readonly #session: ort.InferenceSession
   /** Per block, keys and values (Hkv, length, D) of positions [0, length). */
   #keys: Float32Array[]
   #values: Float32Array[]
   #length = 0
 
-  constructor (cfg: LlamaConfig, maxPositions: number, session: ort.InferenceSession) {
+  constructor (cfg: LlamaConfig, session: ort.InferenceSession) {
     this.#cfg = cfg
-    this.#maxPositions = maxPositions
     this.#session = session
     this.#keys = Array.from({ length: cfg.numLayers }, () => new Float32Array(0))
     this.#values = Array.from({ length: cfg.numLayers }, () => new Float32Array(0))
@@ -78,8 +69,6 @@ export class WholeModelSequence {
     if (!(Number.isInteger(position) && position >= 0 && position <= this.#length)) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${this.#length}`)
     for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new ShapeError(`Cannot embed token id ${id}: vocabulary size is ${V}`)
     const layout = runLayout(position, T, parents)
-    const deepest = Math.max(...layout.positions)
-    if (deepest >= this.#maxPositions) throw new ShapeError(`Cannot run position ${deepest}: this model runs positions below ${this.#maxPositions}`)
     this.#truncate(position)
     const feeds: Record<string, ort.Tensor> = {
       [wholeModelNames.ids]: tokenTensor(ids),

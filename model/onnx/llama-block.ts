@@ -29,13 +29,17 @@ export interface BlockOut {
  * applies the same table to both halves of a head.
  */
 export function emitRotary (g: GraphBuilder, cfg: LlamaConfig, positions: string, visible: string): BlockContext {
+  const freqs4 = g.op('Unsqueeze', [emitRotaryAngles(g, cfg, positions), g.ints([2])]) // (B,T,1,D/2)
+  return { cos: g.op('Cos', [freqs4]), sin: g.op('Sin', [freqs4]), visible }
+}
+
+/** positions (B,T) int64 -> rotary angles (B,T,D/2) float32: positions * inv_freq. */
+export function emitRotaryAngles (g: GraphBuilder, cfg: LlamaConfig, positions: string): string {
   const half = cfg.headDim / 2
   const invFreq = new Float32Array(half)
   for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(cfg.ropeTheta, (2 * i) / cfg.headDim)
   const pos = g.op('Cast', [positions], { to: 1 }) // (B,T) float32
-  const freqs = g.op('Mul', [g.op('Unsqueeze', [pos, g.ints([-1])]), g.floats('inv_freq', invFreq, [half])]) // (B,T,D/2)
-  const freqs4 = g.op('Unsqueeze', [freqs, g.ints([2])]) // (B,T,1,D/2)
-  return { cos: g.op('Cos', [freqs4]), sin: g.op('Sin', [freqs4]), visible }
+  return g.op('Mul', [g.op('Unsqueeze', [pos, g.ints([-1])]), g.floats('inv_freq', invFreq, [half])]) // (B,T,D/2)
 }
 
 /** x (B,T,N,D) -> rotate-half RoPE with cos/sin (B,T,1,D/2) */

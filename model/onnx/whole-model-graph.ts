@@ -2,6 +2,7 @@ import type { LlamaConfig } from '../config.js'
 import type { BlockWeights, ClientWeights } from '../weights.js'
 import { GraphBuilder } from './graph-builder.js'
 import { concatRows } from './linear.js'
+import { emitRotaryAngles } from './llama-block.js'
 
 /** Graph input/output names of a whole model; index by block number. */
 export const wholeModelNames = {
@@ -29,18 +30,17 @@ export const wholeModelNames = {
  * 77-108 against 158-217 us; a 32-row tree: 219-233 against 344-407 us). The price is that
  * Attention returns the whole cache (present = past + new) each step, a copy only a tiny
  * model can shrug off.
- *
- * `maxPositions` bounds the rotary tables (positions [0, maxPositions)).
  */
-export function buildWholeModelGraph (cfg: LlamaConfig, blocks: readonly BlockWeights[], client: ClientWeights, maxPositions: number): Uint8Array {
+export function buildWholeModelGraph (cfg: LlamaConfig, blocks: readonly BlockWeights[], client: ClientWeights): Uint8Array {
   const { hiddenSize: C, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V } = cfg
   const g = new GraphBuilder({ opset: 23 })
   const ids = g.input(wholeModelNames.ids, 'int64', ['B', 'T'])
   const positions = g.input(wholeModelNames.positions, 'int64', ['B', 'T'])
   const mask = g.input(wholeModelNames.mask, 'bool', ['T', 'S'])
-  const { cos, sin } = rotaryTables(cfg, maxPositions)
-  const cosCache = g.floats('cos_cache', cos, [maxPositions, D / 2])
-  const sinCache = g.floats('sin_cache', sin, [maxPositions, D / 2])
+  // this run's rotary tables (B,T,D/2), as the block graph computes them: any position works
+  const angles = emitRotaryAngles(g, cfg, positions)
+  const cosCache = g.op('Cos', [angles])
+  const sinCache = g.op('Sin', [angles])
   const rmsNorm = (x: string, w: Float32Array): string =>
     g.op('SimplifiedLayerNormalization', [x, g.floats('norm_w', w, [C])], { axis: -1, epsilon: { float: cfg.rmsNormEps }, stash_type: 1 })
   // x (B,T,in) @ W^T for W (out, in) stored as Hugging Face does
@@ -54,8 +54,8 @@ export function buildWholeModelGraph (cfg: LlamaConfig, blocks: readonly BlockWe
     const qkv = linear(rmsNorm(x, w.inputNorm), concatRows([w.q, w.k, w.v]), C, (H + 2 * Hkv) * D) // (B,T,(H+2Hkv)*D)
     const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
     // rotate-half RoPE (interleaved 0) over (B,T,N*D), heads told by num_heads
-    const qRot = g.op('RotaryEmbedding', [q, cosCache, sinCache, positions], { num_heads: H })
-    const kRot = g.op('RotaryEmbedding', [k, cosCache, sinCache, positions], { num_heads: Hkv })
+    const qRot = g.op('RotaryEmbedding', [q, cosCache, sinCache], { num_heads: H })
+    const kRot = g.op('RotaryEmbedding', [k, cosCache, sinCache], { num_heads: Hkv })
     // query head h reads kv head h / (H / Hkv); scale 1/sqrt(D) by default
     const [attn, presentKey, presentValue] = g.opN('Attention', [qRot, kRot, v, mask, pastKey, pastValue], 3, { q_num_heads: H, kv_num_heads: Hkv }) as [string, string, string]
     g.rename(presentKey, wholeModelNames.presentKey(b))
@@ -71,26 +71,6 @@ export function buildWholeModelGraph (cfg: LlamaConfig, blocks: readonly BlockWe
   g.rename(linear(rmsNorm(x, client.finalNorm), client.lmHead, C, V), wholeModelNames.logits)
   g.output(wholeModelNames.logits, 'float32', ['B', 'T', V])
   return g.build('llama_whole_model')
-}
-
-/**
- * cos/sin (maxPositions, D/2) as the block graph computes them in float32:
- * angle = float32(position * inv_freq), inv_freq = float32(1 / theta^(2i/D)).
- */
-function rotaryTables (cfg: LlamaConfig, maxPositions: number): { cos: Float32Array, sin: Float32Array } {
-  const half = cfg.headDim / 2
-  const invFreq = new Float32Array(half)
-  for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(cfg.ropeTheta, (2 * i) / cfg.headDim)
-  const cos = new Float32Array(maxPositions * half)
-  const sin = new Float32Array(maxPositions * half)
-  for (let p = 0; p < maxPositions; p++) {
-    for (let i = 0; i < half; i++) {
-      const angle = Math.fround(p * (invFreq[i] as number))
-      cos[p * half + i] = Math.cos(angle)
-      sin[p * half + i] = Math.sin(angle)
-    }
-  }
-  return { cos, sin }
 }
 
 /** W (rows, cols) -> W^T (cols, rows) */

@@ -94,11 +94,16 @@ describe('WholeModel (the lean one-session graph drafts run on) matches transfor
     expect(maxAbsDiffRows(await seq.forward(gqa.input_ids.slice(4)), gqa.logits.slice(4))).toBeLessThan(ATOL)
   })
 
-  it('refuses positions past its rotary tables (max_position_embeddings)', async () => {
-    const seq = draft.newSession()
-    const full = Array.from({ length: draft.maxPositions - 1 }, (_, i) => 3 + (i % 100))
-    await seq.forward(full)
-    await expect(seq.forward([1, 2])).rejects.toThrow(`runs positions below ${draft.maxPositions}`)
-    expect((await seq.forward([1])).length).toBe(1) // the last position still runs
+  it('runs past max_position_embeddings as the block graphs do (rotary angles from positions, no table)', async () => {
+    const local = await LocalModel.load(Checkpoint.open(fixtureDir('stories260k-draft')))
+    try {
+      const ids = Array.from({ length: draft.config.maxPositions + 8 }, (_, i) => 3 + ((i * 37) % 500))
+      const [a, b] = [draft.newSession(), local.newSession()]
+      await a.forward(ids.slice(0, -4))
+      await b.forward(ids.slice(0, -4))
+      expect(maxAbsDiffRows(await a.forward(ids.slice(-4)), await b.forward(ids.slice(-4)))).toBeLessThan(1e-4)
+    } finally {
+      await local.release()
+    }
   })
 })
