@@ -120,5 +120,6 @@ export function sweepPoints (mode: 'sync' | 'pipelined', tree = false): SweepPoi
   }
   const shapes = [8, 16].flatMap(branches => [3, 6].map(branchLength => ({ branches, branchLength })))
   if (mode === 'sync') return [6, 8, 12, 16].flatMap(k => shapes.map(s => ({ k, depth: 1, ...s })))
-  return [[4, 4], [4, 8], [6, 4]].flatMap(([k, depth]) => shapes.map(s => ({ k: k as number, depth: depth as number, ...s })))
+  // (12, 2): at 0 ms the servers share the client's cores, and deep pipelines of trees only queue there
+  return [[4, 4], [4, 8], [6, 4], [12, 2]].flatMap(([k, depth]) => shapes.map(s => ({ k: k as number, depth: depth as number, ...s })))
 }
