@@ -152,8 +152,10 @@ async function benchLatency (L: number): Promise<void> {
       await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts.slice(0, 1), Math.min(tokens, 8), cfg)
     }
     const plain = await measure(plainClient)
+    const rates = new Map<string, number>() // tokens/s of each mode's reported line (sweep points aside)
     const report: Report = (cfg, m, extra = {}) => {
       const { r } = m
+      if (extra.sweep !== true) rates.set(cfg.mode, r.tokensPerSecond)
       const tokensMatchPlain = r.tokens.every((t, i) => sameIds(t, plain.r.tokens[i] ?? []))
       const tokensMatchReference = r.tokens.every((t, i) => sameIds(t.slice(0, reference[i]?.greedy_new_ids.length), reference[i]?.greedy_new_ids.slice(0, t.length) ?? []))
       emit({
@@ -181,10 +183,35 @@ async function benchLatency (L: number): Promise<void> {
         report(cfg, await measure(cfg))
       }
     }
+    emitGoalRatios(L, rates)
   } finally {
     for (const undo of cleanup.reverse()) await undo()
     process.stderr.write(`latency ${L} ms (${delay}): ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
   }
+}
+
+/**
+ * The issue's goals as ratios of the lines just measured: pipelined (the SDK's adaptive
+ * default, and the best pipelined line, trees included) over sync (chains: the baseline the
+ * issue defines), over the best sync line (trees included), over plain client-mediated, and
+ * the best pipelined line over the best line of any other mode.
+ */
+function emitGoalRatios (L: number, rates: ReadonlyMap<string, number>): void {
+  const best = (pick: (mode: string) => boolean): number | undefined => {
+    const xs = [...rates].filter(([mode]) => pick(mode)).map(([, rate]) => rate)
+    return xs.length === 0 ? undefined : Math.max(...xs)
+  }
+  const pipelined = best(m => m.startsWith('pipelined'))
+  const ratio = (a: number | undefined, b: number | undefined): number | undefined => a === undefined || b === undefined ? undefined : round(a / b)
+  const ratios = {
+    adaptiveOverSync: ratio(rates.get('pipelined-adaptive'), rates.get('sync')),
+    bestPipelinedOverSync: ratio(pipelined, rates.get('sync')),
+    bestPipelinedOverBestSync: ratio(pipelined, best(m => m.startsWith('sync'))),
+    bestPipelinedOverPlainClient: ratio(pipelined, rates.get('plain-client')),
+    bestPipelinedOverBestOther: ratio(pipelined, best(m => !m.startsWith('pipelined')))
+  }
+  const value = ratios.bestPipelinedOverSync ?? ratios.bestPipelinedOverBestOther
+  if (value !== undefined) emit({ metric: 'speculation_goal_ratios', value, unit: 'x', latencyMs: L, delay, ...ratios })
 }
 
 /** Sweeps the mode's settings (when enabled), then measures the fastest correct point again. */

@@ -36,6 +36,18 @@ describe('benchmarks do not rot', () => {
     expect(byMetric.client_head_back_to_back_ms).toBeGreaterThan(0)
   }, 120_000)
 
+  it('bench-tree-shapes --quick: every shape decides at least what its trunk alone would', async () => {
+    const lines = await bench('bench-tree-shapes.ts')
+    const perRoot = lines.filter(l => l.metric === 'decided_per_root')
+    expect(perRoot.length).toBeGreaterThanOrEqual(5)
+    expect(lines.filter(l => l.metric === 'tokens_per_round')).toHaveLength(perRoot.length)
+    for (const l of lines) expect(l.value, `${l.metric} ${JSON.stringify(l.config)}`).toBeGreaterThanOrEqual(1)
+    // every tree's trunk is the same greedy chain of 16 or more drafts, so over the same roots it cannot decide less
+    const chain16 = perRoot.find(l => l.config.kind === 'chain' && l.config.k === 16)?.value as number
+    for (const l of perRoot.filter(l => l.config.k * l.config.runs >= 16)) expect(l.value).toBeGreaterThanOrEqual(chain16)
+    expect(perRoot.some(l => l.config.kind !== 'chain' && l.value > chain16)).toBe(true)
+  }, 120_000)
+
   it('bench-rtt --quick measures RTT with the probe and with libp2p ping()', async () => {
     const lines = await bench('bench-rtt.ts')
     expect(lines.map(l => [l.metric, l.method])).toEqual([['rtt_ms', 'probe'], ['rtt_ms', 'ping-new-stream']])

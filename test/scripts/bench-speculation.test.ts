@@ -10,7 +10,8 @@ describe('bench-speculation --quick', () => {
   it('prints one JSON line per mode with finite figures and plain greedy tokens', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'bench-speculation.ts'), '--quick'],
       { cwd: ROOT, timeout: 60_000, maxBuffer: 1 << 20 })
-    const lines = stdout.trim().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+    const all = stdout.trim().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+    const lines = all.filter(l => l.metric === 'speculation_tokens_per_second')
     expect(lines.map(l => l.mode)).toEqual(['plain-client', 'pipelined'])
     for (const line of lines) {
       expect(line).toMatchObject({ metric: 'speculation_tokens_per_second', unit: 'tokens/s', latencyMs: 5, delay: 'in-process', sweep: false, tokensMatchPlain: true, tokensMatchReference: true })
@@ -23,5 +24,12 @@ describe('bench-speculation --quick', () => {
       expect(line.config).toMatchObject({ tokens: 8, prompts: 1 })
     }
     expect(lines[1]).toMatchObject({ k: 4, depth: 4, push: true })
+    // the goal line: ratios of the lines above (no sync measured, so no ratio over sync)
+    const goals = all.filter(l => l.metric === 'speculation_goal_ratios')
+    expect(goals).toHaveLength(1)
+    const rate = (mode: string): number => lines.find(l => l.mode === mode)?.tokensPerSecond as number
+    expect(goals[0]?.bestPipelinedOverPlainClient).toBeCloseTo(rate('pipelined') / rate('plain-client'), 2)
+    expect(goals[0]?.bestPipelinedOverBestOther).toBeCloseTo(rate('pipelined') / rate('plain-client'), 2)
+    expect(goals[0]?.bestPipelinedOverSync).toBeUndefined()
   }, 90_000)
 })
