@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Device } from '../model/ort-session.js'
 import type { Limits } from '../protocol/limits.js'
 import type { Throughput } from '../protocol/server-info.js'
+import type { SimulatedCompute } from './session-manager.js'
 
 /** Options of a PetalServer. Give exactly one of `blocks` and `numBlocks`. */
 export interface PetalServerInit {
@@ -39,6 +40,8 @@ export interface PetalServerInit {
   announceIntervalMs?: number
   /** Simulated one-way latency of every frame this server sends, ms (default 0). */
   linkLatencyMs?: number
+  /** Simulated extra device time per run and per row (benchmarks; see SimulatedCompute). */
+  simulatedCompute?: SimulatedCompute
   /** Wire limits (frame bytes, tensor elements, tokens per run). */
   limits?: Partial<Limits>
   /** On stop, how long queued runs may still finish, ms (default 2000). */

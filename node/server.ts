@@ -172,7 +172,8 @@ export class PetalServer {
     this.#log.info({ blocks: [start, end], device, ms: Math.round(performance.now() - began) }, 'loaded blocks')
     this.#throughput = this.#init.throughput ?? await measureThroughput(runner)
     this.#manager = new SessionManager({
-      modelId: this.#modelId, runner, maxSessions: this.#init.maxSessions ?? 16, cacheTokens: this.#init.cacheTokens ?? 16384
+      modelId: this.#modelId, runner, maxSessions: this.#init.maxSessions ?? 16, cacheTokens: this.#init.cacheTokens ?? 16384,
+      ...(this.#init.simulatedCompute !== undefined ? { simulatedCompute: this.#init.simulatedCompute } : {})
     })
   }
 

@@ -16,6 +16,18 @@ export interface SessionManagerInit {
   maxSessions: number
   /** Cache positions reserved by all open sessions together (each reserves its maxTokens). */
   cacheTokens: number
+  /** Benchmarks: idle device time each run holds the queue for, after its real compute. */
+  simulatedCompute?: SimulatedCompute
+}
+
+/**
+ * Extra device time per run, msPerRun + msPerRow * rows, spent idle while holding the
+ * compute queue: a tiny model stands in for a big one whose runs cost that much (on a GPU,
+ * roughly a fixed weight read plus a per-row share), without taking CPU from the others.
+ */
+export interface SimulatedCompute {
+  readonly msPerRun: number
+  readonly msPerRow: number
 }
 
 /** What the server reports about a finished run. */
@@ -156,6 +168,8 @@ export class SessionManager {
         const began = performance.now()
         try {
           const out = await this.#init.runner.forward(hidden, session.cache, start, parents === undefined ? { signal } : { signal, parents })
+          const simulated = this.#init.simulatedCompute
+          if (simulated !== undefined) await idle(simulated.msPerRun + simulated.msPerRow * T, signal)
           if (signal.aborted) { // cancelled while its last block ran: a cancelled run sends no result
             this.counters.abortedMidRun++
             return
@@ -190,4 +204,14 @@ export class SessionManager {
     this.#draining = true
     return [...this.#sessions.values()]
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+async function idle (ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return
+  await new Promise<void>(resolve => {
+    const done = (): void => { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done)
+  })
 }

@@ -14,7 +14,10 @@
  * pipelined, sync-adaptive, pipelined-adaptive; plain-client always runs: it is the reference),
  * --no-sweep (sync/pipelined at the SDK's default k and depth 4 instead of their best sweep point), --draft DIR,
  * --draft-cost-ms X (the drafter waits X ms more per drafted token, as a bigger draft model on
- * its own accelerator would: how the modes compare when drafting is a real share of a round trip).
+ * its own accelerator would: how the modes compare when drafting is a real share of a round trip),
+ * --server-run-ms X and --server-row-ms Y (every server holds its device idle X ms more per run
+ * and Y ms more per row, as servers of a bigger model would: how the modes compare when
+ * verification costs compute).
  *
  * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
  * draft model (n-gram lookup, with a warning, when models/stories260k-draft is
@@ -61,6 +64,8 @@ const { values: args } = parseArgs({
     'kernel-delay': { type: 'boolean', default: false },
     draft: { type: 'string' },
     'draft-cost-ms': { type: 'string' },
+    'server-run-ms': { type: 'string' },
+    'server-row-ms': { type: 'string' },
     'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
 })
@@ -72,10 +77,13 @@ const sweep = !args['no-sweep'] && !args.quick
 const delay = args['netns-child'] ?? 'in-process'
 const draftDir = args.draft ?? join(ROOT, 'models', 'stories260k-draft')
 const draftCostMs = Number(args['draft-cost-ms'] ?? 0)
+const serverCost = { msPerRun: Number(args['server-run-ms'] ?? 0), msPerRow: Number(args['server-row-ms'] ?? 0) }
+const serverCostArgs = ['--simulated-run-ms', String(serverCost.msPerRun), '--simulated-row-ms', String(serverCost.msPerRow)]
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
 if (latencies.some(l => !(Number.isFinite(l) && l >= 0))) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a comma list of numbers >= 0`)
 if (!(Number.isInteger(tokens) && tokens >= 1)) throw new RangeError(`Cannot generate --tokens ${args.tokens}: it must be an integer >= 1`)
 if (!(Number.isFinite(draftCostMs) && draftCostMs >= 0)) throw new RangeError(`Cannot use --draft-cost-ms ${args['draft-cost-ms']}: it must be a number >= 0`)
+if (!(serverCost.msPerRun >= 0 && serverCost.msPerRow >= 0)) throw new RangeError(`Cannot use --server-run-ms ${args['server-run-ms']} --server-row-ms ${args['server-row-ms']}: they must be numbers >= 0`)
 if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
@@ -105,7 +113,8 @@ if (args['kernel-delay'] && args['netns-child'] === undefined) {
 async function runUnderKernelDelay (): Promise<void> {
   for (const L of latencies) {
     const argv = (kind: string): string[] => [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', kind, '--latency-ms', String(L),
-      '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs), ...(sweep ? [] : ['--no-sweep'])]
+      '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs),
+      '--server-run-ms', String(serverCost.msPerRun), '--server-row-ms', String(serverCost.msPerRow), ...(sweep ? [] : ['--no-sweep'])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
     if (code !== 0) throw new Error(`The benchmark at kernel latency ${L} ms exited with code ${code}`)
   }
@@ -127,7 +136,7 @@ async function benchLatency (L: number): Promise<void> {
   const inProcess = delay === 'in-process' ? L : 0
   const cleanup: Array<() => Promise<void>> = [] // undone in reverse order, also on error
   try {
-    const swarm = await startSpecSwarm(TARGET, inProcess)
+    const swarm = await startSpecSwarm(TARGET, inProcess, serverCostArgs)
     cleanup.push(swarm.close)
     const draft = await loadDrafter()
     cleanup.push(draft.release)
@@ -137,7 +146,7 @@ async function benchLatency (L: number): Promise<void> {
       return model
     }
     const models = { client: await open(false), push: await open(true) }
-    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(draftCostMs > 0 ? { draftCostMs } : {}) }
+    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}) }
     const measure = async (cfg: SpecConfig): Promise<Measured> => {
       const before = await swarm.totals()
       const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg)

@@ -27,12 +27,13 @@ export interface SpecSwarm {
 
 /**
  * Starts the servers, each with `--link-latency-ms linkLatencyMs` when that is > 0 (in-process
- * delay of every frame a server sends), and waits until the client discovers every block.
+ * delay of every frame a server sends) and `serverArgs`, and waits until the client discovers
+ * every block.
  */
-export async function startSpecSwarm (dir: string, linkLatencyMs: number): Promise<SpecSwarm> {
+export async function startSpecSwarm (dir: string, linkLatencyMs: number, serverArgs: readonly string[] = []): Promise<SpecSwarm> {
   const numBlocks = Checkpoint.open(dir).config.numLayers
   const cuts = [0, Math.min(2, numBlocks - 2), Math.min(4, numBlocks - 1), numBlocks]
-  const args = linkLatencyMs > 0 ? ['--link-latency-ms', String(linkLatencyMs)] : []
+  const args = [...(linkLatencyMs > 0 ? ['--link-latency-ms', String(linkLatencyMs)] : []), ...serverArgs]
   const swarm = new LocalSwarm(dir)
   const modelId = basename(dir)
   let client: SwarmClient | undefined

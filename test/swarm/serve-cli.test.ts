@@ -124,7 +124,8 @@ describe('petal-node serve', () => {
   it('rejects bad flags with one line on stderr and exit code 1', async () => {
     const cases = [
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--frobnicate'],
-      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--num-blocks', '2']
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--num-blocks', '2'],
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--simulated-row-ms', '-1']
     ]
     await Promise.all(cases.map(async args => {
       const run = serve(args)
