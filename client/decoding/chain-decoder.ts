@@ -137,7 +137,7 @@ export class ChainDecoder {
       for (let round = 0; round < MAX_ROUNDS_PER_BATCH; round++) {
         for (let f = this.#flights[0]; f?.rows !== undefined && this.#stopReason === undefined; f = this.#flights[0]) {
           this.#flights.shift()
-          this.#controller?.observeRun((f.arrivedAt ?? busy) - f.submittedAt, f.alone)
+          this.#controller?.observeRun((f.arrivedAt ?? busy) - f.submittedAt, f.alone, f.tokens.length)
           batch.push(...await this.#verify(f, f.rows))
         }
         if (this.#stopReason !== undefined) break
@@ -242,14 +242,14 @@ export class ChainDecoder {
    * it replaces the first draft of the next run.
    */
   async #branchesFor (start: number, firstDraft: number, specFrom: number, drafts: readonly DraftToken[], end: number): Promise<BranchRows> {
-    const { branches, branchLength, confidenceScale, minSurvival, depth } = this.#plan
+    const { branches, branchLength, confidenceScale, minSurvival, depth, branchSurvival = minSurvival } = this.#plan
     const drafter = this.#drafter
     const trunk = firstDraft + drafts.length
     // a prefill-sized run goes without: its rows would pass the tree limits of the wire and the frame
     if (branches === 0 || drafter?.continueBranches === undefined || drafts.length === 0 || trunk > MAX_TRUNK_WITH_BRANCHES) return { tokens: [], parents: [] }
     // with runs in flight the draft after this trunk opens the next run, but this run judges it
     const [next] = depth > 1 && start + trunk < end ? await this.#draftsAt(specFrom + drafts.length, 1) : []
-    const picked = pickBranches(branchCandidates(drafts, firstDraft, this.#survival(specFrom), confidenceScale, next), branches, minSurvival)
+    const picked = pickBranches(branchCandidates(drafts, firstDraft, this.#survival(specFrom), confidenceScale, next), branches, branchSurvival)
     if (picked.length === 0) return { tokens: [], parents: [] }
     const t = performance.now()
     const context = [...this.#ctx, ...this.#spec.slice(0, specFrom + drafts.length).map(d => d.token)]

@@ -10,6 +10,14 @@ export interface SpeculationEstimates {
    * to each other. Undefined before the first.
    */
   readonly runMs: number | undefined
+  /**
+   * What one more row adds to a run's round trip (ms, >= 0): the slope of round trip over
+   * rows among runs sent alone. About 0 where servers are fast and the network is slow; on
+   * servers whose compute grows with rows (a big model) every speculative row costs this much.
+   */
+  readonly rowMs?: number | undefined
+  /** Mean rows of the runs `runMs` averages (where rowMs is anchored). */
+  readonly meanRows?: number | undefined
   /** Recent client time to draft one token (ms). */
   readonly draftMsPerToken: number | undefined
   /** Recent client time spent per run on drafting and verifying (ms). */
@@ -50,9 +58,15 @@ export interface SpeculationPlan {
   readonly minSurvival: number
   /** Drafting stops after a token whose confidence alone fails minSurvival. */
   readonly cutoff: number
-  /** Most branches per run; each must pass the same survival bar (its chance to be used). */
+  /** Most branches per run; each must pass branchSurvival (its chance to be used). */
   readonly branches: number
   readonly branchLength: number
+  /**
+   * The bar for a branch: minSurvival, plus what its continuation rows cost the servers
+   * (a branch is 1 + branchLength rows; drafting them is shared by all branches). Default
+   * minSurvival.
+   */
+  readonly branchSurvival?: number
 }
 
 /**
@@ -78,14 +92,16 @@ export function expectedTokens (acceptance: number, k: number): number {
 /**
  * The speculation plan for measured acceptance and timings (a pure decision).
  *
- * - survival bar: a draft token is worth sending when its chance to be used times what it
- *   saves (about one run's round trip) exceeds its cost (drafting it): bar = draft ms per
- *   token / run ms. Slow networks speculate deep, fast local targets shallow. In pipelined
- *   mode drafting only costs what it takes from a busy client: time it would have spent
- *   waiting for results is free, so the bar is scaled by the measured busy share (with a
- *   slow draft the full bar stalled the pipeline it was meant to keep full).
- * - sync: k maximizes expected tokens per run over the run's time (round trip + drafting);
- *   poor drafts or slow drafting give k = 1, close to plain decoding.
+ * - survival bar: a draft token (or branch row) is worth sending when its chance to be used
+ *   times what it saves (about one run's round trip) exceeds its cost: drafting it plus the
+ *   row's own share of the servers' time (rowMs): bar = (draft ms per token + row ms) / run
+ *   ms. Slow networks speculate deep, fast local targets and servers whose compute grows
+ *   with rows shallow. In pipelined mode drafting only costs what it takes from a busy
+ *   client: time it would have spent waiting for results is free, so the drafting part is
+ *   scaled by the measured busy share (with a slow draft the full bar stalled the pipeline
+ *   it was meant to keep full).
+ * - sync: k maximizes expected tokens per run over the run's time (round trip at k + 1 rows
+ *   + drafting); poor drafts, slow drafting or costly rows give small k, down to 1.
  * - pipelined: the speculation window (draft tokens in flight) reaches as deep as
  *   acceptance^m stays above the bar; runs in flight cover one round trip of client cycles;
  *   the window is split into runs of k. Poor acceptance shrinks it to one run of one draft.
@@ -95,18 +111,21 @@ export function expectedTokens (acceptance: number, k: number): number {
 export function planSpeculation (est: SpeculationEstimates, limits: SpeculationLimits): SpeculationPlan {
   const a = Math.min(1, Math.max(0, est.acceptance))
   const busy = limits.mode === 'pipelined' ? clamp(est.busy ?? 1, 0, 1) : 1 // sync drafts on the critical path
+  const rowMs = Math.max(0, est.rowMs ?? 0)
   const bar = est.runMs !== undefined && est.draftMsPerToken !== undefined
-    ? clamp((busy * est.draftMsPerToken) / Math.max(est.runMs, 1e-3), MIN_BAR, MAX_BAR)
+    ? clamp((busy * est.draftMsPerToken + rowMs) / Math.max(est.runMs, 1e-3), MIN_BAR, MAX_BAR)
     : DEFAULT_BAR
   const confidenceScale = a / Math.max(est.confidence, 1e-3)
-  const gate = { confidenceScale, minSurvival: bar, cutoff: Math.min(1, bar / Math.max(confidenceScale, 1e-3)), branches: limits.maxBranches, branchLength: limits.branchLength }
+  const branchSurvival = est.runMs !== undefined ? clamp(bar + (rowMs * limits.branchLength) / Math.max(est.runMs, 1e-3), bar, MAX_BAR) : bar
+  const gate = { confidenceScale, minSurvival: bar, cutoff: Math.min(1, bar / Math.max(confidenceScale, 1e-3)), branches: limits.maxBranches, branchLength: limits.branchLength, branchSurvival }
   if (limits.mode === 'sync') {
     if (est.runMs === undefined) return { k: window(a, bar, limits.maxK), depth: 1, ...gate }
     const draftMs = est.draftMsPerToken ?? 0
+    const runMsAt = (rows: number): number => Math.max(1e-3, est.runMs as number + rowMs * (rows - (est.meanRows ?? rows)))
     let best = 1
     let bestRate = 0
     for (let k = 1; k <= limits.maxK; k++) {
-      const rate = expectedTokens(a, k) / (est.runMs + k * draftMs)
+      const rate = expectedTokens(a, k) / (runMsAt(k + 1) + k * draftMs)
       if (rate > bestRate * (1 + 1e-9)) {
         best = k
         bestRate = rate
@@ -148,6 +167,7 @@ export class SpeculationController {
   #acceptance: number
   #confidence = 0.5
   #runMs: number | undefined
+  readonly #rowFit = new RowCostFit()
   #draftMsPerToken: number | undefined
   #cycleMs: number | undefined
   #busy: number | undefined
@@ -170,8 +190,10 @@ export class SpeculationController {
    * it would keep growing on a target whose servers are the bottleneck (a loopback swarm on
    * shared cores: depth 4 of 4-token runs ran at 780 tokens/s there, depth 2 of 12 at 1245).
    */
-  observeRun (ms: number, alone = true): void {
-    if (alone) this.#runMs = ewma(this.#runMs, ms, 0.25)
+  observeRun (ms: number, alone = true, rows?: number): void {
+    if (!alone) return
+    this.#runMs = ewma(this.#runMs, ms, 0.25)
+    if (rows !== undefined) this.#rowFit.add(rows, ms)
   }
 
   /** Drafting `tokens` took `ms`. */
@@ -190,7 +212,16 @@ export class SpeculationController {
   }
 
   get estimates (): SpeculationEstimates {
-    return { acceptance: this.#acceptance, confidence: this.#confidence, runMs: this.#runMs, draftMsPerToken: this.#draftMsPerToken, cycleMs: this.#cycleMs, busy: this.#busy }
+    return {
+      acceptance: this.#acceptance,
+      confidence: this.#confidence,
+      runMs: this.#runMs,
+      rowMs: this.#rowFit.slope,
+      meanRows: this.#rowFit.meanRows,
+      draftMsPerToken: this.#draftMsPerToken,
+      cycleMs: this.#cycleMs,
+      busy: this.#busy
+    }
   }
 
   plan (): SpeculationPlan {
@@ -202,4 +233,45 @@ export class SpeculationController {
 
 function ewma (prev: number | undefined, x: number, weight: number): number {
   return prev === undefined ? x : prev + weight * (x - prev)
+}
+
+/**
+ * Round trip against rows, fitted as a line over recent runs (exponentially weighted
+ * moments): the slope is what a row costs. Its noise would raise the survival bar where rows
+ * cost nothing (over a slow link a round trip jitters by milliseconds), and a bar raised by
+ * even 0.002 drops branches that pay for themselves, so the slope counts only beyond two
+ * standard errors.
+ */
+class RowCostFit {
+  static readonly WEIGHT = 0.1
+  #n = 0
+  #x = 0
+  #y = 0
+  #xx = 0
+  #xy = 0
+  #yy = 0
+
+  add (rows: number, ms: number): void {
+    const w = Math.max(RowCostFit.WEIGHT, 1 / (this.#n + 1)) // the first few equally, then recent ones more
+    this.#n++
+    this.#x += w * (rows - this.#x)
+    this.#y += w * (ms - this.#y)
+    this.#xx += w * (rows * rows - this.#xx)
+    this.#xy += w * (rows * ms - this.#xy)
+    this.#yy += w * (ms * ms - this.#yy)
+  }
+
+  get meanRows (): number | undefined { return this.#n === 0 ? undefined : this.#x }
+
+  /** ms per row, >= 0 (a row never makes a run faster), once rows have varied by about one. */
+  get slope (): number | undefined {
+    const varRows = this.#xx - this.#x * this.#x
+    if (this.#n < 3 || varRows < 1) return undefined
+    const cov = this.#xy - this.#x * this.#y
+    const slope = cov / varRows
+    const residual = Math.max(0, this.#yy - this.#y * this.#y - (cov * cov) / varRows)
+    const samples = Math.min(this.#n, 2 / RowCostFit.WEIGHT - 1) // effective number of runs in the averages
+    const standardError = Math.sqrt(residual / (Math.max(1, samples - 2) * varRows))
+    return Math.max(0, slope - 2 * standardError)
+  }
 }

@@ -52,7 +52,52 @@ describe('planSpeculation', () => {
   })
 })
 
+describe('planSpeculation: rows that cost server time', () => {
+  const SYNC16 = { ...SYNC, maxK: 16 }
+  it('sync: when every row adds to the round trip, k is smaller and the bar higher', () => {
+    const free = planSpeculation({ ...est(0.8, 35, 1, 0.1), rowMs: 0, meanRows: 10 }, SYNC16)
+    const costly = planSpeculation({ ...est(0.8, 35, 1, 0.1), rowMs: 1.5, meanRows: 10 }, SYNC16)
+    expect(free.k).toBe(16)
+    expect(costly.k).toBeLessThan(free.k)
+    // the k that maximizes expected tokens over the round trip at k + 1 rows
+    const rate = (k: number): number => expectedTokens(0.8, k) / (35 + 1.5 * (k + 1 - 10) + 0.1 * k)
+    for (let k = 1; k <= 16; k++) expect(rate(costly.k)).toBeGreaterThanOrEqual(rate(k))
+    expect(costly.minSurvival).toBeCloseTo((0.1 + 1.5) / 35)
+    expect(free.minSurvival).toBeCloseTo(0.1 / 35)
+  })
+
+  it('pipelined: the row cost raises the bar, so the window of drafts in flight shrinks', () => {
+    const free = planSpeculation({ ...est(0.8, 40, 10, 0.1), busy: 0.2 }, PIPELINED)
+    const costly = planSpeculation({ ...est(0.8, 40, 10, 0.1), busy: 0.2, rowMs: 4 }, PIPELINED)
+    expect(costly.minSurvival).toBeCloseTo((0.2 * 0.1 + 4) / 40)
+    expect(costly.k * costly.depth).toBeLessThan(free.k * free.depth)
+  })
+})
+
 describe('SpeculationController', () => {
+  it('fits what a row costs from runs sent alone of different sizes', () => {
+    const c = new SpeculationController({ ...SYNC, maxK: 16 })
+    for (let i = 0; i < 6; i++) c.observeRun(40, true, 10) // all one size: no slope to see
+    expect(c.estimates.rowMs).toBeUndefined()
+    for (let i = 0; i < 30; i++) {
+      const rows = 5 + (i % 6) * 10
+      c.observeRun(30 + 1.5 * rows, true, rows)
+      c.observeRun(500, false, rows) // queued behind others: not a measure of the row cost
+    }
+    expect(c.estimates.rowMs).toBeCloseTo(1.5, 1)
+    for (let i = 0; i < 30; i++) {
+      const rows = 5 + (i % 6) * 10
+      c.observeRun(80 + (i % 2 === 0 ? 1 : -1), true, rows) // a slow network, rows free
+    }
+    expect(c.estimates.rowMs).toBeLessThan(0.1)
+    // jitter that happens to line up with sizes for a while is not taken for a row cost
+    for (let i = 0; i < 60; i++) {
+      const rows = 5 + ((i * 7) % 11) * 5
+      c.observeRun(80 + 3 * Math.sin(i * 1.7) + (rows > 40 ? 1 : 0), true, rows)
+    }
+    expect(c.estimates.rowMs).toBeLessThan(0.01)
+  })
+
   it('learns from rejections: acceptance falls and so do k and depth', () => {
     const c = new SpeculationController({ ...PIPELINED })
     c.observeRun(20)
