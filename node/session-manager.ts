@@ -170,7 +170,7 @@ export class SessionManager {
           const out = await this.#init.runner.forward(hidden, session.cache, start, parents === undefined ? { signal } : { signal, parents })
           const simulated = this.#init.simulatedCompute
           if (simulated !== undefined) await idle(simulated.msPerRun + simulated.msPerRow * T, signal)
-          if (signal.aborted) { // cancelled while its last block ran: a cancelled run sends no result
+          if (signal.aborted) { // cancelled while its last block (or simulated time) ran: a cancelled run sends no result
             this.counters.abortedMidRun++
             return
           }

@@ -16,7 +16,7 @@ export interface SpeculationEstimates {
    * servers whose compute grows with rows (a big model) every speculative row costs this much.
    */
   readonly rowMs?: number | undefined
-  /** Mean rows of the runs `runMs` averages (where rowMs is anchored). */
+  /** Mean rows of recent runs sent alone: the line of rowMs passes through (meanRows, runMs). */
   readonly meanRows?: number | undefined
   /** Recent client time to draft one token (ms). */
   readonly draftMsPerToken: number | undefined
@@ -189,6 +189,7 @@ export class SpeculationController {
    * count: behind other runs a round trip also holds their compute, and a depth planned from
    * it would keep growing on a target whose servers are the bottleneck (a loopback swarm on
    * shared cores: depth 4 of 4-token runs ran at 780 tokens/s there, depth 2 of 12 at 1245).
+   * `rows`, the run's row count, feeds the fit of what a row costs.
    */
   observeRun (ms: number, alone = true, rows?: number): void {
     if (!alone) return
