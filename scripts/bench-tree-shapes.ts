@@ -141,7 +141,8 @@ async function speculate (shape: TrunkShape, prefix: readonly number[]): Promise
       for (const alt of drafts[i]?.alternatives ?? []) candidates.push({ row: i, token: alt.token, score: (reach[i] as number) * alt.confidence })
     }
     if (seq !== undefined) {
-      await growBestFirst(seq, prefix, tree, candidates, shape.branches * (1 + shape.branchLength), shape.width ?? 4, shape.children ?? 2)
+      const forks = candidates.map(c => ({ token: c.token, parent: c.row - 1, score: c.score })) // trunk node i is tree node i
+      await growBestFirst(seq, prefix, tree, forks, shape.branches * (1 + shape.branchLength), shape.width ?? 4, shape.children ?? 2)
       continue
     }
     const picked = pickBranches(candidates, shape.branches, 0)
@@ -167,13 +168,13 @@ async function cachedPrefix (prefix: readonly number[]): Promise<DraftSequence> 
  * (a candidate's score: its parent's times the draft's belief in it), each new node offering
  * its `children` likeliest tokens as candidates.
  */
-async function growBestFirst (seq: DraftSequence, prefix: readonly number[], tree: TreeNode[], pool: Array<BranchCandidate & { parent?: number }>, budget: number, width: number, children: number): Promise<void> {
-  const score = new Map<number, number>()
+async function growBestFirst (seq: DraftSequence, prefix: readonly number[], tree: TreeNode[], pool: Array<TreeNode & { score: number }>, budget: number, width: number, children: number): Promise<void> {
+  const score = new Map<number, number>() // of the nodes this adds
   for (let added = 0; added < budget && pool.length > 0;) {
     pool.sort((a, b) => b.score - a.score)
     const level = pool.splice(0, Math.min(width, budget - added))
     const fresh = level.map(c => {
-      tree.push({ token: c.token, parent: c.parent ?? c.row - 1 })
+      tree.push({ token: c.token, parent: c.parent })
       score.set(tree.length - 1, c.score)
       return tree.length - 1
     })
@@ -184,7 +185,7 @@ async function growBestFirst (seq: DraftSequence, prefix: readonly number[], tre
       const row = rows[node + 1] as Float32Array
       const pick = argmax(row)
       const { confidence, alternatives } = greedyBeliefs(row, pick, children - 1)
-      for (const c of [{ token: pick, confidence }, ...alternatives]) pool.push({ row: -1, parent: node, token: c.token, score: (score.get(node) as number) * c.confidence })
+      for (const c of [{ token: pick, confidence }, ...alternatives]) pool.push({ token: c.token, parent: node, score: (score.get(node) as number) * c.confidence })
     }
   }
 }
