@@ -4,6 +4,7 @@ import { ClientParts } from '../model/client-parts.js'
 import { LocalModel } from '../model/local-model.js'
 import type { OrtOptions } from '../model/ort-session.js'
 import { blockTensorNames } from '../model/weights.js'
+import { SpeculationMemory } from './decoding/index.js'
 import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
 import { LocalTarget } from './local-target.js'
 import { SwarmTarget } from './swarm/swarm-target.js'
@@ -50,6 +51,8 @@ export class LanguageModel {
   readonly tokenizer: Tokenizer
   readonly generationConfig: GenerationConfig
   readonly maxPositions: number
+  /** What speculation learned in this model's generations: later ones start from it. */
+  readonly speculationMemory = new SpeculationMemory()
   readonly #newTarget: TargetFactory
   readonly #release: () => Promise<void>
 
@@ -149,7 +152,7 @@ export class ChatSession {
     // the last token of the previous turn was sampled but never fed: it leads this turn's prompt
     const cached = this.#tokens.slice(0, Math.max(0, this.#tokens.length - 1))
     const promptIds = [...this.#tokens.slice(cached.length), ...ids]
-    const result = yield * generateText(this.target, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached })
+    const result = yield * generateText(this.target, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached, speculationMemory: this.#model.speculationMemory })
     this.#tokens = [...cached, ...promptIds, ...result.tokens]
     result.promptTokens = ids
     return result

@@ -1,5 +1,5 @@
 import type { Drafter } from './decoding/index.js'
-import { decode, type DecodeStats } from './decoding/index.js'
+import { decode, type DecodeStats, type SpeculationMemory } from './decoding/index.js'
 import type { GenerationConfig } from './generation-config.js'
 import { Sampler, StopCondition, type StopReason } from './sampling/index.js'
 import type { ServerRunCounts, TargetModel, TargetStats } from './target-model.js'
@@ -66,6 +66,8 @@ export interface GenerationStats {
 export interface SequenceState {
   /** Tokens already in the target's caches at positions [0, n). */
   readonly cachedTokens: readonly number[]
+  /** What speculation learned in earlier generations of the model (DecodeOptions.memory). */
+  readonly speculationMemory?: SpeculationMemory
 }
 
 /**
@@ -108,7 +110,8 @@ export async function * generateText (
     ...(opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {}),
     ...(opts.branches !== undefined ? { branches: opts.branches } : {}),
     ...(opts.branchLength !== undefined ? { branchLength: opts.branchLength } : {}),
-    ...(opts.signal !== undefined ? { signal: opts.signal } : {})
+    ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    ...(state.speculationMemory !== undefined ? { memory: state.speculationMemory } : {})
   })
   let step = await steps.next()
   try {

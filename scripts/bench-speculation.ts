@@ -17,7 +17,8 @@
  * its own accelerator would: how the modes compare when drafting is a real share of a round trip),
  * --server-run-ms X and --server-row-ms Y (every server holds its device idle X ms more per run
  * and Y ms more per row, as servers of a bigger model would: how the modes compare when
- * verification costs compute).
+ * verification costs compute), --cold-speculation (each prompt's adaptive controller starts
+ * from priors instead of from what the earlier prompts of the configuration taught it).
  *
  * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
  * draft model (n-gram lookup, with a warning, when models/stories260k-draft is
@@ -66,6 +67,7 @@ const { values: args } = parseArgs({
     'draft-cost-ms': { type: 'string' },
     'server-run-ms': { type: 'string' },
     'server-row-ms': { type: 'string' },
+    'cold-speculation': { type: 'boolean', default: false },
     'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
 })
@@ -114,7 +116,8 @@ async function runUnderKernelDelay (): Promise<void> {
   for (const L of latencies) {
     const argv = (kind: string): string[] => [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', kind, '--latency-ms', String(L),
       '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs),
-      '--server-run-ms', String(serverCost.msPerRun), '--server-row-ms', String(serverCost.msPerRow), ...(sweep ? [] : ['--no-sweep'])]
+      '--server-run-ms', String(serverCost.msPerRun), '--server-row-ms', String(serverCost.msPerRow),
+      ...(sweep ? [] : ['--no-sweep']), ...(args['cold-speculation'] ? ['--cold-speculation'] : [])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
     if (code !== 0) throw new Error(`The benchmark at kernel latency ${L} ms exited with code ${code}`)
   }
@@ -146,10 +149,10 @@ async function benchLatency (L: number): Promise<void> {
       return model
     }
     const models = { client: await open(false), push: await open(true) }
-    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}) }
+    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}), ...(args['cold-speculation'] ? { coldSpeculation: true } : {}) }
     const measure = async (cfg: SpecConfig): Promise<Measured> => {
       const before = await swarm.totals()
-      const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg)
+      const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg, args['cold-speculation'])
       const after = await swarm.totals()
       return { r, runsComputed: after.runsComputed - before.runsComputed, runsDropped: after.runsDropped - before.runsDropped }
     }

@@ -4,7 +4,7 @@ import { abortable } from './abortable.js'
 import { DecodeRecorder, type DecodeMode, type DecodeStats, type DecodeStopReason } from './decode-stats.js'
 import type { DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
-import { SpeculationController, type SpeculationPlan } from './speculation-controller.js'
+import { SpeculationController, type LearnedSpeculation, type SpeculationPlan } from './speculation-controller.js'
 import { verifyToken, type Verdict } from './verify-token.js'
 import { runLayout } from '../../model/token-tree.js'
 import { branchCandidates, branchRows, childrenOf, pickBranches, type BranchRows } from './token-branches.js'
@@ -28,6 +28,8 @@ export interface ChainDecoderInit {
   readonly branchLength: number
   readonly adaptive: boolean
   readonly signal: AbortSignal | undefined
+  /** What an earlier decode's controller learned: start from it. */
+  readonly learned?: LearnedSpeculation | undefined
 }
 
 interface Flight {
@@ -106,7 +108,8 @@ export class ChainDecoder {
         maxDepth: init.maxInFlight,
         maxBranches: init.sampler.greedy && init.drafter?.continueBranches !== undefined ? init.branches : 0,
         branchLength: init.branchLength,
-        adaptive: init.adaptive
+        adaptive: init.adaptive,
+        ...(init.learned !== undefined ? { from: init.learned } : {})
       })
     }
   }
@@ -157,6 +160,11 @@ export class ChainDecoder {
         return this.#rec.finish(this.#init.mode, this.#stopReason, this.#target.stats(), this.#plan)
       }
     }
+  }
+
+  /** What the speculation controller has learned so far (undefined in mode none). */
+  learned (): LearnedSpeculation | undefined {
+    return this.#controller?.learned()
   }
 
   /** Cancels every run still in flight (idempotent). */

@@ -4,6 +4,7 @@ import { MAX_TREE_ROWS } from '../../model/token-tree.js'
 import { ChainDecoder, MAX_TRUNK_WITH_BRANCHES } from './chain-decoder.js'
 import type { DecodeMode, DecodeStats } from './decode-stats.js'
 import type { Drafter } from './drafter.js'
+import type { SpeculationMemory } from './speculation-memory.js'
 
 /** Default most draft tokens per run, by mode (see DecodeOptions.k). */
 export const DEFAULT_K = { none: 1, sync: 16, pipelined: 4 } as const satisfies Record<DecodeMode, number>
@@ -47,6 +48,11 @@ export interface DecodeOptions {
   adaptive?: boolean
   /** Aborting stops decoding: the generator throws `signal.reason`. */
   signal?: AbortSignal
+  /**
+   * Where speculation starts from what earlier decodes with the same drafter learned, and
+   * leaves what this one learns (LanguageModel passes its own). Default: start from priors.
+   */
+  memory?: SpeculationMemory
 }
 
 /**
@@ -58,7 +64,7 @@ export interface DecodeOptions {
  * flight is cancelled.
  */
 export async function * decode (target: TargetModel, opts: DecodeOptions): AsyncGenerator<number[], DecodeStats> {
-  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = DEFAULT_K[opts.mode] ?? 4, maxInFlight = 4, branches = 8, branchLength = 4, adaptive = true, signal } = opts
+  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = DEFAULT_K[opts.mode] ?? 4, maxInFlight = 4, branches = 8, branchLength = 4, adaptive = true, signal, memory } = opts
   if (promptIds.length + contextIds.length === 0) throw new RangeError('Cannot decode from an empty prompt: it needs at least one token')
   if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 1)) throw new RangeError(`Cannot decode max_new_tokens ${maxNewTokens}: it must be an integer >= 1`)
   if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`Cannot draft k = ${k} tokens per run: it must be an integer >= 1`)
@@ -71,13 +77,17 @@ export async function * decode (target: TargetModel, opts: DecodeOptions): Async
   }
   if (mode !== 'none' && mode !== 'sync' && mode !== 'pipelined') throw new RangeError(`Cannot decode in mode ${String(mode)}: it must be none, sync or pipelined`)
   if (mode !== 'none' && drafter === undefined) throw new TypeError(`Cannot decode in mode ${mode} without a drafter`)
+  const remembered = mode !== 'none' && drafter !== undefined ? memory : undefined
   const decoder = new ChainDecoder(target, {
-    contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, branches, branchLength, adaptive, signal
+    contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, branches, branchLength, adaptive, signal,
+    learned: drafter !== undefined ? remembered?.recall(drafter, mode, sampler.greedy) : undefined
   })
   try {
     return yield * decoder.steps()
   } finally {
     decoder.cancelAll()
+    const learned = decoder.learned()
+    if (remembered !== undefined && drafter !== undefined && learned !== undefined) remembered.remember(drafter, mode, sampler.greedy, learned)
   }
 }
 

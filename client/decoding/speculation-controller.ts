@@ -152,12 +152,25 @@ function clamp (x: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, x))
 }
 
-/** Limits, plus whether to adapt and the acceptance to assume at first. */
+/** Limits, plus whether to adapt and where to start from. */
 export interface SpeculationControllerInit extends SpeculationLimits {
   /** false: always plan k = maxK, depth = maxDepth (1 in sync), every draft sent. Default true. */
   adaptive?: boolean
   /** Acceptance assumed before any is measured. Default 0.7. */
   priorAcceptance?: number
+  /** What an earlier controller learned (its `learned()`): start from it instead of priors. */
+  from?: LearnedSpeculation
+}
+
+/** A controller's running estimates, as plain data (SpeculationMemory keeps them between decodes). */
+export interface LearnedSpeculation {
+  readonly acceptance: number
+  readonly confidence: number
+  readonly runMs: number | undefined
+  readonly rowFit: RowFitMoments
+  readonly draftMsPerToken: number | undefined
+  readonly cycleMs: number | undefined
+  readonly busy: number | undefined
 }
 
 /** Keeps running estimates (exponential moving averages) and turns them into plans. */
@@ -165,9 +178,9 @@ export class SpeculationController {
   readonly #limits: SpeculationLimits
   readonly #adaptive: boolean
   #acceptance: number
-  #confidence = 0.5
+  #confidence: number
   #runMs: number | undefined
-  readonly #rowFit = new RowCostFit()
+  readonly #rowFit: RowCostFit
   #draftMsPerToken: number | undefined
   #cycleMs: number | undefined
   #busy: number | undefined
@@ -175,7 +188,19 @@ export class SpeculationController {
   constructor (init: SpeculationControllerInit) {
     this.#limits = { mode: init.mode, maxK: init.maxK, maxDepth: init.mode === 'sync' ? 1 : init.maxDepth, maxBranches: init.maxBranches, branchLength: init.branchLength }
     this.#adaptive = init.adaptive ?? true
-    this.#acceptance = init.priorAcceptance ?? 0.7
+    const from = init.from
+    this.#acceptance = from?.acceptance ?? init.priorAcceptance ?? 0.7
+    this.#confidence = from?.confidence ?? 0.5
+    this.#runMs = from?.runMs
+    this.#rowFit = new RowCostFit(from?.rowFit)
+    this.#draftMsPerToken = from?.draftMsPerToken
+    this.#cycleMs = from?.cycleMs
+    this.#busy = from?.busy
+  }
+
+  /** The estimates so far, to start a later controller from (SpeculationControllerInit.from). */
+  learned (): LearnedSpeculation {
+    return { acceptance: this.#acceptance, confidence: this.#confidence, runMs: this.#runMs, rowFit: this.#rowFit.moments, draftMsPerToken: this.#draftMsPerToken, cycleMs: this.#cycleMs, busy: this.#busy }
   }
 
   /** One verified draft token and the drafter's confidence in it. */
@@ -245,34 +270,50 @@ function ewma (prev: number | undefined, x: number, weight: number): number {
  */
 class RowCostFit {
   static readonly WEIGHT = 0.1
-  #n = 0
-  #x = 0
-  #y = 0
-  #xx = 0
-  #xy = 0
-  #yy = 0
+  /** runs seen, and the weighted means of rows (x), round trip (y) and their products */
+  #m: RowFitMoments
 
-  add (rows: number, ms: number): void {
-    const w = Math.max(RowCostFit.WEIGHT, 1 / (this.#n + 1)) // the first few equally, then recent ones more
-    this.#n++
-    this.#x += w * (rows - this.#x)
-    this.#y += w * (ms - this.#y)
-    this.#xx += w * (rows * rows - this.#xx)
-    this.#xy += w * (rows * ms - this.#xy)
-    this.#yy += w * (ms * ms - this.#yy)
+  constructor (from: RowFitMoments = { n: 0, x: 0, y: 0, xx: 0, xy: 0, yy: 0 }) {
+    this.#m = { ...from }
   }
 
-  get meanRows (): number | undefined { return this.#n === 0 ? undefined : this.#x }
+  get moments (): RowFitMoments { return { ...this.#m } }
+
+  add (rows: number, ms: number): void {
+    const m = this.#m
+    const w = Math.max(RowCostFit.WEIGHT, 1 / (m.n + 1)) // the first few equally, then recent ones more
+    this.#m = {
+      n: m.n + 1,
+      x: m.x + w * (rows - m.x),
+      y: m.y + w * (ms - m.y),
+      xx: m.xx + w * (rows * rows - m.xx),
+      xy: m.xy + w * (rows * ms - m.xy),
+      yy: m.yy + w * (ms * ms - m.yy)
+    }
+  }
+
+  get meanRows (): number | undefined { return this.#m.n === 0 ? undefined : this.#m.x }
 
   /** ms per row, >= 0 (a row never makes a run faster), once rows have varied by about one. */
   get slope (): number | undefined {
-    const varRows = this.#xx - this.#x * this.#x
-    if (this.#n < 3 || varRows < 1) return undefined
-    const cov = this.#xy - this.#x * this.#y
+    const { n, x, y, xx, xy, yy } = this.#m
+    const varRows = xx - x * x
+    if (n < 3 || varRows < 1) return undefined
+    const cov = xy - x * y
     const slope = cov / varRows
-    const residual = Math.max(0, this.#yy - this.#y * this.#y - (cov * cov) / varRows)
-    const samples = Math.min(this.#n, 2 / RowCostFit.WEIGHT - 1) // effective number of runs in the averages
+    const residual = Math.max(0, yy - y * y - (cov * cov) / varRows)
+    const samples = Math.min(n, 2 / RowCostFit.WEIGHT - 1) // effective number of runs in the averages
     const standardError = Math.sqrt(residual / (Math.max(1, samples - 2) * varRows))
     return Math.max(0, slope - 2 * standardError)
   }
+}
+
+/** Exponentially weighted moments of (rows, round trip ms) over runs sent alone. */
+export interface RowFitMoments {
+  readonly n: number
+  readonly x: number
+  readonly y: number
+  readonly xx: number
+  readonly xy: number
+  readonly yy: number
 }

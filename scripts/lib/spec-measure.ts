@@ -2,7 +2,7 @@
  * One measured configuration of the speculation benchmark: greedy generation of a fixed
  * number of tokens (EOS ignored) for each prompt through a swarm target, aggregated.
  */
-import { decode, type DecodeMode, type DecodeStats, type Drafter } from '../../client/decoding/index.js'
+import { decode, SpeculationMemory, type DecodeMode, type DecodeStats, type Drafter } from '../../client/decoding/index.js'
 import type { LanguageModel } from '../../client/language-model.js'
 import { Sampler } from '../../client/sampling/index.js'
 import { median, percentile } from './bench-output.js'
@@ -50,8 +50,14 @@ export interface SpecResult {
   readonly plans: Array<{ k: number, depth: number }>
 }
 
-/** Generates `tokens` greedy tokens after each prompt in configuration `cfg`. */
-export async function measureConfig (model: LanguageModel, drafter: Drafter, prompts: readonly number[][], tokens: number, cfg: SpecConfig): Promise<SpecResult> {
+/**
+ * Generates `tokens` greedy tokens after each prompt in configuration `cfg`. Like an app's
+ * generations with one model, the prompts share a SpeculationMemory (adaptive modes start
+ * each prompt from what the previous ones learned; fixed settings do not use it), unless
+ * `coldSpeculation`.
+ */
+export async function measureConfig (model: LanguageModel, drafter: Drafter, prompts: readonly number[][], tokens: number, cfg: SpecConfig, coldSpeculation = false): Promise<SpecResult> {
+  const memory = coldSpeculation ? undefined : new SpeculationMemory()
   const all: DecodeStats[] = []
   const ids: number[][] = []
   for (const promptIds of prompts) {
@@ -68,7 +74,8 @@ export async function measureConfig (model: LanguageModel, drafter: Drafter, pro
         maxInFlight: cfg.depth,
         branches: cfg.branches,
         branchLength: cfg.branchLength,
-        adaptive: cfg.adaptive
+        adaptive: cfg.adaptive,
+        ...(memory !== undefined ? { memory } : {})
       })
       const out: number[] = []
       let step = await gen.next()
