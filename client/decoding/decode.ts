@@ -77,17 +77,16 @@ export async function * decode (target: TargetModel, opts: DecodeOptions): Async
   }
   if (mode !== 'none' && mode !== 'sync' && mode !== 'pipelined') throw new RangeError(`Cannot decode in mode ${String(mode)}: it must be none, sync or pipelined`)
   if (mode !== 'none' && drafter === undefined) throw new TypeError(`Cannot decode in mode ${mode} without a drafter`)
-  const remembered = mode !== 'none' && drafter !== undefined ? memory : undefined
   const decoder = new ChainDecoder(target, {
     contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, branches, branchLength, adaptive, signal,
-    learned: drafter !== undefined ? remembered?.recall(drafter, mode, sampler.greedy) : undefined
+    learned: drafter !== undefined ? memory?.recall(drafter, mode, sampler.greedy) : undefined
   })
   try {
     return yield * decoder.steps()
   } finally {
     decoder.cancelAll()
-    const learned = decoder.learned()
-    if (remembered !== undefined && drafter !== undefined && learned !== undefined) remembered.remember(drafter, mode, sampler.greedy, learned)
+    const learned = decoder.learned() // undefined in mode none
+    if (memory !== undefined && drafter !== undefined && learned !== undefined) memory.remember(drafter, mode, sampler.greedy, learned)
   }
 }
 
