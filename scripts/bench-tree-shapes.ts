@@ -14,8 +14,12 @@
  * a time); `trunk+branches` is the client's tree (client/decoding: each run's runner-ups with
  * the best reach get a greedy continuation), over `runs` runs of k drafts; `best-first` spends
  * the same branch rows per run on the likeliest nodes one level of `width` at a time, each
- * expanded node offering its `children` likeliest tokens (not used by the client: the
- * comparison says how much a better tree shape could add).
+ * expanded node offering its `children` likeliest tokens; `global` spends all runs' branch rows
+ * best-first over the whole trunk (later runs hanging rows off earlier runs' positions);
+ * `first-run` spends `firstRows` best-first on the first run's own positions and gives the later
+ * runs the client's branches. None of the best-first shapes is in the client: measured through
+ * the swarm they lost to the client's shape (scripts/MEASUREMENTS.md says why); here they say
+ * how much a better tree shape could add.
  * Each shape is one JSON line: mean rows, tokens per round when decoding the prompts round
  * after round, and tokens decided from every position of the text taken as the root.
  */
@@ -47,7 +51,7 @@ if (!(Number.isInteger(tokens) && tokens >= 2 && Number.isInteger(stride) && str
 /** A speculation tree: node i continues node `parent` (-1: the last decided token, the root). */
 interface TreeNode { readonly token: number, readonly parent: number }
 
-interface TrunkShape { kind: 'chain' | 'trunk+branches' | 'best-first', k: number, runs: number, branches: number, branchLength: number, width?: number, children?: number }
+interface TrunkShape { kind: 'chain' | 'trunk+branches' | 'best-first' | 'global' | 'first-run', k: number, runs: number, branches: number, branchLength: number, width?: number, children?: number, firstRows?: number }
 
 const SHAPES: TrunkShape[] = [
   { kind: 'chain', k: 16, runs: 1, branches: 0, branchLength: 0 },
@@ -56,7 +60,10 @@ const SHAPES: TrunkShape[] = [
   { kind: 'best-first', k: 16, runs: 1, branches: 8, branchLength: 6, width: 4, children: 2 },
   { kind: 'trunk+branches', k: 4, runs: 4, branches: 8, branchLength: 6 }, // pipelined-tree's default, one round trip of runs
   { kind: 'best-first', k: 4, runs: 4, branches: 8, branchLength: 6, width: 4, children: 2 },
-  { kind: 'trunk+branches', k: 4, runs: 8, branches: 8, branchLength: 6 }
+  { kind: 'trunk+branches', k: 4, runs: 8, branches: 8, branchLength: 6 },
+  { kind: 'global', k: 4, runs: 4, branches: 8, branchLength: 6, width: 8, children: 2 },
+  { kind: 'trunk+branches', k: 4, runs: 4, branches: 8, branchLength: 3 }, // the swept best at 20 ms
+  { kind: 'first-run', k: 4, runs: 4, branches: 8, branchLength: 3, width: 16, children: 2, firstRows: 96 }
 ]
 
 const target = await loadDraftModel(Checkpoint.open(args.target)) // run whole, like a draft
@@ -132,19 +139,28 @@ async function speculate (shape: TrunkShape, prefix: readonly number[]): Promise
   if (shape.kind === 'chain') return tree
   const reach = [1]
   for (const d of drafts) reach.push((reach.at(-1) as number) * d.confidence)
-  const seq = shape.kind === 'best-first' ? await cachedPrefix(prefix) : undefined
+  const seq = shape.kind === 'trunk+branches' ? undefined : await cachedPrefix(prefix)
+  const forksIn = (from: number, end: number): Array<TreeNode & { score: number }> => {
+    const out = [] // trunk node i is tree node i
+    for (let i = from; i < Math.min(drafts.length, end); i++) {
+      for (const alt of drafts[i]?.alternatives ?? []) out.push({ token: alt.token, parent: i - 1, score: (reach[i] as number) * alt.confidence })
+    }
+    return out
+  }
+  if (shape.kind === 'global' && seq !== undefined) {
+    await growBestFirst(seq, prefix, tree, forksIn(0, drafts.length), shape.runs * shape.branches * (1 + shape.branchLength), shape.width ?? 8, shape.children ?? 2)
+    return tree
+  }
   for (let r = 0; r < shape.runs; r++) {
     // run r judges its drafts and the next run's first one; run 0 also judges its own first
+    const from = r === 0 ? 0 : r * shape.k + 1
     const end = Math.min(drafts.length, (r + 1) * shape.k + 1)
-    const candidates: BranchCandidate[] = []
-    for (let i = r === 0 ? 0 : r * shape.k + 1; i < end; i++) {
-      for (const alt of drafts[i]?.alternatives ?? []) candidates.push({ row: i, token: alt.token, score: (reach[i] as number) * alt.confidence })
-    }
-    if (seq !== undefined) {
-      const forks = candidates.map(c => ({ token: c.token, parent: c.row - 1, score: c.score })) // trunk node i is tree node i
-      await growBestFirst(seq, prefix, tree, forks, shape.branches * (1 + shape.branchLength), shape.width ?? 4, shape.children ?? 2)
+    if (seq !== undefined && (shape.kind === 'best-first' || r === 0)) {
+      const rows = shape.kind === 'first-run' ? shape.firstRows ?? 96 : shape.branches * (1 + shape.branchLength)
+      await growBestFirst(seq, prefix, tree, forksIn(from, end), rows, shape.width ?? 4, shape.children ?? 2)
       continue
     }
+    const candidates: BranchCandidate[] = forksIn(from, end).map(f => ({ row: f.parent + 1, token: f.token, score: f.score }))
     const picked = pickBranches(candidates, shape.branches, 0)
     const context = [...prefix, ...drafts.slice(0, Math.min(drafts.length, (r + 1) * shape.k)).map(d => d.token)]
     const continuations = await drafter.continueBranches({ context, forks: picked.map(c => ({ at: prefix.length + c.row, token: c.token })), length: shape.branchLength })
