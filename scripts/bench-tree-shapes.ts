@@ -155,7 +155,7 @@ async function speculate (shape: TrunkShape, prefix: readonly number[]): Promise
     // run r judges its drafts and the next run's first one; run 0 also judges its own first
     const from = r === 0 ? 0 : r * shape.k + 1
     const end = Math.min(drafts.length, (r + 1) * shape.k + 1)
-    if (seq !== undefined && (shape.kind === 'best-first' || r === 0)) {
+    if (seq !== undefined && (shape.kind === 'best-first' || (shape.kind === 'first-run' && r === 0))) {
       const rows = shape.kind === 'first-run' ? shape.firstRows ?? 96 : shape.branches * (1 + shape.branchLength)
       await growBestFirst(seq, prefix, tree, forksIn(from, end), rows, shape.width ?? 4, shape.children ?? 2)
       continue
