@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node'
+import { blockParameterCount, type LlamaConfig } from './config.js'
 
 export type Device = 'cpu' | 'webgpu' | 'cuda'
 
@@ -25,6 +26,15 @@ export async function createOrtSession (model: Uint8Array, opts: OrtOptions = {}
     logSeverityLevel: 3,
     ...(opts.spinning === true ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } })
   })
+}
+
+/**
+ * Intra-op threads for a model's sessions. Tiny blocks finish before a thread pool pays off,
+ * and several sessions' idle pools side by side slow each other down, so small models get
+ * one thread; real ones get ORT's default (one per physical core).
+ */
+export function defaultThreads (cfg: LlamaConfig): number | undefined {
+  return blockParameterCount(cfg) < 2_000_000 ? 1 : undefined
 }
 
 /** Execution providers this build of onnxruntime-node can load. */

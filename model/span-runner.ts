@@ -1,11 +1,11 @@
 import type * as ort from 'onnxruntime-node'
 import type { Checkpoint } from './checkpoint.js'
-import { blockParameterCount, type LlamaConfig } from './config.js'
+import type { LlamaConfig } from './config.js'
 import { ShapeError } from './errors.js'
 import { GpuSpanRunner } from './gpu/gpu-span-runner.js'
 import { SpanCache } from './kv-cache.js'
 import { buildSpanGraph, spanNames } from './onnx/span-graph.js'
-import { createOrtSession, floatTensor, positionTensor, readFloats, visibilityTensor, type OrtOptions } from './ort-session.js'
+import { createOrtSession, defaultThreads, floatTensor, positionTensor, readFloats, visibilityTensor, type OrtOptions } from './ort-session.js'
 import { runLayout, visibility, type ForwardOptions, type RunLayout } from './token-tree.js'
 
 export interface SpanRunnerInit extends OrtOptions {
@@ -138,13 +138,4 @@ export class SpanRunner {
   async release (): Promise<void> {
     await Promise.all(this.#segments.map(async s => { await s.session.release() }))
   }
-}
-
-/**
- * Intra-op threads per session. Tiny blocks finish before a thread pool pays off, and
- * several sessions' idle pools spinning side by side slow each other down, so small
- * models get one thread; real ones get ORT's default (one per physical core).
- */
-function defaultThreads (cfg: LlamaConfig): number | undefined {
-  return blockParameterCount(cfg) < 2_000_000 ? 1 : undefined
 }

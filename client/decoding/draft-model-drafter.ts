@@ -1,6 +1,4 @@
 import type { Checkpoint } from '../../model/checkpoint.js'
-import { blockParameterCount } from '../../model/config.js'
-import { LocalModel } from '../../model/local-model.js'
 import { WholeModel } from '../../model/whole-model.js'
 import { argmax, type Sampler } from '../sampling/index.js'
 import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
@@ -144,20 +142,13 @@ export interface DraftModel extends DraftSequenceModel {
 }
 
 /**
- * Loads a draft checkpoint to run whole on the client. A small draft (blocks under 2M
- * parameters, like stories260k-draft's 27K) becomes one lean ORT graph with the embedding
- * and head inside (model/whole-model.ts): its step costs what ORT spends per node, and that
- * graph has a third of the nodes (drafting took half the time). Its attention returns the
- * whole cache every step, though, which a bigger draft would pay for in copies, so a bigger
- * one runs as the block graphs, all its blocks in one session.
+ * Loads a draft checkpoint to run whole on the client, as one ORT session with the embedding
+ * and head inside (model/whole-model.ts): a small draft's step costs what ORT spends per
+ * session run, so one run per step instead of one per block and one for the head.
  */
 export async function loadDraftModel (ckpt: Checkpoint): Promise<DraftModel> {
-  if (blockParameterCount(ckpt.config) < LEAN_DRAFT_MAX_BLOCK_PARAMETERS) return await WholeModel.load(ckpt)
-  return await LocalModel.load(ckpt, { blocksPerGraph: ckpt.config.numLayers })
+  return await WholeModel.load(ckpt)
 }
-
-/** Blocks smaller than this make a draft "small" (per-node overhead dominates its steps). */
-const LEAN_DRAFT_MAX_BLOCK_PARAMETERS = 2_000_000
 
 /** Runners-up kept per drafted token: the target's choice after a rejection is among the draft's top 4 most of the time. */
 const MAX_ALTERNATIVES = 3

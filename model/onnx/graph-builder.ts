@@ -16,7 +16,7 @@ const ELEM_TYPE: Record<ElemType, number> = {
 
 /**
  * The ONNX opset a graph imports by default (ORT's contrib domain comes with every graph).
- * Block graphs stay on 17; the whole-model draft graph needs 23 for Attention and RotaryEmbedding.
+ * Block graphs ask for 23 (llama-block.ts: Attention and RotaryEmbedding).
  */
 const DEFAULT_OPSET = 17
 

@@ -1,7 +1,7 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights, ClientWeights } from '../weights.js'
 import { GraphBuilder } from './graph-builder.js'
-import { emitLlamaBlock, emitRotary } from './llama-block.js'
+import { BLOCK_OPSET, emitLlamaBlock, emitRotary } from './llama-block.js'
 import { emitBatchTime, emitLinear } from './linear.js'
 
 /** Graph input/output names of a span; index by absolute block number. */
@@ -24,7 +24,7 @@ export const spanNames = {
  */
 export function buildSpanGraph (cfg: LlamaConfig, start: number, weights: readonly BlockWeights[]): Uint8Array {
   const { hiddenSize: C, numKvHeads: Hkv, headDim: D } = cfg
-  const g = new GraphBuilder()
+  const g = new GraphBuilder({ opset: BLOCK_OPSET })
   let hidden = g.input(spanNames.hidden, 'float32', ['B', 'T', C])
   const positions = g.input(spanNames.positions, 'int64', ['B', 'T'])
   const ctx = emitRotary(g, cfg, positions, g.input(spanNames.mask, 'bool', ['T', 'S']))

@@ -96,21 +96,22 @@ describe('DraftModelDrafter', () => {
     }
   })
 
-  it('loadDraftModel: a small draft runs as the lean whole-model graph, a bigger one as its block graphs', async () => {
+  it('loadDraftModel: a draft of any size runs whole in one session and drafts what its spans do', async () => {
     expect(draft).toBeInstanceOf(WholeModel)
-    // one block of 2.4M parameters: the whole-cache copies of the lean graph would not pay
+    // one block of 2.4M parameters: past the tiny models' one-thread sessions
     const dir = join(mkdtempSync(join(tmpdir(), 'petal-draft-')), 'wide')
     writeRandomLlama({ out: dir, hiddenSize: 384, numLayers: 1, numHeads: 6, numKvHeads: 2, intermediateSize: 1536, vocabSize: 512, seed: 5 })
     const ckpt = Checkpoint.open(dir)
-    const wide = await loadDraftModel(ckpt)
-    const lean = await WholeModel.load(ckpt)
+    const whole = await loadDraftModel(ckpt)
+    const spans = await LocalModel.load(ckpt)
     try {
-      expect(wide).toBeInstanceOf(LocalModel)
+      expect(whole).toBeInstanceOf(WholeModel)
       const context = ref.prompt_ids
-      const [a, b] = [await new DraftModelDrafter(wide).propose({ context, maxTokens: 8, sampler: greedy }), await new DraftModelDrafter(lean).propose({ context, maxTokens: 8, sampler: greedy })]
+      const [a, b] = [await new DraftModelDrafter(whole).propose({ context, maxTokens: 8, sampler: greedy }), await new DraftModelDrafter(spans).propose({ context, maxTokens: 8, sampler: greedy })]
       expect(tokens(a)).toEqual(tokens(b))
+      for (const [i, d] of a.entries()) expect(d.confidence).toBeCloseTo((b[i] as DraftToken).confidence, 5)
     } finally {
-      await Promise.all([wide.release(), lean.release()])
+      await Promise.all([whole.release(), spans.release()])
       rmSync(dir, { recursive: true, force: true })
     }
   })
