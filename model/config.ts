@@ -23,11 +23,25 @@ export interface LlamaConfig {
   readonly maxPositions: number
   readonly rmsNormEps: number
   readonly ropeTheta: number
+  /** How RoPE's frequencies are stretched for long contexts (model/rope.ts applies it). */
+  readonly ropeScaling: RopeScaling
   /** The LM head shares `model.embed_tokens.weight`. */
   readonly tieWordEmbeddings: boolean
   readonly bosTokenId: number | undefined
   readonly eosTokenIds: readonly number[]
 }
+
+/**
+ * RoPE frequency scaling, as Hugging Face's `rope_scaling` (or `rope_parameters`) names it:
+ * `linear` divides every frequency by `factor`; `llama3` (Llama 3.1 and later) divides the
+ * low frequencies by `factor`, keeps the high ones and blends the band between them.
+ */
+export type RopeScaling =
+  | { readonly type: 'default' }
+  | { readonly type: 'linear', readonly factor: number }
+  | { readonly type: 'llama3', readonly factor: number, readonly lowFreqFactor: number, readonly highFreqFactor: number, readonly originalMaxPositions: number }
+
+const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'llama3']
 
 const SUPPORTED_ARCHITECTURES = new Set(['LlamaForCausalLM', 'MistralForCausalLM'])
 const SUPPORTED_MODEL_TYPES = new Set(['llama', 'mistral'])
@@ -81,12 +95,10 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
   if (cfg.sliding_window != null && modelType === 'mistral') fail('sliding_window', 'is not supported (sliding-window attention)')
   const tp = cfg.pretraining_tp ?? 1
   if (tp !== 1) fail('pretraining_tp', 'must be 1')
-  const scaling = cfg.rope_scaling
-  if (scaling != null) fail('rope_scaling', 'is not supported (only default RoPE)')
   const ropeParams = cfg.rope_parameters as Record<string, unknown> | undefined
-  if (ropeParams != null && ropeParams.rope_type !== undefined && ropeParams.rope_type !== 'default') {
-    fail('rope_parameters', 'is not supported (only rope_type "default")')
-  }
+  const ropeScaling = cfg.rope_scaling != null
+    ? parseRopeScaling(cfg.rope_scaling, 'rope_scaling', file)
+    : parseRopeScaling(ropeParams, 'rope_parameters', file)
 
   const hiddenSize = int('hidden_size')
   const numHeads = int('num_attention_heads')
@@ -114,9 +126,37 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
     maxPositions: int('max_position_embeddings', 4096),
     rmsNormEps: num('rms_norm_eps', 1e-6),
     ropeTheta,
+    ropeScaling,
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     bosTokenId: bos == null ? undefined : bos as number,
     eosTokenIds: eosTokenIds as number[]
+  }
+}
+
+/**
+ * A config's `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5): its
+ * `rope_type` (or the older `type`) and that type's numbers. Absent or "default": no scaling.
+ */
+function parseRopeScaling (raw: unknown, field: string, file: string): RopeScaling {
+  if (raw == null) return { type: 'default' }
+  const fail = (why: string): never => { throw new CheckpointError(`${file}: field "${field}" ${why}: current value is ${JSON.stringify(raw)}`) }
+  if (typeof raw !== 'object' || Array.isArray(raw)) fail('must be an object')
+  const r = raw as Record<string, unknown>
+  const type = r.rope_type ?? r.type ?? 'default'
+  const number = (key: string): number => {
+    const v = r[key]
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`needs "${key}" as a positive number`)
+    return v as number
+  }
+  switch (type) {
+    case 'default': return { type: 'default' }
+    case 'linear': return { type: 'linear', factor: number('factor') }
+    case 'llama3': {
+      const scaling = { type: 'llama3', factor: number('factor'), lowFreqFactor: number('low_freq_factor'), highFreqFactor: number('high_freq_factor'), originalMaxPositions: number('original_max_position_embeddings') } as const
+      if (scaling.highFreqFactor <= scaling.lowFreqFactor) fail('needs "high_freq_factor" above "low_freq_factor"')
+      return scaling
+    }
+    default: return fail(`has rope type ${JSON.stringify(type)}, which is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`)
   }
 }
 

@@ -5,6 +5,7 @@ import { ShapeError } from '../errors.js'
 import type { SpanCache } from '../kv-cache.js'
 import type { SpanRunner, SpanRunnerInit } from '../span-runner.js'
 import { readFloats } from '../ort-session.js'
+import { ropeInverseFrequencies } from '../rope.js'
 import { runLayout, visibility, type ForwardOptions, type RunLayout } from '../token-tree.js'
 import { GpuSpanCache, type GpuKv } from './gpu-span-cache.js'
 import { buildGpuSpanGraph, gpuSpanNames as names } from './gpu-span-graph.js'
@@ -31,8 +32,7 @@ export class GpuSpanRunner {
     this.start = start
     this.end = end
     this.#session = session
-    const half = config.headDim / 2
-    this.#invFreq = Float32Array.from({ length: half }, (_, i) => 1 / Math.pow(config.ropeTheta, (2 * i) / config.headDim))
+    this.#invFreq = Float32Array.from(ropeInverseFrequencies(config))
   }
 
   static async load (ckpt: Checkpoint, start: number, end: number, init: SpanRunnerInit = {}): Promise<GpuSpanRunner> {

@@ -1,5 +1,6 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights } from '../weights.js'
+import { ropeInverseFrequencies } from '../rope.js'
 import type { GraphBuilder } from './graph-builder.js'
 import { concatRows, emitBatchTime, emitLinear } from './linear.js'
 
@@ -27,14 +28,13 @@ export interface BlockOut {
 }
 
 /**
- * Rotary tables from positions, as Hugging Face's default RoPE computes them:
- * angles = positions * inv_freq (float32), and their cos/sin; the rotate-half layout
+ * Rotary tables from positions, as Hugging Face computes them: angles = positions *
+ * inv_freq (float32, model/rope.ts), and their cos/sin; the rotate-half layout
  * applies the same table to both halves of a head (RotaryEmbedding, interleaved 0).
  */
 export function emitRotary (g: GraphBuilder, cfg: LlamaConfig, positions: string, visible: string): BlockContext {
   const half = cfg.headDim / 2
-  const invFreq = new Float32Array(half)
-  for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(cfg.ropeTheta, (2 * i) / cfg.headDim)
+  const invFreq = Float32Array.from(ropeInverseFrequencies(cfg))
   const pos = g.op('Cast', [positions], { to: 1 }) // (B,T) float32
   const angles = g.op('Mul', [g.op('Unsqueeze', [pos, g.ints([-1])]), g.floats('inv_freq', invFreq, [half])]) // (B,T,D/2)
   return { cos: g.op('Cos', [angles]), sin: g.op('Sin', [angles]), visible }

@@ -1,4 +1,5 @@
 import type { Checkpoint } from '../../model/checkpoint.js'
+import type { LlamaConfig } from '../../model/config.js'
 
 /**
  * A plain float64 Llama forward pass, written straight from the Hugging Face modelling
@@ -19,8 +20,9 @@ export function referenceLogits (ckpt: Checkpoint, ids: readonly number[]): Floa
     const q = xn.map(row => linear(w.q, row, H * D)) // (T, H*D)
     const k = xn.map(row => linear(w.k, row, Hkv * D))
     const v = xn.map(row => linear(w.v, row, Hkv * D))
-    q.forEach((row, t) => { rope(row, H, D, t, cfg.ropeTheta) })
-    k.forEach((row, t) => { rope(row, Hkv, D, t, cfg.ropeTheta) })
+    const invFreq = referenceInverseFrequencies(cfg)
+    q.forEach((row, t) => { rope(row, H, D, t, invFreq) })
+    k.forEach((row, t) => { rope(row, Hkv, D, t, invFreq) })
     const attn = x.map(() => new Float64Array(H * D))
     for (let h = 0; h < H; h++) {
       const kvh = Math.floor(h / (H / Hkv))
@@ -68,12 +70,35 @@ function rmsNorm (x: Float64Array, w: Float32Array, eps: number): Float64Array {
   return x.map((v, i) => v * scale * w[i]!)
 }
 
+/**
+ * Inverse frequencies as transformers' rope init functions compute them, written out
+ * separately from model/rope.ts: default, linear (all divided by the factor) and llama3
+ * (the first `where` scales the low frequencies, the second blends the medium band).
+ */
+export function referenceInverseFrequencies (cfg: LlamaConfig): Float64Array {
+  const D = cfg.headDim
+  const invFreq = Float64Array.from({ length: D / 2 }, (_, j) => 1 / cfg.ropeTheta ** ((2 * j) / D))
+  const s = cfg.ropeScaling
+  if (s.type === 'default') return invFreq
+  if (s.type === 'linear') return invFreq.map(f => f / s.factor)
+  const lowFreqWavelen = s.originalMaxPositions / s.lowFreqFactor
+  const highFreqWavelen = s.originalMaxPositions / s.highFreqFactor
+  return invFreq.map(f => {
+    const wavelen = 2 * Math.PI / f
+    const llama = wavelen > lowFreqWavelen ? f / s.factor : f
+    const smoothFactor = (s.originalMaxPositions / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor)
+    const smoothed = (1 - smoothFactor) * llama / s.factor + smoothFactor * llama
+    const isMedium = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen)
+    return isMedium ? smoothed : llama
+  })
+}
+
 /** rotate-half RoPE in place on (N heads, D) */
-function rope (row: Float64Array, N: number, D: number, pos: number, theta: number): void {
+function rope (row: Float64Array, N: number, D: number, pos: number, invFreq: Float64Array): void {
   const half = D / 2
   for (let h = 0; h < N; h++) {
     for (let i = 0; i < half; i++) {
-      const angle = pos / Math.pow(theta, (2 * i) / D)
+      const angle = pos * invFreq[i]!
       const [c, s] = [Math.cos(angle), Math.sin(angle)]
       const a = row[h * D + i]!
       const b = row[h * D + i + half]!
