@@ -5,8 +5,8 @@ const CACHE_LIMIT = 10_000
 const CACHE_MAX_WORD = 64
 
 /**
- * The `model` of a tokenizer.json of type BPE, as SentencePiece-converted checkpoints (Llama, Mistral)
- * use it: vocab + ranked merges, optional byte fallback (`<0x41>` tokens for characters outside the
+ * The `model` of a tokenizer.json of type BPE, as SentencePiece-converted (Llama 2, Mistral) and
+ * byte-level (Llama 3) checkpoints use it: vocab + ranked merges, optional byte fallback (`<0x41>` tokens for characters outside the
  * vocab), `fuse_unk`, `ignore_merges`. No subword prefix/suffix, no dropout.
  */
 export class BpeModel {

@@ -1,4 +1,5 @@
 import { arrayField, childPath, componentType, invalidField, objectField, patternField, replaceAll, stringField, unsupportedField, type JsonPath } from './json-field.js'
+import { fromByteLevel } from './byte-level.js'
 import { readMetaspace } from './pre-tokenizer.js'
 
 /** Turns the token strings of a sequence back into text (Hugging Face `decoder`). */
@@ -7,7 +8,7 @@ export type Decode = (tokens: readonly string[]) => string
 /** One step of a decoder chain: token strings in, token strings out. */
 type DecodeStep = (tokens: string[]) => string[]
 
-const SUPPORTED = ['Sequence', 'Replace', 'ByteFallback', 'Fuse', 'Strip', 'Metaspace']
+const SUPPORTED = ['Sequence', 'Replace', 'ByteFallback', 'Fuse', 'Strip', 'Metaspace', 'ByteLevel']
 const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
@@ -59,6 +60,9 @@ function buildStep (spec: unknown, at: JsonPath): DecodeStep {
       // The first token loses every replacement character (its prepended space), the others turn them into spaces.
       return tokens => tokens.map((t, i) => t.split(replacement).join(i === 0 && prependScheme !== 'never' ? '' : ' '))
     }
+    case 'ByteLevel':
+      // the byte-level characters of all tokens back to bytes, then UTF-8 (byte-level.ts)
+      return tokens => [fromByteLevel(tokens)]
     default:
       throw unsupportedField(childPath(at, 'type'), type, SUPPORTED)
   }

@@ -54,12 +54,50 @@ export function patternField (value: unknown, at: JsonPath): string | RegExp {
   if (typeof spec.String === 'string') return spec.String
   if (typeof spec.Regex === 'string') {
     try {
-      return new RegExp(spec.Regex, 'gu')
+      return new RegExp(withoutCaseGroups(spec.Regex), 'gu')
     } catch (err: any) {
       throw new CheckpointError(`${at.file}: field "${at.field}.Regex" is not a regular expression Petal can run: current value is ${show(spec.Regex)}`, { cause: err })
     }
   }
   throw invalidField(at, 'must be {"String": ...} or {"Regex": ...}', value)
+}
+
+/**
+ * Rewrites Oniguruma's case-insensitive groups `(?i:...)`, which Node 22's RegExp lacks, as
+ * plain groups whose ASCII letters match either case: `(?i:'s|'t)` -> `(?:'[sS]|'[tT])`
+ * (Llama 3's and Qwen's split patterns use one for English contractions). Letters inside a
+ * character class or after a backslash are left as they are.
+ */
+export function withoutCaseGroups (source: string): string {
+  let out = ''
+  let i = 0
+  while (i < source.length) {
+    if (!source.startsWith('(?i:', i)) {
+      out += source[i] as string
+      if (source[i] === '\\' && i + 1 < source.length) out += source[++i] as string
+      i++
+      continue
+    }
+    out += '(?:'
+    i += 4
+    let depth = 1
+    let inClass = false
+    while (i < source.length && depth > 0) {
+      const c = source[i] as string
+      if (c === '\\' && i + 1 < source.length) {
+        out += c + (source[i + 1] as string)
+        i += 2
+        continue
+      }
+      if (inClass) inClass = c !== ']'
+      else if (c === '[') inClass = true
+      else if (c === '(') depth++
+      else if (c === ')') depth--
+      out += !inClass && /[a-zA-Z]/.test(c) ? `[${c.toLowerCase()}${c.toUpperCase()}]` : c
+      i++
+    }
+  }
+  return out
 }
 
 /** Replaces every match of `pattern` in `text`. */

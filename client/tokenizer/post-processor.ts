@@ -6,7 +6,7 @@ export interface SpecialTokenTemplate {
   readonly suffix: readonly number[]
 }
 
-const SUPPORTED = ['TemplateProcessing', 'Sequence']
+const SUPPORTED = ['TemplateProcessing', 'Sequence', 'ByteLevel']
 
 /**
  * Reads the `post_processor` of a tokenizer.json for single sequences. `null` adds nothing.
@@ -24,6 +24,7 @@ export function buildPostProcessor (spec: unknown, at: JsonPath): SpecialTokenTe
       return { prefix: [...t.prefix, ...acc.prefix], suffix: [...acc.suffix, ...t.suffix] }
     }, { prefix: [], suffix: [] })
   }
+  if (type === 'ByteLevel') return { prefix: [], suffix: [] } // only trims offsets, which ids do not have
   if (type !== 'TemplateProcessing') throw unsupportedField(childPath(at, 'type'), type, SUPPORTED)
 
   const specialAt = childPath(at, 'special_tokens')

@@ -1,4 +1,5 @@
-import { arrayField, childPath, componentType, invalidField, objectField, stringField, unsupportedField, type JsonPath } from './json-field.js'
+import { GPT2_SPLIT, splitByPattern, toByteLevel, type SplitBehavior } from './byte-level.js'
+import { arrayField, childPath, componentType, invalidField, objectField, patternField, stringField, unsupportedField, type JsonPath } from './json-field.js'
 
 /**
  * Splits one normalized piece of text into the words the model encodes one by one
@@ -10,7 +11,8 @@ export type PreTokenize = (piece: string, atTextStart: boolean) => string[]
 /** When Metaspace puts a replacement character in front of a piece that does not start with one. */
 export type PrependScheme = 'always' | 'first' | 'never'
 
-const SUPPORTED = ['Metaspace', 'Sequence']
+const SUPPORTED = ['Metaspace', 'Sequence', 'ByteLevel', 'Split']
+const SPLIT_BEHAVIORS: readonly SplitBehavior[] = ['Isolated', 'Removed', 'MergedWithPrevious', 'MergedWithNext']
 
 /** Builds the `pre_tokenizer` of a tokenizer.json. `null` keeps each piece whole. */
 export function buildPreTokenizer (spec: unknown, at: JsonPath): PreTokenize {
@@ -28,9 +30,32 @@ export function buildPreTokenizer (spec: unknown, at: JsonPath): PreTokenize {
       return (piece, atTextStart) => steps.reduce<string[]>(
         (pieces, step) => pieces.flatMap((p, i) => step(p, atTextStart && i === 0)), [piece])
     }
+    case 'ByteLevel': {
+      // each piece: a leading space if asked, GPT-2's word split if asked, then its bytes as characters
+      const addPrefixSpace = booleanField(obj, 'add_prefix_space', true, at)
+      const useRegex = booleanField(obj, 'use_regex', true, at)
+      return piece => {
+        const text = addPrefixSpace && !piece.startsWith(' ') ? ' ' + piece : piece
+        const words = useRegex ? splitByPattern(text, GPT2_SPLIT, 'Isolated') : [text]
+        return words.filter(w => w !== '').map(toByteLevel)
+      }
+    }
+    case 'Split': {
+      const pattern = patternField(obj.pattern, childPath(at, 'pattern'))
+      const behavior = obj.behavior
+      if (!SPLIT_BEHAVIORS.includes(behavior as SplitBehavior)) throw unsupportedField(childPath(at, 'behavior'), behavior, SPLIT_BEHAVIORS)
+      if (booleanField(obj, 'invert', false, at)) throw unsupportedField(childPath(at, 'invert'), true, ['false'])
+      return piece => splitByPattern(piece, pattern, behavior as SplitBehavior)
+    }
     default:
       throw unsupportedField(childPath(at, 'type'), type, SUPPORTED)
   }
+}
+
+function booleanField (obj: Record<string, unknown>, field: string, fallback: boolean, at: JsonPath): boolean {
+  const v = obj[field] ?? fallback
+  if (typeof v !== 'boolean') throw invalidField(childPath(at, field), 'must be a boolean', v)
+  return v
 }
 
 /** The settings shared by the Metaspace pre-tokenizer and decoder, old (`add_prefix_space`) and new spellings. */

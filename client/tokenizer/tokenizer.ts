@@ -23,7 +23,8 @@ export interface DecodeOptions {
 
 /**
  * A Hugging Face fast tokenizer read from `tokenizer.json` (+ `tokenizer_config.json`), for the
- * SentencePiece-style BPE checkpoints of the Llama family: text -> added tokens -> normalizer ->
+ * BPE checkpoints of the Llama family, SentencePiece-style (Llama 2, Mistral, TinyLlama) or
+ * byte-level (Llama 3, SmolLM; byte-level.ts): text -> added tokens -> normalizer ->
  * pre-tokenizer -> BPE -> post-processor, and ids -> decoder -> text. The tokenizer.json pipeline is
  * used as written (what transformers' `PreTrainedTokenizerFast` does); anything Petal does not
  * implement is refused at load time with the file and field named.

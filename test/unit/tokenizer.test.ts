@@ -235,8 +235,10 @@ describe('Tokenizer refuses what it does not implement', () => {
   it('names the field of an unsupported model, normalizer, pre-tokenizer, decoder or post-processor', () => {
     refuse(tinyJson({ model: { type: 'WordPiece', vocab: {}, unk_token: '[UNK]' } }), 'model.type')
     refuse(tinyJson({ model: { type: 'Unigram', vocab: [] } }), 'model.type')
-    refuse(tinyJson({ pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false } }), 'pre_tokenizer.type')
-    refuse(tinyJson({ decoder: { type: 'Sequence', decoders: [{ type: 'ByteLevel' }] } }), 'decoder.decoders[0].type')
+    refuse(tinyJson({ pre_tokenizer: { type: 'Whitespace' } }), 'pre_tokenizer.type')
+    refuse(tinyJson({ pre_tokenizer: { type: 'Split', pattern: { String: ' ' }, behavior: 'Contiguous' } }), 'pre_tokenizer.behavior')
+    refuse(tinyJson({ pre_tokenizer: { type: 'Split', pattern: { String: ' ' }, behavior: 'Isolated', invert: true } }), 'pre_tokenizer.invert')
+    refuse(tinyJson({ decoder: { type: 'Sequence', decoders: [{ type: 'WordPiece' }] } }), 'decoder.decoders[0].type')
     refuse(tinyJson({ normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'BertNormalizer' }] } }), 'normalizer.normalizers[1].type')
     refuse(tinyJson({ post_processor: { type: 'BertProcessing', sep: ['[SEP]', 102], cls: ['[CLS]', 101] } }), 'post_processor.type')
     refuse(tinyJson({}, { continuing_subword_prefix: '##' }), 'model.continuing_subword_prefix')

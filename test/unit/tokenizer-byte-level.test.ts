@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest'
+import { fromByteLevel, GPT2_SPLIT, splitByPattern, toByteLevel } from '../../client/tokenizer/byte-level.js'
+import { IncrementalDecoder } from '../../client/tokenizer/incremental-decoder.js'
+import { withoutCaseGroups } from '../../client/tokenizer/json-field.js'
+import { Tokenizer } from '../../client/tokenizer/tokenizer.js'
+
+// Llama 3's split pattern as its tokenizer.json writes it (Oniguruma syntax).
+const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+/** GPT-2's bytes_to_unicode as its encoder.py builds it: (byte, character) in vocabulary order. */
+function gpt2Alphabet (): Array<[number, string]> {
+  const bs: number[] = []
+  for (const [a, b] of [[0x21, 0x7E], [0xA1, 0xAC], [0xAE, 0xFF]] as const) for (let x = a; x <= b; x++) bs.push(x)
+  const cs = [...bs]
+  let n = 0
+  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++) }
+  return bs.map((b, i) => [b, String.fromCharCode(cs[i] as number)])
+}
+
+/** A byte-level BPE tokenizer.json as Llama 3's is laid out, with a handful of merges (or GPT-2's pre-tokenizer). */
+function llama3StyleTokenizer (preTokenizer?: unknown): Tokenizer {
+  const vocab: Record<string, number> = {}
+  for (const [i, [, c]] of gpt2Alphabet().entries()) vocab[c] = i
+  const merges = ['Ġ t', 'h e', 'Ġt he', 'c a', 'ca t', 'Ġ ca', 'Ġca t']
+  for (const m of merges) vocab[m.replace(' ', '')] ??= Object.keys(vocab).length
+  const bot = Object.keys(vocab).length
+  return Tokenizer.fromJson({
+    model: { type: 'BPE', vocab, merges, ignore_merges: true, byte_fallback: false },
+    added_tokens: [{ id: bot, content: '<|begin_of_text|>', special: true, normalized: false }],
+    normalizer: null,
+    pre_tokenizer: preTokenizer ?? { type: 'Sequence', pretokenizers: [
+      { type: 'Split', pattern: { Regex: LLAMA3_SPLIT }, behavior: 'Isolated', invert: false },
+      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }
+    ] },
+    post_processor: { type: 'Sequence', processors: [
+      { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+      { type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<|begin_of_text|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }], pair: [], special_tokens: { '<|begin_of_text|>': { id: '<|begin_of_text|>', ids: [bot], tokens: ['<|begin_of_text|>'] } } }
+    ] },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true }
+  }, { clean_up_tokenization_spaces: false })
+}
+
+describe('byte-level alphabet (GPT-2, Llama 3, Qwen)', () => {
+  it('gives every byte a character: printable Latin-1 as itself, the rest from U+0100 in byte order', () => {
+    for (const [b, c] of gpt2Alphabet()) if (b < 0x80) expect(toByteLevel(String.fromCharCode(b))).toBe(c)
+    expect(toByteLevel(' ')).toBe('Ġ')
+    expect(toByteLevel('\n')).toBe('Ċ')
+    expect(toByteLevel('\0')).toBe('Ā')
+    expect(toByteLevel('!~')).toBe('!~')
+    expect(toByteLevel('é')).toBe('Ã©') // UTF-8 C3 A9
+    const alphabet = gpt2Alphabet()
+    expect(new Set(alphabet.map(([, c]) => c)).size).toBe(256)
+    expect(fromByteLevel(alphabet.map(([, c]) => c))).toBe(new TextDecoder().decode(Uint8Array.from(alphabet.map(([b]) => b))))
+  })
+
+  it('decodes back to text, invalid UTF-8 as U+FFFD, characters outside the alphabet as themselves', () => {
+    const text = 'naïve café\n日本語 🙂'
+    expect(fromByteLevel([toByteLevel(text)])).toBe(text)
+    expect(fromByteLevel(['Ã'])).toBe('\uFFFD') // a lone lead byte
+    expect(fromByteLevel(['<|eot|>', 'Ġhi'])).toBe('<|eot|> hi')
+  })
+
+  it("splits words as GPT-2 does", () => {
+    expect(splitByPattern("Hello world, it's  2024!", GPT2_SPLIT, 'Isolated')).toEqual(['Hello', ' world', ',', ' it', "'s", ' ', ' 2024', '!'])
+  })
+
+  it('runs Llama 3\'s Oniguruma pattern: case-insensitive contractions, digits in threes, a space before digits alone', () => {
+    const pattern = new RegExp(withoutCaseGroups(LLAMA3_SPLIT), 'gu')
+    expect(splitByPattern("I'm 12345 years", pattern, 'Isolated')).toEqual(['I', "'m", ' ', '123', '45', ' years'])
+    expect(splitByPattern("I'M", pattern, 'Isolated')).toEqual(['I', "'M"])
+    expect(withoutCaseGroups("(?i:'s|[a-z]\\d)|x")).toBe("(?:'[sS]|[a-z]\\d)|x")
+  })
+
+  it('splits with the other Split behaviors', () => {
+    expect(splitByPattern('a-b-c', '-', 'Removed')).toEqual(['a', 'b', 'c'])
+    expect(splitByPattern('a-b-c', '-', 'MergedWithPrevious')).toEqual(['a-', 'b-', 'c'])
+    expect(splitByPattern('a-b-c', '-', 'MergedWithNext')).toEqual(['a', '-b', '-c'])
+  })
+})
+
+describe('a byte-level BPE tokenizer laid out as Llama 3\'s', () => {
+  const tok = llama3StyleTokenizer()
+
+  it('encodes through split, byte-level and merges, with its begin-of-text token', () => {
+    const id = (t: string): number => tok.tokenToId(t) as number
+    expect(tok.encode('the cat', { addSpecialTokens: false })).toEqual([id('t'), id('he'), id('Ġcat')])
+    expect(tok.encode(' the')[0]).toBe(tok.bosTokenId)
+    expect(tok.encode(' the').slice(1)).toEqual([id('Ġthe')])
+  })
+
+  it('decodes every text back exactly, multi-byte characters included', () => {
+    for (const text of ['the cat', 'naïve café\n\n日本語 🙂', "I'M 12345 cats!!"]) {
+      expect(tok.decode(tok.encode(text), { skipSpecialTokens: true })).toBe(text)
+    }
+  })
+
+  it("with GPT-2's pre-tokenizer (ByteLevel alone, use_regex, add_prefix_space) puts a space before the text", () => {
+    const gpt2 = llama3StyleTokenizer({ type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true })
+    const ids = gpt2.encode('the cat', { addSpecialTokens: false })
+    expect(ids.map(i => gpt2.idToToken(i))).toEqual(['Ġthe', 'Ġcat'])
+    expect(gpt2.decode(ids)).toBe(' the cat')
+  })
+
+  it('streams a character split over several tokens only once it is whole', () => {
+    const ids = tok.encode('a日b', { addSpecialTokens: false }) // 日 is 3 byte tokens
+    expect(ids.length).toBe(5)
+    const stream = new IncrementalDecoder(tok)
+    const chunks = ids.map(i => stream.push(i))
+    expect(chunks).toEqual(['a', '', '', '日', 'b'])
+  })
+})
