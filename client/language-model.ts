@@ -3,7 +3,6 @@ import { Checkpoint } from '../model/checkpoint.js'
 import { ClientParts } from '../model/client-parts.js'
 import { LocalModel } from '../model/local-model.js'
 import type { OrtOptions } from '../model/ort-session.js'
-import { blockTensorNames } from '../model/weights.js'
 import { SpeculationMemory } from './decoding/index.js'
 import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
 import { LocalTarget } from './local-target.js'
@@ -165,5 +164,5 @@ export class ChatSession {
 
 /** Whether the folder holds the blocks too (not only the client parts), so their hashes can be checked. */
 function hasAllBlocks (ckpt: Checkpoint): boolean {
-  return Array.from({ length: ckpt.config.numLayers }, (_, i) => blockTensorNames(i)).every(names => Object.values(names).every(n => ckpt.has(n)))
+  return Array.from({ length: ckpt.config.numLayers }, (_, i) => ckpt.hasBlock(i)).every(Boolean)
 }

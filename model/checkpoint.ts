@@ -81,20 +81,10 @@ export class Checkpoint {
    */
   readBlocks (start: number, end: number, opts: ReadOptions = {}): BlockWeights[] {
     this.#checkSpan(start, end)
-    const entries: Array<Record<keyof BlockWeights, TensorEntry>> = []
+    const entries: Array<Partial<Record<keyof BlockWeights, TensorEntry>>> = []
     for (let i = start; i < end; i++) entries.push(this.#blockEntries(i))
     const load = this.#loader(entries.flatMap(e => Object.values(e)), opts)
-    return entries.map(e => ({
-      inputNorm: load(e.inputNorm),
-      q: load(e.q),
-      k: load(e.k),
-      v: load(e.v),
-      o: load(e.o),
-      postNorm: load(e.postNorm),
-      gate: load(e.gate),
-      up: load(e.up),
-      down: load(e.down)
-    }))
+    return entries.map(e => Object.fromEntries(Object.entries(e).map(([key, entry]) => [key, load(entry)])) as unknown as BlockWeights)
   }
 
   /**
@@ -136,20 +126,15 @@ export class Checkpoint {
   }
 
   /** Entries of block `i`, each checked against the shape the config implies. */
-  #blockEntries (i: number): Record<keyof BlockWeights, TensorEntry> {
-    const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = this.config
+  #blockEntries (i: number): Partial<Record<keyof BlockWeights, TensorEntry>> {
     const names = blockTensorNames(i)
-    return {
-      inputNorm: this.#entry(names.inputNorm, [C]),
-      q: this.#entry(names.q, [H * D, C]),
-      k: this.#entry(names.k, [Hkv * D, C]),
-      v: this.#entry(names.v, [Hkv * D, C]),
-      o: this.#entry(names.o, [C, H * D]),
-      postNorm: this.#entry(names.postNorm, [C]),
-      gate: this.#entry(names.gate, [F, C]),
-      up: this.#entry(names.up, [F, C]),
-      down: this.#entry(names.down, [C, F])
-    }
+    return Object.fromEntries(blockTensorShapes(this.config).map(([key, dims]) => [key, this.#entry(names[key], dims)]))
+  }
+
+  /** Whether the files hold every tensor of block `i` (a client's copy may hold only its own parts). */
+  hasBlock (i: number): boolean {
+    const names = blockTensorNames(i)
+    return blockTensorShapes(this.config).every(([key]) => this.has(names[key]))
   }
 
   #entry (name: string, expectedDims: readonly number[]): TensorEntry {
@@ -213,4 +198,15 @@ function indexShards (dir: string): Map<string, TensorEntry> {
     tensors.set(name, entry)
   }
   return tensors
+}
+
+/** The tensors of a block this config has, with their shapes, in `blockTensorNames` key order (biases last, only where the config has them). */
+function blockTensorShapes (cfg: LlamaConfig): Array<[keyof BlockWeights, number[]]> {
+  const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg
+  return [
+    ['inputNorm', [C]], ['q', [H * D, C]], ['k', [Hkv * D, C]], ['v', [Hkv * D, C]], ['o', [C, H * D]],
+    ['postNorm', [C]], ['gate', [F, C]], ['up', [F, C]], ['down', [C, F]],
+    ...(cfg.qkvBias ? [['qBias', [H * D]], ['kBias', [Hkv * D]], ['vBias', [Hkv * D]]] as Array<[keyof BlockWeights, number[]]> : []),
+    ...(cfg.oBias ? [['oBias', [C]]] as Array<[keyof BlockWeights, number[]]> : [])
+  ]
 }

@@ -4,7 +4,7 @@ import { CheckpointError } from './errors.js'
 
 /** The Llama-family settings that Petal's graphs are built from. One record, parsed once. */
 export interface LlamaConfig {
-  /** `model_type` from config.json ("llama" or "mistral"). */
+  /** `model_type` from config.json ("llama", "mistral" or "qwen2"). */
   readonly modelType: string
   /** C: width of the residual stream. */
   readonly hiddenSize: number
@@ -25,6 +25,10 @@ export interface LlamaConfig {
   readonly ropeTheta: number
   /** How RoPE's frequencies are stretched for long contexts (model/rope.ts applies it). */
   readonly ropeScaling: RopeScaling
+  /** q/k/v projections have biases (Qwen2 always; Llama with `attention_bias`). */
+  readonly qkvBias: boolean
+  /** The output projection has a bias (Llama with `attention_bias`). */
+  readonly oBias: boolean
   /** The LM head shares `model.embed_tokens.weight`. */
   readonly tieWordEmbeddings: boolean
   readonly bosTokenId: number | undefined
@@ -43,8 +47,8 @@ export type RopeScaling =
 
 const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'llama3']
 
-const SUPPORTED_ARCHITECTURES = new Set(['LlamaForCausalLM', 'MistralForCausalLM'])
-const SUPPORTED_MODEL_TYPES = new Set(['llama', 'mistral'])
+const SUPPORTED_ARCHITECTURES = new Set(['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'])
+const SUPPORTED_MODEL_TYPES = new Set(['llama', 'mistral', 'qwen2'])
 
 /** Reads and validates `DIR/config.json`. Every refusal names the file, the field and its value. */
 export function readLlamaConfig (dir: string): LlamaConfig {
@@ -90,9 +94,11 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
   }
   const act = cfg.hidden_act ?? 'silu'
   if (act !== 'silu') fail('hidden_act', 'must be "silu"')
-  if (cfg.attention_bias === true) fail('attention_bias', 'is not supported (no q/k/v/o biases yet)')
   if (cfg.mlp_bias === true) fail('mlp_bias', 'is not supported')
   if (cfg.sliding_window != null && modelType === 'mistral') fail('sliding_window', 'is not supported (sliding-window attention)')
+  if (cfg.use_sliding_window === true) fail('use_sliding_window', 'is not supported (sliding-window attention)')
+  // Qwen2 always has q/k/v biases and no o bias; Llama's attention_bias puts one on all four
+  const llamaBias = modelType !== 'qwen2' && cfg.attention_bias === true
   const tp = cfg.pretraining_tp ?? 1
   if (tp !== 1) fail('pretraining_tp', 'must be 1')
   const ropeParams = cfg.rope_parameters as Record<string, unknown> | undefined
@@ -127,6 +133,8 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
     rmsNormEps: num('rms_norm_eps', 1e-6),
     ropeTheta,
     ropeScaling,
+    qkvBias: modelType === 'qwen2' || llamaBias,
+    oBias: llamaBias,
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     bosTokenId: bos == null ? undefined : bos as number,
     eosTokenIds: eosTokenIds as number[]
@@ -163,5 +171,6 @@ function parseRopeScaling (raw: unknown, field: string, file: string): RopeScali
 /** Parameter count of one transformer block (weights only). */
 export function blockParameterCount (c: LlamaConfig): number {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = c
-  return C * H * D + 2 * C * Hkv * D + H * D * C + 3 * C * F + 2 * C
+  const biases = (c.qkvBias ? (H + 2 * Hkv) * D : 0) + (c.oBias ? C : 0)
+  return C * H * D + 2 * C * Hkv * D + H * D * C + 3 * C * F + 2 * C + biases
 }

@@ -13,6 +13,12 @@ export interface BlockWeights {
   /** (F, C) */ readonly gate: Float32Array
   /** (F, C) */ readonly up: Float32Array
   /** (C, F) */ readonly down: Float32Array
+  /** (H*D), (Hkv*D), (Hkv*D): projection biases, present when the config has them (Qwen2; Llama's attention_bias) */
+  readonly qBias?: Float32Array
+  readonly kBias?: Float32Array
+  readonly vBias?: Float32Array
+  /** (C): present with Llama's attention_bias */
+  readonly oBias?: Float32Array
 }
 
 /** What the client holds: token embedding, final norm and LM head. */
@@ -24,7 +30,7 @@ export interface ClientWeights {
 }
 
 /** Hugging Face tensor names of block `i`. */
-export function blockTensorNames (i: number): Record<keyof BlockWeights, string> {
+export function blockTensorNames (i: number): Record<keyof Required<BlockWeights>, string> {
   const p = `model.layers.${i}`
   return {
     inputNorm: `${p}.input_layernorm.weight`,
@@ -35,7 +41,11 @@ export function blockTensorNames (i: number): Record<keyof BlockWeights, string>
     postNorm: `${p}.post_attention_layernorm.weight`,
     gate: `${p}.mlp.gate_proj.weight`,
     up: `${p}.mlp.up_proj.weight`,
-    down: `${p}.mlp.down_proj.weight`
+    down: `${p}.mlp.down_proj.weight`,
+    qBias: `${p}.self_attn.q_proj.bias`,
+    kBias: `${p}.self_attn.k_proj.bias`,
+    vBias: `${p}.self_attn.v_proj.bias`,
+    oBias: `${p}.self_attn.o_proj.bias`
   }
 }
 

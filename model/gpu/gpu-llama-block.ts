@@ -1,6 +1,7 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights } from '../weights.js'
 import type { GraphBuilder } from '../onnx/graph-builder.js'
+import { concatRows } from '../onnx/linear.js'
 
 /**
  * Values every block of a GPU span graph shares. All of them are float inputs computed on
@@ -38,10 +39,8 @@ export function transposeRows (w: Float32Array, rows: number, cols: number): Flo
 
 /** W (out_i, in) stacked along out, then transposed: x (1,T,in) @ result (in, sum out_i). */
 function stackedT (parts: readonly Float32Array[], inDim: number): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) { out.set(p, at); at += p.length }
-  return transposeRows(out, out.length / inDim, inDim)
+  const stacked = concatRows(parts)
+  return transposeRows(stacked, stacked.length / inDim, inDim)
 }
 
 function rmsNorm (g: GraphBuilder, x: string, weight: Float32Array, eps: number): string {
@@ -68,7 +67,8 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
 
   // --- attention ---
   const xNorm = rmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps) // (1,T,C)
-  const qkv = g.op('MatMul', [xNorm, g.floats('w_qkv_t', stackedT([w.q, w.k, w.v], C), [C, (H + 2 * Hkv) * D])]) // (1,T,(H+2Hkv)*D)
+  const qkvNoBias = g.op('MatMul', [xNorm, g.floats('w_qkv_t', stackedT([w.q, w.k, w.v], C), [C, (H + 2 * Hkv) * D])]) // (1,T,(H+2Hkv)*D)
+  const qkv = w.qBias === undefined ? qkvNoBias : g.op('Add', [qkvNoBias, g.floats('b_qkv', concatRows([w.qBias, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])])
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
   const qRot = applyRotary(g, ctx, g.op('Reshape', [q, g.ints([1, -1, H, D])]), D / 2) // (1,T,H,D)
   const kRot = applyRotary(g, ctx, g.op('Reshape', [k, g.ints([1, -1, Hkv, D])]), D / 2) // (1,T,Hkv,D)
@@ -87,7 +87,8 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const attn = g.op('MatMul', [probs, vU]) // (1,Hkv,G,T,D)
   const heads = g.op('Transpose', [g.op('Reshape', [attn, g.ints([1, H, -1, D])])], { perm: [0, 2, 1, 3] }) // (1,T,H,D)
   const flat = g.op('Reshape', [heads, g.ints([1, -1, H * D])]) // (1,T,H*D)
-  const attnOut = g.op('MatMul', [flat, g.floats('w_o_t', transposeRows(w.o, C, H * D), [H * D, C])]) // (1,T,C)
+  const attnOutNoBias = g.op('MatMul', [flat, g.floats('w_o_t', transposeRows(w.o, C, H * D), [H * D, C])]) // (1,T,C)
+  const attnOut = w.oBias === undefined ? attnOutNoBias : g.op('Add', [attnOutNoBias, g.floats('b_o', w.oBias, [C])])
   const afterAttn = g.op('Add', [io.hidden, attnOut])
 
   // --- MLP: down(silu(gate(x)) * up(x)) ---

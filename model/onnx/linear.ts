@@ -4,11 +4,11 @@ import type { GraphBuilder } from './graph-builder.js'
  * A Linear layer in Hugging Face layout: x (B,T,in) @ W^T with W (out, in), as
  * Gemm(transB=1) on (B*T, in). Keeping W as stored skips a transpose at load, and ORT's
  * transposed-B GEMM streams W rows straight through for single-token decode.
- * `bt` is the int64 (2) tensor [B, T] of the graph's hidden input.
+ * `bt` is the int64 (2) tensor [B, T] of the graph's hidden input; `bias` (out), if any, is added.
  */
-export function emitLinear (g: GraphBuilder, x: string, bt: string, weight: string, inDim: number, outDim: number): string {
+export function emitLinear (g: GraphBuilder, x: string, bt: string, weight: string, inDim: number, outDim: number, bias?: string): string {
   const flat = g.op('Reshape', [x, g.ints([-1, inDim])]) // (B*T, in)
-  const y = g.op('Gemm', [flat, weight], { transB: 1 }) // (B*T, out)
+  const y = g.op('Gemm', bias === undefined ? [flat, weight] : [flat, weight, bias], { transB: 1 }) // (B*T, out) [+ bias (out)]
   return g.op('Reshape', [y, g.op('Concat', [bt, g.ints([outDim])], { axis: 0 })]) // (B,T,out)
 }
 

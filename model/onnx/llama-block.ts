@@ -61,7 +61,8 @@ export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeigh
 
   // --- attention ---
   const wQkv = g.floats('w_qkv', concatRows([w.q, w.k, w.v]), [(H + 2 * Hkv) * D, C])
-  const qkv = emitLinear(g, emitRmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps), bt, wQkv, C, (H + 2 * Hkv) * D) // (B,T,(H+2Hkv)*D)
+  const qkvBias = w.qBias === undefined ? undefined : g.floats('b_qkv', concatRows([w.qBias, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])
+  const qkv = emitLinear(g, emitRmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps), bt, wQkv, C, (H + 2 * Hkv) * D, qkvBias) // (B,T,(H+2Hkv)*D)
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
   const qRot = g.op('RotaryEmbedding', [q, ctx.cos, ctx.sin], { num_heads: H }) // (B,T,H*D)
   const kRot = g.op('RotaryEmbedding', [k, ctx.cos, ctx.sin], { num_heads: Hkv }) // (B,T,Hkv*D)
@@ -71,7 +72,8 @@ export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeigh
   // query head h reads kv head h / (H / Hkv); scale 1/sqrt(D); the mask comes from the
   // caller: causal for a chain, ancestors only for a token tree
   const attn = g.op('Attention', [qRot, keys, values, ctx.visible], { q_num_heads: H, kv_num_heads: Hkv }) // (B,T,H*D)
-  const afterAttn = g.op('Add', [io.hidden, emitLinear(g, attn, bt, g.floats('w_o', w.o, [C, H * D]), H * D, C)]) // (B,T,C)
+  const oBias = w.oBias === undefined ? undefined : g.floats('b_o', w.oBias, [C])
+  const afterAttn = g.op('Add', [io.hidden, emitLinear(g, attn, bt, g.floats('w_o', w.o, [C, H * D]), H * D, C, oBias)]) // (B,T,C)
 
   // --- MLP: down(silu(gate(x)) * up(x)) ---
   const wGateUp = g.floats('w_gate_up', concatRows([w.gate, w.up]), [2 * F, C])

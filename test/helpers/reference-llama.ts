@@ -17,9 +17,9 @@ export function referenceLogits (ckpt: Checkpoint, ids: readonly number[]): Floa
   for (let l = 0; l < cfg.numLayers; l++) {
     const w = ckpt.readBlock(l)
     const xn = x.map(row => rmsNorm(row, w.inputNorm, cfg.rmsNormEps))
-    const q = xn.map(row => linear(w.q, row, H * D)) // (T, H*D)
-    const k = xn.map(row => linear(w.k, row, Hkv * D))
-    const v = xn.map(row => linear(w.v, row, Hkv * D))
+    const q = xn.map(row => linear(w.q, row, H * D, w.qBias)) // (T, H*D)
+    const k = xn.map(row => linear(w.k, row, Hkv * D, w.kBias))
+    const v = xn.map(row => linear(w.v, row, Hkv * D, w.vBias))
     const invFreq = referenceInverseFrequencies(cfg)
     q.forEach((row, t) => { rope(row, H, D, t, invFreq) })
     k.forEach((row, t) => { rope(row, Hkv, D, t, invFreq) })
@@ -39,7 +39,7 @@ export function referenceLogits (ckpt: Checkpoint, ids: readonly number[]): Floa
         }
       }
     }
-    x = x.map((row, t) => add(row, linear(w.o, attn[t] as Float64Array, C)))
+    x = x.map((row, t) => add(row, linear(w.o, attn[t] as Float64Array, C, w.oBias)))
     x = x.map(row => {
       const n = rmsNorm(row, w.postNorm, cfg.rmsNormEps)
       const g = linear(w.gate, n, F)
@@ -51,12 +51,12 @@ export function referenceLogits (ckpt: Checkpoint, ids: readonly number[]): Floa
   return x.map(row => linear(client.lmHead, rmsNorm(row, client.finalNorm, cfg.rmsNormEps), V))
 }
 
-/** W (out, in) @ x (in) -> (out) */
-function linear (w: Float32Array, x: Float64Array, out: number): Float64Array {
+/** W (out, in) @ x (in) [+ b (out)] -> (out) */
+function linear (w: Float32Array, x: Float64Array, out: number, b?: Float32Array): Float64Array {
   const n = x.length
   const y = new Float64Array(out)
   for (let o = 0; o < out; o++) {
-    let acc = 0
+    let acc = b?.[o] ?? 0
     for (let i = 0; i < n; i++) acc += w[o * n + i]! * x[i]!
     y[o] = acc
   }

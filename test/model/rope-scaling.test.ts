@@ -5,14 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Checkpoint } from '../../model/checkpoint.js'
 import { parseLlamaConfig, type LlamaConfig } from '../../model/config.js'
 import { CheckpointError } from '../../model/errors.js'
-import { GpuSpanRunner } from '../../model/gpu/gpu-span-runner.js'
 import { LocalModel } from '../../model/local-model.js'
 import { ropeInverseFrequencies } from '../../model/rope.js'
-import { SpanRunner } from '../../model/span-runner.js'
-import { WholeModel } from '../../model/whole-model.js'
 import { writeRandomLlama } from '../../scripts/make-random-llama.js'
-import { argmax, maxAbsDiff, maxAbsDiffRows } from '../helpers/fixtures.js'
-import { referenceInverseFrequencies, referenceLogits } from '../helpers/reference-llama.js'
+import { expectReferenceLogits, expectRunnersAgree } from '../helpers/model-checks.js'
+import { referenceInverseFrequencies } from '../helpers/reference-llama.js'
 
 const BASE = {
   model_type: 'llama', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
@@ -90,29 +87,10 @@ describe('a random Llama with llama3 RoPE scaling', () => {
 
   it('gives the logits of the independent float64 implementation (1e-4), which the unscaled model does not', async () => {
     expect(ckpt.config.ropeScaling.type).toBe('llama3')
-    const ours = await model.newSession().forward(ids)
-    const reference = referenceLogits(ckpt, ids)
-    expect(maxAbsDiffRows(ours, reference)).toBeLessThan(1e-4)
-    expect(ours.map(argmax)).toEqual(reference.map(argmax))
-    // the same weights without the scaling: the test would notice scaling left out
-    const unscaled = await LocalModel.load(Checkpoint.open(unscaledDir))
-    try {
-      expect(maxAbsDiffRows(await unscaled.newSession().forward(ids), reference)).toBeGreaterThan(1e-3)
-    } finally {
-      await unscaled.release()
-    }
+    await expectReferenceLogits(model, ckpt, ids, unscaledDir)
   })
 
   it('runs the same in a draft (WholeModel) and in the GPU span graph (on the CPU EP)', async () => {
-    const ours = await model.newSession().forward(ids)
-    const whole = await WholeModel.load(ckpt)
-    const [spans, gpu] = await Promise.all([SpanRunner.load(ckpt, 0, 2), GpuSpanRunner.load(ckpt, 0, 2, { device: 'cpu' })])
-    try {
-      expect(maxAbsDiffRows(await whole.newSession().forward(ids), ours)).toBeLessThan(1e-5)
-      const x = Float32Array.from({ length: ids.length * 64 }, (_, i) => Math.sin(i * 0.37))
-      expect(maxAbsDiff(await gpu.forward(x, gpu.newCache(), 0), await spans.forward(x, spans.newCache(), 0))).toBeLessThan(1e-5)
-    } finally {
-      await Promise.all([whole.release(), spans.release(), gpu.release()])
-    }
+    await expectRunnersAgree(model, ckpt, ids)
   })
 })

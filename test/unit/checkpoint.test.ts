@@ -104,8 +104,8 @@ describe('Checkpoint on random checkpoints from make-random-llama', () => {
       const gotBf = bf16.readBlock(i)
       const gotF16 = f16.readBlock(i)
       for (const key of Object.keys(want) as Array<keyof BlockWeights>) {
-        expect(sameBits(gotBf[key], bf16ToF32(f32ToBf16(want[key])))).toBe(true)
-        expect(sameBits(gotF16[key], f16ToF32(f32ToF16(want[key])))).toBe(true)
+        expect(sameBits(gotBf[key]!, bf16ToF32(f32ToBf16(want[key]!)))).toBe(true)
+        expect(sameBits(gotF16[key]!, f16ToF32(f32ToF16(want[key]!)))).toBe(true)
       }
     }
     const client = bf16.readClientWeights()
