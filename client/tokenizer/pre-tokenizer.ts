@@ -11,7 +11,7 @@ export type PreTokenize = (piece: string, atTextStart: boolean) => string[]
 /** When Metaspace puts a replacement character in front of a piece that does not start with one. */
 export type PrependScheme = 'always' | 'first' | 'never'
 
-const SUPPORTED = ['Metaspace', 'Sequence', 'ByteLevel', 'Split']
+const SUPPORTED = ['Metaspace', 'Sequence', 'ByteLevel', 'Split', 'Digits']
 const SPLIT_BEHAVIORS: readonly SplitBehavior[] = ['Isolated', 'Removed', 'MergedWithPrevious', 'MergedWithNext']
 
 /** Builds the `pre_tokenizer` of a tokenizer.json. `null` keeps each piece whole. */
@@ -46,6 +46,11 @@ export function buildPreTokenizer (spec: unknown, at: JsonPath): PreTokenize {
       if (!SPLIT_BEHAVIORS.includes(behavior as SplitBehavior)) throw unsupportedField(childPath(at, 'behavior'), behavior, SPLIT_BEHAVIORS)
       if (booleanField(obj, 'invert', false, at)) throw unsupportedField(childPath(at, 'invert'), true, ['false'])
       return piece => splitByPattern(piece, pattern, behavior as SplitBehavior)
+    }
+    case 'Digits': {
+      // numbers apart from the rest (SmolLM): every digit on its own, or each run of digits
+      const digits = booleanField(obj, 'individual_digits', false, at) ? /\p{N}/gu : /\p{N}+/gu
+      return piece => splitByPattern(piece, digits, 'Isolated')
     }
     default:
       throw unsupportedField(childPath(at, 'type'), type, SUPPORTED)

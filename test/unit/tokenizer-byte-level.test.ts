@@ -101,6 +101,15 @@ describe('a byte-level BPE tokenizer laid out as Llama 3\'s', () => {
     expect(gpt2.decode(ids)).toBe(' the cat')
   })
 
+  it("with SmolLM's pre-tokenizer (Digits, then GPT-2's ByteLevel) puts every digit apart", () => {
+    const smol = llama3StyleTokenizer({ type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, { type: 'ByteLevel', add_prefix_space: false, use_regex: true }] })
+    const tokens = (text: string): Array<string | undefined> => smol.encode(text, { addSpecialTokens: false }).map(i => smol.idToToken(i))
+    expect(tokens('the 42')).toEqual(['t', 'he', 'Ġ', '4', '2'])
+    const runs = llama3StyleTokenizer({ type: 'Digits', individual_digits: false })
+    expect(runs.encode('a42b', { addSpecialTokens: false }).length).toBe(4) // a, 4, 2, b: no merges join digits
+    expect(splitByPattern('a42b7', /\p{N}+/gu, 'Isolated')).toEqual(['a', '42', 'b', '7'])
+  })
+
   it('streams a character split over several tokens only once it is whole', () => {
     const ids = tok.encode('a日b', { addSpecialTokens: false }) // 日 is 3 byte tokens
     expect(ids.length).toBe(5)
