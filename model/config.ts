@@ -4,7 +4,7 @@ import { CheckpointError } from './errors.js'
 
 /** The Llama-family settings that Petal's graphs are built from. One record, parsed once. */
 export interface LlamaConfig {
-  /** `model_type` from config.json ("llama", "mistral" or "qwen2"). */
+  /** `model_type` from config.json ("llama", "mistral", "qwen2" or "qwen3"). */
   readonly modelType: string
   /** C: width of the residual stream. */
   readonly hiddenSize: number
@@ -29,6 +29,8 @@ export interface LlamaConfig {
   readonly qkvBias: boolean
   /** The output projection has a bias (Llama with `attention_bias`). */
   readonly oBias: boolean
+  /** Each query and key head is RMS-normalized before RoPE (Qwen3). */
+  readonly qkNorm: boolean
   /** The LM head shares `model.embed_tokens.weight`. */
   readonly tieWordEmbeddings: boolean
   readonly bosTokenId: number | undefined
@@ -47,8 +49,8 @@ export type RopeScaling =
 
 const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'llama3']
 
-const SUPPORTED_ARCHITECTURES = new Set(['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'])
-const SUPPORTED_MODEL_TYPES = new Set(['llama', 'mistral', 'qwen2'])
+const SUPPORTED_ARCHITECTURES = new Set(['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM'])
+const SUPPORTED_MODEL_TYPES = new Set(['llama', 'mistral', 'qwen2', 'qwen3'])
 
 /** Reads and validates `DIR/config.json`. Every refusal names the file, the field and its value. */
 export function readLlamaConfig (dir: string): LlamaConfig {
@@ -97,7 +99,7 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
   if (cfg.mlp_bias === true) fail('mlp_bias', 'is not supported')
   if (cfg.sliding_window != null && modelType === 'mistral') fail('sliding_window', 'is not supported (sliding-window attention)')
   if (cfg.use_sliding_window === true) fail('use_sliding_window', 'is not supported (sliding-window attention)')
-  // Qwen2 always has q/k/v biases and no o bias; Llama's attention_bias puts one on all four
+  // Qwen2 always has q/k/v biases and no o bias; attention_bias (Llama, Qwen3) puts one on all four
   const llamaBias = modelType !== 'qwen2' && cfg.attention_bias === true
   const tp = cfg.pretraining_tp ?? 1
   if (tp !== 1) fail('pretraining_tp', 'must be 1')
@@ -135,6 +137,7 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
     ropeScaling,
     qkvBias: modelType === 'qwen2' || llamaBias,
     oBias: llamaBias,
+    qkNorm: modelType === 'qwen3',
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     bosTokenId: bos == null ? undefined : bos as number,
     eosTokenIds: eosTokenIds as number[]
@@ -171,6 +174,6 @@ function parseRopeScaling (raw: unknown, field: string, file: string): RopeScali
 /** Parameter count of one transformer block (weights only). */
 export function blockParameterCount (c: LlamaConfig): number {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = c
-  const biases = (c.qkvBias ? (H + 2 * Hkv) * D : 0) + (c.oBias ? C : 0)
+  const biases = (c.qkvBias ? (H + 2 * Hkv) * D : 0) + (c.oBias ? C : 0) + (c.qkNorm ? 2 * D : 0)
   return C * H * D + 2 * C * Hkv * D + H * D * C + 3 * C * F + 2 * C + biases
 }

@@ -19,6 +19,9 @@ export interface BlockWeights {
   readonly vBias?: Float32Array
   /** (C): present with Llama's attention_bias */
   readonly oBias?: Float32Array
+  /** (D), (D): RMSNorm weights applied to each query / key head before RoPE (Qwen3) */
+  readonly qNorm?: Float32Array
+  readonly kNorm?: Float32Array
 }
 
 /** What the client holds: token embedding, final norm and LM head. */
@@ -45,7 +48,9 @@ export function blockTensorNames (i: number): Record<keyof Required<BlockWeights
     qBias: `${p}.self_attn.q_proj.bias`,
     kBias: `${p}.self_attn.k_proj.bias`,
     vBias: `${p}.self_attn.v_proj.bias`,
-    oBias: `${p}.self_attn.o_proj.bias`
+    oBias: `${p}.self_attn.o_proj.bias`,
+    qNorm: `${p}.self_attn.q_norm.weight`,
+    kNorm: `${p}.self_attn.k_norm.weight`
   }
 }
 

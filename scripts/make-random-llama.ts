@@ -1,11 +1,11 @@
 /**
- * Writes a random-weight Llama (or Qwen2: `--qwen2`) checkpoint folder in Hugging Face layout, for speed and shape
+ * Writes a random-weight Llama (or Qwen2 / Qwen3: `--qwen2`, `--qwen3`) checkpoint folder in Hugging Face layout, for speed and shape
  * tests. Values are seeded per tensor name, so the same seed gives the same float32 draws
  * whatever the dtype or sharding.
  *
  *   npx node --import tsx scripts/make-random-llama.ts --out /tmp/rl --params-target 200M --dtype bf16 --shards 3
  *   npx node --import tsx scripts/make-random-llama.ts --out /tmp/tiny --hidden 64 --layers 3 --heads 4 \
- *     --kv-heads 2 --intermediate 128 --vocab 512 [--head-dim 16] [--dtype f32|f16|bf16] [--shards N] [--tied] [--seed S] [--qwen2]
+ *     --kv-heads 2 --intermediate 128 --vocab 512 [--head-dim 16] [--dtype f32|f16|bf16] [--shards N] [--tied] [--seed S] [--qwen2 | --qwen3]
  */
 import { closeSync, copyFileSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -40,8 +40,8 @@ export interface RandomLlamaOptions extends RandomLlamaShape {
   /** Folder to copy tokenizer.json and tokenizer_config.json from (default models/stories260k). */
   tokenizerFrom?: string
   maxPositions?: number
-  /** "qwen2" writes a Qwen2 checkpoint: the same blocks with q/k/v biases (default "llama"). */
-  modelType?: 'llama' | 'qwen2'
+  /** "qwen2" writes a Qwen2 checkpoint (the same blocks with q/k/v biases), "qwen3" a Qwen3 one (with q/k head norms); default "llama". */
+  modelType?: 'llama' | 'qwen2' | 'qwen3'
   /** Llama's `attention_bias`: q/k/v/o biases. */
   attentionBias?: boolean
 }
@@ -78,6 +78,7 @@ export function writeRandomLlama (opts: RandomLlamaOptions): RandomLlamaResult {
     const biases: Array<[string, number]> = opts.modelType === 'qwen2' || opts.attentionBias === true ? [[n.qBias, H * D], [n.kBias, Hkv * D], [n.vBias, Hkv * D]] : []
     if (opts.modelType !== 'qwen2' && opts.attentionBias === true) biases.push([n.oBias, C])
     for (const [name, size] of biases) plan.push({ name, shape: [size], dtype: stDtype, norm: false })
+    if (opts.modelType === 'qwen3') { add(n.qNorm, [D]); add(n.kNorm, [D]) }
   }
   add(CLIENT_TENSOR_NAMES.finalNorm, [C])
   if (!tied) add(CLIENT_TENSOR_NAMES.lmHead, [V, C])
@@ -136,7 +137,9 @@ export function parseCount (s: string): number {
 
 function hfConfig (s: RandomLlamaOptions, tied: boolean, torchDtype: string): Record<string, unknown> {
   return {
-    ...(s.modelType === 'qwen2' ? { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: false } : { architectures: ['LlamaForCausalLM'], model_type: 'llama' }),
+    ...(s.modelType === 'qwen2' || s.modelType === 'qwen3'
+      ? { architectures: [s.modelType === 'qwen2' ? 'Qwen2ForCausalLM' : 'Qwen3ForCausalLM'], model_type: s.modelType, use_sliding_window: false }
+      : { architectures: ['LlamaForCausalLM'], model_type: 'llama' }),
     hidden_size: s.hiddenSize, intermediate_size: s.intermediateSize, num_hidden_layers: s.numLayers,
     num_attention_heads: s.numHeads, num_key_value_heads: s.numKvHeads, head_dim: s.headDim ?? s.hiddenSize / s.numHeads,
     vocab_size: s.vocabSize, max_position_embeddings: s.maxPositions ?? 2048,
@@ -230,7 +233,7 @@ function main (): void {
       'kv-heads': { type: 'string' }, intermediate: { type: 'string' }, vocab: { type: 'string' }, 'head-dim': { type: 'string' },
       dtype: { type: 'string', default: 'f32' }, shards: { type: 'string', default: '1' }, tied: { type: 'boolean', default: false },
       seed: { type: 'string', default: '0' }, 'params-target': { type: 'string' }, 'tokenizer-from': { type: 'string' },
-      qwen2: { type: 'boolean', default: false }
+      qwen2: { type: 'boolean', default: false }, qwen3: { type: 'boolean', default: false }
     }
   })
   const int = (flag: keyof typeof v): number | undefined => {
@@ -259,7 +262,7 @@ function main (): void {
   const t0 = performance.now()
   const res = writeRandomLlama({
     ...shape, out: v.out, dtype, shards: int('shards') ?? 1, tied: v.tied, seed: int('seed') ?? 0,
-    ...(v.qwen2 === true ? { modelType: 'qwen2' as const } : {}),
+    ...(v.qwen2 === true ? { modelType: 'qwen2' as const } : v.qwen3 === true ? { modelType: 'qwen3' as const } : {}),
     ...(v['tokenizer-from'] === undefined ? {} : { tokenizerFrom: v['tokenizer-from'] })
   })
   const s = shape

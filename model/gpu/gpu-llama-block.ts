@@ -70,8 +70,10 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const qkvNoBias = g.op('MatMul', [xNorm, g.floats('w_qkv_t', stackedT([w.q, w.k, w.v], C), [C, (H + 2 * Hkv) * D])]) // (1,T,(H+2Hkv)*D)
   const qkv = w.qBias === undefined ? qkvNoBias : g.op('Add', [qkvNoBias, g.floats('b_qkv', concatRows([w.qBias, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])])
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
-  const qRot = applyRotary(g, ctx, g.op('Reshape', [q, g.ints([1, -1, H, D])]), D / 2) // (1,T,H,D)
-  const kRot = applyRotary(g, ctx, g.op('Reshape', [k, g.ints([1, -1, Hkv, D])]), D / 2) // (1,T,Hkv,D)
+  // Qwen3 normalizes every query and key head (width D) before RoPE
+  const headNorm = (x: string, weight: Float32Array | undefined): string => weight === undefined ? x : rmsNorm(g, x, weight, cfg.rmsNormEps)
+  const qRot = applyRotary(g, ctx, headNorm(g.op('Reshape', [q, g.ints([1, -1, H, D])]), w.qNorm), D / 2) // (1,T,H,D)
+  const kRot = applyRotary(g, ctx, headNorm(g.op('Reshape', [k, g.ints([1, -1, Hkv, D])]), w.kNorm), D / 2) // (1,T,Hkv,D)
   const vNew = g.op('Reshape', [v, g.ints([1, -1, Hkv, D])]) // (1,T,Hkv,D)
 
   const keep = (x: string, axis: number): string => g.op('Slice', [x, g.ints([0]), ctx.pastLen, g.ints([axis])])

@@ -64,8 +64,12 @@ export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeigh
   const qkvBias = w.qBias === undefined ? undefined : g.floats('b_qkv', concatRows([w.qBias, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])
   const qkv = emitLinear(g, emitRmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps), bt, wQkv, C, (H + 2 * Hkv) * D, qkvBias) // (B,T,(H+2Hkv)*D)
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
-  const qRot = g.op('RotaryEmbedding', [q, ctx.cos, ctx.sin], { num_heads: H }) // (B,T,H*D)
-  const kRot = g.op('RotaryEmbedding', [k, ctx.cos, ctx.sin], { num_heads: Hkv }) // (B,T,Hkv*D)
+  // Qwen3 normalizes every query and key head (width D) before RoPE
+  const headNorm = (x: string, heads: number, weight: Float32Array | undefined): string => weight === undefined
+    ? x
+    : g.op('Reshape', [emitRmsNorm(g, g.op('Reshape', [x, g.ints([0, 0, heads, D])]), weight, cfg.rmsNormEps), g.ints([0, 0, heads * D])])
+  const qRot = g.op('RotaryEmbedding', [headNorm(q, H, w.qNorm), ctx.cos, ctx.sin], { num_heads: H }) // (B,T,H*D)
+  const kRot = g.op('RotaryEmbedding', [headNorm(k, Hkv, w.kNorm), ctx.cos, ctx.sin], { num_heads: Hkv }) // (B,T,Hkv*D)
   const flat = g.ints([0, 0, Hkv * D])
   const keys = g.op('Concat', [g.op('Reshape', [io.pastKey, flat]), kRot], { axis: 1 }) // (B,S,Hkv*D), S = P+T
   const values = g.op('Concat', [g.op('Reshape', [io.pastValue, flat]), v], { axis: 1 }) // (B,S,Hkv*D)

@@ -20,6 +20,13 @@ export function referenceLogits (ckpt: Checkpoint, ids: readonly number[]): Floa
     const q = xn.map(row => linear(w.q, row, H * D, w.qBias)) // (T, H*D)
     const k = xn.map(row => linear(w.k, row, Hkv * D, w.kBias))
     const v = xn.map(row => linear(w.v, row, Hkv * D, w.vBias))
+    // Qwen3: RMSNorm over each head of q and k before RoPE
+    const headNorm = (row: Float64Array, heads: number, weight: Float32Array | undefined): void => {
+      if (weight === undefined) return
+      for (let h = 0; h < heads; h++) row.set(rmsNorm(row.subarray(h * D, (h + 1) * D), weight, cfg.rmsNormEps), h * D)
+    }
+    q.forEach(row => { headNorm(row, H, w.qNorm) })
+    k.forEach(row => { headNorm(row, Hkv, w.kNorm) })
     const invFreq = referenceInverseFrequencies(cfg)
     q.forEach((row, t) => { rope(row, H, D, t, invFreq) })
     k.forEach((row, t) => { rope(row, Hkv, D, t, invFreq) })

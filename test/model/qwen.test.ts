@@ -69,3 +69,32 @@ describe('a random Qwen2 checkpoint (q/k/v biases, tied head)', () => {
     await expectRunnersAgree(model, ckpt, ids)
   })
 })
+
+describe('a random Qwen3 checkpoint (RMS-normalized query and key heads)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'petal-qwen3-'))
+  const llamaDir = mkdtempSync(join(tmpdir(), 'petal-qwen3-nonorm-'))
+  const ids = [5, 300, 42, 7, 511, 64, 128, 9, 33, 250]
+  let ckpt: Checkpoint
+  let model: LocalModel
+  beforeAll(async () => {
+    const shape = { hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 128, vocabSize: 512, tied: true, seed: 4 }
+    writeRandomLlama({ ...shape, out: dir, modelType: 'qwen3' })
+    writeRandomLlama({ ...shape, out: llamaDir }) // the same weights without the head norms
+    ckpt = Checkpoint.open(dir)
+    model = await LocalModel.load(ckpt, { split: [1] })
+  })
+  afterAll(async () => {
+    await model.release()
+    for (const d of [dir, llamaDir]) rmSync(d, { recursive: true, force: true })
+  })
+
+  it('reads the head norms and gives the logits of the independent float64 implementation (1e-4)', async () => {
+    expect(ckpt.config).toMatchObject({ modelType: 'qwen3', qkNorm: true, qkvBias: false, headDim: 32 })
+    expect([ckpt.readBlock(1).qNorm?.length, ckpt.readBlock(1).kNorm?.length]).toEqual([32, 32])
+    await expectReferenceLogits(model, ckpt, ids, llamaDir)
+  })
+
+  it('runs the same as a draft (WholeModel) and in the GPU span graph (on the CPU EP)', async () => {
+    await expectRunnersAgree(model, ckpt, ids)
+  })
+})
