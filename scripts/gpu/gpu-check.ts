@@ -9,6 +9,8 @@
  *   node gpu-check.mjs parity --device webgpu --model stories260k=models/stories260k --model tiny-llama-gqa=DIR
  *   node gpu-check.mjs write-random --out /tmp/random-200m --size 200M --tokenizer-from models/stories260k
  *   node gpu-check.mjs bench --device webgpu --dir /tmp/random-200m --name random-200m [--steps 16] [--prefill 128]
+ *   node gpu-check.mjs write-random --out /tmp/q3 --size 20M --model-type qwen3 --tokenizer-from models/stories260k
+ *   node gpu-check.mjs agree --device webgpu --dir /tmp/q3 --name qwen3-20m    # the device's logits against cpu's
  *
  * PETAL_ORT_SEVERITY=0..4 overrides every session's logSeverityLevel (0 = verbose: ORT then
  * logs which execution provider each node was placed on). PETAL_WEBGPU_OPTS='{"validationMode":"disabled"}'
@@ -40,7 +42,8 @@ const { values: args, positionals } = parseArgs({
     prefill: { type: 'string', default: '128' },
     label: { type: 'string' },
     'blocks-per-graph': { type: 'string' },
-    'decode-only-ctx': { type: 'string' }
+    'decode-only-ctx': { type: 'string' },
+    'model-type': { type: 'string', default: 'llama' }
   }
 })
 
@@ -137,6 +140,22 @@ async function greedy (model: LocalModel, promptIds: readonly number[], n: numbe
     logits = (await seq.forward([out.at(-1) as number]))[0] as Float32Array
   }
   return out
+}
+
+/**
+ * A checkpoint without a transformers reference (a random Qwen2 or Qwen3): the device's logits
+ * at every position of a 40-token prompt, and its greedy continuation, against the CPU's.
+ */
+async function agree (device: Device, dir: string, name: string): Promise<void> {
+  const ckpt = Checkpoint.open(dir)
+  const [cpu, dev] = [await LocalModel.load(ckpt), await LocalModel.load(ckpt, { device })]
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % ckpt.config.vocabSize)
+  const [want, got] = [await cpu.newSession().forward(ids), await dev.newSession().forward(ids)]
+  let diff = 0
+  for (let t = 0; t < want.length; t++) diff = Math.max(diff, maxAbsDiff(got[t] as Float32Array, want[t] as Float32Array))
+  const [greedyCpu, greedyDev] = [await greedy(cpu, ids, 16), await greedy(dev, ids, 16)]
+  emit({ model: name, device, metric: 'agree_with_cpu', modelType: ckpt.config.modelType, positions: ids.length, max_abs_diff: diff, greedy_identical: greedyCpu.every((t, k) => t === greedyDev[k]) })
+  await Promise.all([cpu.release(), dev.release()])
 }
 
 async function parity (device: Device, specs: string[]): Promise<void> {
@@ -350,8 +369,11 @@ if (mode === 'backends') {
   process.argv[1] = argv1 as string
   const t0 = performance.now()
   const shape = shapeForParams(parseCount(args.size), {})
-  const r = writeRandomLlama({ ...shape, out: args.out ?? '/tmp/random-200m', seed: 0, tokenizerFrom: args['tokenizer-from'] })
+  const modelType = args['model-type'] as 'llama' | 'qwen2' | 'qwen3'
+  const r = writeRandomLlama({ ...shape, out: args.out ?? '/tmp/random-200m', seed: 0, tokenizerFrom: args['tokenizer-from'], modelType })
   emit({ metric: 'random_model_written', shape, parameters: r.parameters, seconds: (performance.now() - t0) / 1000 })
+} else if (mode === 'agree') {
+  await agree(device, args.dir ?? '/tmp/random-200m', args.name)
 } else if (mode === 'bench') {
   await bench(device, args.dir ?? '/tmp/random-200m', args.name, Number(args.steps), Number(args.prefill))
 } else if (mode === 'latency') {
