@@ -9,8 +9,9 @@ import { concatRows } from '../onnx/linear.js'
  * runs between GPU kernels.
  */
 export interface GpuBlockContext {
-  /** (1,T,1,D/2) rotary cos of the new tokens' positions */ readonly cos: string
-  /** (1,T,1,D/2) */ readonly sin: string
+  /** (T,D/2) rotary cos of the new tokens' positions, row t for token t */ readonly cos: string
+  /** (T,D/2) */ readonly sin: string
+  /** (1,T) int64 0..T-1: token t reads row t of cos/sin */ readonly rows: string
   /** (1,1,1,T,S) additive causal mask: 0 where slot s is visible to token t, else -1e30 */ readonly mask: string
   /** (1) int64 positions of the past to keep: the cache is sliced to [0, past_len) */ readonly pastLen: string
 }
@@ -47,12 +48,14 @@ function rmsNorm (g: GraphBuilder, x: string, weight: Float32Array, eps: number)
   return g.op('SimplifiedLayerNormalization', [x, g.floats('norm_w', weight, [weight.length])], { axis: -1, epsilon: { float: eps }, stash_type: 1 })
 }
 
-/** x (1,T,N,D) -> rotate-half RoPE with cos/sin (1,T,1,D/2) */
-function applyRotary (g: GraphBuilder, ctx: GpuBlockContext, x: string, half: number): string {
-  const [x1, x2] = g.opN('Split', [x, g.ints([half, half])], 2, { axis: -1 }) as [string, string]
-  const r1 = g.op('Sub', [g.op('Mul', [x1, ctx.cos]), g.op('Mul', [x2, ctx.sin])])
-  const r2 = g.op('Add', [g.op('Mul', [x2, ctx.cos]), g.op('Mul', [x1, ctx.sin])])
-  return g.op('Concat', [r1, r2], { axis: -1 })
+/**
+ * x (1,T,N*D) -> rotate-half RoPE, (1,T,N,D). One contrib RotaryEmbedding kernel instead of
+ * the eight elementwise ones rotate-half spells out: on the WebGPU EP every kernel costs
+ * 20-80 us of dispatch, which is what a GPU span's decode step is made of.
+ */
+function applyRotary (g: GraphBuilder, ctx: GpuBlockContext, x: string, heads: number, D: number): string {
+  const rotated = g.op('RotaryEmbedding', [x, ctx.rows, ctx.cos, ctx.sin], { interleaved: 0 }, 'com.microsoft') // (1,T,N*D)
+  return g.op('Reshape', [rotated, g.ints([1, -1, heads, D])])
 }
 
 /**
@@ -67,13 +70,20 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
 
   // --- attention ---
   const xNorm = rmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps) // (1,T,C)
-  const qkvNoBias = g.op('MatMul', [xNorm, g.floats('w_qkv_t', stackedT([w.q, w.k, w.v], C), [C, (H + 2 * Hkv) * D])]) // (1,T,(H+2Hkv)*D)
-  const qkv = w.qBias === undefined ? qkvNoBias : g.op('Add', [qkvNoBias, g.floats('b_qkv', concatRows([w.qBias, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])])
+  // Attention's 1/sqrt(D) rides on the queries (RoPE is linear): on W_q and its bias, or, where
+  // Qwen3 normalizes the query heads (which undoes any scale before it), on that norm's weight.
+  const scale = 1 / Math.sqrt(D)
+  const scaled = (x: Float32Array | undefined): Float32Array | undefined => x?.map(v => v * scale)
+  const [wq, bq, qNormW] = w.qNorm === undefined ? [scaled(w.q) as Float32Array, scaled(w.qBias), undefined] : [w.q, w.qBias, scaled(w.qNorm)]
+  const qkvNoBias = g.op('MatMul', [xNorm, g.floats('w_qkv_t', stackedT([wq, w.k, w.v], C), [C, (H + 2 * Hkv) * D])]) // (1,T,(H+2Hkv)*D)
+  const qkv = bq === undefined ? qkvNoBias : g.op('Add', [qkvNoBias, g.floats('b_qkv', concatRows([bq, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])])
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
   // Qwen3 normalizes every query and key head (width D) before RoPE
-  const headNorm = (x: string, weight: Float32Array | undefined): string => weight === undefined ? x : rmsNorm(g, x, weight, cfg.rmsNormEps)
-  const qRot = applyRotary(g, ctx, headNorm(g.op('Reshape', [q, g.ints([1, -1, H, D])]), w.qNorm), D / 2) // (1,T,H,D)
-  const kRot = applyRotary(g, ctx, headNorm(g.op('Reshape', [k, g.ints([1, -1, Hkv, D])]), w.kNorm), D / 2) // (1,T,Hkv,D)
+  const headNorm = (x: string, heads: number, weight: Float32Array | undefined): string => weight === undefined
+    ? x
+    : g.op('Reshape', [rmsNorm(g, g.op('Reshape', [x, g.ints([1, -1, heads, D])]), weight, cfg.rmsNormEps), g.ints([1, -1, heads * D])])
+  const qRot = applyRotary(g, ctx, headNorm(q, H, qNormW), H, D) // (1,T,H,D), times 1/sqrt(D)
+  const kRot = applyRotary(g, ctx, headNorm(k, Hkv, w.kNorm), Hkv, D) // (1,T,Hkv,D)
   const vNew = g.op('Reshape', [v, g.ints([1, -1, Hkv, D])]) // (1,T,Hkv,D)
 
   const keep = (x: string, axis: number): string => g.op('Slice', [x, g.ints([0]), ctx.pastLen, g.ints([axis])])
@@ -83,7 +93,7 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   // (1,T,H,D) -> (1,H,T,D) -> (1,Hkv,G,T,D): query head h reads kv head h / G
   const qGrouped = g.op('Reshape', [g.op('Transpose', [qRot], { perm: [0, 2, 1, 3] }), g.ints([1, Hkv, G, -1, D])])
   const kT = g.op('Unsqueeze', [presentKey, g.ints([2])]) // (1,Hkv,1,D,S)
-  const scores = g.op('Mul', [g.op('MatMul', [qGrouped, kT]), g.scalar(1 / Math.sqrt(D))]) // (1,Hkv,G,T,S)
+  const scores = g.op('MatMul', [qGrouped, kT]) // (1,Hkv,G,T,S), already scaled by 1/sqrt(D)
   const probs = g.op('Softmax', [g.op('Add', [scores, ctx.mask])], { axis: -1 })
   const vU = g.op('Unsqueeze', [presentValue, g.ints([2])]) // (1,Hkv,1,S,D)
   const attn = g.op('MatMul', [probs, vU]) // (1,Hkv,G,T,D)

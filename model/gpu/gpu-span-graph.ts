@@ -8,6 +8,7 @@ export const gpuSpanNames = {
   hidden: 'hidden',
   cos: 'rope_cos',
   sin: 'rope_sin',
+  rows: 'rope_rows',
   mask: 'attn_mask',
   pastLen: 'past_len',
   hiddenOut: 'hidden_out',
@@ -19,7 +20,7 @@ export const gpuSpanNames = {
 
 /**
  * ONNX model for blocks [start, end), batch 1, meant to keep its cache on the GPU:
- *   hidden (1,T,C), rope_cos/rope_sin (1,T,1,D/2), attn_mask (1,1,1,T,S), past_len (1) int64,
+ *   hidden (1,T,C), rope_cos/rope_sin (T,D/2), rope_rows (1,T) int64 0..T-1, attn_mask (1,1,1,T,S), past_len (1) int64,
  *   past_key_i (1,Hkv,D,P'), past_value_i (1,Hkv,P',D) with P' >= past_len
  *   -> hidden_out (1,T,C), present_key_i (1,Hkv,D,S), present_value_i (1,Hkv,S,D), S = past_len + T
  * The presents are fed back as the next run's pasts without leaving the device.
@@ -30,8 +31,9 @@ export function buildGpuSpanGraph (cfg: LlamaConfig, start: number, weights: rea
   const g = new GraphBuilder()
   let hidden = g.input(n.hidden, 'float32', [1, 'T', C])
   const ctx = {
-    cos: g.input(n.cos, 'float32', [1, 'T', 1, D / 2]),
-    sin: g.input(n.sin, 'float32', [1, 'T', 1, D / 2]),
+    cos: g.input(n.cos, 'float32', ['T', D / 2]),
+    sin: g.input(n.sin, 'float32', ['T', D / 2]),
+    rows: g.input(n.rows, 'int64', [1, 'T']),
     mask: g.input(n.mask, 'float32', [1, 1, 1, 'T', 'S']),
     pastLen: g.input(n.pastLen, 'int64', [1])
   }

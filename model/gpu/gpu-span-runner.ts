@@ -92,11 +92,12 @@ export class GpuSpanRunner {
     const T = hidden.length / C
     const layout = runLayout(position, T, opts.parents)
     cache.truncate(position)
-    const [cos, sin] = this.#rotary(layout.positions)
+    const [cos, sin, rows] = this.#rotary(layout.positions)
     const feeds: Record<string, ort.Tensor> = {
       [names.hidden]: new ort.Tensor('float32', hidden, [1, T, C]),
       [names.cos]: cos,
       [names.sin]: sin,
+      [names.rows]: rows,
       [names.mask]: additiveMask(layout, position),
       [names.pastLen]: new ort.Tensor('int64', BigInt64Array.of(BigInt(position)), [1])
     }
@@ -120,8 +121,8 @@ export class GpuSpanRunner {
     return x
   }
 
-  /** cos/sin (1,T,1,D/2) of the rows' positions, in float32 as the CPU graph computes them. */
-  #rotary (positions: readonly number[]): [ort.Tensor, ort.Tensor] {
+  /** cos/sin (T,D/2) of the rows' positions, in float32 as the CPU graph computes them, and the row index of each token. */
+  #rotary (positions: readonly number[]): [ort.Tensor, ort.Tensor, ort.Tensor] {
     const half = this.#invFreq.length
     const T = positions.length
     const cos = new Float32Array(T * half)
@@ -133,7 +134,8 @@ export class GpuSpanRunner {
         sin[t * half + i] = Math.sin(f)
       }
     }
-    return [new ort.Tensor('float32', cos, [1, T, 1, half]), new ort.Tensor('float32', sin, [1, T, 1, half])]
+    const rows = new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), [1, T])
+    return [new ort.Tensor('float32', cos, [T, half]), new ort.Tensor('float32', sin, [T, half]), rows]
   }
 
   async release (): Promise<void> {

@@ -105,9 +105,21 @@ export class GraphBuilder {
     return outs
   }
 
-  /** Gives an existing value a fixed name (graph outputs need stable names). */
+  /**
+   * Gives an existing value a fixed name (graph outputs need stable names). A node's output is
+   * renamed where it is made and wherever it is read, so no Identity node is left to run (on
+   * the WebGPU EP each node costs a dispatch); inputs and initializers get an Identity.
+   */
   rename (value: string, name: string): void {
-    this.#nodes.push({ opType: 'Identity', domain: '', input: [value], output: [name], name: this.name('n_Identity') })
+    const producer = this.#nodes.find(n => n.output?.includes(value) === true)
+    if (producer === undefined) {
+      this.#nodes.push({ opType: 'Identity', domain: '', input: [value], output: [name], name: this.name('n_Identity') })
+      return
+    }
+    for (const node of this.#nodes) {
+      node.input = node.input?.map(v => v === value ? name : v) ?? null
+      node.output = node.output?.map(v => v === value ? name : v) ?? null
+    }
   }
 
   /** Serializes the model; initializer bytes are copied into the protobuf here. */
