@@ -1,7 +1,7 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights, ClientWeights } from '../weights.js'
 import { GraphBuilder } from './graph-builder.js'
-import { BLOCK_OPSET, emitLlamaBlock, emitRotary } from './llama-block.js'
+import { BLOCK_OPSET, emitLlamaBlock, emitRmsNorm, emitRotary } from './llama-block.js'
 import { emitBatchTime, emitLinear } from './linear.js'
 
 /** Graph input/output names of a span; index by absolute block number. */
@@ -23,35 +23,47 @@ export const spanNames = {
  * Outputs only the new tokens' keys and values: the caller owns the cache and appends.
  */
 export function buildSpanGraph (cfg: LlamaConfig, start: number, weights: readonly BlockWeights[]): Uint8Array {
-  const { hiddenSize: C, numKvHeads: Hkv, headDim: D } = cfg
   const g = new GraphBuilder({ opset: BLOCK_OPSET })
-  let hidden = g.input(spanNames.hidden, 'float32', ['B', 'T', C])
+  const hidden = emitCachedBlocks(g, cfg, start, weights, g.input(spanNames.hidden, 'float32', ['B', 'T', cfg.hiddenSize]))
+  g.rename(hidden, spanNames.hiddenOut)
+  g.output(spanNames.hiddenOut, 'float32', ['B', 'T', cfg.hiddenSize])
+  return g.build(`llama_blocks_${start}_${start + weights.length}`)
+}
+
+/**
+ * Blocks [start, start + weights.length) applied to `hidden` (B,T,C), with the position, mask
+ * and cache inputs and the new key/value outputs named as `spanNames` says; returns the last
+ * block's hidden (B,T,C).
+ */
+export function emitCachedBlocks (g: GraphBuilder, cfg: LlamaConfig, start: number, weights: readonly BlockWeights[], hidden: string): string {
+  const { numKvHeads: Hkv, headDim: D } = cfg
   const positions = g.input(spanNames.positions, 'int64', ['B', 'T'])
   const ctx = emitRotary(g, cfg, positions, g.input(spanNames.mask, 'bool', ['T', 'S']))
+  let x = hidden
   weights.forEach((w, i) => {
     const block = start + i
     const pastKey = g.input(spanNames.pastKey(block), 'float32', ['B', 'P', Hkv, D])
     const pastValue = g.input(spanNames.pastValue(block), 'float32', ['B', 'P', Hkv, D])
-    const out = emitLlamaBlock(g, cfg, w, ctx, { hidden, pastKey, pastValue })
+    const out = emitLlamaBlock(g, cfg, w, ctx, { hidden: x, pastKey, pastValue })
     g.rename(out.newKey, spanNames.newKey(block))
     g.rename(out.newValue, spanNames.newValue(block))
     g.output(spanNames.newKey(block), 'float32', ['B', 'T', Hkv, D])
     g.output(spanNames.newValue(block), 'float32', ['B', 'T', Hkv, D])
-    hidden = out.hidden
+    x = out.hidden
   })
-  g.rename(hidden, spanNames.hiddenOut)
-  g.output(spanNames.hiddenOut, 'float32', ['B', 'T', C])
-  return g.build(`llama_blocks_${start}_${start + weights.length}`)
+  return x
 }
 
 /** Final RMSNorm and LM head: hidden (B,T,C) -> logits (B,T,V). */
 export function buildHeadGraph (cfg: LlamaConfig, w: Pick<ClientWeights, 'finalNorm' | 'lmHead'>): Uint8Array {
-  const { hiddenSize: C, vocabSize: V } = cfg
   const g = new GraphBuilder()
-  const hidden = g.input('hidden', 'float32', ['B', 'T', C])
-  const norm = g.op('SimplifiedLayerNormalization', [hidden, g.floats('norm_w', w.finalNorm, [C])], { axis: -1, epsilon: { float: cfg.rmsNormEps }, stash_type: 1 })
-  const logits = emitLinear(g, norm, emitBatchTime(g, hidden), g.floats('lm_head', w.lmHead, [V, C]), C, V)
-  g.rename(logits, 'logits')
-  g.output('logits', 'float32', ['B', 'T', V])
+  g.rename(emitLmHead(g, cfg, g.input('hidden', 'float32', ['B', 'T', cfg.hiddenSize]), w), 'logits')
+  g.output('logits', 'float32', ['B', 'T', cfg.vocabSize])
   return g.build('llama_head')
+}
+
+/** hidden (B,T,C) -> logits (B,T,V): the final RMSNorm, then the LM head. */
+export function emitLmHead (g: GraphBuilder, cfg: LlamaConfig, hidden: string, w: Pick<ClientWeights, 'finalNorm' | 'lmHead'>): string {
+  const { hiddenSize: C, vocabSize: V } = cfg
+  return emitLinear(g, emitRmsNorm(g, hidden, w.finalNorm, cfg.rmsNormEps), emitBatchTime(g, hidden), g.floats('lm_head', w.lmHead, [V, C]), C, V)
 }
