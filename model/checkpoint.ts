@@ -203,11 +203,12 @@ function indexShards (dir: string): Map<string, TensorEntry> {
 /** The tensors of a block this config has, with their shapes, in `blockTensorNames` key order (biases and head norms last, only where the config has them). */
 function blockTensorShapes (cfg: LlamaConfig): Array<[keyof BlockWeights, number[]]> {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg
-  return [
+  const shapes: Array<[keyof BlockWeights, number[]]> = [
     ['inputNorm', [C]], ['q', [H * D, C]], ['k', [Hkv * D, C]], ['v', [Hkv * D, C]], ['o', [C, H * D]],
-    ['postNorm', [C]], ['gate', [F, C]], ['up', [F, C]], ['down', [C, F]],
-    ...(cfg.qkvBias ? [['qBias', [H * D]], ['kBias', [Hkv * D]], ['vBias', [Hkv * D]]] as Array<[keyof BlockWeights, number[]]> : []),
-    ...(cfg.oBias ? [['oBias', [C]]] as Array<[keyof BlockWeights, number[]]> : []),
-    ...(cfg.qkNorm ? [['qNorm', [D]], ['kNorm', [D]]] as Array<[keyof BlockWeights, number[]]> : [])
+    ['postNorm', [C]], ['gate', [F, C]], ['up', [F, C]], ['down', [C, F]]
   ]
+  if (cfg.qkvBias) shapes.push(['qBias', [H * D]], ['kBias', [Hkv * D]], ['vBias', [Hkv * D]])
+  if (cfg.oBias) shapes.push(['oBias', [C]])
+  if (cfg.qkNorm) shapes.push(['qNorm', [D]], ['kNorm', [D]])
+  return shapes
 }

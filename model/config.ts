@@ -100,7 +100,7 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
   if (cfg.sliding_window != null && modelType === 'mistral') fail('sliding_window', 'is not supported (sliding-window attention)')
   if (cfg.use_sliding_window === true) fail('use_sliding_window', 'is not supported (sliding-window attention)')
   // Qwen2 always has q/k/v biases and no o bias; attention_bias (Llama, Qwen3) puts one on all four
-  const llamaBias = modelType !== 'qwen2' && cfg.attention_bias === true
+  const allFourBiases = modelType !== 'qwen2' && cfg.attention_bias === true
   const tp = cfg.pretraining_tp ?? 1
   if (tp !== 1) fail('pretraining_tp', 'must be 1')
   const ropeParams = cfg.rope_parameters as Record<string, unknown> | undefined
@@ -135,8 +135,8 @@ export function parseLlamaConfig (raw: unknown, file = 'config.json'): LlamaConf
     rmsNormEps: num('rms_norm_eps', 1e-6),
     ropeTheta,
     ropeScaling,
-    qkvBias: modelType === 'qwen2' || llamaBias,
-    oBias: llamaBias,
+    qkvBias: modelType === 'qwen2' || allFourBiases,
+    oBias: allFourBiases,
     qkNorm: modelType === 'qwen3',
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     bosTokenId: bos == null ? undefined : bos as number,

@@ -2,11 +2,12 @@ import type { LlamaConfig } from '../config.js'
 import type { BlockWeights } from '../weights.js'
 import type { GraphBuilder } from '../onnx/graph-builder.js'
 import { concatRows } from '../onnx/linear.js'
+import { emitRmsNorm } from '../onnx/llama-block.js'
 
 /**
- * Values every block of a GPU span graph shares. All of them are float inputs computed on
- * the JS side, so that no int64 shape arithmetic (which the WebGPU EP leaves on the CPU)
- * runs between GPU kernels.
+ * Values every block of a GPU span graph shares. All of them are inputs computed on the JS
+ * side (the rotary tables for the run's rows, and the row indices RotaryEmbedding reads), so
+ * that no int64 shape arithmetic (which the WebGPU EP leaves on the CPU) runs between GPU kernels.
  */
 export interface GpuBlockContext {
   /** (T,D/2) rotary cos of the new tokens' positions, row t for token t */ readonly cos: string
@@ -44,10 +45,6 @@ function stackedT (parts: readonly Float32Array[], inDim: number): Float32Array 
   return transposeRows(stacked, stacked.length / inDim, inDim)
 }
 
-function rmsNorm (g: GraphBuilder, x: string, weight: Float32Array, eps: number): string {
-  return g.op('SimplifiedLayerNormalization', [x, g.floats('norm_w', weight, [weight.length])], { axis: -1, epsilon: { float: eps }, stash_type: 1 })
-}
-
 /**
  * x (1,T,N*D) -> rotate-half RoPE, (1,T,N,D). One contrib RotaryEmbedding kernel instead of
  * the eight elementwise ones rotate-half spells out: on the WebGPU EP every kernel costs
@@ -69,7 +66,7 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const G = H / Hkv
 
   // --- attention ---
-  const xNorm = rmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps) // (1,T,C)
+  const xNorm = emitRmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps) // (1,T,C)
   // Attention's 1/sqrt(D) rides on the queries (RoPE is linear): on W_q and its bias, or, where
   // Qwen3 normalizes the query heads (which undoes any scale before it), on that norm's weight.
   const scale = 1 / Math.sqrt(D)
@@ -81,7 +78,7 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   // Qwen3 normalizes every query and key head (width D) before RoPE
   const headNorm = (x: string, heads: number, weight: Float32Array | undefined): string => weight === undefined
     ? x
-    : g.op('Reshape', [rmsNorm(g, g.op('Reshape', [x, g.ints([1, -1, heads, D])]), weight, cfg.rmsNormEps), g.ints([1, -1, heads * D])])
+    : g.op('Reshape', [emitRmsNorm(g, g.op('Reshape', [x, g.ints([1, -1, heads, D])]), weight, cfg.rmsNormEps), g.ints([1, -1, heads * D])])
   const qRot = applyRotary(g, ctx, headNorm(q, H, qNormW), H, D) // (1,T,H,D), times 1/sqrt(D)
   const kRot = applyRotary(g, ctx, headNorm(k, Hkv, w.kNorm), Hkv, D) // (1,T,Hkv,D)
   const vNew = g.op('Reshape', [v, g.ints([1, -1, Hkv, D])]) // (1,T,Hkv,D)
@@ -104,7 +101,7 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const afterAttn = g.op('Add', [io.hidden, attnOut])
 
   // --- MLP: down(silu(gate(x)) * up(x)) ---
-  const mNorm = rmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps)
+  const mNorm = emitRmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps)
   const gateUp = g.op('MatMul', [mNorm, g.floats('w_gate_up_t', stackedT([w.gate, w.up], C), [C, 2 * F])]) // (1,T,2F)
   const [gate, up] = g.opN('Split', [gateUp, g.ints([F, F])], 2, { axis: -1 }) as [string, string]
   const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]) // (1,T,F)
