@@ -1,9 +1,13 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { expect } from 'vitest'
 import { Checkpoint } from '../../model/checkpoint.js'
 import { GpuSpanRunner } from '../../model/gpu/gpu-span-runner.js'
 import { LocalModel } from '../../model/local-model.js'
 import { SpanRunner } from '../../model/span-runner.js'
 import { WholeModel } from '../../model/whole-model.js'
+import { writeRandomLlama, type RandomLlamaOptions } from '../../scripts/make-random-llama.js'
 import { argmax, maxAbsDiff, maxAbsDiffRows } from './fixtures.js'
 import { referenceLogits } from './reference-llama.js'
 
@@ -36,5 +40,38 @@ export async function expectRunnersAgree (model: LocalModel, ckpt: Checkpoint, i
     expect(maxAbsDiff(await gpu.forward(x, gpu.newCache(), 0), await spans.forward(x, spans.newCache(), 0))).toBeLessThan(1e-5)
   } finally {
     await Promise.all([whole.release(), spans.release(), gpu.release()])
+  }
+}
+
+/** A random checkpoint with a feature, loaded as two spans, and its twin without it (the same weights). */
+export interface FeatureTwin {
+  readonly ckpt: Checkpoint
+  readonly model: LocalModel
+  /** The twin's folder: the same weights, no feature. */
+  readonly withoutDir: string
+  /** Releases the model and removes both folders. */
+  close: () => Promise<void>
+}
+
+/**
+ * Writes the twin pair: `shape` for both, `feature` (writer options) and `config` (config.json
+ * fields) for the first only.
+ */
+export async function featureTwin (shape: Omit<RandomLlamaOptions, 'out'>, feature: Partial<RandomLlamaOptions>, config: Record<string, unknown> = {}): Promise<FeatureTwin> {
+  const [dir, withoutDir] = [mkdtempSync(join(tmpdir(), 'petal-with-')), mkdtempSync(join(tmpdir(), 'petal-without-'))]
+  writeRandomLlama({ ...shape, ...feature, out: dir })
+  writeRandomLlama({ ...shape, out: withoutDir })
+  const file = join(dir, 'config.json')
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), ...config }))
+  const ckpt = Checkpoint.open(dir)
+  const model = await LocalModel.load(ckpt, { split: [1] })
+  return {
+    ckpt,
+    model,
+    withoutDir,
+    close: async () => {
+      await model.release()
+      for (const d of [dir, withoutDir]) rmSync(d, { recursive: true, force: true })
+    }
   }
 }

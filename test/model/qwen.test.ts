@@ -7,7 +7,7 @@ import { blockParameterCount, parseLlamaConfig } from '../../model/config.js'
 import { LocalModel } from '../../model/local-model.js'
 import { writeRandomLlama } from '../../scripts/make-random-llama.js'
 import { maxAbsDiffRows } from '../helpers/fixtures.js'
-import { expectReferenceLogits, expectRunnersAgree } from '../helpers/model-checks.js'
+import { expectReferenceLogits, expectRunnersAgree, featureTwin, type FeatureTwin } from '../helpers/model-checks.js'
 import { referenceLogits } from '../helpers/reference-llama.js'
 
 const BASE = { hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 512 }
@@ -25,27 +25,17 @@ describe('Qwen2 and attention biases: config', () => {
 })
 
 describe('a random Qwen2 checkpoint (q/k/v biases, tied head)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'petal-qwen2-'))
-  const llamaDir = mkdtempSync(join(tmpdir(), 'petal-qwen2-nobias-'))
   const ids = [1, 17, 300, 42, 99, 7, 256, 511, 3, 64, 12, 480]
-  let ckpt: Checkpoint
-  let model: LocalModel
+  let twin: FeatureTwin // its twin: the same weights without the biases
   beforeAll(async () => {
-    const shape = { hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 128, vocabSize: 512, tied: true, seed: 3 }
-    writeRandomLlama({ ...shape, out: dir, modelType: 'qwen2' })
-    writeRandomLlama({ ...shape, out: llamaDir }) // the same weights without the biases
-    ckpt = Checkpoint.open(dir)
-    model = await LocalModel.load(ckpt, { split: [1] })
+    twin = await featureTwin({ hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 128, vocabSize: 512, tied: true, seed: 3 }, { modelType: 'qwen2' })
   })
-  afterAll(async () => {
-    await model.release()
-    for (const d of [dir, llamaDir]) rmSync(d, { recursive: true, force: true })
-  })
+  afterAll(async () => { await twin.close() })
 
   it('reads the biases and gives the logits of the independent float64 implementation (1e-4)', async () => {
-    const block = ckpt.readBlock(0)
+    const block = twin.ckpt.readBlock(0)
     expect([block.qBias?.length, block.kBias?.length, block.vBias?.length, block.oBias]).toEqual([64, 32, 32, undefined])
-    await expectReferenceLogits(model, ckpt, ids, llamaDir)
+    await expectReferenceLogits(twin.model, twin.ckpt, ids, twin.withoutDir)
   })
 
   it("and Llama's attention_bias (q/k/v/o) likewise", async () => {
@@ -66,35 +56,25 @@ describe('a random Qwen2 checkpoint (q/k/v biases, tied head)', () => {
   })
 
   it('runs the same as a draft (WholeModel) and in the GPU span graph (on the CPU EP)', async () => {
-    await expectRunnersAgree(model, ckpt, ids)
+    await expectRunnersAgree(twin.model, twin.ckpt, ids)
   })
 })
 
 describe('a random Qwen3 checkpoint (RMS-normalized query and key heads)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'petal-qwen3-'))
-  const llamaDir = mkdtempSync(join(tmpdir(), 'petal-qwen3-nonorm-'))
   const ids = [5, 300, 42, 7, 511, 64, 128, 9, 33, 250]
-  let ckpt: Checkpoint
-  let model: LocalModel
+  let twin: FeatureTwin // its twin: the same weights without the head norms
   beforeAll(async () => {
-    const shape = { hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 128, vocabSize: 512, tied: true, seed: 4 }
-    writeRandomLlama({ ...shape, out: dir, modelType: 'qwen3' })
-    writeRandomLlama({ ...shape, out: llamaDir }) // the same weights without the head norms
-    ckpt = Checkpoint.open(dir)
-    model = await LocalModel.load(ckpt, { split: [1] })
+    twin = await featureTwin({ hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 128, vocabSize: 512, tied: true, seed: 4 }, { modelType: 'qwen3' })
   })
-  afterAll(async () => {
-    await model.release()
-    for (const d of [dir, llamaDir]) rmSync(d, { recursive: true, force: true })
-  })
+  afterAll(async () => { await twin.close() })
 
   it('reads the head norms and gives the logits of the independent float64 implementation (1e-4)', async () => {
-    expect(ckpt.config).toMatchObject({ modelType: 'qwen3', qkNorm: true, qkvBias: false, headDim: 32 })
-    expect([ckpt.readBlock(1).qNorm?.length, ckpt.readBlock(1).kNorm?.length]).toEqual([32, 32])
-    await expectReferenceLogits(model, ckpt, ids, llamaDir)
+    expect(twin.ckpt.config).toMatchObject({ modelType: 'qwen3', qkNorm: true, qkvBias: false, headDim: 32 })
+    expect([twin.ckpt.readBlock(1).qNorm?.length, twin.ckpt.readBlock(1).kNorm?.length]).toEqual([32, 32])
+    await expectReferenceLogits(twin.model, twin.ckpt, ids, twin.withoutDir)
   })
 
   it('runs the same as a draft (WholeModel) and in the GPU span graph (on the CPU EP)', async () => {
-    await expectRunnersAgree(model, ckpt, ids)
+    await expectRunnersAgree(twin.model, twin.ckpt, ids)
   })
 })

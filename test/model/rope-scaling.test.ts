@@ -1,14 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Checkpoint } from '../../model/checkpoint.js'
 import { parseLlamaConfig, type LlamaConfig } from '../../model/config.js'
 import { CheckpointError } from '../../model/errors.js'
-import { LocalModel } from '../../model/local-model.js'
 import { ropeInverseFrequencies } from '../../model/rope.js'
-import { writeRandomLlama } from '../../scripts/make-random-llama.js'
-import { expectReferenceLogits, expectRunnersAgree } from '../helpers/model-checks.js'
+import { expectReferenceLogits, expectRunnersAgree, featureTwin, type FeatureTwin } from '../helpers/model-checks.js'
 import { referenceInverseFrequencies } from '../helpers/reference-llama.js'
 
 const BASE = {
@@ -68,29 +62,19 @@ describe('RoPE scaling: inverse frequencies', () => {
 })
 
 describe('a random Llama with llama3 RoPE scaling', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'petal-rope-'))
-  const unscaledDir = mkdtempSync(join(tmpdir(), 'petal-rope-plain-'))
   const ids = Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % 512)
-  let ckpt: Checkpoint
-  let model: LocalModel
+  let twin: FeatureTwin
   beforeAll(async () => {
-    for (const out of [dir, unscaledDir]) writeRandomLlama({ out, hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 128, vocabSize: 512, seed: 11 })
-    const file = join(dir, 'config.json')
-    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), rope_scaling: LLAMA3 }))
-    ckpt = Checkpoint.open(dir)
-    model = await LocalModel.load(ckpt, { split: [1] })
+    twin = await featureTwin({ hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 128, vocabSize: 512, seed: 11 }, {}, { rope_scaling: LLAMA3 })
   })
-  afterAll(async () => {
-    await model.release()
-    for (const d of [dir, unscaledDir]) rmSync(d, { recursive: true, force: true })
-  })
+  afterAll(async () => { await twin.close() })
 
   it('gives the logits of the independent float64 implementation (1e-4), which the unscaled model does not', async () => {
-    expect(ckpt.config.ropeScaling.type).toBe('llama3')
-    await expectReferenceLogits(model, ckpt, ids, unscaledDir)
+    expect(twin.ckpt.config.ropeScaling.type).toBe('llama3')
+    await expectReferenceLogits(twin.model, twin.ckpt, ids, twin.withoutDir)
   })
 
   it('runs the same in a draft (WholeModel) and in the GPU span graph (on the CPU EP)', async () => {
-    await expectRunnersAgree(model, ckpt, ids)
+    await expectRunnersAgree(twin.model, twin.ckpt, ids)
   })
 })
