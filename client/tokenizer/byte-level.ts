@@ -58,38 +58,26 @@ export function fromByteLevel (tokens: readonly string[]): string {
  * `MergedWithPrevious` / `MergedWithNext` glue each match to the stretch before / after it.
  */
 export function splitByPattern (text: string, pattern: string | RegExp, behavior: SplitBehavior): string[] {
+  const regex = typeof pattern === 'string' ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gu') : pattern
   const spans: Array<{ text: string, match: boolean }> = []
   let at = 0
   const push = (from: number, to: number, match: boolean): void => { if (to > from) spans.push({ text: text.slice(from, to), match }) }
-  if (typeof pattern === 'string') {
-    if (pattern !== '') {
-      for (let i = text.indexOf(pattern); i !== -1; i = text.indexOf(pattern, i + pattern.length)) {
-        push(at, i, false)
-        push(i, i + pattern.length, true)
-        at = i + pattern.length
-      }
-    }
-  } else {
-    for (const m of text.matchAll(pattern)) {
-      if (m[0] === '') continue
-      push(at, m.index, false)
-      push(m.index, m.index + m[0].length, true)
-      at = m.index + m[0].length
-    }
+  for (const m of text.matchAll(regex)) {
+    if (m[0] === '') continue
+    push(at, m.index, false)
+    push(m.index, m.index + m[0].length, true)
+    at = m.index + m[0].length
   }
   push(at, text.length, false)
-  switch (behavior) {
-    case 'Isolated': return spans.map(s => s.text)
-    case 'Removed': return spans.filter(s => !s.match).map(s => s.text)
-    case 'MergedWithPrevious': return glue(spans, (pieces, s) => { if (s.match && pieces.length > 0) pieces[pieces.length - 1] += s.text; else pieces.push(s.text) })
-    case 'MergedWithNext': return glue(spans, (pieces, s, prevMatch) => { if (prevMatch && pieces.length > 0) pieces[pieces.length - 1] += s.text; else pieces.push(s.text) })
-  }
+  if (behavior === 'Isolated') return spans.map(s => s.text)
+  if (behavior === 'Removed') return spans.filter(s => !s.match).map(s => s.text)
+  const pieces: string[] = []
+  spans.forEach((s, i) => {
+    const glued = behavior === 'MergedWithPrevious' ? s.match : spans[i - 1]?.match === true
+    if (glued && pieces.length > 0) pieces[pieces.length - 1] += s.text
+    else pieces.push(s.text)
+  })
+  return pieces
 }
 
 export type SplitBehavior = 'Isolated' | 'Removed' | 'MergedWithPrevious' | 'MergedWithNext'
-
-function glue (spans: ReadonlyArray<{ text: string, match: boolean }>, step: (pieces: string[], s: { text: string, match: boolean }, prevMatch: boolean) => void): string[] {
-  const pieces: string[] = []
-  spans.forEach((s, i) => { step(pieces, s, i > 0 && (spans[i - 1] as { match: boolean }).match) })
-  return pieces
-}
