@@ -26,7 +26,7 @@ export interface GenerateOptions {
   k?: number
   /** Speculative runs in flight at once (pipelined). */
   maxInFlight?: number
-  /** Tree speculation (greedy, draft model): most branches per run; 0 turns it off. */
+  /** Tree speculation (a draft model, greedy or sampling): most branches per run; 0 turns it off. */
   branches?: number
   /** Draft tokens after each branch's first token. */
   branchLength?: number

@@ -1,9 +1,11 @@
 /**
  * Speculation benchmark: plain vs draft-then-verify (sync) vs PipeInfer-pipelined decoding
  * through a real 3-server loopback swarm of stories260k ([0,2) [2,4) [4,5)) at several
- * one-way link latencies. Greedy, EOS ignored, a fixed number of tokens per reference prompt;
- * warm-up first; one JSON line per configuration (see scripts/lib/spec-measure.ts for how the
- * prompts are aggregated). Every line says whether its tokens equal plain greedy decoding's.
+ * one-way link latencies. Greedy (or sampled with --temperature), EOS ignored, a fixed number
+ * of tokens per reference prompt; warm-up first; one JSON line per configuration (see
+ * scripts/lib/spec-measure.ts for how the prompts are aggregated). Every line says whether its
+ * tokens equal plain greedy decoding's (sampled: the speculative text of that seed, computed
+ * locally with a sync chain, which every speculative mode and layout must reproduce).
  *
  *   npm run bench:speculation                          # latencies 0, 5, 20, 50 ms, sweeps, 96 tokens x 3 prompts
  *   npm run bench:speculation -- --latency-ms 20       # one latency (a comma list works too)
@@ -18,7 +20,9 @@
  * --server-run-ms X and --server-row-ms Y (every server holds its device idle X ms more per run
  * and Y ms more per row, as servers of a bigger model would: how the modes compare when
  * verification costs compute), --cold-speculation (each prompt's adaptive controller starts
- * from priors instead of from what the earlier prompts of the configuration taught it).
+ * from priors instead of from what the earlier prompts of the configuration taught it),
+ * --temperature T and --seed S (sampled decoding, top-p 1, every prompt with seed S; plain
+ * decoding then draws from the target directly, so its text differs from the speculative one).
  *
  * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
  * draft model (n-gram lookup, with a warning, when models/stories260k-draft is
@@ -42,9 +46,12 @@ import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { DEFAULT_K, DraftModelDrafter, loadDraftModel, NgramDrafter, type Drafter } from '../client/decoding/index.js'
+import { decodeAll, DEFAULT_K, DraftModelDrafter, loadDraftModel, NgramDrafter, type Drafter } from '../client/decoding/index.js'
+import { LocalTarget } from '../client/local-target.js'
+import { Sampler, type SamplerOptions } from '../client/sampling/index.js'
 import { LanguageModel } from '../client/language-model.js'
 import { Checkpoint } from '../model/checkpoint.js'
+import { LocalModel } from '../model/local-model.js'
 import { emit } from './lib/bench-output.js'
 import { KernelDelayUnavailableError, loopbackConnectMs, runInDelayedNamespace } from './lib/kernel-delay.js'
 import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
@@ -68,6 +75,8 @@ const { values: args } = parseArgs({
     'server-run-ms': { type: 'string' },
     'server-row-ms': { type: 'string' },
     'cold-speculation': { type: 'boolean', default: false },
+    temperature: { type: 'string' },
+    seed: { type: 'string' },
     'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
 })
@@ -80,12 +89,16 @@ const delay = args['netns-child'] ?? 'in-process'
 const draftDir = args.draft ?? join(ROOT, 'models', 'stories260k-draft')
 const draftCostMs = Number(args['draft-cost-ms'] ?? 0)
 const serverCost = { msPerRun: Number(args['server-run-ms'] ?? 0), msPerRow: Number(args['server-row-ms'] ?? 0) }
+const sampling: SamplerOptions = { temperature: Number(args.temperature ?? 0), seed: Number(args.seed ?? 1) }
+const greedy = sampling.temperature === 0
 const serverCostArgs = ['--simulated-run-ms', String(serverCost.msPerRun), '--simulated-row-ms', String(serverCost.msPerRow)]
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
 if (latencies.some(l => !(Number.isFinite(l) && l >= 0))) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a comma list of numbers >= 0`)
 if (!(Number.isInteger(tokens) && tokens >= 1)) throw new RangeError(`Cannot generate --tokens ${args.tokens}: it must be an integer >= 1`)
 if (!(Number.isFinite(draftCostMs) && draftCostMs >= 0)) throw new RangeError(`Cannot use --draft-cost-ms ${args['draft-cost-ms']}: it must be a number >= 0`)
 if (!(serverCost.msPerRun >= 0 && serverCost.msPerRow >= 0)) throw new RangeError(`Cannot use --server-run-ms ${args['server-run-ms']} --server-row-ms ${args['server-row-ms']}: they must be numbers >= 0`)
+if (!(Number.isFinite(sampling.temperature) && (sampling.temperature as number) >= 0)) throw new RangeError(`Cannot use --temperature ${args.temperature}: it must be a number >= 0`)
+if (!(Number.isSafeInteger(sampling.seed) && (sampling.seed as number) >= 0)) throw new RangeError(`Cannot use --seed ${args.seed}: it must be an integer >= 0`)
 if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
@@ -117,6 +130,7 @@ async function runUnderKernelDelay (): Promise<void> {
     const argv = (kind: string): string[] => [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', kind, '--latency-ms', String(L),
       '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs),
       '--server-run-ms', String(serverCost.msPerRun), '--server-row-ms', String(serverCost.msPerRow),
+      '--temperature', String(sampling.temperature), '--seed', String(sampling.seed),
       ...(sweep ? [] : ['--no-sweep']), ...(args['cold-speculation'] ? ['--cold-speculation'] : [])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
     if (code !== 0) throw new Error(`The benchmark at kernel latency ${L} ms exited with code ${code}`)
@@ -149,10 +163,10 @@ async function benchLatency (L: number): Promise<void> {
       return model
     }
     const models = { client: await open(false), push: await open(true) }
-    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}), ...(args['cold-speculation'] ? { coldSpeculation: true } : {}) }
+    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(greedy ? {} : { sampling }), ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}), ...(args['cold-speculation'] ? { coldSpeculation: true } : {}) }
     const measure = async (cfg: SpecConfig): Promise<Measured> => {
       const before = await swarm.totals()
-      const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg, args['cold-speculation'])
+      const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg, { coldSpeculation: args['cold-speculation'], sampler: sampling })
       const after = await swarm.totals()
       return { r, runsComputed: after.runsComputed - before.runsComputed, runsDropped: after.runsDropped - before.runsDropped }
     }
@@ -161,15 +175,21 @@ async function benchLatency (L: number): Promise<void> {
       ({ mode: adaptive ? `${mode}-adaptive` : mode, speculation: mode, push: true, k, depth: mode === 'sync' ? 1 : depth, adaptive, branches: adaptive ? TREE_DEFAULTS.branches : 0, branchLength: TREE_DEFAULTS.branchLength })
     // warm-up: each transport and each decoder once, a few tokens, not reported
     for (const cfg of [plainClient, { ...plainClient, push: true }, fixed('sync', 4, 1), fixed('pipelined', 4, 4)]) {
-      await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts.slice(0, 1), Math.min(tokens, 8), cfg)
+      await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts.slice(0, 1), Math.min(tokens, 8), cfg, { sampler: sampling })
     }
     const plain = await measure(plainClient)
+    // what every speculative line must decode: greedy, plain decoding's text; sampled, the seed's speculative text
+    const expected = greedy ? plain.r.tokens : await sampledChainTokens(draft.drafter)
     const rates = new Map<string, number>() // tokens/s of each mode's reported line (sweep points aside)
     const report: Report = (cfg, m, extra = {}) => {
       const { r } = m
       if (extra.sweep !== true) rates.set(cfg.mode, r.tokensPerSecond)
-      const tokensMatchPlain = r.tokens.every((t, i) => sameIds(t, plain.r.tokens[i] ?? []))
-      const tokensMatchReference = r.tokens.every((t, i) => sameIds(t.slice(0, reference[i]?.greedy_new_ids.length), reference[i]?.greedy_new_ids.slice(0, t.length) ?? []))
+      const matches = greedy
+        ? {
+            tokensMatchPlain: r.tokens.every((t, i) => sameIds(t, plain.r.tokens[i] ?? [])),
+            tokensMatchReference: r.tokens.every((t, i) => sameIds(t.slice(0, reference[i]?.greedy_new_ids.length), reference[i]?.greedy_new_ids.slice(0, t.length) ?? []))
+          }
+        : cfg.speculation === 'none' ? {} : { tokensMatchSampledChain: r.tokens.every((t, i) => sameIds(t, expected[i] ?? [])) }
       emit({
         metric: 'speculation_tokens_per_second', value: r.tokensPerSecond, unit: 'tokens/s',
         mode: cfg.mode, latencyMs: L, delay, sweep: false, ...extra,
@@ -180,7 +200,7 @@ async function benchLatency (L: number): Promise<void> {
         ...(cfg.adaptive ? { finalPlans: r.plans } : {}),
         draftsProposed: r.draftsProposed, draftsAccepted: r.draftsAccepted,
         serverRunsComputed: m.runsComputed, serverRunsDropped: m.runsDropped,
-        tokensMatchPlain, tokensMatchReference,
+        ...matches,
         aggregation: 'tokensPerSecond: all tokens / all time; ttftMs: median over prompts; itl: pooled gaps; counts: summed',
         machine, config
       })
@@ -188,8 +208,8 @@ async function benchLatency (L: number): Promise<void> {
     report(plainClient, plain)
     if (modes.has('plain-push')) report({ ...plainClient, mode: 'plain-push', push: true }, await measure({ ...plainClient, mode: 'plain-push', push: true }))
     for (const mode of ['sync', 'pipelined'] as const) {
-      if (modes.has(mode)) await bestOf(mode, false, measure, report, plain.r.tokens)
-      if (modes.has(`${mode}-tree`)) await bestOf(mode, true, measure, report, plain.r.tokens)
+      if (modes.has(mode)) await bestOf(mode, false, measure, report, expected)
+      if (modes.has(`${mode}-tree`)) await bestOf(mode, true, measure, report, expected)
       if (modes.has(`${mode}-adaptive`)) {
         const cfg = fixed(mode, DEFAULT_K[mode], 4, true)
         report(cfg, await measure(cfg))
@@ -226,8 +246,27 @@ function emitGoalRatios (L: number, rates: ReadonlyMap<string, number>): void {
   if (value !== undefined) emit({ metric: 'speculation_goal_ratios', value, unit: 'x', latencyMs: L, delay, ...ratios })
 }
 
-/** Sweeps the mode's settings (when enabled), then measures the fastest correct point again. */
-async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, plainTokens: number[][]): Promise<void> {
+/**
+ * Sampled decoding's text for each prompt, decided locally (the whole target in this process,
+ * no latency) by a sync chain of 4 drafts: the text every speculative line must reproduce.
+ */
+async function sampledChainTokens (drafter: Drafter): Promise<number[][]> {
+  const model = await LocalModel.load(Checkpoint.open(TARGET))
+  try {
+    const out: number[][] = []
+    for (const promptIds of prompts) {
+      const { tokens: ids } = await decodeAll(new LocalTarget(model), { promptIds, sampler: new Sampler(sampling), maxNewTokens: tokens, eosTokenIds: [], mode: 'sync', drafter, k: 4, adaptive: false, branches: 0 })
+      out.push(ids)
+      await drafter.close?.()
+    }
+    return out
+  } finally {
+    await model.release()
+  }
+}
+
+/** Sweeps the mode's settings (when enabled), then measures the fastest point that decoded `expected` again. */
+async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, expected: number[][]): Promise<void> {
   const label = tree ? `${mode}-tree` : mode
   let best = { k: DEFAULT_K[mode] as number, depth: mode === 'sync' ? 1 : 4, ...(tree ? TREE_DEFAULTS : { branches: 0, branchLength: 0 }) }
   if (sweep) {
@@ -236,7 +275,7 @@ async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: Spe
       const cfg: SpecConfig = { mode: label, speculation: mode, push: true, adaptive: false, ...point }
       const m = await run(cfg)
       report(cfg, m, { sweep: true })
-      const correct = m.r.tokens.every((t, i) => sameIds(t, plainTokens[i] ?? []))
+      const correct = m.r.tokens.every((t, i) => sameIds(t, expected[i] ?? []))
       if (correct && m.r.tokensPerSecond > bestRate) {
         bestRate = m.r.tokensPerSecond
         best = point

@@ -5,7 +5,7 @@ import { DecodeRecorder, type DecodeMode, type DecodeStats, type DecodeStopReaso
 import type { DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
 import { SpeculationController, type LearnedSpeculation, type SpeculationPlan } from './speculation-controller.js'
-import { verifyToken, type Verdict } from './verify-token.js'
+import { keyedCandidate, verifyCandidates, verifyToken, type Verdict } from './verify-token.js'
 import { runLayout } from '../../model/token-tree.js'
 import { branchCandidates, branchRows, childrenOf, pickBranches, type BranchRows } from './token-branches.js'
 
@@ -70,11 +70,11 @@ const PLAIN: SpeculationPlan = { k: 0, depth: 1, confidenceScale: 1, minSurvival
  * run and rolls the chain back: the next run starts at that position with the decided token
  * first. Each position is decided exactly once, with randomness keyed by its position.
  *
- * Tree speculation (greedy): a run may also carry branches — the drafter's runner-up tokens
- * at its least certain positions, each with a short greedy continuation. When the target
- * rejects a trunk token for one of them, the branch's rows already decide what follows, so
- * those tokens come without another round trip; the next run then re-feeds them (branch rows
- * leave nothing in the caches) from the fork.
+ * Tree speculation: a run may also carry branches — the drafter's runner-up tokens (when
+ * sampling, the verifier's next candidates) at its least certain positions, each with a short
+ * drafted continuation. When the target rejects a trunk token for one of them, the branch's
+ * rows already decide what follows, so those tokens come without another round trip; the next
+ * run then re-feeds them (branch rows leave nothing in the caches) from the fork.
  */
 export class ChainDecoder {
   readonly #target: TargetModel
@@ -106,7 +106,7 @@ export class ChainDecoder {
         mode: init.mode,
         maxK: init.k,
         maxDepth: init.maxInFlight,
-        maxBranches: init.sampler.greedy && init.drafter?.continueBranches !== undefined ? init.branches : 0,
+        maxBranches: init.drafter?.continueBranches !== undefined ? init.branches : 0,
         branchLength: init.branchLength,
         adaptive: init.adaptive,
         ...(init.learned !== undefined ? { from: init.learned } : {})
@@ -262,7 +262,8 @@ export class ChainDecoder {
     const t = performance.now()
     const context = [...this.#ctx, ...this.#spec.slice(0, specFrom + drafts.length).map(d => d.token)]
     const length = Math.min(branchLength, end - 1 - (start + firstDraft))
-    const continuations = length > 0 ? await drafter.continueBranches({ context, forks: picked.map(c => ({ at: start + c.row, token: c.token })), length }) : []
+    const forks = picked.map(c => ({ at: start + c.row, token: c.token }))
+    const continuations = length > 0 ? await drafter.continueBranches({ context, forks, length, sampler: this.#init.sampler }) : []
     this.#controller?.observeDrafting(length, performance.now() - t)
     return branchRows(picked, continuations, start, trunk, end)
   }
@@ -317,7 +318,7 @@ export class ChainDecoder {
       const hit = flight.children?.get(j)?.find(c => flight.tokens[c] === verdict.token)
       if (hit !== undefined) {
         this.#rec.rescued++
-        batch.push(...this.#walkBranch(flight, rows, hit))
+        batch.push(...await this.#walkBranch(flight, rows, hit))
       }
       break
     }
@@ -330,6 +331,8 @@ export class ChainDecoder {
    * distribution allocated two V-sized float64 arrays per decided token (512 KB for a 32K
    * vocabulary). Collecting them was the swarm client's largest cost after the LM head;
    * without them the 200M swarm went from 0.74x to 0.79x local (bench:swarm, 4 runs each).
+   * Sampling verifies the draft and then the further candidates the drafter named as its
+   * alternatives, which the runs' branches may carry (verifyCandidates).
    */
   #judge (row: Float32Array, draft: DraftToken | undefined, pos: number): Verdict {
     const { sampler } = this.#init
@@ -337,17 +340,26 @@ export class ChainDecoder {
       const token = sampler.next(row, this.#ctx)
       return { token, accepted: draft?.token === token }
     }
-    return verifyToken(sampler.distribution(row, this.#ctx), draft, keyedRandom(sampler.seed, pos, 'verify'), false)
+    const p = sampler.distribution(row, this.#ctx)
+    const random = keyedRandom(sampler.seed, pos, 'verify')
+    const q = draft?.q
+    if (draft === undefined || q === undefined) return verifyToken(p, draft, random, false)
+    return verifyCandidates(p, draft, taken => keyedCandidate(q, taken, sampler.seed, pos), random)
   }
 
-  /** Greedy decisions down a branch from its row `first`, whose token is already decided. */
-  #walkBranch (flight: Flight, rows: readonly Float32Array[], first: number): number[] {
-    const { eosTokenIds, maxNewTokens } = this.#init
+  /**
+   * Decisions down a branch from its row `first`, whose token is already decided. Sampling
+   * decides each position against the draft there, as on the trunk, so a branch changes only
+   * when tokens arrive, never which.
+   */
+  async #walkBranch (flight: Flight, rows: readonly Float32Array[], first: number): Promise<number[]> {
+    const { eosTokenIds, maxNewTokens, sampler } = this.#init
     const batch: number[] = []
     for (let r: number | undefined = first; r !== undefined;) {
       const pos = (flight.positions[r] as number) + 1
       if (pos !== this.#ctx.length) throw new Error(`Cannot verify branch row ${r} at position ${pos}: ${this.#ctx.length} positions are decided`)
-      const { token } = this.#judge(rows[r] as Float32Array, undefined, pos)
+      const [draft] = sampler.greedy || this.#drafter === undefined ? [] : await this.#propose(this.#drafter, 1, 0)
+      const { token } = this.#judge(rows[r] as Float32Array, draft, pos)
       batch.push(token)
       this.#rec.branchTokens++
       if (this.#decide(token, eosTokenIds, maxNewTokens)) break

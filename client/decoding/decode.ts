@@ -37,7 +37,7 @@ export interface DecodeOptions {
   /** Most runs in flight in pipelined mode. Default 4. */
   maxInFlight?: number
   /**
-   * Tree speculation (greedy decoding with a drafter that can branch, e.g. a draft model):
+   * Tree speculation (with a drafter that can branch, e.g. a draft model; greedy or sampling):
    * most branches per run, hung off the least certain drafts; the adaptive controller sends
    * only those likely enough to pay. Default 8; 0 sends chains only.
    */

@@ -8,11 +8,16 @@ export interface DraftToken {
    * undefined means one-hot at `token` (a deterministic draft: greedy or n-gram).
    */
   readonly q: Float64Array | undefined
-  /** The drafter's own belief in the token, in [0, 1]; drafting may stop when it is low. */
+  /**
+   * How sure the drafter is here, in [0, 1] (greedy: its belief in the token; sampling: its
+   * largest probability, since any drawn token is accepted with probability min(1, p/q));
+   * drafting may stop when it is low.
+   */
   readonly confidence: number
   /**
-   * Greedy drafting only: the runners-up at this position, most likely first, with the
-   * drafter's belief in each. Tree speculation hangs branches off them.
+   * Tokens the target may choose here instead, with the drafter's belief in each: greedy, the
+   * runners-up, most likely first; sampling, the verifier's further candidates
+   * (keyedCandidate), in the order it tries them. Tree speculation hangs branches off them.
    */
   readonly alternatives?: readonly Alternative[]
 }
@@ -31,6 +36,8 @@ export interface BranchRequest {
   readonly forks: ReadonlyArray<{ readonly at: number, readonly token: number }>
   /** Tokens to draft after each fork's token. */
   readonly length: number
+  /** Sampling: draw each token as `propose` would from the branch's context; absent or greedy: the argmax. */
+  readonly sampler?: Sampler
 }
 
 /** What a drafter is asked for. */
@@ -59,8 +66,8 @@ export interface DraftRequest {
 export interface Drafter {
   propose (request: DraftRequest): Promise<DraftToken[]>
   /**
-   * Greedy continuations (`length` tokens each, fewer never) of several forks at once, for
-   * tree speculation; absent when the drafter cannot (then runs carry no branches).
+   * Continuations (`length` tokens each, fewer never) of several forks at once, for tree
+   * speculation; absent when the drafter cannot (then runs carry no branches).
    */
   continueBranches? (request: BranchRequest): Promise<number[][]>
   /** Frees what the drafter holds (not a model it was given). */

@@ -1,10 +1,11 @@
 /**
- * One measured configuration of the speculation benchmark: greedy generation of a fixed
- * number of tokens (EOS ignored) for each prompt through a swarm target, aggregated.
+ * One measured configuration of the speculation benchmark: generation of a fixed number of
+ * tokens (EOS ignored; greedy unless sampler settings are given) for each prompt through a
+ * swarm target, aggregated.
  */
 import { decode, SpeculationMemory, type DecodeMode, type DecodeStats, type Drafter } from '../../client/decoding/index.js'
 import type { LanguageModel } from '../../client/language-model.js'
-import { Sampler } from '../../client/sampling/index.js'
+import { Sampler, type SamplerOptions } from '../../client/sampling/index.js'
 import { median, percentile } from './bench-output.js'
 
 /** How one configuration decodes. */
@@ -50,13 +51,21 @@ export interface SpecResult {
   readonly plans: Array<{ k: number, depth: number }>
 }
 
+/** How measureConfig decodes besides the configuration. */
+export interface MeasureOptions {
+  /** Each prompt's adaptive controller starts from priors, not from what earlier prompts taught it. */
+  readonly coldSpeculation?: boolean
+  /** Default greedy ({ temperature: 0, seed: 1 }); every prompt decodes with the same seed. */
+  readonly sampler?: SamplerOptions
+}
+
 /**
- * Generates `tokens` greedy tokens after each prompt in configuration `cfg`. Like an app's
+ * Generates `tokens` tokens after each prompt in configuration `cfg`. Like an app's
  * generations with one model, the prompts share a SpeculationMemory (adaptive modes start
  * each prompt from what the previous ones learned; fixed settings do not use it), unless
  * `coldSpeculation`.
  */
-export async function measureConfig (model: LanguageModel, drafter: Drafter, prompts: readonly number[][], tokens: number, cfg: SpecConfig, coldSpeculation = false): Promise<SpecResult> {
+export async function measureConfig (model: LanguageModel, drafter: Drafter, prompts: readonly number[][], tokens: number, cfg: SpecConfig, { coldSpeculation = false, sampler = GREEDY }: MeasureOptions = {}): Promise<SpecResult> {
   const memory = coldSpeculation ? undefined : new SpeculationMemory()
   const all: DecodeStats[] = []
   const ids: number[][] = []
@@ -65,7 +74,7 @@ export async function measureConfig (model: LanguageModel, drafter: Drafter, pro
     try {
       const gen = decode(session.target, {
         promptIds,
-        sampler: new Sampler({ temperature: 0, seed: 1 }),
+        sampler: new Sampler(sampler),
         maxNewTokens: tokens,
         eosTokenIds: [],
         mode: cfg.speculation,
@@ -110,6 +119,8 @@ export async function measureConfig (model: LanguageModel, drafter: Drafter, pro
     plans: all.map(s => ({ k: s.plan.k, depth: s.plan.depth }))
   }
 }
+
+const GREEDY: SamplerOptions = { temperature: 0, seed: 1 }
 
 /** A point of a sweep. */
 export interface SweepPoint { k: number, depth: number, branches: number, branchLength: number }

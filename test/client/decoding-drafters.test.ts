@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type DraftModel, DraftModelDrafter, type DraftToken, loadDraftModel, NgramDrafter } from '../../client/decoding/index.js'
+import { type DraftModel, DraftModelDrafter, type DraftToken, keyedCandidate, loadDraftModel, NgramDrafter, SAMPLED_CANDIDATES } from '../../client/decoding/index.js'
 import { argmax, Sampler, softmax } from '../../client/sampling/index.js'
 import { greedyBeliefs } from '../../client/decoding/draft-model-drafter.js'
 import { LocalModel } from '../../model/local-model.js'
@@ -76,9 +76,30 @@ describe('DraftModelDrafter', () => {
       expect(next?.q?.[d.token]).toBeCloseTo(d.q?.[d.token] as number, 6)
       context.push(d.token)
     }
-    for (const d of many) expect(d.confidence).toBe(d.q?.[d.token])
+    for (const [i, d] of many.entries()) {
+      const q = d.q as Float64Array
+      expect(d.confidence).toBe(Math.max(...q))
+      // the alternatives are the verifier's next candidates at this position, in its order
+      const taken = [d.token]
+      for (let c = keyedCandidate(q, taken, 9, ref.prompt_ids.length + i); c !== undefined; c = keyedCandidate(q, taken, 9, ref.prompt_ids.length + i)) taken.push(c)
+      expect(d.alternatives?.map(a => a.token)).toEqual(taken.slice(1))
+      expect(taken).toHaveLength(SAMPLED_CANDIDATES)
+    }
     const other = await new DraftModelDrafter(draft).propose({ context: ref.prompt_ids, maxTokens: 16, sampler: new Sampler({ temperature: 1, seed: 10 }) })
     expect(tokens(other)).not.toEqual(tokens(many))
+  })
+
+  it('sampling: a branch continues as propose would from the branch\'s own context', async () => {
+    const sampler = new Sampler({ temperature: 1, seed: 5 })
+    const context = [...ref.prompt_ids, ...ref.greedy_new_ids.slice(0, 8)]
+    const forks = [{ at: ref.prompt_ids.length + 2, token: 7 }, { at: ref.prompt_ids.length + 5, token: 300 }]
+    const branches = await new DraftModelDrafter(draft).continueBranches({ context, forks, length: 4, sampler })
+    for (const [b, fork] of forks.entries()) {
+      const own = await new DraftModelDrafter(draft).propose({ context: [...context.slice(0, fork.at), fork.token], maxTokens: 4, sampler })
+      expect(branches[b]).toEqual(tokens(own))
+    }
+    // greedy continuations would be the argmax path instead
+    expect(branches).not.toEqual(await new DraftModelDrafter(draft).continueBranches({ context, forks, length: 4 }))
   })
 
   it('drafts the same with the draft loaded as spans (LocalModel) as with loadDraftModel\'s one lean session', async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeAll, type DecodeMode, type DraftModel } from '../../client/decoding/index.js'
+import { decodeAll, type DecodeMode, type DecodeStats, type DraftModel } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
 import { Sampler, type SamplerOptions } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
@@ -14,16 +14,21 @@ describe('seeded sampling is reproducible in every mode', () => {
   beforeAll(async () => { ({ model, draft } = await loadStories()) })
   afterAll(async () => { await Promise.all([model.release(), draft.release()]) })
 
-  async function sample (mode: DecodeMode, seed: number, latency: number, drafter?: DrafterKind): Promise<number[]> {
-    const { tokens } = await decodeAll(new LocalTarget(model, { oneWayLatencyMs: latency }), {
-      promptIds: PROMPT,
+  async function sample (mode: DecodeMode, seed: number, latency: number, drafter?: DrafterKind, tree?: { branches: number }): Promise<number[]> {
+    return (await sampleWithStats(mode, seed, latency, drafter, tree)).tokens
+  }
+
+  /** `tree` fixes the settings (k 4, depth 4, branches of 4) so that branches are sure to go out. */
+  async function sampleWithStats (mode: DecodeMode, seed: number, latency: number, drafter?: DrafterKind, tree?: { branches: number, prompt?: number[] }): Promise<{ tokens: number[], stats: DecodeStats }> {
+    return await decodeAll(new LocalTarget(model, { oneWayLatencyMs: latency }), {
+      promptIds: tree?.prompt ?? PROMPT,
       sampler: new Sampler({ ...SETTINGS, seed }),
       maxNewTokens: 40,
       eosTokenIds: [],
       mode,
-      ...(drafter !== undefined ? { drafter: makeDrafter(drafter, draft) } : {})
+      ...(drafter !== undefined ? { drafter: makeDrafter(drafter, draft) } : {}),
+      ...(tree !== undefined ? { adaptive: false, k: 4, maxInFlight: 4, branches: tree.branches, branchLength: 4 } : {})
     })
-    return tokens
   }
 
   it('none: the same seed gives the same text, another seed another', async () => {
@@ -49,4 +54,24 @@ describe('seeded sampling is reproducible in every mode', () => {
       expect(await sample('pipelined', 3, 0, drafter)).not.toEqual(await sample('pipelined', 1, 0, drafter))
     })
   }
+
+  it('tree speculation changes when sampled tokens arrive, never which: branches on the verifier\'s candidates rescue rejections', async () => {
+    let rescued = 0
+    let branchTokens = 0
+    for (const { prompt_ids: prompt } of STORIES_REF.prompts) {
+      for (const seed of [1, 2]) {
+        const chain = await sampleWithStats('sync', seed, 0, 'model', { branches: 0, prompt })
+        expect(chain.stats.rescued).toBe(0)
+        for (const mode of ['sync', 'pipelined'] as const) {
+          const tree = await sampleWithStats(mode, seed, mode === 'pipelined' ? 2 : 0, 'model', { branches: 8, prompt })
+          expect(tree.tokens, `${mode}, seed ${seed}`).toEqual(chain.tokens)
+          expect(tree.stats.branchRows).toBeGreaterThan(0)
+          rescued += tree.stats.rescued
+          branchTokens += tree.stats.branchTokens
+        }
+      }
+    }
+    expect(rescued).toBeGreaterThan(0)
+    expect(branchTokens).toBeGreaterThanOrEqual(rescued)
+  })
 })

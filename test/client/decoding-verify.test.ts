@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type DraftGuess, type DraftModel, keyedRandom, type RandomSource, residualDistribution, type Verdict, verifyToken } from '../../client/decoding/index.js'
+import { type DraftGuess, type DraftModel, keyedCandidate, keyedRandom, type RandomSource, residualDistribution, SAMPLED_CANDIDATES, type Verdict, verifyCandidates, verifyToken } from '../../client/decoding/index.js'
 import { Sampler, softmax } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { chiSquare } from '../helpers/decoding-chi-square.js'
@@ -28,6 +28,44 @@ function histogram (p: Float64Array, q: Float64Array, verify: typeof verifyToken
     counts[verdict.token] = (counts[verdict.token] as number) + 1
   }
   return counts
+}
+
+/** The candidates keyedCandidate gives after `first` at one position (seed 0). */
+function candidatesAfter (q: Float64Array, first: number, position: number): number[] {
+  const taken = [first]
+  for (let c = keyedCandidate(q, taken, 0, position); c !== undefined; c = keyedCandidate(q, taken, 0, position)) taken.push(c)
+  return taken
+}
+
+type CandidateVerifier = (p: Float64Array, q: Float64Array, candidates: readonly number[], random: RandomSource) => number
+
+/** The real thing: verifyCandidates over the keyed candidates. */
+const multiDraft: CandidateVerifier = (p, q, candidates, random) =>
+  verifyCandidates(p, { token: candidates[0] as number, q }, taken => candidates[taken.length], random).token
+
+/** Wrong on purpose: tests every candidate against p and q themselves, never against the residual. */
+const againstP: CandidateVerifier = (p, q, candidates, random) => {
+  for (const x of candidates) if (random.uniform() * (q[x] as number) < (p[x] as number)) return x
+  return random.sample(residualDistribution(p, { token: candidates[0] as number, q }) ?? p)
+}
+
+/** Wrong on purpose: the draft as speculative sampling tests it, then the second candidate taken outright. */
+const secondOutright: CandidateVerifier = (p, q, candidates, random) => {
+  const first = verifyToken(p, { token: candidates[0] as number, q }, random, false)
+  return first.accepted || candidates[1] === undefined ? first.token : candidates[1]
+}
+
+/** Counts of DRAWS tokens decided by `verify` over keyed candidates from q, seeded by position. */
+function candidateHistogram (p: Float64Array, q: Float64Array, verify: CandidateVerifier, seed: number): { counts: Float64Array, byCandidate: number } {
+  const counts = new Float64Array(p.length)
+  let byCandidate = 0 // decided by a candidate after the draft
+  for (let i = 0; i < DRAWS; i++) {
+    const candidates = candidatesAfter(q, keyedRandom(seed, i, 'draft').sample(q), i)
+    const token = verify(p, q, candidates, keyedRandom(seed, i, 'verify'))
+    if (candidates.indexOf(token) > 0) byCandidate++
+    counts[token] = (counts[token] as number) + 1
+  }
+  return { counts, byCandidate }
 }
 
 describe('verifyToken', () => {
@@ -99,6 +137,46 @@ describe('speculative sampling keeps the target distribution (chi-square, 4000 d
     expect(good.rejected, `statistic ${good.statistic} vs critical ${good.critical}`).toBe(false)
     expect(chiSquare(histogram(p, flat, alwaysAccept, 12), p).rejected).toBe(true)
     expect(chiSquare(histogram(p, flat, resampleFromP, 12), p).rejected).toBe(true)
+  })
+
+  it('verifying further candidates (without replacement) keeps p; testing them against p, or taking one outright, does not', () => {
+    const flat = softmax(Float64Array.from(p, v => Math.log(Math.max(v, 1e-300)) / 3))
+    // a draft sure of a token the target hardly wants: later candidates come from the rest of q
+    const sureP = Float64Array.from([0.05, 0.4, 0.3, 0.15, 0.1, 0])
+    const sureQ = Float64Array.from([0.7, 0.05, 0.05, 0.1, 0.05, 0.05])
+    for (const [targetP, draftQ, seed] of [[p, q, 21], [p, flat, 22], [sureP, sureQ, 23]] as const) {
+      const good = candidateHistogram(targetP, draftQ, multiDraft, seed)
+      const test = chiSquare(good.counts, targetP)
+      expect(test.rejected, `statistic ${test.statistic} vs critical ${test.critical}`).toBe(false)
+      // the candidates after the draft decide a real share: that is what tree branches bet on
+      expect(good.byCandidate).toBeGreaterThan(DRAWS / 20)
+      for (const broken of [againstP, secondOutright]) {
+        const bad = chiSquare(candidateHistogram(targetP, draftQ, broken, seed).counts, targetP)
+        expect(bad.rejected, `${broken.name}: statistic ${bad.statistic} vs critical ${bad.critical}`).toBe(true)
+      }
+    }
+  })
+
+  it('keyed candidates: distinct, drawn from q without replacement, the same for the same key', () => {
+    const counts = new Float64Array(q.length)
+    for (let i = 0; i < DRAWS; i++) {
+      const taken = candidatesAfter(q, keyedRandom(3, i, 'draft').sample(q), i)
+      expect(taken).toHaveLength(SAMPLED_CANDIDATES)
+      expect(new Set(taken).size).toBe(taken.length)
+      for (const t of taken) expect(q[t]).toBeGreaterThan(0)
+      expect(candidatesAfter(q, taken[0] as number, i)).toEqual(taken)
+      // the second candidate is a draw from q without the first
+      const second = taken[1] as number
+      counts[second] = (counts[second] as number) + 1
+    }
+    // marginal of a draw after a draw without replacement: sum over x of q(x) q(y) / (1 - q(x))
+    const expected = Float64Array.from(q, (qy, y) => {
+      let sum = 0
+      for (let x = 0; x < q.length; x++) if (x !== y) sum += (q[x] as number) * qy / (1 - (q[x] as number))
+      return sum
+    })
+    const test = chiSquare(counts, expected)
+    expect(test.rejected, `statistic ${test.statistic} vs critical ${test.critical}`).toBe(false)
   })
 
   it('accepts about sum(min(p, q)) of the drafts, as theory says', () => {
