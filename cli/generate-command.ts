@@ -55,7 +55,7 @@ export function generateCommand (program: Command): void {
     .addOption(new Option('--speculation <mode>', 'speculative decoding mode').choices(['none', 'sync', 'pipelined']))
     .option('--k <n>', 'most draft tokens per speculative run (default 16 sync, 4 pipelined)', parseNumber('--k', { integer: true, min: 1, max: 64 }))
     .option('--depth <n>', 'speculative runs in flight (pipelined)', parseNumber('--depth', { integer: true, min: 1, max: 64 }))
-    .option('--branches <n>', 'tree speculation: most branches per run beside unsure drafts (greedy, draft model; 0: off)', parseNumber('--branches', { integer: true, min: 0, max: 64 }))
+    .option('--branches <n>', 'tree speculation: most branches per run beside unsure drafts (draft model; 0: off)', parseNumber('--branches', { integer: true, min: 0, max: 64 }))
     .option('--branch-length <n>', 'draft tokens after each branch\'s first', parseNumber('--branch-length', { integer: true, min: 0, max: 64 }))
     .option('--link-latency-ms <ms>', 'simulate this one-way latency on every frame the client sends (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }))
     .addHelpText('after', `
