@@ -66,6 +66,22 @@ describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`
     }, 60_000)
   }
 
+  it('sampled, pipelined with branches and push: the seed\'s text as a sync chain decodes it, with rescues', async () => {
+    const chains = await LanguageModel.swarm(client, BUNDLED_MODEL, { sendDelayMs: LATENCY })
+    const trees = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: LATENCY })
+    let rescued = 0
+    for (const p of ref) {
+      const sampled = { maxNewTokens: 40, temperature: 0.8, seed: 7, stopAtEos: false }
+      const chain = await finish(chains.generate(p.prompt_ids, { ...sampled, speculation: 'sync', drafter: new DraftModelDrafter(draftModel), branches: 0 }))
+      const tree = await finish(trees.generate(p.prompt_ids, { ...sampled, speculation: 'pipelined', drafter: new DraftModelDrafter(draftModel), branches: 8, k: 4, maxInFlight: 4 }))
+      expect(tree.tokens).toEqual(chain.tokens)
+      expect(tree.stats.decode?.branchRows).toBeGreaterThan(0)
+      rescued += tree.stats.decode?.rescued ?? 0
+    }
+    expect(rescued).toBeGreaterThan(0)
+    await Promise.all([chains.release(), trees.release()])
+  }, 60_000)
+
   it('pipelined tree decoding survives a server killed mid-generation', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { sendDelayMs: LATENCY })
     const session = await model.session({ maxTokens: 128 })
@@ -92,7 +108,11 @@ describe(`speculation through a 3-server swarm at ${LATENCY} ms one-way latency`
 })
 
 async function run (model: LanguageModel, prompt: number[], n: number, speculation: SpeculationMode, drafter: Drafter, branches = 0): Promise<GenerationResult> {
-  const gen = model.generate(prompt, { maxNewTokens: n, temperature: 0, stopAtEos: false, speculation, drafter, branches })
+  return await finish(model.generate(prompt, { maxNewTokens: n, temperature: 0, stopAtEos: false, speculation, drafter, branches }))
+}
+
+/** Runs a generation to its end: the final result. */
+async function finish (gen: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
   let step = await gen.next()
   while (step.done !== true) step = await gen.next()
   return step.value
