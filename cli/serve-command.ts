@@ -26,6 +26,7 @@ interface ServeFlags {
   linkLatencyMs: number
   simulatedRunMs: number
   simulatedRowMs: number
+  throughput?: number
 }
 
 const DEVICES: readonly Device[] = ['cpu', 'webgpu', 'cuda']
@@ -49,6 +50,7 @@ export function serveCommand (program: Command): void {
     .option('--announce-interval <seconds>', 'seconds between DHT announcements', parseNumber('--announce-interval', { min: 1 }), 120)
     .option('--graph-blocks <n>', 'blocks per onnxruntime session (default 1: clients may use any part of the span; more is faster on many-core machines)', parseNumber('--graph-blocks', { integer: true, min: 1 }))
     .option('--threads <n>', 'compute threads per block (default: one per core; lower it to share the machine)', parseNumber('--threads', { integer: true, min: 1 }))
+    .option('--throughput <tokens/s>', 'announce this speed (tokens/s through one block, decode and prefill alike) instead of measuring it at start, e.g. where the machine is busy', parseNumber('--throughput', { min: 1 }))
     .option('--link-latency-ms <ms>', 'delay every frame this server sends by this one-way latency (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }), 0)
     .option('--simulated-run-ms <ms>', 'after computing a run, hold the device idle this long more, as a bigger model would (benchmarks)', parseNumber('--simulated-run-ms', { min: 0 }), 0)
     .option('--simulated-row-ms <ms>', 'and this long more per row of the run (benchmarks)', parseNumber('--simulated-row-ms', { min: 0 }), 0)
@@ -95,6 +97,7 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
   if (flags.graphBlocks !== undefined) init.graphBlocks = flags.graphBlocks
   if (flags.threads !== undefined) init.threads = flags.threads
   if (flags.identity !== undefined) init.privateKey = await loadOrCreateIdentity(flags.identity)
+  if (flags.throughput !== undefined) init.throughput = { decodeTokensPerSec: flags.throughput, prefillTokensPerSec: flags.throughput }
   if (flags.simulatedRunMs > 0 || flags.simulatedRowMs > 0) init.simulatedCompute = { msPerRun: flags.simulatedRunMs, msPerRow: flags.simulatedRowMs }
   return init
 }

@@ -16,8 +16,12 @@ describe('servers joining and leaving', () => {
   const swarm = new LocalSwarm(BUNDLED_MODEL)
   let client: SwarmClient
 
+  // Every server announces one speed: measured at start while other test files load the
+  // cores, a joining server's speed could make two hops look faster than its one.
+  const speed = ['--throughput', '5000']
+
   beforeAll(async () => {
-    await swarm.add({ blocks: '0:3' }, { blocks: '3:5' }, { blocks: '0:2' })
+    await swarm.add({ blocks: '0:3', args: speed }, { blocks: '3:5', args: speed }, { blocks: '0:2', args: speed })
     client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
     await waitForServers(client, 'stories260k', 5, s => s.length === 3)
   }, 60_000)
@@ -33,10 +37,12 @@ describe('servers joining and leaving', () => {
     expect(stdout).toMatch(/\[0,3\)\s+online/)
     const json = JSON.parse((await run(process.execPath, [CLI, 'status', '--bootstrap', swarm.bootstrap, '--json'])).stdout)
     expect(json.models[0].servers).toHaveLength(3)
+    // the announced speed, not a measured one
+    for (const server of json.models[0].servers) expect(server.info.throughput.decodeTokensPerSec).toBe(5000)
   }, 30_000)
 
   it('a server that joins is used by new sessions', async () => {
-    const [joined] = await swarm.add({ blocks: '0:5' }) // one hop for everything beats two
+    const [joined] = await swarm.add({ blocks: '0:5', args: speed }) // one hop for everything beats two
     const id = peerIdOf(joined?.address ?? '')
     await waitForServers(client, 'stories260k', 5, s => s.some(x => x.info.peerId === id))
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
