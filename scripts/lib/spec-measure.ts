@@ -136,9 +136,8 @@ export function sweepPoints (mode: 'sync' | 'pipelined', tree = false): SweepPoi
     if (mode === 'sync') return [2, 4, 6, 8, 12, 16, 24].map(k => ({ k, depth: 1, ...chain }))
     return [...[2, 4, 6].flatMap(k => [2, 4, 8].map(depth => ({ k, depth, ...chain }))), { k: 8, depth: 4, ...chain }, { k: 12, depth: 2, ...chain }]
   }
-  // branches x length; 12 x 5 with k 5 beat the others at 20 ms (1.53-1.60x sync against 1.48-1.52x for k 4, 8 x 6, alternated)
-  const shapes = [[8, 3], [8, 6], [12, 5], [16, 6]].map(([branches, branchLength]) => ({ branches: branches as number, branchLength: branchLength as number }))
+  const shapes = [8, 16].flatMap(branches => [3, 6].map(branchLength => ({ branches, branchLength })))
   if (mode === 'sync') return [6, 8, 12, 16].flatMap(k => shapes.map(s => ({ k, depth: 1, ...s })))
   // (12, 2): at 0 ms the servers share the client's cores, and deep pipelines of trees only queue there
-  return [[4, 4], [5, 4], [4, 8], [6, 4], [12, 2]].flatMap(([k, depth]) => shapes.map(s => ({ k: k as number, depth: depth as number, ...s })))
+  return [[4, 4], [4, 8], [6, 4], [12, 2]].flatMap(([k, depth]) => shapes.map(s => ({ k: k as number, depth: depth as number, ...s })))
 }
