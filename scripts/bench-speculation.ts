@@ -22,7 +22,11 @@
  * verification costs compute), --cold-speculation (each prompt's adaptive controller starts
  * from priors instead of from what the earlier prompts of the configuration taught it),
  * --temperature T and --seed S (sampled decoding, top-p 1, every prompt with seed S; plain
- * decoding then draws from the target directly, so its text differs from the speculative one).
+ * decoding then draws from the target directly, so its text differs from the speculative one),
+ * --rounds R (default 1: the speculative modes' chosen settings are measured R times, in an
+ * order rotated each round, and each line reports the median round; the goal ratios are
+ * medians of the rounds' ratios: this machine's speed swings by a few percent between
+ * measurements minutes apart, more than the ratios' margins).
  *
  * Modes: plain-* decode one token per run, client-mediated or push; sync and pipelined use the
  * draft model (n-gram lookup, with a warning, when models/stories260k-draft is
@@ -52,7 +56,7 @@ import { Sampler, type SamplerOptions } from '../client/sampling/index.js'
 import { LanguageModel } from '../client/language-model.js'
 import { Checkpoint } from '../model/checkpoint.js'
 import { LocalModel } from '../model/local-model.js'
-import { emit } from './lib/bench-output.js'
+import { emit, median } from './lib/bench-output.js'
 import { KernelDelayUnavailableError, loopbackConnectMs, runInDelayedNamespace } from './lib/kernel-delay.js'
 import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
 import { SlowDrafter } from './lib/slow-drafter.js'
@@ -76,6 +80,7 @@ const { values: args } = parseArgs({
     'server-row-ms': { type: 'string' },
     'cold-speculation': { type: 'boolean', default: false },
     temperature: { type: 'string' },
+    rounds: { type: 'string' },
     seed: { type: 'string' },
     'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
@@ -91,6 +96,7 @@ const draftCostMs = Number(args['draft-cost-ms'] ?? 0)
 const serverCost = { msPerRun: Number(args['server-run-ms'] ?? 0), msPerRow: Number(args['server-row-ms'] ?? 0) }
 const sampling: SamplerOptions = { temperature: Number(args.temperature ?? 0), seed: Number(args.seed ?? 1) }
 const greedy = sampling.temperature === 0
+const rounds = Number(args.rounds ?? 1)
 const serverCostArgs = ['--simulated-run-ms', String(serverCost.msPerRun), '--simulated-row-ms', String(serverCost.msPerRow)]
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
 if (latencies.some(l => !(Number.isFinite(l) && l >= 0))) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a comma list of numbers >= 0`)
@@ -99,6 +105,7 @@ if (!(Number.isFinite(draftCostMs) && draftCostMs >= 0)) throw new RangeError(`C
 if (!(serverCost.msPerRun >= 0 && serverCost.msPerRow >= 0)) throw new RangeError(`Cannot use --server-run-ms ${args['server-run-ms']} --server-row-ms ${args['server-row-ms']}: they must be numbers >= 0`)
 if (!(Number.isFinite(sampling.temperature) && (sampling.temperature as number) >= 0)) throw new RangeError(`Cannot use --temperature ${args.temperature}: it must be a number >= 0`)
 if (!(Number.isSafeInteger(sampling.seed) && (sampling.seed as number) >= 0)) throw new RangeError(`Cannot use --seed ${args.seed}: it must be an integer >= 0`)
+if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot use --rounds ${args.rounds}: it must be an integer >= 1`)
 if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
@@ -130,7 +137,7 @@ async function runUnderKernelDelay (): Promise<void> {
     const argv = (kind: string): string[] => [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', kind, '--latency-ms', String(L),
       '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs),
       '--server-run-ms', String(serverCost.msPerRun), '--server-row-ms', String(serverCost.msPerRow),
-      '--temperature', String(sampling.temperature), '--seed', String(sampling.seed),
+      '--temperature', String(sampling.temperature), '--seed', String(sampling.seed), '--rounds', String(rounds),
       ...(sweep ? [] : ['--no-sweep']), ...(args['cold-speculation'] ? ['--cold-speculation'] : [])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
     if (code !== 0) throw new Error(`The benchmark at kernel latency ${L} ms exited with code ${code}`)
@@ -207,15 +214,19 @@ async function benchLatency (L: number): Promise<void> {
     }
     report(plainClient, plain)
     if (modes.has('plain-push')) report({ ...plainClient, mode: 'plain-push', push: true }, await measure({ ...plainClient, mode: 'plain-push', push: true }))
+    const chosen: Array<{ cfg: SpecConfig, chosenBy?: string }> = []
     for (const mode of ['sync', 'pipelined'] as const) {
-      if (modes.has(mode)) await bestOf(mode, false, measure, report, expected)
-      if (modes.has(`${mode}-tree`)) await bestOf(mode, true, measure, report, expected)
-      if (modes.has(`${mode}-adaptive`)) {
-        const cfg = fixed(mode, DEFAULT_K[mode], 4, true)
-        report(cfg, await measure(cfg))
-      }
+      if (modes.has(mode)) chosen.push(await bestOf(mode, false, measure, report, expected))
+      if (modes.has(`${mode}-tree`)) chosen.push(await bestOf(mode, true, measure, report, expected))
+      if (modes.has(`${mode}-adaptive`)) chosen.push({ cfg: fixed(mode, DEFAULT_K[mode], 4, true) })
     }
-    emitGoalRatios(L, rates)
+    const byRound = await measureInRounds(chosen.map(c => c.cfg), measure)
+    for (const [i, { cfg, chosenBy }] of chosen.entries()) {
+      const results = byRound.map(round => round[i] as Measured)
+      const middle = medianRound(results)
+      report(cfg, middle, { ...(chosenBy !== undefined ? { chosenBy } : {}), ...(rounds > 1 ? { rounds: results.map(m => round(m.r.tokensPerSecond)) } : {}) })
+    }
+    emitGoalRatios(L, rates, byRound.map(round => new Map(round.map((m, i) => [chosen[i]?.cfg.mode as string, m.r.tokensPerSecond]))))
   } finally {
     for (const undo of cleanup.reverse()) await undo()
     process.stderr.write(`latency ${L} ms (${delay}): ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
@@ -228,22 +239,59 @@ async function benchLatency (L: number): Promise<void> {
  * issue defines), over the best sync line (trees included), over plain client-mediated, and
  * the best pipelined line over the best line of any other mode.
  */
-function emitGoalRatios (L: number, rates: ReadonlyMap<string, number>): void {
-  const best = (pick: (mode: string) => boolean): number | undefined => {
-    const xs = [...rates].filter(([mode]) => pick(mode)).map(([, rate]) => rate)
-    return xs.length === 0 ? undefined : Math.max(...xs)
-  }
-  const pipelined = best(m => m.startsWith('pipelined'))
+function emitGoalRatios (L: number, rates: ReadonlyMap<string, number>, roundRates: ReadonlyArray<ReadonlyMap<string, number>>): void {
+  const bestOf = (of: ReadonlyMap<string, number>, pick: (mode: string) => boolean): [string, number] | undefined =>
+    [...of].filter(([mode]) => pick(mode)).sort((a, b) => b[1] - a[1])[0]
   const ratio = (a: number | undefined, b: number | undefined): number | undefined => a === undefined || b === undefined ? undefined : round(a / b)
-  const ratios = {
-    adaptiveOverSync: ratio(rates.get('pipelined-adaptive'), rates.get('sync')),
-    bestPipelinedOverSync: ratio(pipelined, rates.get('sync')),
-    bestPipelinedOverBestSync: ratio(pipelined, best(m => m.startsWith('sync'))),
-    bestPipelinedOverPlainClient: ratio(pipelined, rates.get('plain-client')),
-    bestPipelinedOverBestOther: ratio(pipelined, best(m => !m.startsWith('pipelined')))
+  // the best pipelined mode by its reported (median) rate; with rounds, each ratio is the median of the rounds' ratios
+  const pipelined = bestOf(rates, m => m.startsWith('pipelined'))?.[0]
+  const goal = (of: ReadonlyMap<string, number>): Record<string, number | undefined> => {
+    const top = pipelined === undefined ? undefined : of.get(pipelined)
+    const withPlain = new Map([...rates, ...of]) // the plain lines are measured once
+    return {
+      adaptiveOverSync: ratio(of.get('pipelined-adaptive'), of.get('sync')),
+      bestPipelinedOverSync: ratio(top, of.get('sync')),
+      bestPipelinedOverBestSync: ratio(top, bestOf(of, m => m.startsWith('sync'))?.[1]),
+      bestPipelinedOverPlainClient: ratio(top, withPlain.get('plain-client')),
+      bestPipelinedOverBestOther: ratio(top, bestOf(withPlain, m => !m.startsWith('pipelined'))?.[1])
+    }
   }
+  const perRound = roundRates.map(goal)
+  const ratios = Object.fromEntries(Object.keys(goal(rates)).map(key => {
+    const xs = perRound.map(r => r[key]).filter((x): x is number => x !== undefined)
+    return [key, xs.length === 0 ? undefined : round(median(xs))]
+  }))
   const value = ratios.bestPipelinedOverSync ?? ratios.bestPipelinedOverBestOther
-  if (value !== undefined) emit({ metric: 'speculation_goal_ratios', value, unit: 'x', latencyMs: L, delay, ...ratios })
+  if (value !== undefined) {
+    emit({
+      metric: 'speculation_goal_ratios', value, unit: 'x', latencyMs: L, delay, bestPipelined: pipelined, ...ratios,
+      ...(perRound.length > 1 ? { rounds: perRound.length, bestPipelinedOverSyncByRound: perRound.map(r => r.bestPipelinedOverSync) } : {})
+    })
+  }
+}
+
+/**
+ * Measures `cfgs` `rounds` times, rotating their order each round (a mode measured first in
+ * one round comes later in the next, so the machine's drift does not favour one); result
+ * [round][index of cfg].
+ */
+async function measureInRounds (cfgs: readonly SpecConfig[], run: (cfg: SpecConfig) => Promise<Measured>): Promise<Measured[][]> {
+  const out: Measured[][] = []
+  for (let r = 0; r < rounds; r++) {
+    const results = new Array<Measured>(cfgs.length)
+    for (let j = 0; j < cfgs.length; j++) {
+      const i = (j + r) % cfgs.length
+      results[i] = await run(cfgs[i] as SpecConfig)
+    }
+    out.push(results)
+  }
+  return out
+}
+
+/** The round whose tokens/s is the median (the lower middle for an even count). */
+function medianRound (results: readonly Measured[]): Measured {
+  const sorted = [...results].sort((a, b) => a.r.tokensPerSecond - b.r.tokensPerSecond)
+  return sorted[Math.floor((sorted.length - 1) / 2)] as Measured
 }
 
 /**
@@ -265,8 +313,8 @@ async function sampledChainTokens (drafter: Drafter): Promise<number[][]> {
   }
 }
 
-/** Sweeps the mode's settings (when enabled), then measures the fastest point that decoded `expected` again. */
-async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, expected: number[][]): Promise<void> {
+/** Sweeps the mode's settings (when enabled); returns the fastest point that decoded `expected`, to measure again. */
+async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, expected: number[][]): Promise<{ cfg: SpecConfig, chosenBy: string }> {
   const label = tree ? `${mode}-tree` : mode
   let best = { k: DEFAULT_K[mode] as number, depth: mode === 'sync' ? 1 : 4, ...(tree ? TREE_DEFAULTS : { branches: 0, branchLength: 0 }) }
   if (sweep) {
@@ -282,8 +330,7 @@ async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: Spe
       }
     }
   }
-  const cfg: SpecConfig = { mode: label, speculation: mode, push: true, adaptive: false, ...best }
-  report(cfg, await run(cfg), { chosenBy: sweep ? 'sweep' : 'default' })
+  return { cfg: { mode: label, speculation: mode, push: true, adaptive: false, ...best }, chosenBy: sweep ? 'sweep' : 'default' }
 }
 
 function sameIds (a: readonly number[], b: readonly number[]): boolean {

@@ -32,4 +32,22 @@ describe('bench-speculation --quick', () => {
     expect(goals[0]?.bestPipelinedOverBestOther).toBeCloseTo(rate('pipelined') / rate('plain-client'), 2)
     expect(goals[0]?.bestPipelinedOverSync).toBeUndefined()
   }, 90_000)
+
+  it('--rounds and --temperature: each line is its median round; sampled lines decode the seed\'s chain text', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'bench-speculation.ts'), '--quick', '--rounds', '3', '--modes', 'plain-client,sync,pipelined', '--temperature', '0.8'],
+      { cwd: ROOT, timeout: 60_000, maxBuffer: 1 << 20 })
+    const all = stdout.trim().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+    const lines = all.filter(l => l.metric === 'speculation_tokens_per_second')
+    expect(lines.map(l => l.mode)).toEqual(['plain-client', 'sync', 'pipelined'])
+    for (const line of lines.slice(1)) {
+      const rounds = line.rounds as number[]
+      expect(rounds).toHaveLength(3)
+      expect(line.tokensPerSecond).toBe([...rounds].sort((a, b) => a - b)[1])
+      expect(line).toMatchObject({ tokensMatchSampledChain: true, config: { sampling: { temperature: 0.8, seed: 1 } } })
+    }
+    const [goal] = all.filter(l => l.metric === 'speculation_goal_ratios')
+    const byRound = goal?.bestPipelinedOverSyncByRound as number[]
+    expect(byRound).toHaveLength(3)
+    expect(goal?.bestPipelinedOverSync).toBe([...byRound].sort((a, b) => a - b)[1])
+  }, 90_000)
 })
