@@ -60,26 +60,50 @@ export class WholeModelSequence {
    * (model/token-tree.ts): only its trunk stays cached.
    */
   async forward (ids: readonly number[], position = this.length, parents?: readonly number[]): Promise<Float32Array[]> {
+    if (!(Number.isInteger(position) && position >= 0 && position <= this.length)) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${this.length}`)
+    const layout = runLayout(position, ids.length, parents)
+    this.#cache.truncate(position)
+    return await this.#run(ids, layout.positions, visibility(layout, position), layout.trunk) // branch rows leave nothing behind
+  }
+
+  /**
+   * Rows at explicit positions that see what `mask` (T, length + T) allows, 1 = visible: the
+   * cache's rows in storage order, then the run's own. Every row's keys and values are
+   * appended, whatever its position: rows kept this way as scratch (token-tree nodes that
+   * later rows attend to) are dropped with `truncate`. -> logits (T, V)
+   */
+  async forwardMasked (ids: readonly number[], positions: readonly number[], mask: Uint8Array): Promise<Float32Array[]> {
+    if (positions.length !== ids.length || mask.length !== ids.length * (this.length + ids.length)) {
+      throw new ShapeError(`Cannot run ${ids.length} rows with ${positions.length} positions and a mask of ${mask.length} values: need (${ids.length}, ${this.length + ids.length})`)
+    }
+    return await this.#run(ids, positions, mask, ids.length)
+  }
+
+  /** Cuts the cache back to `length` rows (scratch rows included). */
+  truncate (length: number): void {
+    this.#cache.truncate(length)
+  }
+
+  /** ids (T) at `positions` over the whole cache, seeing what `mask` (T, length + T) allows; the first `keep` rows' keys and values are appended. */
+  async #run (ids: readonly number[], positions: readonly number[], mask: Uint8Array, keep: number): Promise<Float32Array[]> {
     const { vocabSize: V, numKvHeads: Hkv, headDim: D, numLayers } = this.#cfg
     const T = ids.length
+    const past = this.length
     if (T === 0) throw new ShapeError('Cannot run zero tokens')
-    if (!(Number.isInteger(position) && position >= 0 && position <= this.length)) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${this.length}`)
     for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new ShapeError(`Cannot embed token id ${id}: vocabulary size is ${V}`)
-    const layout = runLayout(position, T, parents)
-    this.#cache.truncate(position)
     const feeds: Record<string, ort.Tensor> = {
       [wholeModelNames.ids]: tokenTensor(ids),
-      [wholeModelNames.positions]: positionTensor(layout.positions),
-      [wholeModelNames.mask]: visibilityTensor(visibility(layout, position), T, position + T)
+      [wholeModelNames.positions]: positionTensor(positions),
+      [wholeModelNames.mask]: visibilityTensor(mask, T, past + T)
     }
-    const dims = [1, position, Hkv, D]
+    const dims = [1, past, Hkv, D]
     for (let b = 0; b < numLayers; b++) {
       const { key, value } = this.#cache.block(b)
       feeds[wholeModelNames.pastKey(b)] = floatTensor(key.view(), dims)
       feeds[wholeModelNames.pastValue(b)] = floatTensor(value.view(), dims)
     }
     const out = await this.#session.run(feeds)
-    const kept = layout.trunk * Hkv * D // branch rows leave nothing behind
+    const kept = keep * Hkv * D
     for (let b = 0; b < numLayers; b++) {
       const { key, value } = this.#cache.block(b)
       key.append(readFloats(out[wholeModelNames.newKey(b)], 'new key').subarray(0, kept))

@@ -3,6 +3,7 @@ import { WholeModel } from '../../model/whole-model.js'
 import { argmax, type Sampler } from '../sampling/index.js'
 import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
+import { runLayout, visibility } from '../../model/token-tree.js'
 import { keyedCandidate } from './verify-token.js'
 
 /**
@@ -50,10 +51,13 @@ export class DraftModelDrafter implements Drafter {
   }
 
   /**
-   * All forks advance together, one draft-model run per token of length: each run is a
-   * token tree (model/token-tree.ts) of the context from the earliest fork plus every
-   * branch so far, so a level of any width costs about one decoding step. A sampling
-   * `sampler` draws each token as `propose` would from the branch's own context.
+   * All forks advance together, one draft-model run per token of length. The first run is a
+   * token tree (model/token-tree.ts) of the context from the earliest fork plus every fork
+   * token. A sequence that keeps scratch rows (forwardMasked) keeps the tree's rows, and
+   * each later run feeds only the branches' newest tokens, each seeing the context before
+   * its fork and its own branch; otherwise each run re-feeds the whole tree so far. Either
+   * way a level costs about one decoding step. A sampling `sampler` draws each token as
+   * `propose` would from the branch's own context.
    */
   async continueBranches ({ context, forks, length, sampler }: BranchRequest): Promise<number[][]> {
     if (forks.length === 0 || length < 1) return forks.map(() => [])
@@ -69,38 +73,87 @@ export class DraftModelDrafter implements Drafter {
       // rows [0, trunk) re-feed context[start..]: one trunk row at least, as the cache must end on context
       const start = Math.min(common, context.length - 1, ...forks.map(f => f.at - 1))
       const trunk = context.slice(start)
-      const ids = [...trunk]
-      const parents = trunk.map((_, i) => i - 1)
-      const tips = forks.map(f => {
-        ids.push(f.token)
-        parents.push(f.at - 1 - start) // the row of context[at - 1], or -1 for the cached past
-        return ids.length - 1
-      })
-      const out = forks.map((): number[] => [])
+      const tree: BranchTree = { start, ids: [...trunk], parents: trunk.map((_, i) => i - 1), tips: [] }
+      for (const f of forks) {
+        tree.ids.push(f.token)
+        tree.parents.push(f.at - 1 - start) // the row of context[at - 1]
+        tree.tips.push(tree.ids.length - 1)
+      }
       const sampled = sampler !== undefined && !sampler.greedy
       // a sampled branch's context: the context up to its fork, then its own tokens
       const paths = sampled ? forks.map(f => [...context.slice(0, f.at), f.token]) : []
-      for (let step = 0; step < length; step++) {
-        const rows = await this.#sequence.forward(ids, start, parents) // (rows, V)
-        this.#cached = [...context]
-        this.#lastRow = rows[trunk.length - 1]
-        for (const [b, tip] of tips.entries()) {
-          const row = rows[tip] as Float32Array
-          const path = paths[b]
-          const token = sampler === undefined || path === undefined ? argmax(row) : sampledDraft(row, path, sampler).token
-          path?.push(token)
-          ;(out[b] as number[]).push(token)
-          if (step + 1 < length) {
-            ids.push(token)
-            parents.push(tip)
-            tips[b] = ids.length - 1
-          }
-        }
+      const pick = (row: Float32Array, b: number): number => {
+        const path = paths[b]
+        const token = sampler === undefined || path === undefined ? argmax(row) : sampledDraft(row, path, sampler).token
+        path?.push(token)
+        return token
       }
+      const seq = this.#sequence
+      this.#cached = context.slice(0, start) // what the cache surely holds until the first run is back
+      const out = seq.forwardMasked !== undefined && seq.truncate !== undefined
+        ? await this.#growBranches(seq as Required<DraftSequence>, tree, context, forks, length, pick)
+        : await this.#refeedBranches(tree, context, length, pick)
+      this.#cached = [...context]
       return out
     } finally {
       this.#busy = false
     }
+  }
+
+  /** continueBranches over a sequence that keeps scratch rows: after the first run, F rows per level. */
+  async #growBranches (seq: Required<DraftSequence>, tree: BranchTree, context: readonly number[], forks: BranchRequest['forks'], length: number, pick: (row: Float32Array, b: number) => number): Promise<number[][]> {
+    const { start, ids, parents, tips } = tree
+    const layout = runLayout(start, ids.length, parents)
+    seq.truncate(start)
+    let keep = start // where the scratch rows begin: the cache ends on context once the first run is in
+    try {
+      const first = await seq.forwardMasked(ids, layout.positions, visibility(layout, start)) // (rows, V): every row kept
+      keep = context.length
+      this.#lastRow = first[context.length - start - 1]
+      const out = tips.map((tip, b) => [pick(first[tip] as Float32Array, b)])
+      // storage rows of each branch so far (the trunk sits at its positions, the forks after it)
+      const rowsOf = tips.map(tip => [start + tip])
+      let stored = start + ids.length
+      const F = forks.length
+      for (let step = 1; step < length; step++) {
+        const S = stored + F
+        const mask = new Uint8Array(F * S)
+        for (const [b, f] of forks.entries()) {
+          mask.fill(1, b * S, b * S + f.at) // the context before the fork
+          for (const r of rowsOf[b] as number[]) mask[b * S + r] = 1
+          mask[b * S + stored + b] = 1 // itself
+        }
+        const rows = await seq.forwardMasked(out.map(o => o.at(-1) as number), forks.map(f => f.at + step), mask)
+        for (const [b, o] of out.entries()) {
+          o.push(pick(rows[b] as Float32Array, b))
+          ;(rowsOf[b] as number[]).push(stored + b)
+        }
+        stored = S
+      }
+      return out
+    } finally {
+      seq.truncate(keep) // drop the scratch rows
+    }
+  }
+
+  /** continueBranches by re-feeding the whole tree from `start` at every level. */
+  async #refeedBranches (tree: BranchTree, context: readonly number[], length: number, pick: (row: Float32Array, b: number) => number): Promise<number[][]> {
+    const { start, ids, parents, tips } = tree
+    const out = tips.map((): number[] => [])
+    for (let step = 0; step < length; step++) {
+      const rows = await this.#sequence.forward(ids, start, parents) // (rows, V)
+      this.#lastRow = rows[context.length - start - 1]
+      for (const [b, tip] of tips.entries()) {
+        const token = pick(rows[tip] as Float32Array, b)
+        ;(out[b] as number[]).push(token)
+        if (step + 1 < length) {
+          ids.push(token)
+          parents.push(tip)
+          tips[b] = ids.length - 1
+        }
+      }
+    }
+    return out
   }
 
   /** Forgets the cache (the model stays with its owner). */
@@ -156,6 +209,18 @@ function sampledDraft (row: Float32Array, seq: readonly number[], sampler: Sampl
 /** One sequence of a draft model, position-addressed like LocalSequence: ids at positions -> logits (T,V). */
 export interface DraftSequence {
   forward (ids: readonly number[], position?: number, parents?: readonly number[]): Promise<Float32Array[]>
+  /** Rows at explicit positions under an explicit mask, all kept as scratch (WholeModelSequence); optional. */
+  forwardMasked? (ids: readonly number[], positions: readonly number[], mask: Uint8Array): Promise<Float32Array[]>
+  /** Cuts the cache back to this many rows; with forwardMasked. */
+  truncate? (length: number): void
+}
+
+/** The first run of continueBranches: the trunk context[start..] and one row per fork; tips are the forks' rows. */
+interface BranchTree {
+  readonly start: number
+  readonly ids: number[]
+  readonly parents: number[]
+  readonly tips: number[]
 }
 
 /** What a draft runs on: WholeModel or LocalModel. */

@@ -102,6 +102,32 @@ describe('DraftModelDrafter', () => {
     expect(branches).not.toEqual(await new DraftModelDrafter(draft).continueBranches({ context, forks, length: 4 }))
   })
 
+  it('branches grown level by level over scratch rows equal branches re-fed as whole trees, and leave the cache on the context', async () => {
+    /** The same model without forwardMasked: continueBranches re-feeds the tree at every level. */
+    const refeeding = { newSession: () => { const s = draft.newSession(); return { forward: s.forward.bind(s) } } }
+    const context = [...ref.prompt_ids, ...ref.greedy_new_ids.slice(0, 12)]
+    const n = context.length
+    const cases = [
+      { forks: [{ at: n - 9, token: 7 }, { at: n - 4, token: 300 }], length: 4 },
+      { forks: [{ at: 1, token: 50 }, { at: n, token: 9 }], length: 3 }, // the first position and the end
+      { forks: Array.from({ length: 8 }, (_, i) => ({ at: n - 1 - (i % 3), token: 100 + 11 * i })), length: 5 }, // several per position
+      { forks: [{ at: n - 2, token: 77 }], length: 1 }
+    ]
+    for (const sampler of [undefined, new Sampler({ temperature: 1, seed: 4 })]) {
+      for (const { forks, length } of cases) {
+        const grown = new DraftModelDrafter(draft)
+        const refed = new DraftModelDrafter(refeeding)
+        const request = { context, forks, length, ...(sampler !== undefined ? { sampler } : {}) }
+        const a = await grown.continueBranches(request)
+        expect(a).toEqual(await refed.continueBranches(request))
+        expect(a.every(branch => branch.length === length)).toBe(true)
+        // the scratch rows are gone: what comes next is drafted from the context alone
+        const next = { context: [...context, 5], maxTokens: 6, sampler: sampler ?? greedy }
+        expect(tokens(await grown.propose(next))).toEqual(tokens(await new DraftModelDrafter(draft).propose(next)))
+      }
+    }
+  })
+
   it('drafts the same with the draft loaded as spans (LocalModel) as with loadDraftModel\'s one lean session', async () => {
     const spans = await LocalModel.load(Checkpoint.open(fixtureDir('stories260k-draft')))
     try {
