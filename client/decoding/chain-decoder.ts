@@ -22,7 +22,7 @@ export interface ChainDecoderInit {
   readonly drafter: Drafter | undefined
   readonly k: number
   readonly maxInFlight: number
-  /** Most branches per run (tree speculation, greedy only; 0: chains). */
+  /** Most branches per run (tree speculation; 0: chains). */
   readonly branches: number
   /** Draft tokens after each branch's first token. */
   readonly branchLength: number
