@@ -55,10 +55,12 @@ export function verifyCandidates (p: Float64Array, draft: DraftGuess, nextCandid
     if (!(qx > 0) || taken.includes(x)) throw new RangeError(`Cannot verify candidate ${x}: its draft probability is ${qx}, it could not have been drawn`)
     if (random.uniform() * qx * targetMass < (target[x] ?? 0)) return { token: x, accepted: taken.length === 0 }
     taken.push(x)
+    // max(0, p_i - q_i). q_i is q / rest off the earlier candidates and 0 on them, but p_i is
+    // already 0 there (a rejected x has p_i(x) < q_i(x)), so q / rest everywhere gives the same.
     const residual = new Float64Array(p.length)
     let mass = 0
     for (let v = 0; v < p.length; v++) {
-      const d = (target[v] as number) / targetMass - (taken.includes(v) && v !== x ? 0 : q(v) / rest)
+      const d = (target[v] as number) / targetMass - q(v) / rest
       if (d > 0) {
         residual[v] = d
         mass += d
@@ -88,14 +90,20 @@ export const SAMPLED_CANDIDATES = 4
  */
 export function keyedCandidate (q: Float64Array, taken: readonly number[], seed: number, position: number): number | undefined {
   if (taken.length === 0 || taken.length >= SAMPLED_CANDIDATES) return undefined
-  let rest = 0
-  for (let v = 0; v < q.length; v++) if (!taken.includes(v)) rest += q[v] as number
+  let rest = 1
+  for (const t of taken) rest -= q[t] ?? 0
   if (!(rest > 1e-12)) return undefined
+  const skip = [...taken].sort((a, b) => a - b) // one pass over q, stepping over the taken tokens in order
+  let next = 0
   let u = keyedRandom(seed, position, 'draft', taken.length).uniform() * rest
   let last: number | undefined
   for (let v = 0; v < q.length; v++) {
+    if (v === skip[next]) {
+      next++
+      continue
+    }
     const qv = q[v] as number
-    if (!(qv > 0) || taken.includes(v)) continue
+    if (!(qv > 0)) continue
     last = v
     u -= qv
     if (u < 0) return v
