@@ -24,6 +24,11 @@ export class DraftModelDrafter implements Drafter {
   #cached: number[] = []
   /** logits (V,) after the last cached token */
   #lastRow: Float32Array | undefined
+  /**
+   * The last continueBranches' rows: a walk down a branch (or a run after it) asks for the
+   * draft at the branch's contexts, which these rows already hold, so no model run is needed.
+   */
+  #branches: BranchMemo | undefined
   #busy = false
 
   constructor (model: DraftSequenceModel) {
@@ -39,7 +44,7 @@ export class DraftModelDrafter implements Drafter {
       const seq = [...context]
       const out: DraftToken[] = []
       while (out.length < maxTokens) {
-        const draft = this.#pick(await this.#nextRow(seq), seq, sampler)
+        const draft = this.#pick(this.#branchRow(seq) ?? await this.#nextRow(seq), seq, sampler)
         out.push(draft)
         seq.push(draft.token)
         if (draft.confidence < minConfidence) break
@@ -92,7 +97,7 @@ export class DraftModelDrafter implements Drafter {
       this.#cached = context.slice(0, start) // what the cache surely holds until the first run is back
       const out = seq.forwardMasked !== undefined && seq.truncate !== undefined
         ? await this.#growBranches(seq as Required<DraftSequence>, tree, context, forks, length, pick)
-        : await this.#refeedBranches(tree, context, length, pick)
+        : await this.#refeedBranches(tree, context, forks, length, pick)
       this.#cached = [...context]
       return out
     } finally {
@@ -111,6 +116,8 @@ export class DraftModelDrafter implements Drafter {
       keep = context.length
       this.#lastRow = first[context.length - start - 1]
       const out = tips.map((tip, b) => [pick(first[tip] as Float32Array, b)])
+      const memo = this.#rememberBranches(context, forks, out)
+      tips.forEach((tip, b) => memo.rows[b]?.push(first[tip] as Float32Array))
       // storage rows of each branch so far (the trunk sits at its positions, the forks after it)
       const rowsOf = tips.map(tip => [start + tip])
       let stored = start + ids.length
@@ -125,6 +132,7 @@ export class DraftModelDrafter implements Drafter {
         }
         const rows = await seq.forwardMasked(out.map(o => o.at(-1) as number), forks.map(f => f.at + step), mask)
         for (const [b, o] of out.entries()) {
+          memo.rows[b]?.push(rows[b] as Float32Array)
           o.push(pick(rows[b] as Float32Array, b))
           ;(rowsOf[b] as number[]).push(stored + b)
         }
@@ -137,13 +145,15 @@ export class DraftModelDrafter implements Drafter {
   }
 
   /** continueBranches by re-feeding the whole tree from `start` at every level. */
-  async #refeedBranches (tree: BranchTree, context: readonly number[], length: number, pick: (row: Float32Array, b: number) => number): Promise<number[][]> {
+  async #refeedBranches (tree: BranchTree, context: readonly number[], forks: BranchRequest['forks'], length: number, pick: (row: Float32Array, b: number) => number): Promise<number[][]> {
     const { start, ids, parents, tips } = tree
     const out = tips.map((): number[] => [])
+    const memo = this.#rememberBranches(context, forks, out)
     for (let step = 0; step < length; step++) {
       const rows = await this.#sequence.forward(ids, start, parents) // (rows, V)
       this.#lastRow = rows[context.length - start - 1]
       for (const [b, tip] of tips.entries()) {
+        memo.rows[b]?.push(rows[tip] as Float32Array)
         const token = pick(rows[tip] as Float32Array, b)
         ;(out[b] as number[]).push(token)
         if (step + 1 < length) {
@@ -161,6 +171,30 @@ export class DraftModelDrafter implements Drafter {
     this.#sequence = this.#model.newSession()
     this.#cached = []
     this.#lastRow = undefined
+    this.#branches = undefined
+  }
+
+  /** Starts the memo of a continueBranches call: `tokens` fill in as the branches grow, rows as they arrive. */
+  #rememberBranches (context: readonly number[], forks: BranchRequest['forks'], tokens: readonly number[][]): BranchMemo {
+    this.#branches = { context: [...context], forks: [...forks], tokens, rows: forks.map(() => []) }
+    return this.#branches
+  }
+
+  /** logits (V,) after `seq` when `seq` runs down a remembered branch and its row is there. */
+  #branchRow (seq: readonly number[]): Float32Array | undefined {
+    const memo = this.#branches
+    if (memo === undefined) return undefined
+    for (const [b, { at, token }] of memo.forks.entries()) {
+      const rows = memo.rows[b] as Float32Array[]
+      const i = seq.length - at - 1 // rows[i] follows the fork token and i continuation tokens
+      if (i < 0 || i >= rows.length || seq[at] !== token) continue
+      const tokens = memo.tokens[b] as number[]
+      let same = true
+      for (let j = 0; same && j < i; j++) same = seq[at + 1 + j] === tokens[j]
+      for (let j = 0; same && j < at; j++) same = seq[j] === memo.context[j]
+      if (same) return rows[i]
+    }
+    return undefined
   }
 
   /** logits (V,) for the token after `seq`, feeding only what the cache lacks. */
@@ -213,6 +247,14 @@ export interface DraftSequence {
   forwardMasked? (ids: readonly number[], positions: readonly number[], mask: Uint8Array): Promise<Float32Array[]>
   /** Cuts the cache back to this many rows; with forwardMasked. */
   truncate? (length: number): void
+}
+
+/** What a continueBranches call drafted: per branch, its tokens after the fork and the logits rows (V,) after the fork and each of them. */
+interface BranchMemo {
+  readonly context: readonly number[]
+  readonly forks: BranchRequest['forks']
+  readonly tokens: readonly number[][]
+  readonly rows: Float32Array[][]
 }
 
 /** The first run of continueBranches: the trunk context[start..] and one row per fork; tips are the forks' rows. */

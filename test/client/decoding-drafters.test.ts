@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type DraftModel, DraftModelDrafter, type DraftToken, keyedCandidate, loadDraftModel, NgramDrafter, SAMPLED_CANDIDATES } from '../../client/decoding/index.js'
+import { type DraftModel, DraftModelDrafter, type DraftSequence, type DraftToken, keyedCandidate, loadDraftModel, NgramDrafter, SAMPLED_CANDIDATES } from '../../client/decoding/index.js'
 import { argmax, Sampler, softmax } from '../../client/sampling/index.js'
 import { greedyBeliefs } from '../../client/decoding/draft-model-drafter.js'
 import { LocalModel } from '../../model/local-model.js'
@@ -124,6 +124,39 @@ describe('DraftModelDrafter', () => {
         // the scratch rows are gone: what comes next is drafted from the context alone
         const next = { context: [...context, 5], maxTokens: 6, sampler: sampler ?? greedy }
         expect(tokens(await grown.propose(next))).toEqual(tokens(await new DraftModelDrafter(draft).propose(next)))
+      }
+    }
+  })
+
+  it('a proposal down a branch just drafted takes the branch\'s own row: no model run, the same draft', async () => {
+    let runs = 0
+    const counting = {
+      newSession: () => {
+        const s = draft.newSession() as Required<DraftSequence> // loadDraftModel's session keeps scratch rows
+        return {
+          forward: async (...a: Parameters<typeof s.forward>) => { runs++; return await s.forward(...a) },
+          forwardMasked: async (...a: Parameters<typeof s.forwardMasked>) => { runs++; return await s.forwardMasked(...a) },
+          truncate: (n: number) => { s.truncate(n) }
+        }
+      }
+    }
+    const context = [...ref.prompt_ids, ...ref.greedy_new_ids.slice(0, 12)]
+    const forks = [{ at: context.length - 6, token: 7 }, { at: context.length - 2, token: 300 }]
+    for (const sampler of [greedy, new Sampler({ temperature: 1, seed: 8 })]) {
+      const drafter = new DraftModelDrafter(counting)
+      const branches = await drafter.continueBranches({ context, forks, length: 4, sampler })
+      for (const [b, fork] of forks.entries()) {
+        const down = [...context.slice(0, fork.at), fork.token, ...(branches[b] as number[]).slice(0, 3)]
+        const before = runs
+        const [memo] = await drafter.propose({ context: down, maxTokens: 1, sampler })
+        expect(runs).toBe(before) // the row after the branch's third token was drafted with it
+        expect(memo?.token).toBe(branches[b]?.[3])
+        const [fresh] = await new DraftModelDrafter(draft).propose({ context: down, maxTokens: 1, sampler })
+        expect(memo?.token).toBe(fresh?.token)
+        expect(memo?.alternatives?.map(a => a.token)).toEqual(fresh?.alternatives?.map(a => a.token))
+        // past the branch's last token there is no row yet: the model runs
+        await drafter.propose({ context: [...down, branches[b]?.[3] as number], maxTokens: 1, sampler })
+        expect(runs).toBeGreaterThan(before)
       }
     }
   })
