@@ -257,7 +257,7 @@ function emitGoalRatios (L: number, rates: ReadonlyMap<string, number>, roundRat
     }
   }
   const perRound = roundRates.map(goal)
-  const ratios = Object.fromEntries(Object.keys(goal(rates)).map(key => {
+  const ratios = Object.fromEntries(Object.keys(perRound[0] ?? {}).map(key => {
     const xs = perRound.map(r => r[key]).filter((x): x is number => x !== undefined)
     return [key, xs.length === 0 ? undefined : round(median(xs))]
   }))

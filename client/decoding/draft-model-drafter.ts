@@ -4,7 +4,7 @@ import { argmax, type Sampler } from '../sampling/index.js'
 import type { Alternative, BranchRequest, DraftRequest, DraftToken, Drafter } from './drafter.js'
 import { keyedRandom } from './keyed-random.js'
 import { runLayout, visibility } from '../../model/token-tree.js'
-import { keyedCandidate } from './verify-token.js'
+import { keyedCandidates } from './verify-token.js'
 
 /**
  * Drafts with a small model of the same tokenizer, run whole on the client. Keeps its own
@@ -219,12 +219,7 @@ export class DraftModelDrafter implements Drafter {
     }
     const { token, q } = sampledDraft(row, seq, sampler)
     // the runners-up are the verifier's next candidates here, so branches can carry them
-    const taken = [token]
-    const alternatives: Alternative[] = []
-    for (let c = keyedCandidate(q, taken, sampler.seed, seq.length); c !== undefined; c = keyedCandidate(q, taken, sampler.seed, seq.length)) {
-      alternatives.push({ token: c, confidence: q[c] ?? 0 })
-      taken.push(c)
-    }
+    const alternatives: Alternative[] = keyedCandidates(q, token, sampler.seed, seq.length).map(c => ({ token: c, confidence: q[c] ?? 0 }))
     // a sampled draft is accepted with probability min(1, p/q) whichever token was drawn, so
     // q of the drawn token says little; how sure the draft is here says more (measured: the
     // adaptive modes 12-13% faster at temperature 0.8 than with q of the token)

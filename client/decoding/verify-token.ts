@@ -111,6 +111,13 @@ export function keyedCandidate (q: Float64Array, taken: readonly number[], seed:
   return last // rounding left u a hair above 0
 }
 
+/** Every candidate of a position after its draft `first`, in the order the verifier tries them (keyedCandidate). */
+export function keyedCandidates (q: Float64Array, first: number, seed: number, position: number): number[] {
+  const taken = [first]
+  for (let c = keyedCandidate(q, taken, seed, position); c !== undefined; c = keyedCandidate(q, taken, seed, position)) taken.push(c)
+  return taken.slice(1)
+}
+
 /**
  * max(0, p - q), unnormalized (sampling normalizes); undefined when its mass is zero to
  * rounding (p == q, where rejection cannot happen but for rounding).

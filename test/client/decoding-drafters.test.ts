@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type DraftModel, DraftModelDrafter, type DraftSequence, type DraftToken, keyedCandidate, loadDraftModel, NgramDrafter, SAMPLED_CANDIDATES } from '../../client/decoding/index.js'
+import { type DraftModel, DraftModelDrafter, type DraftSequence, type DraftToken, keyedCandidates, loadDraftModel, NgramDrafter, SAMPLED_CANDIDATES } from '../../client/decoding/index.js'
 import { argmax, Sampler, softmax } from '../../client/sampling/index.js'
 import { greedyBeliefs } from '../../client/decoding/draft-model-drafter.js'
 import { LocalModel } from '../../model/local-model.js'
@@ -80,8 +80,7 @@ describe('DraftModelDrafter', () => {
       const q = d.q as Float64Array
       expect(d.confidence).toBe(Math.max(...q))
       // the alternatives are the verifier's next candidates at this position, in its order
-      const taken = [d.token]
-      for (let c = keyedCandidate(q, taken, 9, ref.prompt_ids.length + i); c !== undefined; c = keyedCandidate(q, taken, 9, ref.prompt_ids.length + i)) taken.push(c)
+      const taken = [d.token, ...keyedCandidates(q, d.token, 9, ref.prompt_ids.length + i)]
       expect(d.alternatives?.map(a => a.token)).toEqual(taken.slice(1))
       expect(taken).toHaveLength(SAMPLED_CANDIDATES)
     }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type DraftGuess, type DraftModel, keyedCandidate, keyedRandom, type RandomSource, residualDistribution, SAMPLED_CANDIDATES, type Verdict, verifyCandidates, verifyToken } from '../../client/decoding/index.js'
+import { type DraftGuess, type DraftModel, keyedCandidates, keyedRandom, type RandomSource, residualDistribution, SAMPLED_CANDIDATES, type Verdict, verifyCandidates, verifyToken } from '../../client/decoding/index.js'
 import { Sampler, softmax } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { chiSquare } from '../helpers/decoding-chi-square.js'
@@ -30,11 +30,9 @@ function histogram (p: Float64Array, q: Float64Array, verify: typeof verifyToken
   return counts
 }
 
-/** The candidates keyedCandidate gives after `first` at one position (seed 0). */
+/** `first` and the candidates the verifier tries after it at one position (seed 0). */
 function candidatesAfter (q: Float64Array, first: number, position: number): number[] {
-  const taken = [first]
-  for (let c = keyedCandidate(q, taken, 0, position); c !== undefined; c = keyedCandidate(q, taken, 0, position)) taken.push(c)
-  return taken
+  return [first, ...keyedCandidates(q, first, 0, position)]
 }
 
 type CandidateVerifier = (p: Float64Array, q: Float64Array, candidates: readonly number[], random: RandomSource) => number
