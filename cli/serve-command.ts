@@ -27,7 +27,12 @@ interface ServeFlags {
   simulatedRunMs: number
   simulatedRowMs: number
   throughput?: number
+  rebalanceInterval?: number
+  rebalanceMinGain?: number
 }
+
+/** Seconds between a --num-blocks server's looks at the swarm, when not given (Petals checks about every 2 minutes). */
+const DEFAULT_REBALANCE_INTERVAL_S = 120
 
 const DEVICES: readonly Device[] = ['cpu', 'webgpu', 'cuda']
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
@@ -51,6 +56,8 @@ export function serveCommand (program: Command): void {
     .option('--graph-blocks <n>', 'blocks per onnxruntime session (default 1: clients may use any part of the span; more is faster on many-core machines)', parseNumber('--graph-blocks', { integer: true, min: 1 }))
     .option('--threads <n>', 'compute threads per block (default: one per core; lower it to share the machine)', parseNumber('--threads', { integer: true, min: 1 }))
     .option('--throughput <tokens/s>', 'announce this speed (tokens/s through one block, decode and prefill alike) instead of measuring it at start, e.g. where the machine is busy', parseNumber('--throughput', { min: 1 }))
+    .option('--rebalance-interval <seconds>', `with --num-blocks: look at the swarm every ~this many seconds and move to the blocks it serves worst when that makes it faster (0: never; default ${DEFAULT_REBALANCE_INTERVAL_S})`, parseNumber('--rebalance-interval', { min: 0 }))
+    .option('--rebalance-min-gain <factor>', 'with --num-blocks: move only when the swarm\'s slowest block gets this many times faster (default 1.25)', parseNumber('--rebalance-min-gain', { min: 1 }))
     .option('--link-latency-ms <ms>', 'delay every frame this server sends by this one-way latency (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }), 0)
     .option('--simulated-run-ms <ms>', 'after computing a run, hold the device idle this long more, as a bigger model would (benchmarks)', parseNumber('--simulated-run-ms', { min: 0 }), 0)
     .option('--simulated-row-ms <ms>', 'and this long more per row of the run (benchmarks)', parseNumber('--simulated-row-ms', { min: 0 }), 0)
@@ -92,7 +99,13 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
     linkLatencyMs: flags.linkLatencyMs
   }
   if (flags.blocks !== undefined) init.blocks = parseSpan(flags.blocks)
-  if (flags.numBlocks !== undefined) init.numBlocks = flags.numBlocks
+  if (flags.numBlocks !== undefined) {
+    init.numBlocks = flags.numBlocks
+    init.rebalanceIntervalMs = (flags.rebalanceInterval ?? DEFAULT_REBALANCE_INTERVAL_S) * 1000
+    if (flags.rebalanceMinGain !== undefined) init.rebalanceMinGain = flags.rebalanceMinGain
+  } else if (flags.rebalanceInterval !== undefined || flags.rebalanceMinGain !== undefined) {
+    throw new UsageError('--rebalance-interval and --rebalance-min-gain need --num-blocks: a server given --blocks keeps them')
+  }
   if (flags.modelId !== undefined) init.modelId = flags.modelId
   if (flags.graphBlocks !== undefined) init.graphBlocks = flags.graphBlocks
   if (flags.threads !== undefined) init.threads = flags.threads
@@ -148,4 +161,8 @@ async function runServer (init: PetalServerInit, log: Logger): Promise<void> {
   const { start, end } = server.span
   ignoreWriteErrors(process.stdout) // a server keeps serving when nobody reads its ready line
   process.stdout.write(`ready ${server.address} blocks [${start},${end}) of ${server.modelId}\n`)
+  // a server stops by itself only when a move between blocks failed (logged): exit with an error
+  void server.closed.then(() => {
+    if (!stopping) process.exit(1)
+  })
 }

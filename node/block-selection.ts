@@ -42,3 +42,24 @@ function compare (a: readonly number[], b: readonly number[]): number {
   }
   return 0
 }
+
+/**
+ * Where a server that already serves `self` should move to, or undefined to stay. It
+ * moves to the window the swarm without it serves worst, and only when that lifts the
+ * swarm's slowest block (its bottleneck throughput) by at least `minGain` times: a
+ * block nobody else holds stays held, and small gains do not make servers flap. Each move
+ * raises the bottleneck, so servers that check one at a time settle.
+ */
+export function chooseMove (totalBlocks: number, self: ServedSpan, others: readonly ServedSpan[], minGain: number): { start: number, end: number } | undefined {
+  if (!(minGain >= 1)) throw new RangeError(`Cannot rebalance with a minimum gain of ${minGain}: must be >= 1`)
+  const best = chooseBestSpan(totalBlocks, self.end - self.start, others)
+  if (best.start === self.start) return undefined
+  const before = bottleneck(blockThroughputs(totalBlocks, [...others, self]))
+  const after = bottleneck(blockThroughputs(totalBlocks, [...others, { ...best, throughput: self.throughput }]))
+  return after > before && after >= before * minGain ? best : undefined
+}
+
+/** The swarm's speed through the whole model is its slowest block's. */
+function bottleneck (throughputs: readonly number[]): number {
+  return Math.min(...throughputs)
+}

@@ -52,6 +52,14 @@ export interface PetalServerInit {
   discoveryTimeoutMs?: number
   /** With numBlocks: longest random wait before looking at the swarm, ms (default 1000). */
   maxStartDelayMs?: number
+  /**
+   * With numBlocks: look at the swarm again every 0.5-1.5 times this, ms, and move to the
+   * blocks it serves worst when that lifts its slowest block by rebalanceMinGain (Petals'
+   * rebalancing). Default 0: never.
+   */
+  rebalanceIntervalMs?: number
+  /** How much a move must lift the swarm's slowest block, as a factor (default 1.25). */
+  rebalanceMinGain?: number
   /** Weights loaded so far, bytes (for a progress bar). */
   onProgress?: (done: number, total: number) => void
   /** Root logger; silent when absent. */

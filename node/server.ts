@@ -15,7 +15,7 @@ import { PETAL_VERSION, PROTOCOL_INFERENCE, PROTOCOL_INFO, PROTOCOL_PUSH } from 
 import { resolveLimits, type Limits } from '../protocol/limits.js'
 import { MAX_KNOWN_SERVERS, type ServerInfo, type ServerState, type Throughput } from '../protocol/server-info.js'
 import { Announcer } from './announcer.js'
-import { chooseBestSpan } from './block-selection.js'
+import { chooseBestSpan, chooseMove, type ServedSpan } from './block-selection.js'
 import { InferenceService } from './inference-handler.js'
 import { infoHandler } from './info-handler.js'
 import { loadSpan } from './load-span.js'
@@ -56,6 +56,11 @@ export class PetalServer {
   #announcer: Announcer | undefined
   #starting: Promise<void> | undefined
   #stopped: Promise<void> | undefined
+  readonly #closed: Promise<void>
+  #markClosed: () => void = () => {}
+  #rebalanceTimer: ReturnType<typeof setTimeout> | undefined
+  /** A rebalancing check (and the move it decides) in progress. */
+  #rebalancing: Promise<void> | undefined
 
   constructor (init: PetalServerInit) {
     if ((init.blocks === undefined) === (init.numBlocks === undefined)) {
@@ -66,9 +71,10 @@ export class PetalServer {
     this.#log = this.#root.child({ component: 'server' })
     this.#limits = resolveLimits(init.limits)
     this.#device = init.device ?? 'cpu'
+    this.#closed = new Promise(resolve => { this.#markClosed = resolve })
   }
 
-  /** joining (choosing, loading), online (serving), draining (stopping). */
+  /** joining (choosing, loading), online (serving), draining (stopping, or leaving its blocks to move). */
   get state (): ServerState { return this.#state }
   /** The model id it serves (known once start() has opened the checkpoint). */
   get modelId (): string { return this.#modelId }
@@ -79,6 +85,9 @@ export class PetalServer {
     if (this.#host === undefined) throw new Error('The server has not started')
     return this.#host
   }
+
+  /** Resolves once the server has stopped, whether stop() was called or a failed move gave up. */
+  get closed (): Promise<void> { return this.#closed }
 
   /** First listen address with /p2p/<peer id>. */
   get address (): string { return fullAddress(this.host) }
@@ -118,6 +127,7 @@ export class PetalServer {
     this.#serve()
     this.#state = 'online'
     this.#log.info({ modelId: this.#modelId, blocks: [this.#span.start, this.#span.end], address: this.address, throughput: this.#throughput }, 'online')
+    if (init.numBlocks !== undefined && (init.rebalanceIntervalMs ?? 0) > 0) this.#scheduleRebalance()
   }
 
   async #join (): Promise<void> {
@@ -146,12 +156,70 @@ export class PetalServer {
    */
   async #chooseSpan (numBlocks: number, totalBlocks: number, signal: AbortSignal): Promise<{ start: number, end: number }> {
     if ((this.#init.bootstrap ?? []).length > 0) await sleep(Math.random() * (this.#init.maxStartDelayMs ?? 1000), undefined, { signal })
-    const servers = await findServers(this.host, this.#modelId, totalBlocks, { signal, timeoutMs: this.#init.discoveryTimeoutMs ?? 5000 })
-    const spans = servers.filter(s => s.info.state !== 'draining' && s.info.numBlocks === totalBlocks)
-      .map(s => ({ start: s.info.start, end: s.info.end, throughput: Math.max(1, s.info.throughput.decodeTokensPerSec) }))
+    const spans = await this.#otherSpans(totalBlocks, signal)
     const span = chooseBestSpan(totalBlocks, numBlocks, spans)
     this.#log.info({ servers: spans, chosen: [span.start, span.end] }, 'chose blocks')
     return span
+  }
+
+  /** The spans other servers of this model serve or are loading (draining ones are leaving them). */
+  async #otherSpans (totalBlocks: number, signal: AbortSignal): Promise<ServedSpan[]> {
+    const self = this.host.peerId.toString()
+    const servers = await findServers(this.host, this.#modelId, totalBlocks, { signal, timeoutMs: this.#init.discoveryTimeoutMs ?? 5000 })
+    return servers.filter(s => s.info.peerId !== self && s.info.state !== 'draining' && s.info.numBlocks === totalBlocks)
+      .map(s => ({ start: s.info.start, end: s.info.end, throughput: servedSpeed(s.info.throughput) }))
+  }
+
+  /** Checks the swarm again after a random 0.5-1.5 intervals (so that servers do not all move at once). */
+  #scheduleRebalance (): void {
+    const intervalMs = this.#init.rebalanceIntervalMs ?? 0
+    this.#rebalanceTimer = setTimeout(() => {
+      this.#rebalancing = this.#rebalance(this.#stopping.signal)
+        .catch((err: unknown) => {
+          if (this.#stopping.signal.aborted) return
+          // a move that failed leaves nothing served: give up the swarm rather than announce nothing
+          this.#log.error({ err }, 'rebalancing failed: stopping')
+          void this.stop()
+        })
+        .finally(() => {
+          this.#rebalancing = undefined
+          if (!this.#stopping.signal.aborted) this.#scheduleRebalance()
+        })
+    }, intervalMs * (0.5 + Math.random()))
+    this.#rebalanceTimer.unref?.()
+  }
+
+  /** Moves to the blocks the swarm serves worst when that lifts its slowest block enough (chooseMove). */
+  async #rebalance (signal: AbortSignal): Promise<void> {
+    const totalBlocks = (this.#ckpt as Checkpoint).config.numLayers
+    let others: ServedSpan[]
+    try {
+      others = await this.#otherSpans(totalBlocks, signal)
+    } catch (err) {
+      if (!signal.aborted) this.#log.warn({ err }, 'rebalancing: could not look at the swarm')
+      return
+    }
+    const self = { ...this.#span, throughput: servedSpeed(this.#throughput) }
+    const target = chooseMove(totalBlocks, self, others, this.#init.rebalanceMinGain ?? 1.25)
+    if (target === undefined || signal.aborted) return
+    this.#log.info({ from: [self.start, self.end], to: [target.start, target.end], servers: others }, 'rebalancing: moving to the blocks the swarm serves worst')
+    await this.#moveTo(target, signal)
+  }
+
+  /** Leaves the current blocks as stop() does (clients told, sessions drained), then loads and announces `span`. */
+  async #moveTo (span: { start: number, end: number }, signal: AbortSignal): Promise<void> {
+    this.#state = 'draining'
+    await this.#announcer?.stop()
+    await this.#drainSessions()
+    await this.#closeServing()
+    signal.throwIfAborted()
+    this.#span = span
+    this.#state = 'joining'
+    await this.#load(signal)
+    signal.throwIfAborted()
+    this.#serve()
+    this.#state = 'online'
+    this.#log.info({ modelId: this.#modelId, blocks: [span.start, span.end], throughput: this.#throughput }, 'online: moved')
   }
 
   async #load (signal: AbortSignal): Promise<void> {
@@ -258,9 +326,23 @@ export class PetalServer {
   async #stop (): Promise<void> {
     this.#state = 'draining'
     this.#stopping.abort(new Error('The server is stopping'))
+    clearTimeout(this.#rebalanceTimer)
     await this.#starting?.catch(() => {})
-    const graceMs = this.#init.drainGraceMs ?? 2000
+    await this.#rebalancing
     await this.#announcer?.stop()
+    await this.#drainSessions()
+    await this.#forwarder?.stop()
+    await this.#teardown()
+    this.#log.info('stopped')
+    this.#markClosed()
+  }
+
+  /**
+   * Tells every session that this server is draining, refuses new ones, lets queued runs
+   * finish (at most drainGraceMs) and closes the streams.
+   */
+  async #drainSessions (): Promise<void> {
+    const graceMs = this.#init.drainGraceMs ?? 2000
     this.#manager?.drain()
     this.#inference?.notifyDraining()
     // open sessions keep being served for a grace period: their clients, told we are
@@ -271,13 +353,27 @@ export class PetalServer {
     }
     while (((this.#manager?.openSessions ?? 0) > 0 || this.#manager?.busy === true) && performance.now() < deadline) await sleep(25)
     await this.#inference?.closeAll(1000)
+  }
+
+  /** Unregisters the inference and push handlers and frees the span (the info handler stays). */
+  async #closeServing (): Promise<void> {
+    await this.host.unhandle([PROTOCOL_INFERENCE, PROTOCOL_PUSH])
     await this.#forwarder?.stop()
-    await this.#teardown()
-    this.#log.info('stopped')
+    await this.#runner?.release()
+    this.#runner = undefined
+    this.#manager = undefined
+    this.#inference = undefined
+    this.#forwarder = undefined
+    this.#announcer = undefined
   }
 
   async #teardown (): Promise<void> {
     await this.#host?.stop()
     await this.#runner?.release()
   }
+}
+
+/** A server's speed as span choice counts it: its decode tokens/s (at least 1, so a new server counts). */
+function servedSpeed (throughput: Throughput): number {
+  return Math.max(1, throughput.decodeTokensPerSec)
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { blockThroughputs, chooseBestSpan, type ServedSpan } from '../../node/block-selection.js'
+import { blockThroughputs, chooseBestSpan, chooseMove, type ServedSpan } from '../../node/block-selection.js'
 
 describe('chooseBestSpan', () => {
   it('starts at block 0 in an empty swarm', () => {
@@ -24,5 +24,45 @@ describe('chooseBestSpan', () => {
 
   it('clamps a request larger than the model', () => {
     expect(chooseBestSpan(3, 8, [])).toEqual({ start: 0, end: 3 })
+  })
+})
+
+describe('chooseMove', () => {
+  const T = 10
+
+  it('moves into the gap a server left, when the blocks it holds stay covered', () => {
+    // [0,3) and a rebalancing [0,2); the [3,5) server has left
+    const self = { start: 0, end: 2, throughput: T }
+    expect(chooseMove(5, self, [{ start: 0, end: 3, throughput: T }], 1.25)).toEqual({ start: 3, end: 5 })
+  })
+
+  it('stays where moving would uncover the blocks only it holds', () => {
+    const self = { start: 0, end: 2, throughput: T }
+    expect(chooseMove(5, self, [{ start: 2, end: 3, throughput: T }], 1.25)).toBeUndefined()
+  })
+
+  it('stays on the window the swarm without it serves worst', () => {
+    const self = { start: 3, end: 5, throughput: T }
+    expect(chooseMove(5, self, [{ start: 0, end: 3, throughput: T }, { start: 3, end: 5, throughput: T }], 1.25)).toBeUndefined()
+  })
+
+  it('moves from doubly covered blocks to the weakest ones only for a gain of at least minGain', () => {
+    // blocks 0-1 held twice, blocks 2-3 by one slow server: moving lifts the bottleneck from 4 to 10
+    const self = { start: 0, end: 2, throughput: T }
+    const others = [{ start: 0, end: 2, throughput: T }, { start: 2, end: 5, throughput: 4 }, { start: 4, end: 5, throughput: T }]
+    expect(chooseMove(5, self, others, 1.25)).toEqual({ start: 2, end: 4 })
+    expect(chooseMove(5, self, others, 3)).toBeUndefined()
+  })
+
+  it('does not move when the slowest block stays the slowest', () => {
+    // blocks 2-4 are slow; two blocks moved there would leave block 4 at 4 either way
+    const self = { start: 0, end: 2, throughput: T }
+    expect(chooseMove(5, self, [{ start: 0, end: 2, throughput: T }, { start: 2, end: 5, throughput: 4 }], 1.01)).toBeUndefined()
+    // with the slow block inside reach, it moves
+    expect(chooseMove(5, self, [{ start: 0, end: 4, throughput: T }, { start: 4, end: 5, throughput: 2 }], 1.01)).toEqual({ start: 3, end: 5 })
+  })
+
+  it('rejects a minimum gain below 1', () => {
+    expect(() => chooseMove(5, { start: 0, end: 2, throughput: T }, [], 0.5)).toThrow(RangeError)
   })
 })

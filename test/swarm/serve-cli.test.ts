@@ -125,7 +125,9 @@ describe('petal-node serve', () => {
     const cases = [
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--frobnicate'],
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--num-blocks', '2'],
-      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--simulated-row-ms', '-1']
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--simulated-row-ms', '-1'],
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--rebalance-interval', '60'],
+      ['--model', BUNDLED_MODEL, '--num-blocks', '2', '--rebalance-min-gain', '0.5']
     ]
     await Promise.all(cases.map(async args => {
       const run = serve(args)
