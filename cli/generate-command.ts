@@ -22,6 +22,7 @@ interface GenerateFlags {
   modelId?: string
   push?: boolean
   wireDtype?: 'float32' | 'float16'
+  coverageWait?: number
   draft?: string
   speculation?: 'none' | 'sync' | 'pipelined'
   k?: number
@@ -51,6 +52,7 @@ export function generateCommand (program: Command): void {
     .option('--model-id <id>', 'model id announced by the servers (default: the folder name)')
     .option('--push', 'servers forward activations to each other (N+1 one-way trips instead of 2N)')
     .addOption(new Option('--wire-dtype <dtype>', 'activations on the wire').choices(['float32', 'float16']))
+    .option('--coverage-wait <seconds>', 'when a failed server\'s blocks have no other server, wait this long for the swarm to cover them (default 0: fail at once)', parseNumber('--coverage-wait', { min: 0 }))
     .option('--draft <dir|ngram>', 'speculative decoding drafter: a draft checkpoint folder, or "ngram" (prompt lookup)')
     .addOption(new Option('--speculation <mode>', 'speculative decoding mode').choices(['none', 'sync', 'pipelined']))
     .option('--k <n>', 'most draft tokens per speculative run (default 16 sync, 4 pipelined)', parseNumber('--k', { integer: true, min: 1, max: 64 }))
@@ -76,6 +78,7 @@ Examples:
             ...(flags.modelId !== undefined ? { modelId: flags.modelId } : {}),
             ...(flags.push === true ? { push: true } : {}),
             ...(flags.wireDtype !== undefined ? { wireDtype: flags.wireDtype } : {}),
+            ...(flags.coverageWait !== undefined ? { coverageWaitMs: flags.coverageWait * 1000 } : {}),
             ...(flags.linkLatencyMs !== undefined ? { sendDelayMs: flags.linkLatencyMs } : {})
           })
           : await LanguageModel.local(flags.model, flags.linkLatencyMs !== undefined ? { oneWayLatencyMs: flags.linkLatencyMs } : {})

@@ -28,6 +28,11 @@ export interface SwarmModelOptions extends OrtOptions {
   /** Simulated one-way latency of the client's outgoing frames, ms (benchmarks). */
   sendDelayMs?: number
   /**
+   * When a failed server's blocks have no other server, wait up to this long for the swarm
+   * to cover them (a server joining, or one moving there), ms. Default 0: fail at once.
+   */
+  coverageWaitMs?: number
+  /**
    * Refuse servers whose block weights hash differently from this checkpoint's (reads the
    * blocks once to hash them). Default: on when the folder holds every block's tensors and
    * they total at most 4 GiB (hashing a 70B checkpoint at every start would take minutes).
@@ -91,6 +96,7 @@ export class LanguageModel {
       ...(opts.push !== undefined ? { push: opts.push } : {}),
       ...(opts.wireDtype !== undefined ? { wireDtype: opts.wireDtype } : {}),
       ...(opts.sendDelayMs !== undefined ? { sendDelayMs: opts.sendDelayMs } : {}),
+      ...(opts.coverageWaitMs !== undefined ? { coverageWaitMs: opts.coverageWaitMs } : {}),
       ...(swarm.logger !== undefined ? { logger: swarm.logger } : {})
     })
     return new LanguageModel(Tokenizer.fromDir(dir), readGenerationConfig(dir), ckpt.config.maxPositions, target, async () => { await parts.release() })

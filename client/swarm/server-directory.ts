@@ -56,6 +56,16 @@ export class ServerDirectory {
     this.#bans.set(peerId, { until: now + ms, strikes })
   }
 
+  /**
+   * A server said it is draining: it leaves its span (stopping, or moving to other blocks).
+   * Not a failure, so no ban: it stops being a candidate until a fresh discovery says
+   * what it serves now.
+   */
+  markDraining (peerId: string): void {
+    const known = this.#servers.get(peerId)
+    if (known !== undefined) this.#servers.set(peerId, { ...known, info: { ...known.info, state: 'draining' } })
+  }
+
   isBanned (peerId: string, now = Date.now()): boolean {
     const ban = this.#bans.get(peerId)
     return ban !== undefined && ban.until > now

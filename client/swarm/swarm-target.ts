@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { ClientParts } from '../../model/client-parts.js'
 import type { PetalHost } from '../../net/host.js'
@@ -30,6 +31,12 @@ export interface SwarmTargetInit {
   timeoutMs?: number
   /** Most failovers one run may go through before it fails. Default 8. */
   maxFailoversPerRun?: number
+  /**
+   * When a failed server's blocks have no other server, keep looking for one this long, ms
+   * (the swarm may heal: a server joins, or a --num-blocks server moves there). Default 0:
+   * fail with NoRouteError after one fresh look.
+   */
+  coverageWaitMs?: number
   /**
    * Longest run sent in one frame, tokens; longer ones (a long prompt) go as consecutive
    * chunks. Default: what fits the servers' limits (4096 tokens, 16 MiB of activations).
@@ -245,7 +252,8 @@ export class SwarmTarget implements TargetModel {
     const { directory, logger } = this.#init
     const dead = hop.session.peerId.toString()
     this.#stats.failovers++
-    directory.ban(dead)
+    if (cause instanceof DrainingError) directory.markDraining(dead)
+    else directory.ban(dead)
     // a draining server still answers the runs it has: close once they are back
     const old = hop.session
     void (cause instanceof DrainingError ? old.whenIdle().then(async () => { await old.close() }) : old.close()).catch(() => {})
@@ -278,19 +286,35 @@ export class SwarmTarget implements TargetModel {
     const { directory } = this.#init
     for (let attempt = 1; ; attempt++) {
       try {
-        let route: RouteHop[]
-        try {
-          route = planRoute(directory.candidates(), hop.start, hop.end)
-        } catch (err) {
-          if (!(err instanceof NoRouteError)) throw err
-          await this.#init.rediscover()
-          route = planRoute(directory.candidates(), hop.start, hop.end)
-        }
+        const route = await this.#planReplacement(hop)
         return { route, fresh: await openHops(this.#init, route, (runId, err) => { this.#onPushFailure(runId, err) }) }
       } catch (err) {
         if (attempt >= attempts) throw err
         this.#init.logger?.warn({ err: (err as Error).message, attempt }, 'replacement failed to open, trying another')
       }
+    }
+  }
+
+  /**
+   * The fastest route over the hop's blocks. When the servers known hold none, looks at the
+   * swarm again, and again with growing pauses for up to coverageWaitMs.
+   */
+  async #planReplacement (hop: Hop): Promise<RouteHop[]> {
+    const { directory, logger } = this.#init
+    const began = performance.now()
+    const waitMs = this.#init.coverageWaitMs ?? 0
+    for (let looks = 0, pauseMs = 250; ; looks++, pauseMs = Math.min(2000, pauseMs * 2)) {
+      try {
+        return planRoute(directory.candidates(), hop.start, hop.end)
+      } catch (err) {
+        if (!(err instanceof NoRouteError)) throw err
+        if (looks > 0) {
+          if (performance.now() - began + pauseMs > waitMs) throw err
+          logger?.warn({ uncovered: err.uncovered, waitedMs: Math.round(performance.now() - began) }, 'no server holds these blocks: waiting for the swarm to cover them')
+          await sleep(pauseMs)
+        }
+      }
+      await this.#init.rediscover()
     }
   }
 

@@ -86,4 +86,25 @@ describe('rebalancing --num-blocks servers', () => {
     await session.close()
     await model.release()
   }, 90_000)
+
+  it('a client that waits for coverage finishes a generation whose blocks lost their only server, once a server moves there', async () => {
+    // now [0,3), the mover at [0,2) and the faster [2,5), the only holder of blocks 3-4
+    const holder = swarm.servers[3] as ServerProcess
+    expect(find(await client.refresh('stories260k', 5))?.info).toMatchObject({ start: 0, end: 2 })
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { coverageWaitMs: 30_000 })
+    const gen = model.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false })
+    const arrivals: number[] = []
+    let step = await gen.next()
+    while (step.done !== true) {
+      arrivals.push(performance.now())
+      if (arrivals.length === 5) await swarm.stop(holder, 'SIGKILL')
+      step = await gen.next()
+    }
+    expect(step.value.tokens).toEqual(ref.greedy_new_ids)
+    expect(step.value.stats.target.failovers).toBeGreaterThanOrEqual(1)
+    expect(step.value.stats.target.route).toContain(`…${moverId.slice(-6)}[3,5)`)
+    const gaps = arrivals.slice(1).map((t, i) => t - (arrivals[i] as number))
+    console.log(`[rebalance] generation stalled ${Math.max(...gaps).toFixed(0)} ms while the swarm healed; route changes: ${JSON.stringify(step.value.stats.target.routeChanges)}`)
+    await model.release()
+  }, 60_000)
 })

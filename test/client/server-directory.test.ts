@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest'
+import { ServerDirectory, type KnownServer } from '../../client/swarm/server-directory.js'
+import type { ServerInfo } from '../../protocol/server-info.js'
+
+function known (peerId: string, start: number, end: number, state: ServerInfo['state'] = 'online'): KnownServer {
+  const info: ServerInfo = {
+    peerId, addrs: [], modelId: 'm', numBlocks: 5, start, end, state,
+    throughput: { decodeTokensPerSec: 100, prefillTokensPerSec: 100 },
+    freeCacheTokens: 1000, openSessions: 0, maxSessions: 4, device: 'cpu', version: 'test',
+    blockHashes: Array.from({ length: end - start }, () => '0'.repeat(64)), updatedAt: 0
+  }
+  return { info, rttMs: 1 }
+}
+
+const ids = (dir: ServerDirectory, now?: number): string[] => dir.candidates(now).map(c => c.peerId)
+
+describe('ServerDirectory', () => {
+  it('a failed server is banned, for twice as long at each failure, and comes back when the ban lapses', () => {
+    const dir = new ServerDirectory({ baseMs: 1000, maxMs: 3000 })
+    dir.update([known('a', 0, 5), known('b', 0, 5)])
+    dir.ban('a', 0)
+    expect(ids(dir, 999)).toEqual(['b'])
+    expect(ids(dir, 1000)).toEqual(['a', 'b'])
+    dir.ban('a', 1000)
+    expect(ids(dir, 2999)).toEqual(['b'])
+    dir.ban('a', 3000) // capped at maxMs
+    expect(ids(dir, 5999)).toEqual(['b'])
+    expect(ids(dir, 6000)).toEqual(['a', 'b'])
+  })
+
+  it('a draining server is no candidate until a fresh discovery says what it serves now, and is not banned', () => {
+    const dir = new ServerDirectory()
+    dir.update([known('a', 0, 3), known('m', 3, 5)])
+    dir.markDraining('m')
+    expect(ids(dir)).toEqual(['a'])
+    expect(dir.get('m')?.info.state).toBe('draining')
+    // it moved to [0,2) and is online there
+    dir.update([known('a', 0, 3), known('m', 0, 2)])
+    expect(ids(dir)).toEqual(['a', 'm'])
+    expect(dir.isBanned('m')).toBe(false)
+    dir.markDraining('unknown') // nothing to mark
+    expect(dir.all()).toHaveLength(2)
+  })
+})
