@@ -10,6 +10,11 @@ export interface ServerCandidate {
   readonly blocksPerSecond: number
   /** Whether the server has room for one more session. */
   readonly hasCacheRoom: boolean
+  /**
+   * Sessions open on it when it was last asked (default 0). Their runs take turns on its
+   * device, so a hop's compute counts (1 + openSessions) times: equal servers share clients.
+   */
+  readonly openSessions?: number
   /** A hop on this server starts and ends at start + k * graphBlocks (or at end). Default 1. */
   readonly graphBlocks?: number
 }
@@ -44,8 +49,9 @@ export class NoRouteError extends Error {
 
 /**
  * The fastest chain of servers through blocks [from, to): Dijkstra over block boundaries,
- * where an edge a -> b on server s costs s.rtt + (b - a) / s.speed + overhead. Every
- * hop pays its RTT, so one server covering more blocks beats several short hops.
+ * where an edge a -> b on server s costs s.rtt + overhead + (b - a) / s.speed times
+ * (1 + s.openSessions). Every hop pays its RTT, so one server covering more blocks beats
+ * several short hops.
  */
 export function planRoute (servers: readonly ServerCandidate[], from: number, to: number, opts: PlanOptions = {}): RouteHop[] {
   const overhead = opts.hopOverheadMs ?? 1
@@ -63,7 +69,7 @@ export function planRoute (servers: readonly ServerCandidate[], from: number, to
     const block = from + u
     for (const s of servers) {
       if (s.start > block || s.end <= block || !isCut(s, block)) continue
-      const perBlockMs = 1000 / Math.max(s.blocksPerSecond, 1e-6)
+      const perBlockMs = (1 + (s.openSessions ?? 0)) * 1000 / Math.max(s.blocksPerSecond, 1e-6)
       for (let b = block + 1; b <= Math.min(s.end, to); b++) {
         if (!isCut(s, b)) continue
         const c = (cost[u] as number) + s.rttMs + overhead + (b - block) * perBlockMs + (s.hasCacheRoom ? 0 : fullPenalty)

@@ -87,6 +87,7 @@ export class ServerDirectory {
         rttMs: s.rttMs,
         blocksPerSecond: s.info.throughput.decodeTokensPerSec > 0 ? s.info.throughput.decodeTokensPerSec : 1,
         hasCacheRoom: s.info.freeCacheTokens > 0 && s.info.openSessions < s.info.maxSessions,
+        openSessions: s.info.openSessions,
         ...(s.info.graphBlocks !== undefined ? { graphBlocks: s.info.graphBlocks } : {})
       }))
   }

@@ -25,6 +25,14 @@ describe('planRoute', () => {
     expect(route.map(h => h.peerId)).toEqual(['a', 'b'])
   })
 
+  it('shares clients between equal servers: a hop\'s compute counts once more per open session', () => {
+    // 2 blocks at 1000 blocks/s: 2 ms of compute alone, 6 ms with two sessions taking turns
+    expect(planRoute([server('busy', 0, 2, { openSessions: 2 }), server('idle', 0, 2)], 0, 2)[0]?.peerId).toBe('idle')
+    expect(planRoute([server('busy', 0, 2, { openSessions: 2 }), server('idle', 0, 2, { rttMs: 5.5 })], 0, 2)[0]?.peerId).toBe('busy')
+    // a server ten times faster stays the better choice with a few sessions open
+    expect(planRoute([server('fast', 0, 2, { openSessions: 3, blocksPerSecond: 10_000 }), server('slow', 0, 2)], 0, 2)[0]?.peerId).toBe('fast')
+  })
+
   it('uses a full server only when nothing else covers', () => {
     expect(planRoute([server('full', 0, 2, { hasCacheRoom: false }), server('ok', 0, 2, { rttMs: 100 })], 0, 2)[0]?.peerId).toBe('ok')
     expect(planRoute([server('full', 0, 2, { hasCacheRoom: false })], 0, 2)[0]?.peerId).toBe('full')

@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest'
 import { ServerDirectory, type KnownServer } from '../../client/swarm/server-directory.js'
 import type { ServerInfo } from '../../protocol/server-info.js'
 
-function known (peerId: string, start: number, end: number, state: ServerInfo['state'] = 'online'): KnownServer {
+function known (peerId: string, start: number, end: number, extra: Partial<ServerInfo> = {}): KnownServer {
   const info: ServerInfo = {
-    peerId, addrs: [], modelId: 'm', numBlocks: 5, start, end, state,
+    peerId, addrs: [], modelId: 'm', numBlocks: 5, start, end, state: 'online',
     throughput: { decodeTokensPerSec: 100, prefillTokensPerSec: 100 },
     freeCacheTokens: 1000, openSessions: 0, maxSessions: 4, device: 'cpu', version: 'test',
-    blockHashes: Array.from({ length: end - start }, () => '0'.repeat(64)), updatedAt: 0
+    blockHashes: Array.from({ length: end - start }, () => '0'.repeat(64)), updatedAt: 0, ...extra
   }
   return { info, rttMs: 1 }
 }
@@ -40,5 +40,11 @@ describe('ServerDirectory', () => {
     expect(dir.isBanned('m')).toBe(false)
     dir.markDraining('unknown') // nothing to mark
     expect(dir.all()).toHaveLength(2)
+  })
+
+  it('hands routing each server\'s open sessions and cache room', () => {
+    const dir = new ServerDirectory()
+    dir.update([known('b', 0, 5, { openSessions: 3 }), known('f', 0, 5, { freeCacheTokens: 0 })])
+    expect(dir.candidates().map(c => [c.peerId, c.openSessions, c.hasCacheRoom])).toEqual([['b', 3, true], ['f', 0, false]])
   })
 })
