@@ -189,21 +189,40 @@ export class PetalServer {
     this.#rebalanceTimer.unref?.()
   }
 
-  /** Moves to the blocks the swarm serves worst when that lifts its slowest block enough (chooseMove). */
+  /**
+   * Moves to the blocks the swarm serves worst when that lifts its slowest block enough
+   * (chooseMove), and the same answer comes from a second look after a random pause: two
+   * servers holding the same blocks may decide together to leave them, and the pause lets
+   * the one that moves first show as draining to the other.
+   */
   async #rebalance (signal: AbortSignal): Promise<void> {
+    const target = await this.#chooseMove(signal)
+    if (target === undefined) return
+    await sleep(Math.random() * Math.min(2000, (this.#init.rebalanceIntervalMs ?? 0) / 4), undefined, { signal })
+    const confirmed = await this.#chooseMove(signal)
+    if (confirmed?.start !== target.start) {
+      this.#log.info({ first: [target.start, target.end], then: confirmed === undefined ? 'stay' : [confirmed.start, confirmed.end] }, 'rebalancing: the second look disagrees, staying')
+      return
+    }
+    this.#log.info({ from: [this.#span.start, this.#span.end], to: [target.start, target.end] }, 'rebalancing: moving to the blocks the swarm serves worst')
+    await this.#moveTo(target, signal)
+  }
+
+  /** Where to move given the swarm as it is now (undefined: stay, or the swarm could not be seen). */
+  async #chooseMove (signal: AbortSignal): Promise<{ start: number, end: number } | undefined> {
     const totalBlocks = (this.#ckpt as Checkpoint).config.numLayers
     let others: ServedSpan[]
     try {
       others = await this.#otherSpans(totalBlocks, signal)
     } catch (err) {
       if (!signal.aborted) this.#log.warn({ err }, 'rebalancing: could not look at the swarm')
-      return
+      return undefined
     }
+    if (signal.aborted) return undefined
     const self = { ...this.#span, throughput: servedSpeed(this.#throughput) }
     const target = chooseMove(totalBlocks, self, others, this.#init.rebalanceMinGain ?? 1.25)
-    if (target === undefined || signal.aborted) return
-    this.#log.info({ from: [self.start, self.end], to: [target.start, target.end], servers: others }, 'rebalancing: moving to the blocks the swarm serves worst')
-    await this.#moveTo(target, signal)
+    this.#log.debug({ self: [self.start, self.end], servers: others, target }, 'rebalancing: looked at the swarm')
+    return target
   }
 
   /** Leaves the current blocks as stop() does (clients told, sessions drained), then loads and announces `span`. */
