@@ -66,3 +66,41 @@ describe('chooseMove', () => {
     expect(() => chooseMove(5, { start: 0, end: 2, throughput: T }, [], 0.5)).toThrow(RangeError)
   })
 })
+
+describe('rebalancing a whole swarm with chooseMove', () => {
+  // a small seeded generator, so that a failure names its case
+  const rng = (seed: number) => () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }
+  const slowest = (n: number, spans: readonly ServedSpan[]): number => Math.min(...blockThroughputs(n, spans))
+
+  it('settles in a few moves from any start, each move lifting the slowest block', () => {
+    let swarmsThatMoved = 0
+    for (let seed = 1; seed <= 200; seed++) {
+      const random = rng(seed)
+      const blocks = 4 + Math.floor(random() * 12)
+      const spans: ServedSpan[] = Array.from({ length: 2 + Math.floor(random() * 6) }, () => {
+        const length = 1 + Math.floor(random() * blocks / 2)
+        const start = Math.floor(random() * (blocks - length + 1))
+        return { start, end: start + length, throughput: 1 + Math.floor(random() * 20) }
+      })
+      // rounds in which every server looks at the swarm once, in a random order, until one moves none
+      let moves = 0
+      for (let moved = true; moved;) {
+        moved = false
+        const order = spans.map((_, i) => i).sort(() => random() - 0.5)
+        for (const i of order) {
+          const self = spans[i] as ServedSpan
+          const target = chooseMove(blocks, self, spans.filter((_, j) => j !== i), 1.25)
+          if (target === undefined) continue
+          const before = slowest(blocks, spans)
+          spans[i] = { ...target, throughput: self.throughput }
+          expect(slowest(blocks, spans), `seed ${seed}`).toBeGreaterThanOrEqual(before * 1.25)
+          moved = true
+          expect(++moves, `seed ${seed}`).toBeLessThan(50)
+        }
+      }
+      if (moves > 0) swarmsThatMoved++
+    }
+    console.log(`[rebalancing] ${swarmsThatMoved} of 200 random swarms moved before settling`)
+    expect(swarmsThatMoved).toBeGreaterThan(20)
+  })
+})
