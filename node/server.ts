@@ -15,12 +15,13 @@ import { PETAL_VERSION, PROTOCOL_INFERENCE, PROTOCOL_INFO, PROTOCOL_PUSH } from 
 import { resolveLimits, type Limits } from '../protocol/limits.js'
 import { MAX_KNOWN_SERVERS, type ServerInfo, type ServerState, type Throughput } from '../protocol/server-info.js'
 import { Announcer } from './announcer.js'
-import { chooseBestSpan, chooseMove, type ServedSpan } from './block-selection.js'
+import { chooseBestSpan, type ServedSpan } from './block-selection.js'
 import { InferenceService } from './inference-handler.js'
 import { infoHandler } from './info-handler.js'
 import { loadSpan } from './load-span.js'
 import { PushForwarder } from './push-forwarder.js'
 import { pushHandler } from './push-handler.js'
+import { Rebalancer } from './rebalancer.js'
 import { RunExecutor, type SessionLink } from './run-executor.js'
 import type { PetalServerInit } from './server-options.js'
 import { SessionManager } from './session-manager.js'
@@ -58,9 +59,7 @@ export class PetalServer {
   #stopped: Promise<void> | undefined
   readonly #closed: Promise<void>
   #markClosed: () => void = () => {}
-  #rebalanceTimer: ReturnType<typeof setTimeout> | undefined
-  /** A rebalancing check (and the move it decides) in progress. */
-  #rebalancing: Promise<void> | undefined
+  #rebalancer: Rebalancer | undefined
 
   constructor (init: PetalServerInit) {
     if ((init.blocks === undefined) === (init.numBlocks === undefined)) {
@@ -127,7 +126,7 @@ export class PetalServer {
     this.#serve()
     this.#state = 'online'
     this.#log.info({ modelId: this.#modelId, blocks: [this.#span.start, this.#span.end], address: this.address, throughput: this.#throughput }, 'online')
-    if (init.numBlocks !== undefined && (init.rebalanceIntervalMs ?? 0) > 0) this.#scheduleRebalance()
+    if (init.numBlocks !== undefined && (init.rebalanceIntervalMs ?? 0) > 0) this.#startRebalancing(init.rebalanceIntervalMs ?? 0)
   }
 
   async #join (): Promise<void> {
@@ -170,59 +169,23 @@ export class PetalServer {
       .map(s => ({ start: s.info.start, end: s.info.end, throughput: servedSpeed(s.info.throughput) }))
   }
 
-  /** Checks the swarm again after a random 0.5-1.5 intervals (so that servers do not all move at once). */
-  #scheduleRebalance (): void {
-    const intervalMs = this.#init.rebalanceIntervalMs ?? 0
-    this.#rebalanceTimer = setTimeout(() => {
-      this.#rebalancing = this.#rebalance(this.#stopping.signal)
-        .catch((err: unknown) => {
-          if (this.#stopping.signal.aborted) return
-          // a move that failed leaves nothing served: give up the swarm rather than announce nothing
-          this.#log.error({ err }, 'rebalancing failed: stopping')
-          void this.stop()
-        })
-        .finally(() => {
-          this.#rebalancing = undefined
-          if (!this.#stopping.signal.aborted) this.#scheduleRebalance()
-        })
-    }, intervalMs * (0.5 + Math.random()))
-    this.#rebalanceTimer.unref?.()
-  }
-
-  /**
-   * Moves to the blocks the swarm serves worst when that lifts its slowest block enough
-   * (chooseMove), and the same answer comes from a second look after a random pause: two
-   * servers holding the same blocks may decide together to leave them, and the pause lets
-   * the one that moves first show as draining to the other.
-   */
-  async #rebalance (signal: AbortSignal): Promise<void> {
-    const target = await this.#chooseMove(signal)
-    if (target === undefined) return
-    await sleep(Math.random() * Math.min(2000, (this.#init.rebalanceIntervalMs ?? 0) / 4), undefined, { signal })
-    const confirmed = await this.#chooseMove(signal)
-    if (confirmed?.start !== target.start) {
-      this.#log.info({ first: [target.start, target.end], then: confirmed === undefined ? 'stay' : [confirmed.start, confirmed.end] }, 'rebalancing: the second look disagrees, staying')
-      return
-    }
-    this.#log.info({ from: [this.#span.start, this.#span.end], to: [target.start, target.end] }, 'rebalancing: moving to the blocks the swarm serves worst')
-    await this.#moveTo(target, signal)
-  }
-
-  /** Where to move given the swarm as it is now (undefined: stay, or the swarm could not be seen). */
-  async #chooseMove (signal: AbortSignal): Promise<{ start: number, end: number } | undefined> {
+  #startRebalancing (intervalMs: number): void {
     const totalBlocks = (this.#ckpt as Checkpoint).config.numLayers
-    let others: ServedSpan[]
-    try {
-      others = await this.#otherSpans(totalBlocks, signal)
-    } catch (err) {
-      if (!signal.aborted) this.#log.warn({ err }, 'rebalancing: could not look at the swarm')
-      return undefined
-    }
-    if (signal.aborted) return undefined
-    const self = { ...this.#span, throughput: servedSpeed(this.#throughput) }
-    const target = chooseMove(totalBlocks, self, others, this.#init.rebalanceMinGain ?? 1.25)
-    this.#log.debug({ self: [self.start, self.end], servers: others, target }, 'rebalancing: looked at the swarm')
-    return target
+    this.#rebalancer = new Rebalancer({
+      intervalMs,
+      minGain: this.#init.rebalanceMinGain ?? 1.25,
+      totalBlocks,
+      self: () => ({ ...this.#span, throughput: servedSpeed(this.#throughput) }),
+      others: async (signal) => await this.#otherSpans(totalBlocks, signal),
+      moveTo: async (span, signal) => { await this.#moveTo(span, signal) },
+      onFailure: (err) => {
+        // a move that failed leaves nothing served: give up the swarm rather than announce nothing
+        this.#log.error({ err }, 'rebalancing failed: stopping')
+        void this.stop()
+      },
+      log: this.#root.child({ component: 'rebalancer' })
+    })
+    this.#rebalancer.start()
   }
 
   /** Leaves the current blocks as stop() does (clients told, sessions drained), then loads and announces `span`. */
@@ -345,9 +308,8 @@ export class PetalServer {
   async #stop (): Promise<void> {
     this.#state = 'draining'
     this.#stopping.abort(new Error('The server is stopping'))
-    clearTimeout(this.#rebalanceTimer)
     await this.#starting?.catch(() => {})
-    await this.#rebalancing
+    await this.#rebalancer?.stop()
     await this.#announcer?.stop()
     await this.#drainSessions()
     await this.#forwarder?.stop()
