@@ -39,6 +39,7 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
   }
   return sessions.map(s => {
     const session = (s as PromiseFulfilledResult<SpanSession>).value
+    init.directory.noteSession(session.peerId.toString(), 1)
     return { start: session.start, end: session.end, session, inFlight: new Map() }
   })
 }

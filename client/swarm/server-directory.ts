@@ -21,6 +21,8 @@ export interface BanPolicy {
 export class ServerDirectory {
   readonly #servers = new Map<string, KnownServer>()
   readonly #bans = new Map<string, { until: number, strikes: number }>()
+  /** Sessions this client opened (+) or closed (-) on each server since the last update. */
+  readonly #ownSessions = new Map<string, number>()
   readonly #policy: BanPolicy
   /** sha256 of each block's weights as the client's own checkpoint has them; a server that differs is never used. */
   expectedHashes: readonly string[] | undefined
@@ -36,9 +38,10 @@ export class ServerDirectory {
     return info.blockHashes.every((h, i) => expected[info.start + i] === undefined || expected[info.start + i] === h)
   }
 
-  /** Replaces what is known with a fresh discovery result. */
+  /** Replaces what is known with a fresh discovery result (whose session counts include ours). */
   update (servers: readonly KnownServer[]): void {
     this.#servers.clear()
+    this.#ownSessions.clear()
     for (const s of servers) this.#servers.set(s.info.peerId, s)
   }
 
@@ -66,6 +69,14 @@ export class ServerDirectory {
     if (known !== undefined) this.#servers.set(peerId, { ...known, info: { ...known.info, state: 'draining' } })
   }
 
+  /**
+   * This client opened (+1) or closed (-1) a session on a server: routing counts it until the
+   * next discovery, so that sessions opened one after another spread over equal servers.
+   */
+  noteSession (peerId: string, change: 1 | -1): void {
+    this.#ownSessions.set(peerId, (this.#ownSessions.get(peerId) ?? 0) + change)
+  }
+
   isBanned (peerId: string, now = Date.now()): boolean {
     const ban = this.#bans.get(peerId)
     return ban !== undefined && ban.until > now
@@ -80,15 +91,18 @@ export class ServerDirectory {
   candidates (now = Date.now()): ServerCandidate[] {
     return this.all()
       .filter(s => s.info.state === 'online' && !this.isBanned(s.info.peerId, now) && this.hasExpectedWeights(s.info))
-      .map(s => ({
-        peerId: s.info.peerId,
-        start: s.info.start,
-        end: s.info.end,
-        rttMs: s.rttMs,
-        blocksPerSecond: s.info.throughput.decodeTokensPerSec > 0 ? s.info.throughput.decodeTokensPerSec : 1,
-        hasCacheRoom: s.info.freeCacheTokens > 0 && s.info.openSessions < s.info.maxSessions,
-        openSessions: s.info.openSessions,
-        ...(s.info.graphBlocks !== undefined ? { graphBlocks: s.info.graphBlocks } : {})
-      }))
+      .map(s => {
+        const openSessions = Math.max(0, s.info.openSessions + (this.#ownSessions.get(s.info.peerId) ?? 0))
+        return {
+          peerId: s.info.peerId,
+          start: s.info.start,
+          end: s.info.end,
+          rttMs: s.rttMs,
+          blocksPerSecond: s.info.throughput.decodeTokensPerSec > 0 ? s.info.throughput.decodeTokensPerSec : 1,
+          hasCacheRoom: s.info.freeCacheTokens > 0 && openSessions < s.info.maxSessions,
+          openSessions,
+          ...(s.info.graphBlocks !== undefined ? { graphBlocks: s.info.graphBlocks } : {})
+        }
+      })
   }
 }

@@ -65,6 +65,7 @@ export class SwarmTarget implements TargetModel {
   #nextRunId = 0
   readonly #counters: ServerCounters
   readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[] }
+  #closed = false
 
   private constructor (init: SwarmTargetInit, hops: Hop[]) {
     this.#init = init
@@ -131,6 +132,8 @@ export class SwarmTarget implements TargetModel {
   }
 
   async close (): Promise<void> {
+    if (!this.#closed) for (const h of this.#hops) this.#init.directory.noteSession(h.session.peerId.toString(), -1)
+    this.#closed = true
     await Promise.all(this.#hops.map(async h => { await h.session.close() }))
   }
 
@@ -254,6 +257,7 @@ export class SwarmTarget implements TargetModel {
     this.#stats.failovers++
     if (cause instanceof DrainingError) directory.markDraining(dead)
     else directory.ban(dead)
+    directory.noteSession(dead, -1)
     // a draining server still answers the runs it has: close once they are back
     const old = hop.session
     void (cause instanceof DrainingError ? old.whenIdle().then(async () => { await old.close() }) : old.close()).catch(() => {})

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { planRoute } from '../../client/routing/route-planner.js'
 import { ServerDirectory, type KnownServer } from '../../client/swarm/server-directory.js'
 import type { ServerInfo } from '../../protocol/server-info.js'
 
@@ -46,5 +47,26 @@ describe('ServerDirectory', () => {
     const dir = new ServerDirectory()
     dir.update([known('b', 0, 5, { openSessions: 3 }), known('f', 0, 5, { freeCacheTokens: 0 })])
     expect(dir.candidates().map(c => [c.peerId, c.openSessions, c.hasCacheRoom])).toEqual([['b', 3, true], ['f', 0, false]])
+  })
+
+  it('counts the sessions this client opened until the next discovery, so sessions opened in a row spread', () => {
+    const dir = new ServerDirectory()
+    dir.update([known('a', 0, 5), known('b', 0, 5, { maxSessions: 2 })])
+    const first = planRoute(dir.candidates(), 0, 5)[0]?.peerId as string
+    dir.noteSession(first, 1)
+    const second = planRoute(dir.candidates(), 0, 5)[0]?.peerId as string
+    expect(new Set([first, second]).size).toBe(2)
+    dir.noteSession(second, 1)
+    expect(dir.candidates().find(c => c.peerId === 'b')).toMatchObject({ openSessions: 1, hasCacheRoom: true })
+    dir.noteSession('b', 1) // b is full now: 2 of 2
+    expect(dir.candidates().find(c => c.peerId === 'b')?.hasCacheRoom).toBe(false)
+    dir.noteSession('b', -1)
+    dir.noteSession('b', -1)
+    dir.noteSession('b', -1) // never below 0
+    expect(dir.candidates().find(c => c.peerId === 'b')?.openSessions).toBe(0)
+    // a fresh discovery's counts include this client's sessions: what was noted is dropped
+    dir.noteSession('a', 1)
+    dir.update([known('a', 0, 5, { openSessions: 1 }), known('b', 0, 5)])
+    expect(dir.candidates().map(c => c.openSessions)).toEqual([1, 0])
   })
 })
