@@ -48,6 +48,13 @@ describe('benchmarks do not rot', () => {
     expect(perRoot.some(l => l.config.kind !== 'chain' && l.value > chain16)).toBe(true)
   }, 120_000)
 
+  it('bench-heal --quick: a --num-blocks server fills the gap a killed server left, and the generation caught in it keeps its tokens', async () => {
+    const lines = await bench('bench-heal.ts')
+    expect(lines.map(l => l.metric)).toEqual(['heal_ms', 'generation_stall_ms'])
+    for (const l of lines) expect(Number.isFinite(l.value) && l.value > 0, l.metric).toBe(true)
+    expect(lines[1]?.tokensMatchLocal).toBe(true)
+  }, 120_000)
+
   it('bench-rtt --quick measures RTT with the probe and with libp2p ping()', async () => {
     const lines = await bench('bench-rtt.ts')
     expect(lines.map(l => [l.metric, l.method])).toEqual([['rtt_ms', 'probe'], ['rtt_ms', 'ping-new-stream']])
