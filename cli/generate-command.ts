@@ -52,7 +52,7 @@ export function generateCommand (program: Command): void {
     .option('--model-id <id>', 'model id announced by the servers (default: the folder name)')
     .option('--push', 'servers forward activations to each other (N+1 one-way trips instead of 2N)')
     .addOption(new Option('--wire-dtype <dtype>', 'activations on the wire').choices(['float32', 'float16']))
-    .option('--coverage-wait <seconds>', 'when a failed server\'s blocks have no other server, wait this long for the swarm to cover them (default 0: fail at once)', parseNumber('--coverage-wait', { min: 0 }))
+    .option('--coverage-wait <seconds>', 'when some blocks have no server (at the start, or after the one holding them failed), wait this long for the swarm to cover them (default 0: fail at once)', parseNumber('--coverage-wait', { min: 0 }))
     .option('--draft <dir|ngram>', 'speculative decoding drafter: a draft checkpoint folder, or "ngram" (prompt lookup)')
     .addOption(new Option('--speculation <mode>', 'speculative decoding mode').choices(['none', 'sync', 'pipelined']))
     .option('--k <n>', 'most draft tokens per speculative run (default 16 sync, 4 pipelined)', parseNumber('--k', { integer: true, min: 1, max: 64 }))

@@ -28,8 +28,9 @@ export interface SwarmModelOptions extends OrtOptions {
   /** Simulated one-way latency of the client's outgoing frames, ms (benchmarks). */
   sendDelayMs?: number
   /**
-   * When a failed server's blocks have no other server, wait up to this long for the swarm
-   * to cover them (a server joining, or one moving there), ms. Default 0: fail at once.
+   * When some blocks have no server (at the start, or after the one holding them failed),
+   * wait up to this long for the swarm to cover them (a server joining, or one moving
+   * there), ms. Default 0: fail at once.
    */
   coverageWaitMs?: number
   /**

@@ -1,5 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { RouteHop } from '../routing/route-planner.js'
+import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
 import type { PetalError } from '../../protocol/errors.js'
 import { SpanSession } from './span-session.js'
 import type { SwarmTargetInit } from './swarm-target.js'
@@ -42,6 +43,30 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
     init.directory.noteSession(session.peerId.toString(), 1)
     return { start: session.start, end: session.end, session, inFlight: new Map() }
   })
+}
+
+/**
+ * The fastest route over blocks [from, to). When the servers known hold none, looks at the
+ * swarm again, and again with growing pauses (0.25, 0.5, 1, then 2 s) for up to
+ * init.coverageWaitMs: the swarm may heal (a server joins, or a --num-blocks server moves
+ * there). Rejects with NoRouteError after that.
+ */
+export async function planCoveredRoute (init: Pick<SwarmTargetInit, 'directory' | 'rediscover' | 'coverageWaitMs' | 'logger'>, from: number, to: number): Promise<RouteHop[]> {
+  const began = performance.now()
+  const waitMs = init.coverageWaitMs ?? 0
+  for (let looks = 0, pauseMs = 250; ; looks++, pauseMs = Math.min(2000, pauseMs * 2)) {
+    try {
+      return planRoute(init.directory.candidates(), from, to)
+    } catch (err) {
+      if (!(err instanceof NoRouteError)) throw err
+      if (looks > 0) {
+        if (performance.now() - began + pauseMs > waitMs) throw err
+        init.logger?.warn({ uncovered: err.uncovered, waitedMs: Math.round(performance.now() - began) }, 'no server holds these blocks: waiting for the swarm to cover them')
+        await sleep(pauseMs)
+      }
+    }
+    await init.rediscover()
+  }
 }
 
 export function short (peerId: string): string {

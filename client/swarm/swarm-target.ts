@@ -1,16 +1,15 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { ClientParts } from '../../model/client-parts.js'
 import type { PetalHost } from '../../net/host.js'
 import { CancelledError, DrainingError, PetalError } from '../../protocol/errors.js'
 import { DEFAULT_LIMITS } from '../../protocol/limits.js'
 import type { WireDtype } from '../../protocol/tensor-codec.js'
-import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
+import { NoRouteError, type RouteHop } from '../routing/route-planner.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
 import { runLayout, type RunLayout } from '../../model/token-tree.js'
 import { HiddenHistory } from './hidden-history.js'
 import type { ServerDirectory } from './server-directory.js'
-import { describeRoute, openHops, short, type Hop } from './route-hops.js'
+import { describeRoute, openHops, planCoveredRoute, short, type Hop } from './route-hops.js'
 import { ServerCounters } from './server-counters.js'
 
 export interface SwarmTargetInit {
@@ -32,9 +31,9 @@ export interface SwarmTargetInit {
   /** Most failovers one run may go through before it fails. Default 8. */
   maxFailoversPerRun?: number
   /**
-   * When a failed server's blocks have no other server, keep looking for one this long, ms
-   * (the swarm may heal: a server joins, or a --num-blocks server moves there). Default 0:
-   * fail with NoRouteError after one fresh look.
+   * When some blocks have no server (at the start, or after the one holding them failed),
+   * keep looking for one this long, ms (the swarm may heal: a server joins, or a
+   * --num-blocks server moves there). Default 0: fail with NoRouteError after one fresh look.
    */
   coverageWaitMs?: number
   /**
@@ -76,23 +75,13 @@ export class SwarmTarget implements TargetModel {
   }
 
   static async open (init: SwarmTargetInit): Promise<SwarmTarget> {
-    const L = init.parts.config.numLayers
-    let route: RouteHop[]
-    try {
-      route = planRoute(init.directory.candidates(), 0, L)
-    } catch (err) {
-      if (!(err instanceof NoRouteError)) throw err
-      await init.rediscover()
-      try {
-        route = planRoute(init.directory.candidates(), 0, L)
-      } catch (again) {
-        const refused = init.directory.refusedForWeights()
-        if (again instanceof NoRouteError && refused.length > 0) {
-          again.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})`).join(', ')}: their weights differ from this checkpoint's`
-        }
-        throw again
+    const route = await planCoveredRoute(init, 0, init.parts.config.numLayers).catch((err: unknown) => {
+      const refused = init.directory.refusedForWeights()
+      if (err instanceof NoRouteError && refused.length > 0) {
+        err.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})`).join(', ')}: their weights differ from this checkpoint's`
       }
-    }
+      throw err
+    })
     const failures = { handle: (_runId: number, _err: PetalError): void => {} }
     const hops = await openHops(init, route, (runId, err) => { failures.handle(runId, err) })
     const target = new SwarmTarget(init, hops)
@@ -290,35 +279,12 @@ export class SwarmTarget implements TargetModel {
     const { directory } = this.#init
     for (let attempt = 1; ; attempt++) {
       try {
-        const route = await this.#planReplacement(hop)
+        const route = await planCoveredRoute(this.#init, hop.start, hop.end)
         return { route, fresh: await openHops(this.#init, route, (runId, err) => { this.#onPushFailure(runId, err) }) }
       } catch (err) {
         if (attempt >= attempts) throw err
         this.#init.logger?.warn({ err: (err as Error).message, attempt }, 'replacement failed to open, trying another')
       }
-    }
-  }
-
-  /**
-   * The fastest route over the hop's blocks. When the servers known hold none, looks at the
-   * swarm again, and again with growing pauses for up to coverageWaitMs.
-   */
-  async #planReplacement (hop: Hop): Promise<RouteHop[]> {
-    const { directory, logger } = this.#init
-    const began = performance.now()
-    const waitMs = this.#init.coverageWaitMs ?? 0
-    for (let looks = 0, pauseMs = 250; ; looks++, pauseMs = Math.min(2000, pauseMs * 2)) {
-      try {
-        return planRoute(directory.candidates(), hop.start, hop.end)
-      } catch (err) {
-        if (!(err instanceof NoRouteError)) throw err
-        if (looks > 0) {
-          if (performance.now() - began + pauseMs > waitMs) throw err
-          logger?.warn({ uncovered: err.uncovered, waitedMs: Math.round(performance.now() - began) }, 'no server holds these blocks: waiting for the swarm to cover them')
-          await sleep(pauseMs)
-        }
-      }
-      await this.#init.rediscover()
     }
   }
 

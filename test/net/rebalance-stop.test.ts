@@ -1,31 +1,21 @@
 /** A server stopped in the middle of a move between spans stops cleanly: no half-built span, no unhandled error. */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
-import { PetalServer, type PetalServerInit } from '../../node/server.js'
-import { BUNDLED_MODEL } from '../helpers/fixtures.js'
-
-const speed = { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 }
+import type { PetalServer } from '../../node/server.js'
+import { InProcessSwarm } from '../helpers/in-process-swarm.js'
 
 describe('rebalancing, stopped mid-move', () => {
-  const servers: PetalServer[] = []
-  const start = async (init: Omit<PetalServerInit, 'modelDir'>): Promise<PetalServer> => {
-    const server = new PetalServer({ modelDir: BUNDLED_MODEL, throughput: speed, drainGraceMs: 200, ...init })
-    servers.push(server)
-    await server.start()
-    return server
-  }
+  const swarm = new InProcessSwarm()
   /** [0,3), [3,5), and a --num-blocks 2 server that checks every ~100 ms (it starts at [0,2)); then [3,5) leaves. */
   const gapForMover = async (): Promise<PetalServer> => {
-    const first = await start({ blocks: { start: 0, end: 3 } })
-    const leaving = await start({ blocks: { start: 3, end: 5 }, bootstrap: [first.address] })
-    const mover = await start({ numBlocks: 2, bootstrap: [first.address], maxStartDelayMs: 0, rebalanceIntervalMs: 100, discoveryTimeoutMs: 1000 })
+    await swarm.start({ blocks: { start: 0, end: 3 } })
+    const leaving = await swarm.start({ blocks: { start: 3, end: 5 } })
+    const mover = await swarm.start({ numBlocks: 2, maxStartDelayMs: 0, rebalanceIntervalMs: 100, discoveryTimeoutMs: 1000 })
     expect(mover.span).toEqual({ start: 0, end: 2 })
     await leaving.stop()
     return mover
   }
-  afterEach(async () => {
-    await Promise.all(servers.splice(0).map(async s => { await s.stop() }))
-  })
+  afterEach(async () => { await swarm.close() })
 
   it('stop() during a move resolves, closes the server, and leaves it draining', async () => {
     const mover = await gapForMover()

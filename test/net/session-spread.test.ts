@@ -1,28 +1,22 @@
 /** Sessions one client opens one after another spread over equal servers (routing counts its own open sessions). */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
-import { SwarmClient } from '../../client/swarm/swarm-client.js'
+import type { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
-import { PetalServer } from '../../node/server.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
-import { fullyCovered, waitForServers } from '../helpers/swarm.js'
+import { InProcessSwarm } from '../helpers/in-process-swarm.js'
+import { waitForServers } from '../helpers/swarm.js'
 
 describe('sessions of one client on equal servers', () => {
-  const speed = { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 }
-  const servers: PetalServer[] = []
+  const swarm = new InProcessSwarm()
   let client: SwarmClient
   beforeAll(async () => {
-    servers.push(new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 0, end: 5 }, throughput: speed }))
-    await servers[0]?.start()
-    servers.push(new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 0, end: 5 }, throughput: speed, bootstrap: [servers[0]?.address as string] }))
-    await servers[1]?.start()
-    client = await SwarmClient.connect({ bootstrap: [servers[0]?.address as string] })
-    await waitForServers(client, 'stories260k', 5, s => s.length === 2 && fullyCovered(5)(s))
+    await swarm.start({ blocks: { start: 0, end: 5 } })
+    await swarm.start({ blocks: { start: 0, end: 5 } })
+    client = await swarm.connect()
+    await waitForServers(client, 'stories260k', 5, s => s.length === 2)
   }, 30_000)
-  afterAll(async () => {
-    await client?.close()
-    await Promise.all(servers.map(async s => { await s.stop() }))
-  })
+  afterAll(async () => { await swarm.close() })
 
   it('go to different servers, and a closed session frees its server for the next one', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
