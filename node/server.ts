@@ -126,7 +126,8 @@ export class PetalServer {
     this.#serve()
     this.#state = 'online'
     this.#log.info({ modelId: this.#modelId, blocks: [this.#span.start, this.#span.end], address: this.address, throughput: this.#throughput }, 'online')
-    if (init.numBlocks !== undefined && (init.rebalanceIntervalMs ?? 0) > 0) this.#startRebalancing(init.rebalanceIntervalMs ?? 0)
+    const rebalanceMs = init.rebalanceIntervalMs ?? 0
+    if (init.numBlocks !== undefined && rebalanceMs > 0) this.#startRebalancing(rebalanceMs)
   }
 
   async #join (): Promise<void> {
