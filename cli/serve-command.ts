@@ -1,3 +1,4 @@
+import { multiaddr } from '@multiformats/multiaddr'
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
 import type { Device } from '../model/ort-session.js'
@@ -16,6 +17,7 @@ interface ServeFlags {
   graphBlocks?: number
   threads?: number
   listen?: string[]
+  announce?: string[]
   bootstrap?: string[]
   device: string
   maxSessions: number
@@ -46,6 +48,7 @@ export function serveCommand (program: Command): void {
     .option('--blocks <A:B>', 'serve blocks A..B-1, e.g. 0:8')
     .option('--num-blocks <n>', 'serve n blocks where the swarm covers the model worst', parseNumber('--num-blocks', { integer: true, min: 1 }))
     .option('--listen <multiaddr>', 'address to listen on (repeatable; default /ip4/0.0.0.0/tcp/0)', collect)
+    .option('--announce <multiaddr>', 'address others should dial instead of the listen addresses, e.g. a public IP or a port forward to --listen (repeatable)', collect)
     .option('--bootstrap <multiaddr>', 'address (with /p2p/<id>) of any swarm node (repeatable)', collect)
     .option('--device <device>', 'cpu, webgpu or cuda (falls back to cpu when unavailable)', 'cpu')
     .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)
@@ -70,7 +73,8 @@ When ready, prints one line on stdout:
 
 Examples:
   petal-node serve --model models/stories260k --blocks 0:3 --listen /ip4/0.0.0.0/tcp/31330 --identity ~/.petal/key
-  petal-node serve --model models/stories260k --num-blocks 2 --bootstrap /ip4/10.0.0.5/tcp/31330/p2p/12D3KooW...`)
+  petal-node serve --model models/stories260k --num-blocks 2 --bootstrap /ip4/10.0.0.5/tcp/31330/p2p/12D3KooW...
+  petal-node serve --model models/stories260k --num-blocks 2 --listen /ip4/0.0.0.0/tcp/31330 --announce /ip4/203.0.113.7/tcp/31330 --bootstrap ...`)
     .action(async (flags: ServeFlags, cmd: Command) => {
       const verbose = cmd.optsWithGlobals<{ verbose?: boolean }>().verbose === true
       const log = createCliLogger(verbose ? 'debug' : 'info')
@@ -106,6 +110,7 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
   } else if (flags.rebalanceInterval !== undefined || flags.rebalanceMinGain !== undefined) {
     throw new UsageError('--rebalance-interval and --rebalance-min-gain need --num-blocks: a server given --blocks keeps them')
   }
+  if (flags.announce !== undefined) init.announce = flags.announce.map(checkAnnounceAddress)
   if (flags.modelId !== undefined) init.modelId = flags.modelId
   if (flags.graphBlocks !== undefined) init.graphBlocks = flags.graphBlocks
   if (flags.threads !== undefined) init.threads = flags.threads
@@ -165,4 +170,18 @@ async function runServer (init: PetalServerInit, log: Logger): Promise<void> {
   void server.closed.then(() => {
     if (!stopping) process.exit(1)
   })
+}
+
+/** An --announce value: a multiaddr without /p2p/ (the server appends its own peer id). */
+function checkAnnounceAddress (value: string): string {
+  let components
+  try {
+    components = multiaddr(value).getComponents()
+  } catch (err) {
+    throw new UsageError(`--announce must be a multiaddr such as /ip4/203.0.113.7/tcp/31330: current value is "${value}" (${(err as Error).message})`)
+  }
+  if (components.some(c => c.name === 'p2p')) {
+    throw new UsageError(`--announce takes an address without /p2p/<peer id> (the server adds its own): current value is "${value}"`)
+  }
+  return value
 }

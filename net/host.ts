@@ -22,6 +22,12 @@ export interface PetalHostInit {
   privateKey?: PrivateKey
   /** Multiaddrs to listen on; default one TCP port on 127.0.0.1 chosen by the OS. */
   listen?: string[]
+  /**
+   * The addresses other peers should dial, in place of the listen addresses (a public IP, a
+   * port forward): identify and the DHT's records then carry only these. Default: the listen
+   * addresses (0.0.0.0 expanded to the machine's interfaces).
+   */
+  announce?: string[]
   /** Multiaddrs (with /p2p/<id>) of any nodes already in the swarm. */
   bootstrap?: string[]
   /**
@@ -52,7 +58,7 @@ const MAX_PING_STREAMS = 8
 export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> {
   const node = await createLibp2p({
     ...(init.privateKey !== undefined ? { privateKey: init.privateKey } : {}),
-    addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+    addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
     transports: [tcp()],
     connectionEncrypters: [wholeMessageNoise()],
     streamMuxers: [yamux()],

@@ -18,6 +18,8 @@ export interface PetalServerInit {
   modelId?: string
   /** Multiaddrs to listen on (default one TCP port on 127.0.0.1). */
   listen?: string[]
+  /** Multiaddrs others should dial instead of the listen addresses (behind NAT with a port forward, in a container). */
+  announce?: string[]
   /** Multiaddrs (with /p2p/<id>) of nodes already in the swarm. */
   bootstrap?: string[]
   /** Execution device (default cpu); a missing one falls back to cpu. */

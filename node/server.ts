@@ -134,6 +134,7 @@ export class PetalServer {
     this.#host = await createPetalHost({
       ...(this.#init.privateKey !== undefined ? { privateKey: this.#init.privateKey } : {}),
       ...(this.#init.listen !== undefined ? { listen: this.#init.listen } : {}),
+      ...(this.#init.announce !== undefined ? { announce: this.#init.announce } : {}),
       bootstrap: this.#init.bootstrap ?? [],
       dhtServer: true
     })
