@@ -18,6 +18,7 @@ interface ServeFlags {
   threads?: number
   listen?: string[]
   announce?: string[]
+  relay?: number
   bootstrap?: string[]
   device: string
   maxSessions: number
@@ -49,6 +50,7 @@ export function serveCommand (program: Command): void {
     .option('--num-blocks <n>', 'serve n blocks where the swarm covers the model worst', parseNumber('--num-blocks', { integer: true, min: 1 }))
     .option('--listen <multiaddr>', 'address to listen on (repeatable; default /ip4/0.0.0.0/tcp/0)', collect)
     .option('--announce <multiaddr>', 'address others should dial instead of the listen addresses, e.g. a public IP or a port forward to --listen (repeatable)', collect)
+    .option('--relay <n>', 'also relay connections for up to n servers that cannot be dialed directly (behind NAT: they listen on <this address>/p2p-circuit)', parseNumber('--relay', { integer: true, min: 1 }))
     .option('--bootstrap <multiaddr>', 'address (with /p2p/<id>) of any swarm node (repeatable)', collect)
     .option('--device <device>', 'cpu, webgpu or cuda (falls back to cpu when unavailable)', 'cpu')
     .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)
@@ -74,7 +76,9 @@ When ready, prints one line on stdout:
 Examples:
   petal-node serve --model models/stories260k --blocks 0:3 --listen /ip4/0.0.0.0/tcp/31330 --identity ~/.petal/key
   petal-node serve --model models/stories260k --num-blocks 2 --bootstrap /ip4/10.0.0.5/tcp/31330/p2p/12D3KooW...
-  petal-node serve --model models/stories260k --num-blocks 2 --listen /ip4/0.0.0.0/tcp/31330 --announce /ip4/203.0.113.7/tcp/31330 --bootstrap ...`)
+  petal-node serve --model models/stories260k --num-blocks 2 --listen /ip4/0.0.0.0/tcp/31330 --announce /ip4/203.0.113.7/tcp/31330 --bootstrap ...
+  petal-node serve --model models/stories260k --blocks 0:3 --listen /ip4/0.0.0.0/tcp/31330 --relay 8
+  petal-node serve --model models/stories260k --num-blocks 2 --listen /p2p-circuit --bootstrap /ip4/10.0.0.5/tcp/31330/p2p/12D3KooW...`)
     .action(async (flags: ServeFlags, cmd: Command) => {
       const verbose = cmd.optsWithGlobals<{ verbose?: boolean }>().verbose === true
       const log = createCliLogger(verbose ? 'debug' : 'info')
@@ -111,6 +115,7 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
     throw new UsageError('--rebalance-interval and --rebalance-min-gain need --num-blocks: a server given --blocks keeps them')
   }
   if (flags.announce !== undefined) init.announce = flags.announce.map(checkAnnounceAddress)
+  if (flags.relay !== undefined) init.relayReservations = flags.relay
   if (flags.modelId !== undefined) init.modelId = flags.modelId
   if (flags.graphBlocks !== undefined) init.graphBlocks = flags.graphBlocks
   if (flags.threads !== undefined) init.threads = flags.threads

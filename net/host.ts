@@ -1,4 +1,5 @@
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
@@ -39,6 +40,12 @@ export interface PetalHostInit {
   dialTimeoutMs?: number
   /** How often libp2p's connection monitor pings each connection, ms. Default 10 s (libp2p's). */
   monitorPingIntervalMs?: number
+  /**
+   * Relay connections for peers that cannot be dialed directly (behind NAT): they listen on
+   * `<this node's address>/p2p-circuit` or on `/p2p-circuit` (any relay they meet). Off by
+   * default: every byte of their traffic then passes through this node.
+   */
+  relay?: { maxReservations: number }
 }
 
 /**
@@ -56,19 +63,23 @@ const MAX_PING_STREAMS = 8
  * (`passthroughMapper`), so a swarm on one machine or a LAN works.
  */
 export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> {
-  const node = await createLibp2p({
+  const node = await createLibp2p<PetalServices>({
     ...(init.privateKey !== undefined ? { privateKey: init.privateKey } : {}),
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
-    transports: [tcp()],
+    // every node can dial (and, with a /p2p-circuit listen address, be reached) through a relay
+    transports: [tcp(), circuitRelayTransport()],
     connectionEncrypters: [wholeMessageNoise()],
     streamMuxers: [yamux()],
     ...(init.monitorPingIntervalMs !== undefined ? { connectionMonitor: { pingInterval: init.monitorPingIntervalMs } } : {}),
     services: {
       identify: identify(),
       ping: ping({ maxInboundStreams: MAX_PING_STREAMS, maxOutboundStreams: MAX_PING_STREAMS }),
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper })
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper }),
+      // Inference sessions are long and heavy: relayed connections get no time or data limit
+      // (libp2p's defaults, 2 minutes and 128 KiB, suit hole punching, not serving through a relay).
+      ...(init.relay !== undefined ? { relay: circuitRelayServer({ reservations: { maxReservations: init.relay.maxReservations, applyDefaultLimit: false } }) } : {})
     }
-  })
+  }).catch((err: Error) => { throw explainRelayFailure(err, init.listen ?? []) })
   const bootstrap = init.bootstrap ?? []
   const results = await Promise.allSettled(bootstrap.map(async addr =>
     await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(init.dialTimeoutMs ?? 10_000) })))
@@ -85,4 +96,15 @@ export function fullAddress (node: PetalHost): string {
   const addr = node.getMultiaddrs()[0]
   if (addr === undefined) throw new Error('The node listens on no address')
   return addr.toString()
+}
+
+/**
+ * libp2p fails to start when a relay named in a /p2p-circuit listen address refuses the
+ * reservation or is no relay at all ("could not negotiate /libp2p/circuit/relay/0.2.0/hop");
+ * says so in Petal's terms.
+ */
+function explainRelayFailure (err: Error, listen: readonly string[]): Error {
+  const relayed = listen.filter(a => a.includes('/p2p-circuit') && a !== '/p2p-circuit')
+  if (relayed.length === 0 || !/circuit\/relay/.test(err.message)) return err
+  return new Error(`Cannot listen through the relay in ${relayed.join(', ')}: it refused the reservation or is no relay (a relay is a node started with petal-node serve --relay N)`, { cause: err })
 }

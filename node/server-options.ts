@@ -20,6 +20,13 @@ export interface PetalServerInit {
   listen?: string[]
   /** Multiaddrs others should dial instead of the listen addresses (behind NAT with a port forward, in a container). */
   announce?: string[]
+  /**
+   * Also relay connections to servers that cannot be dialed directly (behind NAT), at most
+   * this many of them at once (they listen on `<this server's address>/p2p-circuit`). Default: not a relay.
+   */
+  relayReservations?: number
+  /** How long start() waits for an address when it listens only through a relay, ms (default 30 s). */
+  addressWaitMs?: number
   /** Multiaddrs (with /p2p/<id>) of nodes already in the swarm. */
   bootstrap?: string[]
   /** Execution device (default cpu); a missing one falls back to cpu. */

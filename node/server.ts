@@ -135,13 +135,16 @@ export class PetalServer {
       ...(this.#init.privateKey !== undefined ? { privateKey: this.#init.privateKey } : {}),
       ...(this.#init.listen !== undefined ? { listen: this.#init.listen } : {}),
       ...(this.#init.announce !== undefined ? { announce: this.#init.announce } : {}),
+      ...(this.#init.relayReservations !== undefined ? { relay: { maxReservations: this.#init.relayReservations } } : {}),
       bootstrap: this.#init.bootstrap ?? [],
       dhtServer: true
     })
+    await waitForAddress(this.#host, this.#init.addressWaitMs ?? 30_000)
     // remember which peers are Petal servers, and where they listen, for peer exchange in info
     const remember = (peer: string, protocols: readonly string[], addrs: readonly { toString: () => string }[]): void => {
       const addr = addrs.map(a => a.toString()).find(a => !a.includes('/0.0.0.0/') && !a.includes('/::/'))
-      if (protocols.includes(PROTOCOL_INFO) && addr !== undefined) this.#serverPeers.set(peer, addr.includes('/p2p/') ? addr : `${addr}/p2p/${peer}`)
+      // a relayed address holds the relay's /p2p/ and then /p2p-circuit: the peer's own id goes last
+      if (protocols.includes(PROTOCOL_INFO) && addr !== undefined) this.#serverPeers.set(peer, addr.endsWith(`/p2p/${peer}`) ? addr : `${addr}/p2p/${peer}`)
     }
     this.#host.addEventListener('peer:identify', evt => { remember(evt.detail.peerId.toString(), evt.detail.protocols, evt.detail.listenAddrs) })
     for (const peer of this.#host.getPeers()) {
@@ -359,4 +362,26 @@ export class PetalServer {
 /** A server's speed as span choice counts it: its decode tokens/s (at least 1, so a new server counts). */
 function servedSpeed (throughput: Throughput): number {
   return Math.max(1, throughput.decodeTokensPerSec)
+}
+
+/**
+ * Resolves once the host has an address to announce. One that listens only through a relay
+ * (`/p2p-circuit`) has none until its reservation is made, after it has met the relay.
+ */
+async function waitForAddress (host: PetalHost, timeoutMs: number): Promise<void> {
+  if (host.getMultiaddrs().length > 0) return
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer)
+      host.removeEventListener('self:peer:update', check)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const check = (): void => { if (host.getMultiaddrs().length > 0) done() }
+    const timer = setTimeout(() => {
+      done(new Error(`No address to announce after ${timeoutMs} ms: a server listening only through a relay (/p2p-circuit) needs a relay that accepts its reservation (petal-node serve --relay)`))
+    }, timeoutMs)
+    host.addEventListener('self:peer:update', check)
+    check()
+  })
 }

@@ -1,0 +1,72 @@
+/**
+ * A server that cannot be dialed (no listen address of its own, as behind a NAT) serves
+ * through a relay: another server started with relayReservations (`serve --relay N`).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LanguageModel } from '../../client/language-model.js'
+import type { SwarmClient } from '../../client/swarm/swarm-client.js'
+import { PetalServer } from '../../node/server.js'
+import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
+import { InProcessSwarm } from '../helpers/in-process-swarm.js'
+import { fullyCovered, waitForServers } from '../helpers/swarm.js'
+
+const SPEED = { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 }
+
+describe('a server behind a relay', () => {
+  const swarm = new InProcessSwarm()
+  const ref = readReference('stories260k').prompts[0]
+  let relay: PetalServer
+  let hidden: PetalServer
+  let client: SwarmClient
+  beforeAll(async () => {
+    relay = await swarm.start({ blocks: { start: 0, end: 3 }, relayReservations: 4 })
+    hidden = await swarm.start({ blocks: { start: 3, end: 5 }, listen: [`${relay.address}/p2p-circuit`] })
+    client = await swarm.connect()
+    await waitForServers(client, 'stories260k', 5, fullyCovered(5))
+  }, 30_000)
+  afterAll(async () => { await swarm.close() })
+
+  it('has only the relayed address, and serves a generation through it with the reference tokens', async () => {
+    const id = hidden.host.peerId.toString()
+    expect(hidden.address).toBe(`${relay.address}/p2p-circuit/p2p/${id}`)
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
+    const gen = model.generate(ref.prompt_ids, { maxNewTokens: 24, temperature: 0, stopAtEos: false })
+    let step = await gen.next()
+    while (step.done !== true) step = await gen.next()
+    expect(step.value.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+    expect(step.value.stats.target.route).toContain(id.slice(-6))
+    await model.release()
+    const conns = client.host.getConnections(hidden.host.peerId)
+    expect(conns.length).toBeGreaterThan(0)
+    for (const conn of conns) {
+      expect(conn.remoteAddr.toString()).toContain('/p2p-circuit')
+      // no data or time limit: libp2p's defaults (128 KiB, 2 minutes) would cut a session off
+      expect(conn.limits).toBeUndefined()
+    }
+  }, 30_000)
+
+  it('a server listening only through a node that is no relay fails to start, and says why', async () => {
+    const plain = await swarm.start({ blocks: { start: 0, end: 3 } })
+    const lonely = new PetalServer({
+      modelDir: BUNDLED_MODEL,
+      blocks: { start: 3, end: 5 },
+      throughput: SPEED,
+      listen: [`${plain.address}/p2p-circuit`],
+      bootstrap: [plain.address],
+      addressWaitMs: 1500
+    })
+    await expect(lonely.start()).rejects.toThrow(/refused the reservation or is no relay \(a relay is a node started with petal-node serve --relay N\)/)
+  }, 30_000)
+
+  it('one listening through any relay it meets (/p2p-circuit), in a swarm with none, gives up after addressWaitMs', async () => {
+    // a swarm of its own: the one above has a relay, which relay discovery could find
+    const plain = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 0, end: 3 }, throughput: SPEED })
+    await plain.start()
+    try {
+      const lonely = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 3, end: 5 }, throughput: SPEED, listen: ['/p2p-circuit'], bootstrap: [plain.address], addressWaitMs: 1500 })
+      await expect(lonely.start()).rejects.toThrow(/No address to announce after 1500 ms: a server listening only through a relay/)
+    } finally {
+      await plain.stop()
+    }
+  }, 30_000)
+})
