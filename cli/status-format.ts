@@ -37,8 +37,10 @@ export function formatStatus (models: readonly ModelStatus[]): string {
     const rows = [['SERVER', 'SPAN', 'STATE', 'DECODE tok/s/blk', 'PREFILL tok/s/blk', 'RTT ms', 'SESSIONS', 'FREE CACHE', 'DEVICE', 'RUNS']]
     for (const s of [...m.servers].sort((a, b) => a.info.start - b.info.start || a.info.end - b.info.end)) {
       const i = s.info
+      // a server reachable only through a relay (behind a NAT): every hop to it takes a detour
+      const relayed = i.addrs.length > 0 && i.addrs.every(a => a.includes('/p2p-circuit'))
       rows.push([
-        `…${i.peerId.slice(-8)}`, `[${i.start},${i.end})`, i.state,
+        `…${i.peerId.slice(-8)}${relayed ? ' (relay)' : ''}`, `[${i.start},${i.end})`, i.state,
         i.throughput.decodeTokensPerSec.toFixed(0), i.throughput.prefillTokensPerSec.toFixed(0),
         s.rttMs.toFixed(1), `${i.openSessions}/${i.maxSessions}`, String(i.freeCacheTokens), i.device,
         String(i.metrics?.runsComputed ?? '-')

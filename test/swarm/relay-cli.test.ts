@@ -34,6 +34,12 @@ async function serve (args: string[]): Promise<string> {
   return (READY.exec(stdout()) as RegExpExecArray)[1] as string
 }
 
+/** Exit code once the process has exited. */
+async function exited (child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode
+  return await new Promise(resolve => child.once('exit', code => { resolve(code) }))
+}
+
 describe('petal-node serve behind a relay', () => {
   afterAll(() => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
@@ -45,10 +51,15 @@ describe('petal-node serve behind a relay', () => {
     expect(hidden).toMatch(new RegExp(`^${relay}/p2p-circuit/p2p/\\w+$`))
     const ref = readReference('stories260k').prompts[0]
     const gen = run(['generate', '--bootstrap', relay, '--model', BUNDLED_MODEL, '--prompt', ref.prompt, '--max-new-tokens', '16', '--temperature', '0', '--json'])
-    const code = await new Promise(resolve => gen.child.once('exit', resolve))
-    expect(code, gen.stderr()).toBe(0)
+    expect(await exited(gen.child), gen.stderr()).toBe(0)
     const result = JSON.parse(gen.stdout())
     expect(result.tokens).toEqual(ref.greedy_new_ids.slice(0, 16))
     expect(result.stats.target.route).toContain(hidden.slice(-6))
+    // status marks the server reachable only through the relay
+    const status = run(['status', '--bootstrap', relay])
+    expect(await exited(status.child), status.stderr()).toBe(0)
+    const line = (id: string): string | undefined => status.stdout().split('\n').find(l => l.includes(`…${id.slice(-8)}`))
+    expect(line(hidden)).toMatch(/ \(relay\)\s+\[3,5\)/)
+    expect(line(relay)).not.toContain('(relay)')
   }, 60_000)
 })
