@@ -45,6 +45,17 @@ describe('a server behind a relay', () => {
     }
   }, 30_000)
 
+  it('push mode: the server before it forwards to it through the relay, with no failover', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true })
+    const gen = model.generate(ref.prompt_ids, { maxNewTokens: 24, temperature: 0, stopAtEos: false })
+    let step = await gen.next()
+    while (step.done !== true) step = await gen.next()
+    expect(step.value.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+    expect(step.value.stats.target.failovers).toBe(0)
+    expect(step.value.stats.target.route).toContain(hidden.host.peerId.toString().slice(-6))
+    await model.release()
+  }, 30_000)
+
   it('a server listening only through a node that is no relay fails to start, and says why', async () => {
     const plain = await swarm.start({ blocks: { start: 0, end: 3 } })
     const lonely = new PetalServer({
@@ -68,5 +79,31 @@ describe('a server behind a relay', () => {
     } finally {
       await plain.stop()
     }
+  }, 30_000)
+})
+
+describe('push to a server behind a relay from a server that is not its relay', () => {
+  const swarm = new InProcessSwarm()
+  const ref = readReference('stories260k').prompts[0]
+  let hidden: PetalServer
+  let client: SwarmClient
+  beforeAll(async () => {
+    const relay = await swarm.start({ blocks: { start: 4, end: 5 }, relayReservations: 4 })
+    await swarm.start({ blocks: { start: 0, end: 2 } })
+    hidden = await swarm.start({ blocks: { start: 2, end: 4 }, listen: [`${relay.address}/p2p-circuit`] })
+    client = await swarm.connect()
+    await waitForServers(client, 'stories260k', 5, fullyCovered(5))
+  }, 30_000)
+  afterAll(async () => { await swarm.close() })
+
+  it('[0,2) pushes to the relayed [2,4), which pushes to its relay [4,5): reference tokens, no failover', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true })
+    const gen = model.generate(ref.prompt_ids, { maxNewTokens: 24, temperature: 0, stopAtEos: false })
+    let step = await gen.next()
+    while (step.done !== true) step = await gen.next()
+    expect(step.value.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+    expect(step.value.stats.target.failovers).toBe(0)
+    expect(step.value.stats.target.route).toMatch(new RegExp(`\\[0,2\\) -> …${hidden.host.peerId.toString().slice(-6)}\\[2,4\\) -> `))
+    await model.release()
   }, 30_000)
 })
