@@ -60,7 +60,8 @@ const MAX_PING_STREAMS = 8
 /**
  * A libp2p node as every Petal peer runs it: TCP, noise, yamux, identify, ping, and a
  * Kademlia DHT under Petal's own protocol id that keeps loopback and LAN addresses
- * (`passthroughMapper`), so a swarm on one machine or a LAN works.
+ * (`passthroughMapper`), so a swarm on one machine or a LAN works. Circuit relay v2 lets any
+ * node dial a peer behind a NAT through its relay; a node with `relay` also acts as one.
  */
 export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> {
   const node = await createLibp2p<PetalServices>({
