@@ -22,6 +22,7 @@ import { loadSpan } from './load-span.js'
 import { PushForwarder } from './push-forwarder.js'
 import { pushHandler } from './push-handler.js'
 import { Rebalancer } from './rebalancer.js'
+import { waitForAddress, watchReachability } from './reachability.js'
 import { RunExecutor, type SessionLink } from './run-executor.js'
 import type { PetalServerInit } from './server-options.js'
 import { SessionManager } from './session-manager.js'
@@ -125,7 +126,7 @@ export class PetalServer {
     signal.throwIfAborted()
     this.#serve()
     this.#state = 'online'
-    this.#log.info({ modelId: this.#modelId, blocks: [this.#span.start, this.#span.end], address: this.address, throughput: this.#throughput }, 'online')
+    this.#log.info({ modelId: this.#modelId, blocks: [this.#span.start, this.#span.end], address: this.host.getMultiaddrs()[0]?.toString(), throughput: this.#throughput }, 'online')
     const rebalanceMs = init.rebalanceIntervalMs ?? 0
     if (init.numBlocks !== undefined && rebalanceMs > 0) this.#startRebalancing(rebalanceMs)
   }
@@ -140,6 +141,7 @@ export class PetalServer {
       dhtServer: true
     })
     await waitForAddress(this.#host, this.#init.addressWaitMs ?? 30_000)
+    watchReachability(this.#host, this.#log)
     // remember which peers are Petal servers, and where they listen, for peer exchange in info
     const remember = (peer: string, protocols: readonly string[], addrs: readonly { toString: () => string }[]): void => {
       const addr = addrs.map(a => a.toString()).find(a => !a.includes('/0.0.0.0/') && !a.includes('/::/'))
@@ -364,24 +366,3 @@ function servedSpeed (throughput: Throughput): number {
   return Math.max(1, throughput.decodeTokensPerSec)
 }
 
-/**
- * Resolves once the host has an address to announce. One that listens only through a relay
- * (`/p2p-circuit`) has none until its reservation is made, after it has met the relay.
- */
-async function waitForAddress (host: PetalHost, timeoutMs: number): Promise<void> {
-  if (host.getMultiaddrs().length > 0) return
-  await new Promise<void>((resolve, reject) => {
-    const done = (err?: Error): void => {
-      clearTimeout(timer)
-      host.removeEventListener('self:peer:update', check)
-      if (err === undefined) resolve()
-      else reject(err)
-    }
-    const check = (): void => { if (host.getMultiaddrs().length > 0) done() }
-    const timer = setTimeout(() => {
-      done(new Error(`No address to announce after ${timeoutMs} ms: a server listening only through a relay (/p2p-circuit) needs a relay that accepts its reservation (petal-node serve --relay)`))
-    }, timeoutMs)
-    host.addEventListener('self:peer:update', check)
-    check()
-  })
-}

@@ -2,6 +2,7 @@
  * A server that cannot be dialed (no listen address of its own, as behind a NAT) serves
  * through a relay: another server started with relayReservations (`serve --relay N`).
  */
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
@@ -67,6 +68,26 @@ describe('a server behind a relay', () => {
       addressWaitMs: 1500
     })
     await expect(lonely.start()).rejects.toThrow(/refused the reservation or is no relay \(a relay is a node started with petal-node serve --relay N\)/)
+  }, 30_000)
+
+  it('one whose named relay stops stays up and warns that clients cannot reach it', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(line) } })
+    const ownRelay = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 0, end: 3 }, throughput: SPEED, relayReservations: 2 })
+    await ownRelay.start()
+    const behind = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 3, end: 5 }, throughput: SPEED, listen: [`${ownRelay.address}/p2p-circuit`], bootstrap: [ownRelay.address], logger })
+    try {
+      await behind.start()
+      expect(behind.info().addrs).toHaveLength(1)
+      await ownRelay.stop()
+      for (let waited = 0; waited < 10_000 && !lines.some(l => l.includes('unreachable: no address left')); waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
+      expect(lines.filter(l => l.includes('unreachable: no address left'))).toHaveLength(1)
+      expect(behind.info().addrs).toEqual([])
+      expect(behind.state).toBe('online')
+    } finally {
+      await behind.stop()
+      await ownRelay.stop()
+    }
   }, 30_000)
 
   it('one listening through any relay it meets (/p2p-circuit), in a swarm with none, gives up after addressWaitMs', async () => {
