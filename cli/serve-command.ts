@@ -50,7 +50,7 @@ export function serveCommand (program: Command): void {
     .option('--num-blocks <n>', 'serve n blocks where the swarm covers the model worst', parseNumber('--num-blocks', { integer: true, min: 1 }))
     .option('--listen <multiaddr>', 'address to listen on (repeatable; default /ip4/0.0.0.0/tcp/0)', collect)
     .option('--announce <multiaddr>', 'address others should dial instead of the listen addresses, e.g. a public IP or a port forward to --listen (repeatable)', collect)
-    .option('--relay <n>', 'also relay connections for up to n servers that cannot be dialed directly (behind NAT: they listen on <this address>/p2p-circuit)', parseNumber('--relay', { integer: true, min: 1 }))
+    .option('--relay <n>', 'also relay connections for up to n Petal servers that cannot be dialed directly (behind NAT: they listen on <this address>/p2p-circuit)', parseNumber('--relay', { integer: true, min: 1 }))
     .option('--bootstrap <multiaddr>', 'address (with /p2p/<id>) of any swarm node (repeatable)', collect)
     .option('--device <device>', 'cpu, webgpu or cuda (falls back to cpu when unavailable)', 'cpu')
     .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)

@@ -1,7 +1,7 @@
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
-import type { PrivateKey } from '@libp2p/interface'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -41,9 +41,10 @@ export interface PetalHostInit {
   /** How often libp2p's connection monitor pings each connection, ms. Default 10 s (libp2p's). */
   monitorPingIntervalMs?: number
   /**
-   * Relay connections for peers that cannot be dialed directly (behind NAT): they listen on
-   * `<this node's address>/p2p-circuit` or on `/p2p-circuit` (any relay they meet). Off by
-   * default: every byte of their traffic then passes through this node.
+   * Relay connections for Petal servers that cannot be dialed directly (behind NAT): they
+   * listen on `<this node's address>/p2p-circuit` or on `/p2p-circuit` (any relay they meet).
+   * Off by default: every byte of their traffic then passes through this node. Only peers
+   * that speak Petal's DHT protocol (servers) get a reservation.
    */
   relay?: { maxReservations: number }
 }
@@ -64,6 +65,7 @@ const MAX_PING_STREAMS = 8
  * node dial a peer behind a NAT through its relay; a node with `relay` also acts as one.
  */
 export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> {
+  let self: PetalHost | undefined // the gate below runs once the node exists
   const node = await createLibp2p<PetalServices>({
     ...(init.privateKey !== undefined ? { privateKey: init.privateKey } : {}),
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
@@ -72,6 +74,7 @@ export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> 
     connectionEncrypters: [wholeMessageNoise()],
     streamMuxers: [yamux()],
     ...(init.monitorPingIntervalMs !== undefined ? { connectionMonitor: { pingInterval: init.monitorPingIntervalMs } } : {}),
+    ...(init.relay !== undefined ? { connectionGater: { denyInboundRelayReservation: async (peer: PeerId) => self === undefined || !(await speaksPetalDht(self, peer)) } } : {}),
     services: {
       identify: identify(),
       ping: ping({ maxInboundStreams: MAX_PING_STREAMS, maxOutboundStreams: MAX_PING_STREAMS }),
@@ -81,6 +84,7 @@ export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> 
       ...(init.relay !== undefined ? { relay: circuitRelayServer({ reservations: { maxReservations: init.relay.maxReservations, applyDefaultLimit: false } }) } : {})
     }
   }).catch((err: Error) => { throw explainRelayFailure(err, init.listen ?? []) })
+  self = node
   const bootstrap = init.bootstrap ?? []
   const results = await Promise.allSettled(bootstrap.map(async addr =>
     await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(init.dialTimeoutMs ?? 10_000) })))
@@ -108,4 +112,29 @@ function explainRelayFailure (err: Error, listen: readonly string[]): Error {
   const relayed = listen.filter(a => a.includes('/p2p-circuit') && a !== '/p2p-circuit')
   if (relayed.length === 0 || !/circuit\/relay/.test(err.message)) return err
   return new Error(`Cannot listen through the relay in ${relayed.join(', ')}: it refused the reservation or is no relay (a relay is a node started with petal-node serve --relay N)`, { cause: err })
+}
+
+/** How long a relay waits for identify to say which protocols a peer asking for a reservation speaks. */
+const IDENTIFY_WAIT_MS = 3000
+
+/**
+ * Whether `peer` speaks Petal's DHT protocol, as identify reports it: every Petal server
+ * does, other libp2p peers do not. Identify of a peer that just connected may still be
+ * running when it asks for a reservation, so this waits for it a while.
+ */
+async function speaksPetalDht (node: PetalHost, peer: PeerId): Promise<boolean> {
+  const known = async (): Promise<boolean> => (await node.peerStore.get(peer).catch(() => undefined))?.protocols.includes(DHT_PROTOCOL) === true
+  if (await known()) return true
+  return await new Promise<boolean>(resolve => {
+    const done = (answer: boolean): void => {
+      clearTimeout(timer)
+      node.removeEventListener('peer:identify', onIdentify)
+      resolve(answer)
+    }
+    const onIdentify = (evt: CustomEvent<{ peerId: PeerId, protocols: string[] }>): void => {
+      if (evt.detail.peerId.equals(peer)) done(evt.detail.protocols.includes(DHT_PROTOCOL))
+    }
+    const timer = setTimeout(() => { void known().then(done) }, IDENTIFY_WAIT_MS)
+    node.addEventListener('peer:identify', onIdentify)
+  })
 }

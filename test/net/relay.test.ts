@@ -2,10 +2,16 @@
  * A server that cannot be dialed (no listen address of its own, as behind a NAT) serves
  * through a relay: another server started with relayReservations (`serve --relay N`).
  */
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
+import { wholeMessageNoise } from '../../net/whole-message-noise.js'
 import { PetalServer } from '../../node/server.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
@@ -44,6 +50,17 @@ describe('a server behind a relay', () => {
       // no data or time limit: libp2p's defaults (128 KiB, 2 minutes) would cut a session off
       expect(conn.limits).toBeUndefined()
     }
+  }, 30_000)
+
+  it('a libp2p peer that is no Petal server gets no reservation: the relay is for servers', async () => {
+    const stranger = createLibp2p({
+      addresses: { listen: [`${relay.address}/p2p-circuit`] },
+      transports: [tcp(), circuitRelayTransport()],
+      connectionEncrypters: [wholeMessageNoise()],
+      streamMuxers: [yamux()],
+      services: { identify: identify() }
+    })
+    await expect(stranger).rejects.toThrow(/PERMISSION_DENIED|denied|refused/i)
   }, 30_000)
 
   it('push mode: the server before it forwards to it through the relay, with no failover', async () => {
