@@ -1,4 +1,6 @@
+import type { LanguageModel } from '../../client/language-model.js'
 import { uncoveredBlocks } from '../../client/routing/route-planner.js'
+import type { GenerationResult } from '../../client/text-generation.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { KnownServer } from '../../client/swarm/server-directory.js'
 
@@ -19,4 +21,13 @@ export const fullyCovered = (numBlocks: number) => (servers: KnownServer[]): boo
 /** The peer id at the end of a /p2p/ multiaddr. */
 export function peerIdOf (address: string): string {
   return address.split('/p2p/')[1] ?? ''
+}
+
+/** Greedy generation of `n` tokens after `promptIds`, EOS ignored, run to the end: its result. */
+export async function generateGreedy (model: LanguageModel, promptIds: readonly number[], n: number): Promise<GenerationResult> {
+  const gen = model.generate(promptIds, { maxNewTokens: n, temperature: 0, stopAtEos: false })
+  for (;;) {
+    const step = await gen.next()
+    if (step.done === true) return step.value
+  }
 }

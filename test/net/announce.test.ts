@@ -11,7 +11,7 @@ import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
 import type { PetalServer } from '../../node/server.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
-import { fullyCovered, waitForServers } from '../helpers/swarm.js'
+import { fullyCovered, generateGreedy, waitForServers } from '../helpers/swarm.js'
 
 /** Listens on 127.0.0.1 and pipes every connection to `targetPort`; counts them. */
 class PortForward {
@@ -82,11 +82,9 @@ describe('--announce: a server reachable only through a port forward', () => {
 
   it('serves a generation through the forward, with the reference tokens', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
-    const gen = model.generate(ref.prompt_ids, { maxNewTokens: 24, temperature: 0, stopAtEos: false })
-    let step = await gen.next()
-    while (step.done !== true) step = await gen.next()
-    expect(step.value.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
-    expect(step.value.stats.target.route).toContain(hidden.host.peerId.toString().slice(-6))
+    const result = await generateGreedy(model, ref.prompt_ids, 24)
+    expect(result.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+    expect(result.stats.target.route).toContain(hidden.host.peerId.toString().slice(-6))
     await model.release()
     // the client reached the hidden server through the forward: its own connection or an earlier one
     expect(forward.connections).toBeGreaterThan(0)

@@ -15,7 +15,7 @@ import { wholeMessageNoise } from '../../net/whole-message-noise.js'
 import { PetalServer } from '../../node/server.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
-import { fullyCovered, waitForServers } from '../helpers/swarm.js'
+import { fullyCovered, generateGreedy, waitForServers } from '../helpers/swarm.js'
 
 const SPEED = { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 }
 
@@ -37,11 +37,9 @@ describe('a server behind a relay', () => {
     const id = hidden.host.peerId.toString()
     expect(hidden.address).toBe(`${relay.address}/p2p-circuit/p2p/${id}`)
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
-    const gen = model.generate(ref.prompt_ids, { maxNewTokens: 24, temperature: 0, stopAtEos: false })
-    let step = await gen.next()
-    while (step.done !== true) step = await gen.next()
-    expect(step.value.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
-    expect(step.value.stats.target.route).toContain(id.slice(-6))
+    const result = await generateGreedy(model, ref.prompt_ids, 24)
+    expect(result.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+    expect(result.stats.target.route).toContain(id.slice(-6))
     await model.release()
     const conns = client.host.getConnections(hidden.host.peerId)
     expect(conns.length).toBeGreaterThan(0)
@@ -65,12 +63,10 @@ describe('a server behind a relay', () => {
 
   it('push mode: the server before it forwards to it through the relay, with no failover', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true })
-    const gen = model.generate(ref.prompt_ids, { maxNewTokens: 24, temperature: 0, stopAtEos: false })
-    let step = await gen.next()
-    while (step.done !== true) step = await gen.next()
-    expect(step.value.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
-    expect(step.value.stats.target.failovers).toBe(0)
-    expect(step.value.stats.target.route).toContain(hidden.host.peerId.toString().slice(-6))
+    const result = await generateGreedy(model, ref.prompt_ids, 24)
+    expect(result.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+    expect(result.stats.target.failovers).toBe(0)
+    expect(result.stats.target.route).toContain(hidden.host.peerId.toString().slice(-6))
     await model.release()
   }, 30_000)
 
@@ -136,12 +132,10 @@ describe('push to a server behind a relay from a server that is not its relay', 
 
   it('[0,2) pushes to the relayed [2,4), which pushes to its relay [4,5): reference tokens, no failover', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true })
-    const gen = model.generate(ref.prompt_ids, { maxNewTokens: 24, temperature: 0, stopAtEos: false })
-    let step = await gen.next()
-    while (step.done !== true) step = await gen.next()
-    expect(step.value.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
-    expect(step.value.stats.target.failovers).toBe(0)
-    expect(step.value.stats.target.route).toMatch(new RegExp(`\\[0,2\\) -> …${hidden.host.peerId.toString().slice(-6)}\\[2,4\\) -> `))
+    const result = await generateGreedy(model, ref.prompt_ids, 24)
+    expect(result.tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+    expect(result.stats.target.failovers).toBe(0)
+    expect(result.stats.target.route).toMatch(new RegExp(`\\[0,2\\) -> …${hidden.host.peerId.toString().slice(-6)}\\[2,4\\) -> `))
     await model.release()
   }, 30_000)
 })

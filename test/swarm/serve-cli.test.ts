@@ -3,11 +3,10 @@
  * network, a persisted identity, --num-blocks filling the swarm's gaps, draining
  * on SIGTERM, and one-line errors for bad flags.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -17,8 +16,8 @@ import { fetchServerInfo } from '../../net/info-client.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
 import { bareNode } from '../helpers/wire-client.js'
+import { CliProcesses, exited, untilReady, type CliProcess } from '../helpers/cli-process.js'
 
-const CLI = fileURLToPath(new URL('../../bin/petal-node.js', import.meta.url))
 const READY = /^ready (\/ip4\/\S+\/p2p\/\w+) blocks \[(\d+),(\d+)\) of (\S+)$/m
 
 interface Served {
@@ -28,36 +27,19 @@ interface Served {
   stderr: () => string
 }
 
-const children: ChildProcess[] = []
+const processes = new CliProcesses()
 
-/** Runs `petal-node serve ...args` (Node 22: this process's own binary). */
-function serve (args: string[]): { child: ChildProcess, stdout: () => string, stderr: () => string } {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let out = ''
-  let err = ''
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d })
-  return { child, stdout: () => out, stderr: () => err }
+/** Runs `petal-node serve ...args`. */
+function serve (args: string[]): CliProcess {
+  return processes.run(['serve', ...args])
 }
 
 /** Starts a server and waits for its ready line. */
 async function startServer (args: string[]): Promise<Served> {
-  const { child, stdout, stderr } = serve(['--model', BUNDLED_MODEL, '--listen', '/ip4/127.0.0.1/tcp/0', ...args])
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`no ready line after 20 s:\n${stderr()}`)) }, 20_000)
-    child.stdout?.on('data', () => { if (READY.test(stdout())) { clearTimeout(timer); resolve() } })
-    child.once('exit', code => { clearTimeout(timer); reject(new Error(`exited with ${code} before ready:\n${stderr()}`)) })
-  })
-  const m = READY.exec(stdout()) as RegExpExecArray
-  expect(stdout().trim().split('\n')).toHaveLength(1) // one line, nothing else on stdout
-  return { child, address: m[1] as string, span: [Number(m[2]), Number(m[3])], stderr }
-}
-
-/** Exit code once the process has exited. */
-async function exited (child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return child.exitCode
-  return await new Promise(resolve => child.once('exit', code => { resolve(code) }))
+  const started = serve(['--model', BUNDLED_MODEL, '--listen', '/ip4/127.0.0.1/tcp/0', ...args])
+  const m = await untilReady(started, READY, 20_000)
+  expect(started.stdout().trim().split('\n')).toHaveLength(1) // one line, nothing else on stdout
+  return { child: started.child, address: m[1] as string, span: [Number(m[2]), Number(m[3])], stderr: started.stderr }
 }
 
 describe('petal-node serve', () => {
@@ -68,7 +50,7 @@ describe('petal-node serve', () => {
   beforeAll(async () => { client = await bareNode() })
 
   afterAll(async () => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    processes.killAll()
     await client?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
