@@ -82,7 +82,9 @@ describe('decoding stops cleanly: no run is left in flight', () => {
   })
 
   it('pipelined: cancelled runs that had not reached the model are never computed', async () => {
-    const inner = new LocalTarget(model, { oneWayLatencyMs: 5 })
+    // runs sent within one latency of the stop are still travelling: 20 ms leaves room for
+    // slow drafting on a loaded machine (at 5 ms every run had landed once, in CI)
+    const inner = new LocalTarget(model, { oneWayLatencyMs: 20 })
     const target = new TrackingTarget(inner)
     const { opts } = setup('pipelined', { eosTokenIds: [PROMPT.greedy_new_ids[30] as number] })
     const { stats } = await decodeAll(target, opts)
