@@ -115,7 +115,12 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
     throw new UsageError('--rebalance-interval and --rebalance-min-gain need --num-blocks: a server given --blocks keeps them')
   }
   if (flags.announce !== undefined) init.announce = flags.announce.map(checkAnnounceAddress)
-  if (flags.relay !== undefined) init.relayReservations = flags.relay
+  if (flags.relay !== undefined) {
+    if ((init.listen ?? []).every(a => a.includes('/p2p-circuit'))) {
+      throw new UsageError('--relay needs a --listen address peers can dial directly: a server that is itself reachable only through a relay cannot relay for others')
+    }
+    init.relayReservations = flags.relay
+  }
   if (flags.modelId !== undefined) init.modelId = flags.modelId
   if (flags.graphBlocks !== undefined) init.graphBlocks = flags.graphBlocks
   if (flags.threads !== undefined) init.threads = flags.threads

@@ -110,6 +110,7 @@ describe('petal-node serve', () => {
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--simulated-row-ms', '-1'],
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--rebalance-interval', '60'],
       ['--model', BUNDLED_MODEL, '--num-blocks', '2', '--rebalance-min-gain', '0.5'],
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--relay', '4', '--listen', '/p2p-circuit'],
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--announce', '127.0.0.1:4001'],
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--announce', '/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWBs9rjFZGW3dttt1KSBwZGY4xsgSW57MAduiWGr68gTom']
     ]
@@ -119,7 +120,7 @@ describe('petal-node serve', () => {
       const lines = run.stderr().trim().split('\n')
       expect(lines, run.stderr()).toHaveLength(1)
       expect(lines[0]).toMatch(/^petal-node: /)
-      if (args.includes('--announce')) expect(lines[0]).toContain('--announce')
+      for (const flag of ['--announce', '--relay']) if (args.includes(flag)) expect(lines[0]).toContain(flag)
     }))
   }, 20_000)
 })
