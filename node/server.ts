@@ -365,4 +365,3 @@ export class PetalServer {
 function servedSpeed (throughput: Throughput): number {
   return Math.max(1, throughput.decodeTokensPerSec)
 }
-
