@@ -28,6 +28,9 @@ export class Announcer {
   #timer: ReturnType<typeof setTimeout> | undefined
   #round: AbortController | undefined
   #stopped = false
+  #announcing = false
+  /** announceNow() came while a round was in flight: the next round follows at once. */
+  #again = false
   /** Rounds finished (each block provided or timed out). */
   rounds = 0
 
@@ -38,6 +41,20 @@ export class Announcer {
   /** Starts the first round now (without waiting for it) and schedules the next ones. */
   start (): void {
     this.#stopped = false
+    void this.#announce()
+  }
+
+  /**
+   * Announces again now, as when the server's addresses changed (the records' peers keep the
+   * addresses they last heard); after the round in flight, if one is.
+   */
+  announceNow (): void {
+    if (this.#stopped) return
+    if (this.#announcing) {
+      this.#again = true
+      return
+    }
+    clearTimeout(this.#timer)
     void this.#announce()
   }
 
@@ -54,6 +71,7 @@ export class Announcer {
     const { dht, modelId, start, end, intervalMs, log } = this.#init
     const round = new AbortController()
     this.#round = round
+    this.#announcing = true
     const signal = AbortSignal.any([round.signal, AbortSignal.timeout(this.#init.roundTimeoutMs ?? Math.min(intervalMs, 60_000))])
     const began = performance.now()
     const results = await Promise.allSettled(range(start, end).map(async b => {
@@ -62,9 +80,12 @@ export class Announcer {
     }))
     const failed = results.filter(r => r.status === 'rejected').length
     this.rounds++
+    this.#announcing = false
     if (this.#stopped) return
     log.debug({ blocks: [start, end], failed, ms: Math.round(performance.now() - began) }, 'announced blocks')
-    this.#timer = setTimeout(() => { void this.#announce() }, intervalMs)
+    const again = this.#again
+    this.#again = false
+    this.#timer = setTimeout(() => { void this.#announce() }, again ? 0 : intervalMs)
     this.#timer.unref?.()
   }
 }

@@ -30,22 +30,32 @@ const REACHABILITY_CHECK_MS = 2000
 
 /**
  * Logs a warning when the host loses its last address (clients cannot reach it then), and
- * when it has one again; looks every 2 s until the host stops. A server listening on bare
- * `/p2p-circuit` moves to another relay it knows by itself; one that named its relay waits
- * for that relay to come back.
+ * when it has one again; calls `onNewAddresses` whenever it has addresses other than before
+ * (a new relay, say), so the server can announce them. Looks every 2 s until the host stops.
+ * A server listening on bare `/p2p-circuit` moves to another relay it knows by itself; one
+ * that named its relay waits for that relay to come back.
  */
-export function watchReachability (host: PetalHost, log: Logger): void {
-  let reachable = host.getMultiaddrs().length > 0
+export function watchReachability (host: Pick<PetalHost, 'getMultiaddrs' | 'status' | 'addEventListener'>, log: Logger, onNewAddresses: () => void = () => {}): void {
+  let known = addressKey(host)
   const check = (): void => {
     if (host.status !== 'started') return
-    const addrs = host.getMultiaddrs()
-    if ((addrs.length > 0) === reachable) return
-    reachable = addrs.length > 0
-    if (reachable) log.info({ address: addrs[0]?.toString() }, 'reachable again')
-    else log.warn('unreachable: no address left (the relay this server listened through is gone); clients cannot reach it until it has one')
+    const now = addressKey(host)
+    if (now === known) return
+    const was = known
+    known = now
+    if (now === '') log.warn('unreachable: no address left (the relay this server listened through is gone); clients cannot reach it until it has one')
+    else {
+      if (was === '') log.info({ address: now.split(' ')[0] }, 'reachable again')
+      onNewAddresses()
+    }
   }
   const timer = setInterval(check, REACHABILITY_CHECK_MS)
   timer.unref()
   host.addEventListener('self:peer:update', check)
   host.addEventListener('stop', () => { clearInterval(timer) }, { once: true })
+}
+
+/** The host's addresses as one comparable string ('' for none). */
+function addressKey (host: Pick<PetalHost, 'getMultiaddrs'>): string {
+  return host.getMultiaddrs().map(a => a.toString()).sort().join(' ')
 }

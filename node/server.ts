@@ -141,7 +141,7 @@ export class PetalServer {
       dhtServer: true
     })
     await waitForAddress(this.#host, this.#init.addressWaitMs ?? 30_000)
-    watchReachability(this.#host, this.#log)
+    watchReachability(this.#host, this.#log, () => { this.#announcer?.announceNow() })
     // remember which peers are Petal servers, and where they listen, for peer exchange in info
     const remember = (peer: string, protocols: readonly string[], addrs: readonly { toString: () => string }[]): void => {
       const addr = addrs.map(a => a.toString()).find(a => !a.includes('/0.0.0.0/') && !a.includes('/::/'))
