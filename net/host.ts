@@ -2,10 +2,11 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { TransportManager } from '@libp2p/interface-internal'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { DHT_PROTOCOL } from '../protocol/ids.js'
 import { wholeMessageNoise } from './whole-message-noise.js'
@@ -14,6 +15,18 @@ export type PetalServices = {
   identify: unknown
   ping: Ping
   dht: KadDHT
+  listener: ListenAfterStart
+}
+
+/** Listening on more addresses once the node runs: libp2p keeps its transport manager to itself. */
+export interface ListenAfterStart {
+  listen: (addrs: Multiaddr[]) => Promise<void>
+}
+
+function listenAfterStart () {
+  return (components: { transportManager: TransportManager }): ListenAfterStart => ({
+    listen: async addrs => { await components.transportManager.listen(addrs) }
+  })
 }
 
 export type PetalHost = Libp2p<PetalServices>
@@ -79,6 +92,7 @@ export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> 
       identify: identify(),
       ping: ping({ maxInboundStreams: MAX_PING_STREAMS, maxOutboundStreams: MAX_PING_STREAMS }),
       dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper }),
+      listener: listenAfterStart(),
       // Inference sessions are long and heavy: relayed connections get no time or data limit
       // (libp2p's defaults, 2 minutes and 128 KiB, suit hole punching, not serving through a relay).
       ...(init.relay !== undefined ? { relay: circuitRelayServer({ reservations: { maxReservations: init.relay.maxReservations, applyDefaultLimit: false } }) } : {})

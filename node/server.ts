@@ -23,6 +23,7 @@ import { PushForwarder } from './push-forwarder.js'
 import { pushHandler } from './push-handler.js'
 import { Rebalancer } from './rebalancer.js'
 import { waitForAddress, watchReachability } from './reachability.js'
+import { keepNamedRelays } from './relay-rejoin.js'
 import { RunExecutor, type SessionLink } from './run-executor.js'
 import type { PetalServerInit } from './server-options.js'
 import { SessionManager } from './session-manager.js'
@@ -142,6 +143,7 @@ export class PetalServer {
     })
     await waitForAddress(this.#host, this.#init.addressWaitMs ?? 30_000)
     watchReachability(this.#host, this.#log, () => { this.#announcer?.announceNow() })
+    keepNamedRelays(this.#host, this.#init.listen ?? [], this.#log)
     // remember which peers are Petal servers, and where they listen, for peer exchange in info
     const remember = (peer: string, protocols: readonly string[], addrs: readonly { toString: () => string }[]): void => {
       const addr = addrs.map(a => a.toString()).find(a => !a.includes('/0.0.0.0/') && !a.includes('/::/'))

@@ -4,13 +4,14 @@
  */
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
-import type { SwarmClient } from '../../client/swarm/swarm-client.js'
+import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { wholeMessageNoise } from '../../net/whole-message-noise.js'
 import { PetalServer } from '../../node/server.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
@@ -83,25 +84,50 @@ describe('a server behind a relay', () => {
     await expect(lonely.start()).rejects.toThrow(/refused the reservation or is no relay \(a relay is a node started with petal-node serve --relay N\)/)
   }, 30_000)
 
-  it('one whose named relay stops stays up and warns that clients cannot reach it', async () => {
+  it('one whose named relay stops stays up, warns, and listens through it again when it comes back', async () => {
     const lines: string[] = []
     const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(line) } })
-    const ownRelay = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 0, end: 3 }, throughput: SPEED, relayReservations: 2 })
-    await ownRelay.start()
-    const behind = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 3, end: 5 }, throughput: SPEED, listen: [`${ownRelay.address}/p2p-circuit`], bootstrap: [ownRelay.address], logger })
+    const logged = async (text: string): Promise<void> => {
+      for (let waited = 0; waited < 15_000 && !lines.some(l => l.includes(text)); waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    const relayKey = await generateKeyPair('Ed25519')
+    const startRelay = async (listen?: string[]): Promise<PetalServer> => {
+      const server = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 0, end: 3 }, throughput: SPEED, relayReservations: 2, privateKey: relayKey, ...(listen !== undefined ? { listen } : {}) })
+      await server.start()
+      return server
+    }
+    let ownRelay = await startRelay()
+    const relayAddress = ownRelay.address
+    const behind = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 3, end: 5 }, throughput: SPEED, listen: [`${relayAddress}/p2p-circuit`], bootstrap: [relayAddress], logger })
+    let returnClient: SwarmClient | undefined
     try {
       await behind.start()
       expect(behind.info().addrs).toHaveLength(1)
       await ownRelay.stop()
-      for (let waited = 0; waited < 10_000 && !lines.some(l => l.includes('unreachable: no address left')); waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
+      await logged('unreachable: no address left')
       expect(lines.filter(l => l.includes('unreachable: no address left'))).toHaveLength(1)
       expect(behind.info().addrs).toEqual([])
       expect(behind.state).toBe('online')
+
+      // the relay restarts where it was, with its identity: libp2p alone would never reserve again
+      ownRelay = await startRelay([relayAddress.slice(0, relayAddress.indexOf('/p2p/'))])
+      expect(ownRelay.address).toBe(relayAddress)
+      await logged('reachable again')
+      expect(lines.some(l => l.includes('listening through the relay again'))).toBe(true)
+      expect(behind.info().addrs).toEqual([`${relayAddress}/p2p-circuit/p2p/${behind.host.peerId.toString()}`])
+      returnClient = await SwarmClient.connect({ bootstrap: [relayAddress] })
+      await waitForServers(returnClient, 'stories260k', 5, fullyCovered(5))
+      const model = await LanguageModel.swarm(returnClient, BUNDLED_MODEL)
+      const result = await generateGreedy(model, ref.prompt_ids, 12)
+      expect(result.tokens).toEqual(ref.greedy_new_ids.slice(0, 12))
+      expect(result.stats.target.route).toContain(behind.host.peerId.toString().slice(-6))
+      await model.release()
     } finally {
+      await returnClient?.close()
       await behind.stop()
       await ownRelay.stop()
     }
-  }, 30_000)
+  }, 60_000)
 
   it('one listening through any relay it meets (/p2p-circuit), in a swarm with none, gives up after addressWaitMs', async () => {
     // a swarm of its own: the one above has a relay, which relay discovery could find
