@@ -2,6 +2,8 @@
  * Push stream, server -> server (protocol /petal/1/push). In push mode a
  * server forwards a run's output straight to the next server of the route.
  */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { BadMessageError } from './errors.js'
 import { parseHidden, type HiddenTensor } from './hidden.js'
 import { resolveLimits, type Limits, MAX_ID_LENGTH } from './limits.js'
 import { expectFields, expectType, readInt, readList, readOptParents, readString } from './validate.js'
@@ -31,13 +33,16 @@ export interface PushMessage {
 /** Most hops a run or push may name. */
 export const MAX_PUSH_HOPS = 64
 
-/** Parses one PushHop; `path` names it in errors, e.g. "run.push[1]". */
+/** Parses one PushHop; `path` names it in errors, e.g. "run.push[1]". The peer id must parse as one. */
 export function parsePushHop (value: unknown, path = 'hop'): PushHop {
   const obj = expectFields(value, path)
-  return {
-    peerId: readString(obj, 'peerId', path, MAX_ID_LENGTH),
-    sessionId: readString(obj, 'sessionId', path, MAX_ID_LENGTH)
+  const peerId = readString(obj, 'peerId', path, MAX_ID_LENGTH)
+  try {
+    peerIdFromString(peerId)
+  } catch (err) {
+    throw new BadMessageError(`Invalid ${path}.peerId: "${peerId}" is no peer id (${(err as Error).message})`)
   }
+  return { peerId, sessionId: readString(obj, 'sessionId', path, MAX_ID_LENGTH) }
 }
 
 /** Parses a `push` message. */

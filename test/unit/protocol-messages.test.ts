@@ -18,7 +18,9 @@ const hidden = (t = 2, c = 4, dtype: 'float32' | 'float16' = 'float32'): ReturnT
 const code = (c: string): ReturnType<typeof expect.objectContaining> => expect.objectContaining({ code: c })
 
 const open = { type: 'open', modelId: 'TinyLlama/TinyLlama-1.1B', start: 0, end: 11, maxTokens: 2048 }
-const run = { type: 'run', runId: 3, start: 10, hidden: hidden(), push: [{ peerId: '12D3KooWabc', sessionId: 's-1' }] }
+/** A real Ed25519 peer id: push hops must name one. */
+const PEER = '12D3KooWKAcr9r2QfpMZ4XP8VPkf9NsPaJ2SaYHTzAUgbt2dU1gN'
+const run = { type: 'run', runId: 3, start: 10, hidden: hidden(), push: [{ peerId: PEER, sessionId: 's-1' }] }
 const cancel = { type: 'cancel', runIds: [4, 5] }
 const opened = { type: 'opened', sessionId: 's-1', start: 0, end: 11, maxTokens: 2048 }
 const result = { type: 'result', runId: 3, start: 10, hidden: hidden(), computeMs: 1.5, queuedMs: 0 }
@@ -84,9 +86,11 @@ describe('inference messages', () => {
     ['run: hidden bytes short', () => parseRun({ ...run, hidden: { ...hidden(), data: new Uint8Array(8) } }), 'BAD_SHAPE'],
     ['run: too many tokens', () => parseRun({ ...run, hidden: hidden(5, 2) }, { maxTokensPerRun: 4 }), 'TOO_LARGE'],
     ['run: too many elements', () => parseRun({ ...run, hidden: hidden(4, 4) }, { maxTensorElements: 8 }), 'TOO_LARGE'],
-    ['run: push not a list', () => parseRun({ ...run, push: { peerId: 'a', sessionId: 'b' } }), 'BAD_MESSAGE'],
-    ['run: push hop without sessionId', () => parseRun({ ...run, push: [{ peerId: 'a' }] }), 'BAD_MESSAGE'],
-    ['run: push too long', () => parseRun({ ...run, push: Array(65).fill({ peerId: 'a', sessionId: 'b' }) }), 'BAD_MESSAGE'],
+    ['run: push not a list', () => parseRun({ ...run, push: { peerId: PEER, sessionId: 'b' } }), 'BAD_MESSAGE'],
+    ['run: push hop without sessionId', () => parseRun({ ...run, push: [{ peerId: PEER }] }), 'BAD_MESSAGE'],
+    ['run: push hop whose peerId is no peer id', () => parseRun({ ...run, push: [{ peerId: '12D3KooWabc', sessionId: 'b' }] }), 'BAD_MESSAGE'],
+    ['push: a hop whose peerId is no peer id', () => parsePush({ ...push, push: [{ peerId: 'QmNope', sessionId: 'b' }] }), 'BAD_MESSAGE'],
+    ['run: push too long', () => parseRun({ ...run, push: Array(65).fill({ peerId: PEER, sessionId: 'b' }) }), 'BAD_MESSAGE'],
     ['run: replyOutput string', () => parseRun({ ...run, replyOutput: 'yes' }), 'BAD_MESSAGE'],
     ['run: parents not a list', () => parseRun({ ...run, parents: 0 }), 'BAD_MESSAGE'],
     ['run: parents of the wrong length', () => parseRun({ ...run, parents: [-1] }), 'BAD_MESSAGE'],
@@ -118,7 +122,8 @@ describe('inference messages', () => {
   it('states field, expectation and value', () => {
     expect(() => parseOpen({ ...open, start: -1 })).toThrow('Invalid open.start: expected an integer >= 0, got number -1')
     expect(() => parseOpen({ ...open, start: 4, end: 3 })).toThrow('Invalid open.end: expected an integer >= 5, got number 3')
-    expect(() => parseRun({ ...run, push: [{ peerId: 'a' }] })).toThrow('Invalid run.push[0].sessionId')
+    expect(() => parseRun({ ...run, push: [{ peerId: PEER }] })).toThrow('Invalid run.push[0].sessionId')
+    expect(() => parseRun({ ...run, push: [{ peerId: 'a', sessionId: 'b' }] })).toThrow('Invalid run.push[0].peerId: "a" is no peer id')
     expect(() => parseCancel({ type: 'cancel', runIds: [1, 'x'] })).toThrow('Invalid cancel.runIds[1]: expected an integer >= 0, got string "x"')
     expect(() => parseRun({ ...run, hidden: hidden(5, 2) }, { maxTokensPerRun: 4 })).toThrow('Cannot accept run.hidden of 5 tokens: limit is 4 tokens per run')
   })
