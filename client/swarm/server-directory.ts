@@ -1,6 +1,9 @@
 import type { ServerInfo } from '../../protocol/server-info.js'
 import type { ServerCandidate } from '../routing/route-planner.js'
 
+/** Most session notes kept between two discoveries. */
+const MAX_OWN_SESSION_NOTES = 10_000
+
 /** A server as the client last saw it. */
 export interface KnownServer {
   readonly info: ServerInfo
@@ -21,8 +24,11 @@ export interface BanPolicy {
 export class ServerDirectory {
   readonly #servers = new Map<string, KnownServer>()
   readonly #bans = new Map<string, { until: number, strikes: number }>()
-  /** Sessions this client opened (+) or closed (-) on each server since the last update. */
-  readonly #ownSessions = new Map<string, number>()
+  /**
+   * Sessions this client opened (+1) or closed (-1), with when: those noted since the last
+   * discovery began are not in its servers' counts yet.
+   */
+  #ownSessions: Array<{ peerId: string, change: 1 | -1, at: number }> = []
   readonly #policy: BanPolicy
   /** sha256 of each block's weights as the client's own checkpoint has them; a server that differs is never used. */
   expectedHashes: readonly string[] | undefined
@@ -38,10 +44,15 @@ export class ServerDirectory {
     return info.blockHashes.every((h, i) => expected[info.start + i] === undefined || expected[info.start + i] === h)
   }
 
-  /** Replaces what is known with a fresh discovery result (whose session counts include ours). */
-  update (servers: readonly KnownServer[]): void {
+  /**
+   * Replaces what is known with a fresh discovery result. `began`: when that discovery started
+   * asking, on performance.now()'s clock (default now). Servers' session counts include this client's sessions from before
+   * then; the ones noted since still count on top, so that a discovery running while sessions
+   * open does not forget them.
+   */
+  update (servers: readonly KnownServer[], began = performance.now()): void {
     this.#servers.clear()
-    this.#ownSessions.clear()
+    this.#ownSessions = this.#ownSessions.filter(n => n.at >= began)
     for (const s of servers) this.#servers.set(s.info.peerId, s)
   }
 
@@ -70,11 +81,13 @@ export class ServerDirectory {
   }
 
   /**
-   * This client opened (+1) or closed (-1) a session on a server: routing counts it until the
-   * next discovery, so that sessions opened one after another spread over equal servers.
+   * This client opened (+1) or closed (-1) a session on a server: routing counts it until a
+   * discovery that began after it, so that sessions opened one after another spread over equal servers.
    */
-  noteSession (peerId: string, change: 1 | -1): void {
-    this.#ownSessions.set(peerId, (this.#ownSessions.get(peerId) ?? 0) + change)
+  noteSession (peerId: string, change: 1 | -1, now = performance.now()): void {
+    this.#ownSessions.push({ peerId, change, at: now })
+    // a client that never looks at the swarm again keeps only the newest notes
+    if (this.#ownSessions.length > MAX_OWN_SESSION_NOTES) this.#ownSessions.splice(0, this.#ownSessions.length - MAX_OWN_SESSION_NOTES)
   }
 
   isBanned (peerId: string, now = Date.now()): boolean {
@@ -92,7 +105,8 @@ export class ServerDirectory {
     return this.all()
       .filter(s => s.info.state === 'online' && !this.isBanned(s.info.peerId, now) && this.hasExpectedWeights(s.info))
       .map(s => {
-        const openSessions = Math.max(0, s.info.openSessions + (this.#ownSessions.get(s.info.peerId) ?? 0))
+        const own = this.#ownSessions.reduce((sum, n) => n.peerId === s.info.peerId ? sum + n.change : sum, 0)
+        const openSessions = Math.max(0, s.info.openSessions + own)
         return {
           peerId: s.info.peerId,
           start: s.info.start,

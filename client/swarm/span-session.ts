@@ -39,6 +39,9 @@ export interface SpanSessionInit {
 }
 
 interface Pending {
+  /** Rows the result must have: the run's T. */
+  rows: number
+  start: number
   resolve: (hidden: Float32Array) => void
   reject: (err: Error) => void
   timer: ReturnType<typeof setTimeout>
@@ -107,6 +110,11 @@ export class SpanSession {
       throw errorFromFrame(msg)
     }
     if (msg.type !== 'opened') throw new PetalError('BAD_MESSAGE', `Expected "opened" from ${init.peerId.toString()}, got "${msg.type}"`)
+    if (msg.start !== init.start || msg.end !== init.end) {
+      const err = new ConnectionLostError(`${init.peerId.toString()} opened blocks [${msg.start},${msg.end}) when asked for [${init.start},${init.end}): a faulty server`)
+      framed.abort(err)
+      throw err
+    }
     session = new SpanSession(init, framed, msg.sessionId)
     return session
   }
@@ -119,8 +127,8 @@ export class SpanSession {
    * with `parents`, the rows are a token tree (model/token-tree.ts).
    */
   run (runId: number, start: number, hidden: Float32Array, push?: PushHop[], parents?: readonly number[]): Promise<Float32Array> {
-    const result = this.expect(runId)
     const T = hidden.length / this.#init.hiddenSize
+    const result = this.expect(runId, start, T)
     const msg = {
       type: 'run',
       runId,
@@ -133,15 +141,19 @@ export class SpanSession {
     return result
   }
 
-  /** A promise for the result of a run this server will receive (sent here, or pushed to it). */
-  expect (runId: number): Promise<Float32Array> {
+  /**
+   * A promise for the result of a run this server will receive (sent here, or pushed to it):
+   * `rows` (T) rows from position `start`. A result of another shape means a faulty server:
+   * the session is then lost, and the client moves its blocks elsewhere.
+   */
+  expect (runId: number, start: number, rows: number): Promise<Float32Array> {
     if (this.#lost !== undefined) return Promise.reject(this.#lost)
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(runId)
         reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${this.#init.timeoutMs ?? 30_000} ms`))
       }, this.#init.timeoutMs ?? 30_000)
-      this.#pending.set(runId, { resolve, reject, timer })
+      this.#pending.set(runId, { rows, start, resolve, reject, timer })
     })
   }
 
@@ -176,8 +188,17 @@ export class SpanSession {
       this.#onLost(err as Error)
       return
     }
-    if (msg.type === 'result') this.#settle(msg.runId, decodeTensor(msg.hidden).data)
-    else if (msg.type === 'error') {
+    if (msg.type === 'result') {
+      const pending = this.#pending.get(msg.runId)
+      const [, T, C] = msg.hidden.dims
+      if (pending !== undefined && (T !== pending.rows || C !== this.#init.hiddenSize || msg.start !== pending.start)) {
+        const err = new ConnectionLostError(`${this.peerId.toString()} answered run ${msg.runId} with dims [${msg.hidden.dims.join(', ')}] from position ${msg.start}, expected [1, ${pending.rows}, ${this.#init.hiddenSize}] from ${pending.start}: a faulty server`)
+        this.#onLost(err)
+        this.#framed.abort(err)
+        return
+      }
+      this.#settle(msg.runId, decodeTensor(msg.hidden).data)
+    }    else if (msg.type === 'error') {
       const err = errorFromFrame(msg)
       if (msg.runId === undefined) this.#onLost(err)
       else if (this.#pending.has(msg.runId)) this.#settle(msg.runId, undefined, err)

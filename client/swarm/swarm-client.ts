@@ -45,13 +45,14 @@ export class SwarmClient {
 
   /** Asks the DHT again who serves the model's blocks, then each server for its info and RTT. */
   async refresh (modelId: string, numBlocks: number): Promise<KnownServer[]> {
+    const began = performance.now()
     const servers = await findServers(this.host, modelId, numBlocks, { timeoutMs: this.#init.discoveryTimeoutMs ?? 5000 })
     let dir = this.#directories.get(modelId)
     if (dir === undefined) {
       dir = new ServerDirectory()
       this.#directories.set(modelId, dir)
     }
-    dir.update(servers)
+    dir.update(servers, began)
     this.logger?.debug({ modelId, servers: servers.length }, 'discovered servers')
     return servers
   }

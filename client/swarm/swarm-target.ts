@@ -204,7 +204,8 @@ export class SwarmTarget implements TargetModel {
    */
   async #runPushed (runId: number, x0: Float32Array, position: number, tree: RunLayout | undefined, cached: number): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
     const hops = [...this.#hops]
-    const later = hops.slice(1).map(h => h.session.expect(runId))
+    const rows = x0.length / this.#init.parts.config.hiddenSize
+    const later = hops.slice(1).map(h => h.session.expect(runId, position, rows))
     for (const p of later) p.catch(() => {})
     this.#history(0).write(position, x0.subarray(0, cached))
     const pushTo = hops.slice(1).map(h => ({ peerId: h.session.peerId.toString(), sessionId: h.session.sessionId }))

@@ -69,4 +69,15 @@ describe('ServerDirectory', () => {
     dir.update([known('a', 0, 5, { openSessions: 1 }), known('b', 0, 5)])
     expect(dir.candidates().map(c => c.openSessions)).toEqual([1, 0])
   })
+
+  it('keeps counting a session noted while a discovery ran: that discovery\'s counts may not have it', () => {
+    const dir = new ServerDirectory()
+    dir.update([known('a', 0, 5), known('b', 0, 5)], 1000)
+    dir.noteSession('a', 1, 1500) // before the next discovery began: its count has it
+    dir.noteSession('b', 1, 2500) // after it began: its count may have missed it
+    dir.update([known('a', 0, 5, { openSessions: 1 }), known('b', 0, 5)], 2000)
+    expect(dir.candidates().map(c => [c.peerId, c.openSessions])).toEqual([['a', 1], ['b', 1]])
+    dir.update([known('a', 0, 5, { openSessions: 1 }), known('b', 0, 5, { openSessions: 1 })], 3000)
+    expect(dir.candidates().map(c => [c.peerId, c.openSessions])).toEqual([['a', 1], ['b', 1]])
+  })
 })
