@@ -3,7 +3,7 @@ import type { SpanCache } from '../model/kv-cache.js'
 import type { SpanRunner } from '../model/span-runner.js'
 import { runLayout } from '../model/token-tree.js'
 import {
-  CacheLimitError, DrainingError, GapError, PetalError, SessionLimitError, UnknownSessionError, WrongSpanError
+  CacheLimitError, DrainingError, GapError, PetalError, SessionLimitError, TooLargeError, UnknownSessionError, WrongSpanError
 } from '../protocol/errors.js'
 import type { ServerMetrics } from '../protocol/server-info.js'
 import { ComputeQueue } from './compute-queue.js'
@@ -18,7 +18,16 @@ export interface SessionManagerInit {
   cacheTokens: number
   /** Benchmarks: idle device time each run holds the queue for, after its real compute. */
   simulatedCompute?: SimulatedCompute
+  /** Most runs one session may have waiting; more are refused with TOO_LARGE (default 64). */
+  maxQueuedRunsPerSession?: number
 }
+
+/**
+ * Runs one session may have waiting by default. A client keeps a few runs in flight per
+ * server (a pipeline of speculative runs, pushes from the previous server); far more is a
+ * client that floods, whose runs would only hold memory.
+ */
+export const DEFAULT_MAX_QUEUED_RUNS_PER_SESSION = 64
 
 /**
  * Extra device time per run, msPerRun + msPerRow * rows, spent idle while holding the
@@ -135,6 +144,7 @@ export class SessionManager {
     this.#sessions.delete(sessionId)
     s.cache.dispose()
     this.#queue.cancel(t => t.sessionId === sessionId)
+    this.#queue.forget(sessionId)
   }
 
   /**
@@ -152,6 +162,11 @@ export class SessionManager {
     const end = parents === undefined ? start + T : Math.max(...runLayout(start, T, parents).positions) + 1
     if (end > session.maxTokens) {
       onDone(new CacheLimitError(`Cannot run positions [${start}, ${end}): the session reserved ${session.maxTokens}`))
+      return
+    }
+    const maxQueued = this.#init.maxQueuedRunsPerSession ?? DEFAULT_MAX_QUEUED_RUNS_PER_SESSION
+    if (this.#queue.queuedFor(session.id) >= maxQueued) {
+      onDone(new TooLargeError(`Cannot queue run ${runId}: the session already has ${maxQueued} runs waiting`))
       return
     }
     const enqueuedAt = performance.now()

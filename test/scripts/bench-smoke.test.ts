@@ -60,4 +60,13 @@ describe('benchmarks do not rot', () => {
     expect(lines.map(l => [l.metric, l.method])).toEqual([['rtt_ms', 'probe'], ['rtt_ms', 'ping-new-stream']])
     for (const l of lines) expect(Number.isFinite(l.value) && l.value > 0, l.method).toBe(true)
   }, 60_000)
+
+  it('bench-fairness --quick: the flood past the per-session limit is refused, and the honest client is served', async () => {
+    const lines = await bench('bench-fairness.ts')
+    const value = (metric: string): number => lines.find(l => l.metric === metric)?.value as number
+    for (const l of lines) expect(Number.isFinite(l.value) && l.value >= 0, l.metric).toBe(true)
+    expect(value('flood_runs_computed') + value('flood_runs_refused')).toBe(300)
+    expect(value('flood_runs_refused')).toBeGreaterThan(200)
+    expect(value('honest_median_run_ms_under_flood')).toBeGreaterThan(0)
+  }, 60_000)
 })

@@ -1,0 +1,68 @@
+/**
+ * A client that sends far more runs than any pipeline keeps in flight: the server refuses
+ * the excess (its memory stays bounded) and another client's run goes ahead of the backlog.
+ */
+import type { Libp2p } from 'libp2p'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { PetalServer } from '../../node/server.js'
+import { DEFAULT_MAX_QUEUED_RUNS_PER_SESSION } from '../../node/session-manager.js'
+import type { FramedStream } from '../../protocol/framed-stream.js'
+import { BUNDLED_MODEL } from '../helpers/fixtures.js'
+import { bareNode, inferenceStream, next, openSession, randomHidden, runFrame } from '../helpers/wire-client.js'
+
+const C = 64
+const FLOOD = 200
+
+describe('a client that floods a server with runs', () => {
+  let server: PetalServer
+  let client: Libp2p
+  const streams: FramedStream[] = []
+
+  beforeAll(async () => {
+    server = new PetalServer({ modelDir: BUNDLED_MODEL, blocks: { start: 0, end: 5 }, throughput: { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 } })
+    ;[client] = await Promise.all([bareNode(), server.start()])
+  })
+  afterAll(async () => {
+    await Promise.all(streams.map(async s => { await s.close().catch(() => {}) }))
+    await client?.stop()
+    await server?.stop()
+  })
+
+  it(`gets TOO_LARGE past ${DEFAULT_MAX_QUEUED_RUNS_PER_SESSION} waiting runs, and another session's run overtakes its backlog`, async () => {
+    const flooder = await inferenceStream(client, server.address)
+    const honest = await inferenceStream(client, server.address)
+    streams.push(flooder, honest)
+    await openSession(flooder, 'stories260k', 0, 5, 64)
+    await openSession(honest, 'stories260k', 0, 5, 64)
+
+    // every reply in arrival order, both streams
+    const arrivals: string[] = []
+    const refusals: string[] = []
+    const reading = (async () => {
+      for (let i = 0; i < FLOOD; i++) {
+        const reply = await next(flooder, 30_000)
+        arrivals.push(`flood ${String(reply['type'])}`)
+        if (reply['type'] === 'error') refusals.push(`${String(reply['code'])}: ${String(reply['message'])}`)
+      }
+    })()
+    const x = runFrame(0, 0, randomHidden(64, C, 1), C)
+    for (let i = 0; i < FLOOD; i++) void flooder.write({ ...x, runId: i })
+    // once the excess is refused, the backlog is as long as it gets
+    await expect.poll(() => refusals.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(FLOOD - DEFAULT_MAX_QUEUED_RUNS_PER_SESSION - 1)
+    const floodResultsBefore = arrivals.filter(a => a === 'flood result').length
+
+    await honest.write(runFrame(1, 0, randomHidden(1, C, 2), C))
+    expect(await next(honest, 30_000)).toMatchObject({ type: 'result', runId: 1 })
+    const overtaken = arrivals.filter(a => a === 'flood result').length - floodResultsBefore
+    await reading
+
+    const computed = arrivals.filter(a => a === 'flood result').length
+    expect(computed + refusals.length).toBe(FLOOD)
+    expect(computed).toBeLessThanOrEqual(DEFAULT_MAX_QUEUED_RUNS_PER_SESSION + 2) // queued + running, give or take one computed meanwhile
+    expect(refusals.every(r => r.startsWith(`TOO_LARGE: Cannot queue run`) && r.includes(`already has ${DEFAULT_MAX_QUEUED_RUNS_PER_SESSION} runs waiting`))).toBe(true)
+    // sessions take turns: the honest run waited for at most the flood run computing when it came (and one more)
+    // instead of the dozens still queued (a first-come-first-served queue made it wait for them all)
+    expect(computed - floodResultsBefore).toBeGreaterThan(10)
+    expect(overtaken).toBeLessThanOrEqual(3)
+  }, 60_000)
+})

@@ -1,0 +1,62 @@
+/** The server's one compute queue: sessions take turns, each session's runs keep their order. */
+import { describe, expect, it } from 'vitest'
+import { ComputeQueue, type ComputeTask } from '../../node/compute-queue.js'
+
+/** A queue whose tasks finish when the test says; `ran` lists "session:run" in start order. */
+function harness (): { queue: ComputeQueue, ran: string[], add: (sessionId: string, runId: number) => void, finish: () => Promise<void> } {
+  const queue = new ComputeQueue()
+  const ran: string[] = []
+  let release: (() => void) | undefined
+  const add = (sessionId: string, runId: number): void => {
+    const task: ComputeTask = {
+      sessionId,
+      runId,
+      enqueuedAt: 0,
+      run: async () => {
+        ran.push(`${sessionId}:${runId}`)
+        await new Promise<void>(resolve => { release = resolve })
+      }
+    }
+    queue.push(task)
+  }
+  // lets the running task end, then waits for the queue to start the next
+  const finish = async (): Promise<void> => {
+    release?.()
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  return { queue, ran, add, finish }
+}
+
+describe('ComputeQueue', () => {
+  it('a session that queued many runs delays one that comes later by one run, not by all of them', async () => {
+    const { queue, ran, add, finish } = harness()
+    for (let i = 0; i < 5; i++) add('flood', i)
+    add('honest', 0)
+    expect(queue.queuedFor('flood')).toBe(4) // flood:0 runs
+    expect(queue.length).toBe(5)
+    for (let i = 0; i < 6; i++) await finish()
+    expect(ran).toEqual(['flood:0', 'honest:0', 'flood:1', 'flood:2', 'flood:3', 'flood:4'])
+    expect(queue.busy).toBe(false)
+  })
+
+  it('three sessions take turns, the one whose last turn is oldest first, each in its own order', async () => {
+    const { queue, ran, add, finish } = harness()
+    add('a', 0) // runs at once
+    add('a', 1); add('a', 2); add('b', 0); add('b', 1); add('c', 0)
+    for (let i = 0; i < 6; i++) await finish()
+    expect(ran).toEqual(['a:0', 'b:0', 'c:0', 'a:1', 'b:1', 'a:2'])
+    queue.forget('a') // a closed session leaves no trace
+    expect(queue.queuedFor('a')).toBe(0)
+    expect(queue.length).toBe(0)
+  })
+
+  it('cancel drops matching queued runs, keeps the others\' turns, and counts what it dropped', async () => {
+    const { queue, ran, add, finish } = harness()
+    add('a', 0); add('a', 1); add('b', 0); add('a', 2); add('b', 1)
+    expect(queue.cancel(t => t.sessionId === 'a' && t.runId >= 1)).toEqual({ dropped: 2, abortedRunning: false })
+    expect(queue.length).toBe(2)
+    expect(queue.queuedFor('a')).toBe(0)
+    for (let i = 0; i < 3; i++) await finish()
+    expect(ran).toEqual(['a:0', 'b:0', 'b:1'])
+  })
+})
