@@ -1,5 +1,7 @@
 /** Petal's client SDK: connect to a swarm, generate text, chat, speculate. */
 export { LanguageModel, ChatSession, type SwarmModelOptions, type LocalModelOptions } from './language-model.js'
+export { Conversation, type ConversationOptions } from './conversation.js'
+export { ChatTemplate, type ChatMessage } from './chat-template.js'
 export { SwarmClient, type SwarmClientInit } from './swarm/swarm-client.js'
 export { SwarmTarget, type SwarmTargetInit } from './swarm/swarm-target.js'
 export { describeRoute } from './swarm/route-hops.js'

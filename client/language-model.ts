@@ -3,6 +3,8 @@ import { Checkpoint } from '../model/checkpoint.js'
 import { ClientParts } from '../model/client-parts.js'
 import { LocalModel } from '../model/local-model.js'
 import type { OrtOptions } from '../model/ort-session.js'
+import { ChatTemplate } from './chat-template.js'
+import { Conversation, type ConversationOptions } from './conversation.js'
 import { SpeculationMemory } from './decoding/index.js'
 import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
 import { LocalTarget } from './local-target.js'
@@ -56,14 +58,17 @@ export class LanguageModel {
   readonly tokenizer: Tokenizer
   readonly generationConfig: GenerationConfig
   readonly maxPositions: number
+  /** The checkpoint's chat template (instruction-tuned models); undefined for a base model. */
+  readonly chatTemplate: ChatTemplate | undefined
   /** What speculation learned in this model's generations: later ones start from it. */
   readonly speculationMemory = new SpeculationMemory()
   readonly #newTarget: TargetFactory
   readonly #release: () => Promise<void>
 
-  private constructor (tokenizer: Tokenizer, genConfig: GenerationConfig, maxPositions: number, newTarget: TargetFactory, release: () => Promise<void>) {
-    this.tokenizer = tokenizer
-    this.generationConfig = genConfig
+  private constructor (dir: string, maxPositions: number, newTarget: TargetFactory, release: () => Promise<void>) {
+    this.tokenizer = Tokenizer.fromDir(dir)
+    this.generationConfig = readGenerationConfig(dir)
+    this.chatTemplate = ChatTemplate.fromDir(dir)
     this.maxPositions = maxPositions
     this.#newTarget = newTarget
     this.#release = release
@@ -74,7 +79,7 @@ export class LanguageModel {
     const ckpt = Checkpoint.open(dir)
     const model = await LocalModel.load(ckpt, opts)
     const target: TargetFactory = async () => new LocalTarget(model, { oneWayLatencyMs: opts.oneWayLatencyMs ?? 0 })
-    return new LanguageModel(Tokenizer.fromDir(dir), readGenerationConfig(dir), ckpt.config.maxPositions, target, async () => { await model.release() })
+    return new LanguageModel(dir, ckpt.config.maxPositions, target, async () => { await model.release() })
   }
 
   /** Tokenizer, embedding and LM head from `dir`; the blocks from the swarm's servers. */
@@ -100,7 +105,7 @@ export class LanguageModel {
       ...(opts.coverageWaitMs !== undefined ? { coverageWaitMs: opts.coverageWaitMs } : {}),
       ...(swarm.logger !== undefined ? { logger: swarm.logger } : {})
     })
-    return new LanguageModel(Tokenizer.fromDir(dir), readGenerationConfig(dir), ckpt.config.maxPositions, target, async () => { await parts.release() })
+    return new LanguageModel(dir, ckpt.config.maxPositions, target, async () => { await parts.release() })
   }
 
   /** Encodes a prompt the way the checkpoint says (BOS included when it asks for one). */
@@ -126,6 +131,15 @@ export class LanguageModel {
     return new ChatSession(this, await this.#newTarget(Math.min(opts.maxTokens ?? this.maxPositions, this.maxPositions)))
   }
 
+  /**
+   * A chat with an instruction-tuned model: messages go through its chat template, and each
+   * turn sends only what the caches do not hold yet. Throws for a model without a template.
+   */
+  async conversation (opts: ConversationOptions & { maxTokens?: number } = {}): Promise<Conversation> {
+    if (this.chatTemplate === undefined) throw new Error('This model has no chat template (tokenizer_config.json has no chat_template, and there is no chat_template.jinja): use generate() or session() for plain text')
+    return new Conversation(await this.session(opts), this.chatTemplate, this.tokenizer, opts)
+  }
+
   async release (): Promise<void> {
     await this.#release()
   }
@@ -148,6 +162,26 @@ export class ChatSession {
 
   /** Every token of the conversation so far. */
   get tokens (): readonly number[] { return this.#tokens }
+
+  /**
+   * Generates after the whole sequence `ids` (the conversation so far, say, rendered again):
+   * the part it shares with the tokens already in the caches is not sent again, and what
+   * differs replaces them (caches are position-addressed, so that is a rollback).
+   * `result.promptTokens` holds what was sent.
+   */
+  async * continueWith (ids: readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
+    if (ids.length === 0) throw new Error('Cannot generate from an empty sequence')
+    // the caches hold every token but the last generated one; at least one token must be sent
+    let kept = 0
+    const limit = Math.min(this.#tokens.length - 1, ids.length - 1)
+    while (kept < limit && this.#tokens[kept] === ids[kept]) kept++
+    const cached = ids.slice(0, kept)
+    const promptIds = ids.slice(kept)
+    const result = yield * generateText(this.target, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached, speculationMemory: this.#model.speculationMemory })
+    this.#tokens = [...ids, ...result.tokens]
+    result.promptTokens = promptIds
+    return result
+  }
 
   async * generate (prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
     const first = this.#tokens.length === 0

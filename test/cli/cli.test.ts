@@ -1,10 +1,12 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync, cpSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
+import { LanguageModel } from '../../client/language-model.js'
+import { chatModelCopy } from '../helpers/chat-model.js'
 import { BUNDLED_MODEL, fixtureDir, maxAbsDiffRows, readReference } from '../helpers/fixtures.js'
 
 const CLI = fileURLToPath(new URL('../../bin/petal-node.js', import.meta.url))
@@ -64,6 +66,53 @@ describe('petal-node generate (local)', () => {
   }, 30_000)
 })
 
+/** Runs the CLI with `input` on stdin. */
+async function cliWithInput (input: string, ...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  child.stdin.end(input)
+  const code = await new Promise<number>(resolve => { child.on('close', (c) => { resolve(c ?? -1) }) })
+  return { code, stdout, stderr }
+}
+
+describe('petal-node chat (local)', () => {
+  const dir = chatModelCopy()
+  afterAll(() => { rmSync(join(dir, '..'), { recursive: true, force: true }) })
+
+  it('--json: one reply per line of stdin, as the SDK\'s conversation gives them', async () => {
+    const turns = ['Lily went to the park.', '', 'What did she find?']
+    const r = await cliWithInput(turns.join('\n') + '\n', 'chat', '--model', dir, '--system', 'Tell a story.', '--max-new-tokens', '10', '--temperature', '0', '--json')
+    expect(r.code, r.stderr).toBe(0)
+    const lines = r.stdout.trim().split('\n').map(l => JSON.parse(l))
+    expect(lines).toHaveLength(2) // the empty line is no turn
+    const model = await LanguageModel.local(dir)
+    const conversation = await model.conversation({ system: 'Tell a story.' })
+    for (const [i, turn] of ['Lily went to the park.', 'What did she find?'].entries()) {
+      const stream = conversation.say(turn, { maxNewTokens: 10, temperature: 0 })
+      let next = await stream.next()
+      while (next.done !== true) next = await stream.next()
+      expect(lines[i].tokens).toEqual(next.value.tokens)
+      expect(lines[i].promptTokens).toEqual(next.value.promptTokens)
+    }
+    await conversation.close()
+    await model.release()
+  }, 30_000)
+
+  it('streams each reply on its own line; a model without a chat template is refused', async () => {
+    const r = await cliWithInput('Hello\n', 'chat', '--model', dir, '--max-new-tokens', '6', '--temperature', '0')
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim().length).toBeGreaterThan(0)
+    expect(r.stdout.endsWith('\n')).toBe(true) // the reply ends its line
+    expect(r.stderr).toMatch(/6 tokens in .* sent \d+ new tokens/)
+    const plain = await cliWithInput('Hello\n', 'chat', '--model', BUNDLED_MODEL)
+    expect(plain.code).toBe(1)
+    expect(plain.stderr.trim()).toMatch(/^petal-node: This model has no chat template/)
+  }, 30_000)
+})
+
 describe('errors are one clear line and a non-zero exit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'petal-cli-'))
   afterAll(() => { rmSync(dir, { recursive: true, force: true }) })
@@ -94,7 +143,7 @@ describe('errors are one clear line and a non-zero exit', () => {
   })
 
   it('every command has --help', async () => {
-    for (const cmd of ['serve', 'generate', 'forward', 'status', 'demo']) {
+    for (const cmd of ['serve', 'generate', 'chat', 'forward', 'status', 'demo']) {
       const r = await cli(cmd, '--help')
       expect(r.code).toBe(0)
       expect(r.stdout).toContain(`Usage: petal-node ${cmd}`)
