@@ -54,6 +54,17 @@ export class InferenceService {
   }
 }
 
+/** Replies one stream may have waiting for a client that does not read: far more than a pipeline of 64 runs produces. */
+const MAX_UNSENT_FRAMES = 1024
+/** Bytes of replies one stream may have waiting (a few of the largest results). */
+const MAX_UNSENT_BYTES = 256 * 2 ** 20
+
+/** Roughly what a reply takes on the wire: its tensor's bytes, plus a little. */
+function replyBytes (message: unknown): number {
+  const data = (message as { hidden?: { data?: unknown } }).hidden?.data
+  return 64 + (data instanceof Uint8Array ? data.byteLength : 0)
+}
+
 /** One client stream and the session opened on it. */
 class InferenceStream {
   readonly #init: InferenceServiceInit
@@ -62,6 +73,8 @@ class InferenceStream {
   readonly #sender: FrameSender
   readonly #onGone: () => void
   #link: SessionLink | undefined
+  /** Set when the client stopped reading and the stream was reset. */
+  #abandoned = false
 
   constructor (stream: Stream, init: InferenceServiceInit, log: Logger, onGone: () => void) {
     this.#init = init
@@ -78,9 +91,23 @@ class InferenceStream {
 
   get hasSession (): boolean { return this.#link !== undefined }
 
-  /** Queues a frame to the client; a failure to send is only logged (the stream is going away). */
+  /**
+   * Queues a frame to the client; a failure to send is only logged (the stream is going away).
+   * A client that stops reading lets replies pile up here (error frames for a flood of bad
+   * frames, results): past MAX_UNSENT_FRAMES or MAX_UNSENT_BYTES its session is closed and
+   * the stream reset, so what a client sends never costs the server more than that.
+   */
   send (message: unknown): void {
-    this.#sender.send(message).catch((err: unknown) => { this.#log.debug({ err }, 'cannot send to client') })
+    if (this.#sender.pendingFrames >= MAX_UNSENT_FRAMES || this.#sender.pendingBytes >= MAX_UNSENT_BYTES) {
+      if (!this.#abandoned) {
+        this.#abandoned = true
+        this.#log.warn({ unsentFrames: this.#sender.pendingFrames, unsentBytes: this.#sender.pendingBytes }, 'the client does not read its replies: closing its session')
+        this.#closeSession()
+        this.#framed.abort(new Error(`the client left ${this.#sender.pendingFrames} replies unread`))
+      }
+      return
+    }
+    this.#sender.send(message, replyBytes(message)).catch((err: unknown) => { this.#log.debug({ err }, 'cannot send to client') })
   }
 
   /** Frees the session, then closes the stream once queued frames are out (aborts after `graceMs`). */

@@ -23,11 +23,18 @@ export interface PushHandlerInit {
   log: Logger
 }
 
+/** Error frames a push stream may have waiting for a sender that does not read them. */
+const MAX_UNSENT_ERRORS = 256
+
 /** A stream handler for incoming pushes; one stream per previous server, reused for all its pushes. */
 export function pushHandler (init: PushHandlerInit): StreamHandler {
   return (stream, connection) => {
     stream.inactivityTimeout = init.inactivityTimeoutMs
     const log = init.log.child({ from: connection.remotePeer.toString() })
+    // error frames not yet handed to the transport: a sender that does not read lets them pile up
+    let unsent = 0
+    let invalid = 0
+    let unknown = 0
     const framed: FramedStream = new FramedStream(stream, {
       limits: init.limits,
       onFrame: (frame) => {
@@ -35,14 +42,23 @@ export function pushHandler (init: PushHandlerInit): StreamHandler {
         try {
           push = parsePush(frame, init.limits)
         } catch (err) {
-          // a server bug, not a client's: tell the sender (it logs it) and keep the stream
-          log.warn({ err }, 'invalid push dropped')
-          framed.write(toErrorFrame(err)).catch(() => {})
+          // a server bug, not a client's: tell the sender (it logs it) and keep the stream; warn
+          // once per stream (a flood of them is the sender's problem, not the log's)
+          if (invalid++ === 0) log.warn({ err }, 'invalid push dropped')
+          else log.debug({ err }, 'invalid push dropped')
+          if (unsent >= MAX_UNSENT_ERRORS) {
+            framed.abort(new Error(`the sender left ${unsent} error frames unread`))
+            return
+          }
+          unsent++
+          framed.write(toErrorFrame(err)).catch(() => {}).finally(() => { unsent-- })
           return
         }
         const link = init.links.get(push.sessionId)
         if (link === undefined) {
-          log.info({ sessionId: push.sessionId, runId: push.runId }, 'push for an unknown session dropped')
+          // normal when a session just closed; logged at info once per stream
+          if (unknown++ === 0) log.info({ sessionId: push.sessionId, runId: push.runId }, 'push for an unknown session dropped')
+          else log.debug({ sessionId: push.sessionId, runId: push.runId }, 'push for an unknown session dropped')
           return
         }
         init.executor.submit(link, { runId: push.runId, start: push.start, hidden: push.hidden, parents: push.parents, push: push.push, replyOutput: true })

@@ -15,6 +15,8 @@ export class FrameSender {
   readonly #framed: FramedStream
   readonly #delayMs: number
   #tail: Promise<void> = Promise.resolve()
+  #pendingFrames = 0
+  #pendingBytes = 0
 
   constructor (framed: FramedStream, delayMs = 0) {
     this.#framed = framed
@@ -24,17 +26,28 @@ export class FrameSender {
   /** The stream written to. */
   get framed (): FramedStream { return this.#framed }
 
+  /** Messages queued and not yet handed to the transport (a peer that does not read lets them pile up). */
+  get pendingFrames (): number { return this.#pendingFrames }
+
+  /** The `bytes` given with those messages, added up. */
+  get pendingBytes (): number { return this.#pendingBytes }
+
   /**
    * Queues a message; resolves once it is handed to the transport, rejects when it
    * cannot be sent (stream closed or reset, frame too large). Later messages are sent
-   * even if this one fails.
+   * even if this one fails. `bytes`: its size as the caller reckons it, for pendingBytes.
    */
-  async send (message: unknown): Promise<void> {
+  async send (message: unknown, bytes = 0): Promise<void> {
     const due = performance.now() + this.#delayMs
+    this.#pendingFrames++
+    this.#pendingBytes += bytes
     const sent = this.#tail.then(async () => {
       const wait = due - performance.now()
       if (wait >= 1) await sleep(wait)
       await this.#framed.write(message)
+    }).finally(() => {
+      this.#pendingFrames--
+      this.#pendingBytes -= bytes
     })
     this.#tail = sent.catch(() => {})
     await sent

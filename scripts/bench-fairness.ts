@@ -3,7 +3,10 @@
  * 127.0.0.1. One floods its session with `--flood` runs of 64 tokens in one burst; the other
  * then decodes `--tokens` tokens one run at a time. One JSON line
  * per figure: the honest client's latency per run (first, median, worst) with and without the
- * flood, the flooder's runs computed and refused, and the server's RSS growth.
+ * flood, the flooder's runs computed and refused, and the server's RSS growth. Then a deaf
+ * client: it stops reading and sends up to `--deaf` tiny bad frames, each of which earns an
+ * error frame: the frames it got out before the server reset its stream, and the heap growth
+ * (after a GC when run with `node --expose-gc`).
  *
  *   npm run bench:fairness
  *   npm run bench:fairness -- --flood 10000
@@ -11,6 +14,7 @@
  */
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import type { Stream } from '@libp2p/interface'
 import { PetalServer } from '../node/server.js'
 import { encodeFrame } from '../protocol/frames.js'
 import type { FramedStream } from '../protocol/framed-stream.js'
@@ -19,7 +23,8 @@ import { emit, median } from './lib/bench-output.js'
 
 const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../models/stories260k', import.meta.url))
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, flood: { type: 'string' }, tokens: { type: 'string' } } })
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, flood: { type: 'string' }, tokens: { type: 'string' }, deaf: { type: 'string' } } })
+const deafFrames = Number(args.deaf ?? (args.quick ? 50_000 : 200_000))
 const flood = Number(args.flood ?? (args.quick ? 300 : 3000))
 const tokens = Number(args.tokens ?? (args.quick ? 8 : 32))
 if (!(Number.isInteger(flood) && flood >= 1)) throw new RangeError(`Cannot send --flood ${args.flood}: it must be an integer >= 1`)
@@ -75,5 +80,21 @@ emit({ metric: 'server_rss_growth_mib_under_flood', value: mib() - rssBefore, un
 await counting
 emit({ metric: 'flood_runs_computed', value: computed, unit: 'runs', config })
 emit({ metric: 'flood_runs_refused', value: refused, unit: 'runs', config })
+
+// the deaf client: its error frames pile up on the server until the stream is reset
+const heapMib = (): number => { (globalThis as { gc?: () => void }).gc?.(); return process.memoryUsage().heapUsed / 2 ** 20 }
+const heapBefore = heapMib()
+const deaf = (await inferenceStream(node, server.address)).stream as unknown as Stream
+deaf.pause()
+const bad = encodeFrame({ type: 'cancel', runIds: 'x' })
+let deafSent = 0
+try {
+  for (; deafSent < deafFrames; deafSent++) if (!deaf.send(bad)) await deaf.onDrain({ signal: AbortSignal.timeout(10_000) })
+} catch {
+  // the server reset the stream
+}
+await new Promise(resolve => setTimeout(resolve, 1000))
+emit({ metric: 'deaf_client_frames_before_reset', value: deafSent, unit: 'frames', config: { ...config, deafFrames, reset: deafSent < deafFrames } })
+emit({ metric: 'deaf_client_heap_growth_mib', value: heapMib() - heapBefore, unit: 'MiB', config: { ...config, deafFrames, gc: (globalThis as { gc?: unknown }).gc !== undefined } })
 await node.stop()
 await server.stop()

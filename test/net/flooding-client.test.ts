@@ -1,19 +1,25 @@
 /**
  * A client that sends far more runs than any pipeline keeps in flight: the server refuses
  * the excess (its memory stays bounded) and another client's run goes ahead of the backlog.
+ * One that stops reading its replies loses its stream before they cost the server much.
  */
+import type { Stream } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PetalServer } from '../../node/server.js'
 import { DEFAULT_MAX_QUEUED_RUNS_PER_SESSION } from '../../node/session-manager.js'
+import { multiaddr } from '@multiformats/multiaddr'
+import { fetchServerInfo } from '../../net/info-client.js'
 import type { FramedStream } from '../../protocol/framed-stream.js'
+import { encodeFrame } from '../../protocol/frames.js'
+import { PROTOCOL_PUSH } from '../../protocol/ids.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
 import { bareNode, inferenceStream, next, openSession, randomHidden, runFrame } from '../helpers/wire-client.js'
 
 const C = 64
 const FLOOD = 200
 
-describe('a client that floods a server with runs', () => {
+describe('clients that flood a server, or stop reading', () => {
   let server: PetalServer
   let client: Libp2p
   const streams: FramedStream[] = []
@@ -64,5 +70,42 @@ describe('a client that floods a server with runs', () => {
     // instead of the dozens still queued (a first-come-first-served queue made it wait for them all)
     expect(computed - floodResultsBefore).toBeGreaterThan(10)
     expect(overtaken).toBeLessThanOrEqual(3)
+  }, 60_000)
+
+  it('one that stops reading its replies has its session closed and its stream reset; the others are served', async () => {
+    const before = (await fetchServerInfo(client, server.address)).openSessions
+    const deaf = await inferenceStream(client, server.address)
+    const other = await inferenceStream(client, server.address)
+    streams.push(deaf, other)
+    await openSession(deaf, 'stories260k', 0, 5, 64)
+    await openSession(other, 'stories260k', 0, 5, 64)
+    const raw = deaf.stream as unknown as Stream
+    raw.pause() // reads nothing more: the server's replies to it pile up
+    const bad = encodeFrame({ type: 'cancel', runIds: 'x' }) // 14 bytes; each earns an error frame
+    let sent = 0
+    try {
+      for (; sent < 500_000; sent++) if (!raw.send(bad)) await raw.onDrain({ signal: AbortSignal.timeout(10_000) })
+    } catch {
+      // the server reset the stream
+    }
+    expect(sent).toBeLessThan(500_000)
+    await expect.poll(async () => (await fetchServerInfo(client, server.address)).openSessions, { timeout: 10_000 }).toBe(before + 1)
+    await other.write(runFrame(7, 0, randomHidden(1, C, 3), C))
+    expect(await next(other)).toMatchObject({ type: 'result', runId: 7 })
+    expect(server.state).toBe('online')
+  }, 60_000)
+
+  it('a push stream whose sender stops reading its error frames is reset', async () => {
+    const raw = await client.dialProtocol(multiaddr(server.address), PROTOCOL_PUSH)
+    raw.pause()
+    const bad = encodeFrame({ type: 'nope' })
+    let sent = 0
+    try {
+      for (; sent < 500_000; sent++) if (!raw.send(bad)) await raw.onDrain({ signal: AbortSignal.timeout(10_000) })
+    } catch {
+      // the server reset the stream
+    }
+    expect(sent).toBeLessThan(500_000)
+    expect(server.state).toBe('online')
   }, 60_000)
 })

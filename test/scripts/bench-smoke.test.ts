@@ -68,5 +68,8 @@ describe('benchmarks do not rot', () => {
     expect(value('flood_runs_computed') + value('flood_runs_refused')).toBe(300)
     expect(value('flood_runs_refused')).toBeGreaterThan(200)
     expect(value('honest_median_run_ms_under_flood')).toBeGreaterThan(0)
+    // the deaf client lost its stream before it got all its frames out
+    expect(value('deaf_client_frames_before_reset')).toBeLessThan(50_000)
+    expect(lines.find(l => l.metric === 'deaf_client_frames_before_reset')?.config.reset).toBe(true)
   }, 60_000)
 })
