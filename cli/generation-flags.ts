@@ -11,14 +11,11 @@ import { createDrafter } from './drafter-option.js'
 import { createCliLogger } from './logger.js'
 import { parseNumber } from './options.js'
 
-export interface GenerationFlags {
+/** Flags that are GenerateOptions of the same name and meaning. */
+const PASSED_THROUGH = ['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'k', 'branches', 'branchLength'] as const
+
+export interface GenerationFlags extends Pick<GenerateOptions, typeof PASSED_THROUGH[number] | 'speculation'> {
   model: string
-  maxNewTokens?: number
-  temperature?: number
-  topK?: number
-  topP?: number
-  repetitionPenalty?: number
-  seed?: number
   stop?: string[]
   bootstrap?: string[]
   modelId?: string
@@ -26,11 +23,7 @@ export interface GenerationFlags {
   wireDtype?: 'float32' | 'float16'
   coverageWait?: number
   draft?: string
-  speculation?: 'none' | 'sync' | 'pipelined'
-  k?: number
   depth?: number
-  branches?: number
-  branchLength?: number
   linkLatencyMs?: number
 }
 
@@ -83,20 +76,13 @@ export async function withModel (flags: GenerationFlags, cmd: Command, use: (mod
       : await LanguageModel.local(flags.model, flags.linkLatencyMs !== undefined ? { oneWayLatencyMs: flags.linkLatencyMs } : {})
     const draft = flags.draft !== undefined ? await createDrafter(flags.draft) : undefined
     try {
-      await use(model, {
-        ...(flags.maxNewTokens !== undefined ? { maxNewTokens: flags.maxNewTokens } : {}),
-        ...(flags.temperature !== undefined ? { temperature: flags.temperature } : {}),
-        ...(flags.topK !== undefined ? { topK: flags.topK } : {}),
-        ...(flags.topP !== undefined ? { topP: flags.topP } : {}),
-        ...(flags.repetitionPenalty !== undefined ? { repetitionPenalty: flags.repetitionPenalty } : {}),
-        ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+      const opts: GenerateOptions = {
         ...(flags.stop !== undefined ? { stopStrings: flags.stop } : {}),
         ...(draft !== undefined ? { drafter: draft.drafter, speculation: flags.speculation ?? 'pipelined' } : {}),
-        ...(flags.k !== undefined ? { k: flags.k } : {}),
-        ...(flags.depth !== undefined ? { maxInFlight: flags.depth } : {}),
-        ...(flags.branches !== undefined ? { branches: flags.branches } : {}),
-        ...(flags.branchLength !== undefined ? { branchLength: flags.branchLength } : {})
-      })
+        ...(flags.depth !== undefined ? { maxInFlight: flags.depth } : {})
+      }
+      for (const key of PASSED_THROUGH) if (flags[key] !== undefined) opts[key] = flags[key]
+      await use(model, opts)
     } finally {
       await draft?.release()
       await model.release()
