@@ -183,17 +183,15 @@ export class ChatSession {
     return result
   }
 
+  /** Continues the sequence with `prompt` (its text encoded with BOS only on the first turn). */
   async * generate (prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
     const first = this.#tokens.length === 0
     const ids = typeof prompt === 'string'
       ? this.#model.tokenizer.encode(prompt, { addSpecialTokens: first })
       : [...prompt]
     if (ids.length === 0 && first) throw new Error('Cannot generate from an empty prompt: it has no tokens')
-    // the last token of the previous turn was sampled but never fed: it leads this turn's prompt
-    const cached = this.#tokens.slice(0, Math.max(0, this.#tokens.length - 1))
-    const promptIds = [...this.#tokens.slice(cached.length), ...ids]
-    const result = yield * generateText(this.target, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached, speculationMemory: this.#model.speculationMemory })
-    this.#tokens = [...cached, ...promptIds, ...result.tokens]
+    // everything before is in the caches, but for the last generated token, which leads this turn
+    const result = yield * this.continueWith([...this.#tokens, ...ids], opts)
     result.promptTokens = ids
     return result
   }
