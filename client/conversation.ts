@@ -8,6 +8,9 @@ import type { ChatSession } from './language-model.js'
 import type { GenerateChunk, GenerateOptions, GenerationResult } from './text-generation.js'
 import type { Tokenizer } from './tokenizer/index.js'
 
+/** Positions kept free for a reply when the turn does not say how long it may be. */
+const DEFAULT_REPLY_ROOM = 256
+
 export interface ConversationOptions {
   /** A system message that opens the conversation (if the template knows the role). */
   system?: string
@@ -19,29 +22,51 @@ export class Conversation {
   readonly session: ChatSession
   readonly #template: ChatTemplate
   readonly #tokenizer: Tokenizer
+  /** The first message past the system one that still goes to the model (older ones no longer fit). */
+  #firstKept = 0
 
   constructor (session: ChatSession, template: ChatTemplate, tokenizer: Tokenizer, opts: ConversationOptions = {}) {
     this.session = session
     this.#template = template
     this.#tokenizer = tokenizer
     if (opts.system !== undefined) this.messages.push({ role: 'system', content: opts.system })
+    this.#firstKept = this.messages.length
   }
 
-  /** The token ids of the conversation with `next` added, up to where the assistant's reply begins. */
+  /** The messages the model sees: the system message, if any, and the turns that fit the session. */
+  get inContext (): ChatMessage[] {
+    return [...this.messages.slice(0, this.#systemCount), ...this.messages.slice(this.#firstKept)]
+  }
+
+  /** The token ids of the conversation in context with `next` added, up to where the assistant's reply begins. */
   promptIds (next: ChatMessage): number[] {
     // the template writes BOS (and every other special token) itself
-    return this.#tokenizer.encode(this.#template.render([...this.messages, next]), { addSpecialTokens: false })
+    return this.#tokenizer.encode(this.#template.render([...this.inContext, next]), { addSpecialTokens: false })
   }
 
   /**
    * Sends a user message; streams the reply. The reply joins `messages` once it is complete
-   * (a failed or aborted turn leaves the conversation as it was).
+   * (a failed or aborted turn leaves the conversation as it was). When the conversation and
+   * room for the reply (`maxNewTokens`, else 256) no longer fit the session's positions, the
+   * oldest turns leave the context, the system message stays; the caches are then refilled
+   * from the first change.
    */
   async * say (content: string, opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
     const message = { role: 'user', content }
-    const result = yield * this.session.continueWith(this.promptIds(message), opts)
+    const reserve = Math.min(opts.maxNewTokens ?? DEFAULT_REPLY_ROOM, Math.floor(this.session.maxTokens / 2))
+    let ids = this.promptIds(message)
+    while (ids.length + reserve > this.session.maxTokens && this.#firstKept < this.messages.length) {
+      this.#firstKept += this.messages[this.#firstKept + 1]?.role === 'assistant' ? 2 : 1 // a user turn and its reply
+      ids = this.promptIds(message)
+    }
+    const result = yield * this.session.continueWith(ids, opts)
     this.messages.push(message, { role: 'assistant', content: result.text })
     return result
+  }
+
+  /** 1 with a system message first, else 0. */
+  get #systemCount (): number {
+    return this.messages[0]?.role === 'system' ? 1 : 0
   }
 
   async close (): Promise<void> {

@@ -128,7 +128,8 @@ export class LanguageModel {
 
   /** A conversation whose KV caches persist across calls: each turn sends only its new tokens. */
   async session (opts: { maxTokens?: number } = {}): Promise<ChatSession> {
-    return new ChatSession(this, await this.#newTarget(Math.min(opts.maxTokens ?? this.maxPositions, this.maxPositions)))
+    const maxTokens = Math.min(opts.maxTokens ?? this.maxPositions, this.maxPositions)
+    return new ChatSession(this, await this.#newTarget(maxTokens), maxTokens)
   }
 
   /**
@@ -151,13 +152,16 @@ export class LanguageModel {
  */
 export class ChatSession {
   readonly target: TargetModel
+  /** Positions the session holds: a turn ends where they end. */
+  readonly maxTokens: number
   readonly #model: LanguageModel
   /** Tokens in the caches, plus the last generated token, which is not yet (it is fed next turn). */
   #tokens: number[] = []
 
-  constructor (model: LanguageModel, target: TargetModel) {
+  constructor (model: LanguageModel, target: TargetModel, maxTokens: number) {
     this.#model = model
     this.target = target
+    this.maxTokens = maxTokens
   }
 
   /** Every token of the conversation so far. */
@@ -171,6 +175,11 @@ export class ChatSession {
    */
   async * continueWith (ids: readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
     if (ids.length === 0) throw new Error('Cannot generate from an empty sequence')
+    if (ids.length >= this.maxTokens) throw new RangeError(`Cannot continue a sequence of ${ids.length} tokens: the session holds ${this.maxTokens} positions, and its reply needs one more`)
+    // a turn ends where the session's positions end; generation_config's max_length counts the whole sequence
+    const config = this.#model.generationConfig
+    const wanted = opts.maxNewTokens ?? config.maxNewTokens ?? Math.max(1, config.maxLength - ids.length)
+    opts = { ...opts, maxNewTokens: Math.min(wanted, this.maxTokens - ids.length) }
     // the caches hold every token but the last generated one; at least one token must be sent
     let kept = 0
     const limit = Math.min(this.#tokens.length - 1, ids.length - 1)

@@ -95,6 +95,28 @@ describe('Conversation (local model)', () => {
     expect(second.tokens.length).toBeGreaterThan(0)
   }, 30_000)
 
+  it('when the session is full the oldest turns leave the context, the system message stays, and replies stay exact', async () => {
+    const conversation = await model.conversation({ system: 'Tell a story.', maxTokens: 110 })
+    const turns = ['Lily went to the park.', 'What did she find?', 'Who came to help?', 'How did it end?']
+    let dropped = false
+    for (const turn of turns) {
+      const ids = conversation.promptIds({ role: 'user', content: turn }) // before any turn leaves
+      const result = await drain(conversation.say(turn, { maxNewTokens: 12, temperature: 0 }))
+      const context = conversation.inContext.slice(0, -1) // what the model saw: all but its reply
+      const seen = model.tokenizer.encode(model.chatTemplate!.render(context), { addSpecialTokens: false })
+      expect(seen.length + 12).toBeLessThanOrEqual(110)
+      if (seen.length < ids.length) dropped = true
+      expect(context[0]).toEqual({ role: 'system', content: 'Tell a story.' })
+      expect(result.tokens).toEqual((await drain(model.generate(seen, { maxNewTokens: 12, temperature: 0 }))).tokens)
+    }
+    expect(dropped).toBe(true)
+    expect(conversation.messages).toHaveLength(1 + 2 * turns.length) // the whole history is kept
+    expect(conversation.inContext.length).toBeLessThan(conversation.messages.length)
+    // a message that cannot fit even alone says so
+    await expect(drain(conversation.say('Lily '.repeat(200), { maxNewTokens: 4 }))).rejects.toThrow(/session holds 110 positions/)
+    await conversation.close()
+  }, 30_000)
+
   it('a model without a chat template says so', async () => {
     const plain = await LanguageModel.local(BUNDLED_MODEL)
     try {
