@@ -34,7 +34,7 @@ export function formatStatus (models: readonly ModelStatus[]): string {
     const missing = uncoveredBlocks(infos, 0, m.numBlocks)
     out.push(`model ${m.modelId}: ${m.numBlocks} blocks, ${m.servers.length} server${m.servers.length === 1 ? '' : 's'}, ${missing.length === 0 ? 'all blocks covered' : `${missing.length} block(s) UNCOVERED`}`)
     out.push(`  coverage ${coverageBar(m.numBlocks, infos)}  (servers per block: ${Array.from({ length: m.numBlocks }, (_, b) => infos.filter(s => s.start <= b && b < s.end).length).join(' ')})`)
-    const rows = [['SERVER', 'SPAN', 'STATE', 'DECODE tok/s/blk', 'PREFILL tok/s/blk', 'RTT ms', 'SESSIONS', 'FREE CACHE', 'DEVICE', 'RUNS']]
+    const rows = [['SERVER', 'SPAN', 'STATE', 'DECODE tok/s/blk', 'PREFILL tok/s/blk', 'RTT ms', 'SESSIONS', 'FREE CACHE', 'DEVICE', 'RUNS', 'QUEUED']]
     for (const s of [...m.servers].sort((a, b) => a.info.start - b.info.start || a.info.end - b.info.end)) {
       const i = s.info
       // a server reachable only through a relay (behind a NAT): every hop to it takes a detour
@@ -43,7 +43,7 @@ export function formatStatus (models: readonly ModelStatus[]): string {
         `…${i.peerId.slice(-8)}${relayed ? ' (relay)' : ''}`, `[${i.start},${i.end})`, i.state,
         i.throughput.decodeTokensPerSec.toFixed(0), i.throughput.prefillTokensPerSec.toFixed(0),
         s.rttMs.toFixed(1), `${i.openSessions}/${i.maxSessions}`, String(i.freeCacheTokens), i.device,
-        String(i.metrics?.runsComputed ?? '-')
+        String(i.metrics?.runsComputed ?? '-'), String(i.metrics?.queuedRuns ?? '-')
       ])
     }
     out.push(...table(rows).map(l => `  ${l}`))

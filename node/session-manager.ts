@@ -68,6 +68,7 @@ export interface RunCounters {
   abortedMidRun: number
   droppedLate: number
   failed: number
+  refused: number
 }
 
 const MAX_REMEMBERED_CANCELS = 4096
@@ -81,7 +82,7 @@ export class SessionManager {
   readonly #init: SessionManagerInit
   readonly #sessions = new Map<string, ServerSession>()
   readonly #queue = new ComputeQueue()
-  readonly counters: RunCounters = { computed: 0, droppedBeforeStart: 0, abortedMidRun: 0, droppedLate: 0, failed: 0 }
+  readonly counters: RunCounters = { computed: 0, droppedBeforeStart: 0, abortedMidRun: 0, droppedLate: 0, failed: 0, refused: 0 }
   #draining = false
 
   constructor (init: SessionManagerInit) {
@@ -98,7 +99,7 @@ export class SessionManager {
   /** The counters as ServerInfo reports them. */
   get metrics (): ServerMetrics {
     const c = this.counters
-    return { runsComputed: c.computed, runsDroppedBeforeStart: c.droppedBeforeStart, runsAbortedMidRun: c.abortedMidRun, runsDroppedLate: c.droppedLate }
+    return { runsComputed: c.computed, runsDroppedBeforeStart: c.droppedBeforeStart, runsAbortedMidRun: c.abortedMidRun, runsDroppedLate: c.droppedLate, runsRefused: c.refused, queuedRuns: this.#queue.length }
   }
 
   /** Resolves once no run computes or waits. */
@@ -166,6 +167,7 @@ export class SessionManager {
     }
     const maxQueued = this.#init.maxQueuedRunsPerSession ?? DEFAULT_MAX_QUEUED_RUNS_PER_SESSION
     if (this.#queue.queuedFor(session.id) >= maxQueued) {
+      this.counters.refused++
       onDone(new TooLargeError(`Cannot queue run ${runId}: the session already has ${maxQueued} runs waiting`))
       return
     }

@@ -82,6 +82,10 @@ export interface ServerMetrics {
   runsAbortedMidRun: number
   /** Runs that arrived after their cancel: dropped on arrival. */
   runsDroppedLate: number
+  /** Runs refused because their session already had the most waiting runs allowed (absent from older servers). */
+  runsRefused?: number
+  /** Runs waiting to start now, all sessions together (absent from older servers). */
+  queuedRuns?: number
 }
 
 /** Request for a ServerInfo. The reply is one frame: a ServerInfo, or an error frame (type 'error'). */
@@ -104,8 +108,14 @@ export function parseServerMetrics (value: unknown, what = 'metrics'): ServerMet
     runsComputed: readInt(obj, 'runsComputed', what),
     runsDroppedBeforeStart: readInt(obj, 'runsDroppedBeforeStart', what),
     runsAbortedMidRun: readInt(obj, 'runsAbortedMidRun', what),
-    runsDroppedLate: readInt(obj, 'runsDroppedLate', what)
+    runsDroppedLate: readInt(obj, 'runsDroppedLate', what),
+    ...optional('runsRefused', readOptInt(obj, 'runsRefused', what)),
+    ...optional('queuedRuns', readOptInt(obj, 'queuedRuns', what))
   }
+}
+
+function optional<K extends string> (key: K, value: number | undefined): Partial<Record<K, number>> {
+  return value === undefined ? {} : { [key]: value } as Record<K, number>
 }
 
 /** Parses a Throughput record. */

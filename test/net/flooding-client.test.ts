@@ -70,6 +70,10 @@ describe('clients that flood a server, or stop reading', () => {
     // instead of the dozens still queued (a first-come-first-served queue made it wait for them all)
     expect(computed - floodResultsBefore).toBeGreaterThan(10)
     expect(overtaken).toBeLessThanOrEqual(3)
+    // the server counts what it refused, for `petal-node status`; nothing waits any more
+    const metrics = (await fetchServerInfo(client, server.address)).metrics
+    expect(metrics?.runsRefused).toBe(refusals.length)
+    expect(metrics?.queuedRuns).toBe(0)
   }, 60_000)
 
   it('one that stops reading its replies has its session closed and its stream reset; the others are served', async () => {

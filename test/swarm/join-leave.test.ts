@@ -38,6 +38,7 @@ describe('servers joining and leaving', () => {
     expect(stdout).toContain('model stories260k: 5 blocks, 3 servers, all blocks covered')
     for (const s of swarm.servers) expect(stdout).toContain(peerIdOf(s.address).slice(-8))
     expect(stdout).toMatch(/\[0,3\)\s+online/)
+    expect(stdout).toMatch(/\bRUNS\s+QUEUED$/m) // each server's runs computed and waiting now
     const json = JSON.parse((await run(process.execPath, [CLI, 'status', '--bootstrap', swarm.bootstrap, '--json'])).stdout)
     expect(json.models[0].servers).toHaveLength(3)
     // the announced speed, not a measured one

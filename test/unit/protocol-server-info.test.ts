@@ -29,6 +29,13 @@ describe('server info', () => {
     expect(parseInfoRequest(wire({ type: 'info' }))).toEqual({ type: 'info' })
   })
 
+  it('metrics: the load figures are optional (older servers lack them) and checked when present', () => {
+    const metrics = { runsComputed: 5, runsDroppedBeforeStart: 1, runsAbortedMidRun: 0, runsDroppedLate: 2 }
+    expect(parseServerInfo(wire({ ...info, metrics })).metrics).toEqual(metrics)
+    expect(parseServerInfo(wire({ ...info, metrics: { ...metrics, runsRefused: 3, queuedRuns: 7 } })).metrics).toEqual({ ...metrics, runsRefused: 3, queuedRuns: 7 })
+    expect(() => parseServerInfo(wire({ ...info, metrics: { ...metrics, queuedRuns: -1 } }))).toThrow(/metrics\.queuedRuns/)
+  })
+
   const bad: Array<[string, unknown]> = [
     ['request with another type', { type: 'infos' }],
     ['missing peerId', { ...info, peerId: undefined }],
