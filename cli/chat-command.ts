@@ -3,10 +3,12 @@ import type { Command } from 'commander'
 import type { Conversation } from '../client/conversation.js'
 import type { GenerateOptions, GenerationResult } from '../client/text-generation.js'
 import { addGenerationOptions, describeStats, withModel, type GenerationFlags } from './generation-flags.js'
+import { parseNumber } from './options.js'
 
 interface ChatFlags extends GenerationFlags {
   system?: string
   json?: boolean
+  maxTokens?: number
 }
 
 /**
@@ -18,6 +20,7 @@ export function chatCommand (program: Command): void {
     .description('chat with an instruction-tuned model: one message per line of stdin, locally or through a swarm')
     .requiredOption('--model <dir>', 'Hugging Face checkpoint folder with a chat template (tokenizer_config.json chat_template or chat_template.jinja)')
     .option('--system <text>', 'a system message to open the conversation')
+    .option('--max-tokens <n>', 'positions the session holds on the servers (default: the model\'s context); older turns leave the context when it is full', parseNumber('--max-tokens', { integer: true, min: 2 }))
     .option('--json', 'print one JSON object {text, tokens, promptTokens, stats} per reply instead of streaming')
   addGenerationOptions(command)
     .addHelpText('after', `
@@ -26,7 +29,10 @@ Examples:
   printf 'Hi!\\nWhat can you do?\\n' | petal-node chat --model ~/models/tinyllama-chat --json`)
     .action(async (flags: ChatFlags, cmd: Command) => {
       await withModel(flags, cmd, async (model, opts) => {
-        const conversation = await model.conversation({ ...(flags.system !== undefined ? { system: flags.system } : {}) })
+        const conversation = await model.conversation({
+          ...(flags.system !== undefined ? { system: flags.system } : {}),
+          ...(flags.maxTokens !== undefined ? { maxTokens: flags.maxTokens } : {})
+        })
         try {
           const interactive = process.stdin.isTTY === true && flags.json !== true
           const lines = createInterface({ input: process.stdin, ...(interactive ? { output: process.stdout, prompt: '> ' } : {}) })

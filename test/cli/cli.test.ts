@@ -107,6 +107,12 @@ describe('petal-node chat (local)', () => {
     expect(r.stdout.trim().length).toBeGreaterThan(0)
     expect(r.stdout.endsWith('\n')).toBe(true) // the reply ends its line
     expect(r.stderr).toMatch(/6 tokens in .* sent \d+ new tokens/)
+    // a small session: five turns still work, the oldest leaving the context
+    const small = await cliWithInput('One.\nTwo.\nThree.\nFour.\nFive.\n', 'chat', '--model', dir, '--max-tokens', '64', '--max-new-tokens', '8', '--temperature', '0', '--json')
+    expect(small.code, small.stderr).toBe(0)
+    const turns = small.stdout.trim().split('\n').map(l => JSON.parse(l))
+    expect(turns).toHaveLength(5)
+    for (const t of turns) expect(t.tokens.length).toBeGreaterThan(0)
     const plain = await cliWithInput('Hello\n', 'chat', '--model', BUNDLED_MODEL)
     expect(plain.code).toBe(1)
     expect(plain.stderr.trim()).toMatch(/^petal-node: This model has no chat template/)
