@@ -104,18 +104,17 @@ export function parseInfoRequest (value: unknown): InfoRequest {
 /** Parses a ServerMetrics record. */
 export function parseServerMetrics (value: unknown, what = 'metrics'): ServerMetrics {
   const obj = expectFields(value, what)
-  return {
+  const metrics: ServerMetrics = {
     runsComputed: readInt(obj, 'runsComputed', what),
     runsDroppedBeforeStart: readInt(obj, 'runsDroppedBeforeStart', what),
     runsAbortedMidRun: readInt(obj, 'runsAbortedMidRun', what),
-    runsDroppedLate: readInt(obj, 'runsDroppedLate', what),
-    ...optional('runsRefused', readOptInt(obj, 'runsRefused', what)),
-    ...optional('queuedRuns', readOptInt(obj, 'queuedRuns', what))
+    runsDroppedLate: readInt(obj, 'runsDroppedLate', what)
   }
-}
-
-function optional<K extends string> (key: K, value: number | undefined): Partial<Record<K, number>> {
-  return value === undefined ? {} : { [key]: value } as Record<K, number>
+  const runsRefused = readOptInt(obj, 'runsRefused', what)
+  if (runsRefused !== undefined) metrics.runsRefused = runsRefused
+  const queuedRuns = readOptInt(obj, 'queuedRuns', what)
+  if (queuedRuns !== undefined) metrics.queuedRuns = queuedRuns
+  return metrics
 }
 
 /** Parses a Throughput record. */
