@@ -1,6 +1,7 @@
 import { Command } from 'commander'
 import { exitWithError } from './cli-error.js'
 import { exitWithParent } from './exit-with-parent.js'
+import { apiCommand } from './api-command.js'
 import { chatCommand } from './chat-command.js'
 import { demoCommand } from './demo-command.js'
 import { forwardCommand } from './forward-command.js'
@@ -21,6 +22,7 @@ const program = new Command('petal-node')
 demoCommand(program)
 generateCommand(program)
 chatCommand(program)
+apiCommand(program)
 forwardCommand(program)
 serveCommand(program)
 statusCommand(program)

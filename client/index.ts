@@ -2,6 +2,7 @@
 export { LanguageModel, ChatSession, type SwarmModelOptions, type LocalModelOptions } from './language-model.js'
 export { Conversation, type ConversationOptions } from './conversation.js'
 export { ChatTemplate, type ChatMessage } from './chat-template.js'
+export { OpenAiServer, type OpenAiServerInit } from './openai/openai-server.js'
 export { SwarmClient, type SwarmClientInit } from './swarm/swarm-client.js'
 export { SwarmTarget, type SwarmTargetInit } from './swarm/swarm-target.js'
 export { describeRoute } from './swarm/route-hops.js'

@@ -148,8 +148,14 @@ describe('errors are one clear line and a non-zero exit', () => {
     expect(r.stderr).toMatch(/--top-p must be a number >= 0 and <= 1/)
   })
 
+  it('api: a --listen that is no host:port', async () => {
+    const r = await cli('api', '--model', BUNDLED_MODEL, '--listen', '8000')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/--listen must be host:port/)
+  })
+
   it('every command has --help', async () => {
-    for (const cmd of ['serve', 'generate', 'chat', 'forward', 'status', 'demo']) {
+    for (const cmd of ['serve', 'generate', 'chat', 'api', 'forward', 'status', 'demo']) {
       const r = await cli(cmd, '--help')
       expect(r.code).toBe(0)
       expect(r.stdout).toContain(`Usage: petal-node ${cmd}`)

@@ -1,0 +1,236 @@
+/**
+ * An OpenAI-compatible HTTP API over a `LanguageModel` (local or through a swarm):
+ * `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (streamed as
+ * server-sent events with `stream: true`), and `GET /health`. Any OpenAI client library or
+ * chat UI can then use the swarm. Requests are stateless, as OpenAI's are; sessions are pooled
+ * so that a conversation's next turn sends only its new tokens (session-pool.ts).
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import type { ChatSession, LanguageModel } from '../language-model.js'
+import type { GenerateOptions, GenerationResult } from '../text-generation.js'
+import { ApiError, invalidField } from './api-error.js'
+import { completeBody, finishChunk, textChunk, usageChunk, type Endpoint, type ResponseHead } from './completion-responses.js'
+import { parseChatBody, parseCompletionBody, type ParsedRequest } from './request-body.js'
+import { SessionPool } from './session-pool.js'
+
+export interface OpenAiServerInit {
+  model: LanguageModel
+  /** The id clients name in `model` (requests naming another get 404). */
+  modelId: string
+  /** Options every generation starts from (a drafter, speculation, ...); a request's fields override them. */
+  defaults?: GenerateOptions
+  /** Positions each session holds (default: the model's context). */
+  sessionTokens?: number
+  /** Sessions at once (default 4). */
+  maxSessions?: number
+  /** Requests waiting for a session before 429 (default 32). */
+  maxWaiting?: number
+  /** Idle sessions close after this long, ms (default 5 minutes). */
+  idleMs?: number
+  /** When set, requests need `Authorization: Bearer <apiKey>`. */
+  apiKey?: string
+  /** Largest request body, bytes (default 4 MiB). */
+  maxBodyBytes?: number
+  logger?: Logger
+}
+
+export class OpenAiServer {
+  readonly #init: OpenAiServerInit
+  readonly #pool: SessionPool<ChatSession>
+  readonly #http: Server
+  readonly #sessionTokens: number
+
+  private constructor (init: OpenAiServerInit) {
+    this.#init = init
+    this.#sessionTokens = Math.min(init.sessionTokens ?? init.model.maxPositions, init.model.maxPositions)
+    this.#pool = new SessionPool({
+      open: async () => await init.model.session({ maxTokens: this.#sessionTokens }),
+      maxSessions: init.maxSessions ?? 4,
+      maxWaiting: init.maxWaiting ?? 32,
+      idleMs: init.idleMs ?? 5 * 60_000
+    })
+    this.#http = createServer((req, res) => { void this.#handle(req, res) })
+  }
+
+  /** Starts listening on `host:port` (port 0: any free one). */
+  static async listen (init: OpenAiServerInit, opts: { host?: string, port?: number } = {}): Promise<OpenAiServer> {
+    const server = new OpenAiServer(init)
+    await new Promise<void>((resolve, reject) => {
+      server.#http.once('error', reject)
+      server.#http.listen(opts.port ?? 8000, opts.host ?? '127.0.0.1', () => { server.#http.off('error', reject); resolve() })
+    })
+    return server
+  }
+
+  /** The API's base URL, e.g. http://127.0.0.1:8000/v1 */
+  get url (): string {
+    const { address, port, family } = this.#http.address() as AddressInfo
+    return `http://${family === 'IPv6' ? `[${address}]` : address}:${port}/v1`
+  }
+
+  /** Sessions lent to requests and idle ones. */
+  get sessions (): { busy: number, idle: number } {
+    return { busy: this.#pool.busyCount, idle: this.#pool.idleCount }
+  }
+
+  async close (): Promise<void> {
+    this.#http.closeAllConnections()
+    await new Promise<void>(resolve => { this.#http.close(() => { resolve() }) })
+    await this.#pool.close()
+  }
+
+  async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      this.#authorize(req)
+      const path = (req.url ?? '/').split('?')[0] as string
+      if (path === '/health' && req.method === 'GET') return sendJson(res, 200, { status: 'ok', model: this.#init.modelId, sessions: this.sessions })
+      if (path === '/v1/models' && req.method === 'GET') return sendJson(res, 200, { object: 'list', data: [this.#modelCard()] })
+      if (path.startsWith('/v1/models/') && req.method === 'GET') {
+        this.#checkModel(decodeURIComponent(path.slice('/v1/models/'.length)))
+        return sendJson(res, 200, this.#modelCard())
+      }
+      const endpoint: Endpoint | undefined = path === '/v1/completions' ? 'completion' : path === '/v1/chat/completions' ? 'chat' : undefined
+      if (endpoint === undefined) throw new ApiError(404, `No route ${req.method ?? ''} ${path}: this server has GET /v1/models, POST /v1/completions, POST /v1/chat/completions and GET /health`, { code: 'not_found' })
+      if (req.method !== 'POST') throw new ApiError(405, `${path} takes POST`, { code: 'method_not_allowed' })
+      await this.#complete(endpoint, await readJson(req, this.#init.maxBodyBytes ?? 4 * 2 ** 20), req, res)
+    } catch (err) {
+      this.#fail(res, err)
+    }
+  }
+
+  async #complete (endpoint: Endpoint, body: unknown, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const request = endpoint === 'chat' ? parseChatBody(body) : parseCompletionBody(body)
+    if (request.model !== undefined) this.#checkModel(request.model)
+    const ids = 'messages' in request ? this.#chatIds(request.messages) : this.#promptIds(request.prompt)
+    this.#checkLength(ids.length, request)
+    // the client going away (closing the connection) aborts its generation
+    const aborter = new AbortController()
+    res.on('close', () => { if (!res.writableFinished) aborter.abort(new ApiError(499, 'The client closed the connection', { code: 'client_closed' })) })
+    const session = await this.#pool.acquire(ids, aborter.signal)
+    let healthy = false
+    try {
+      const head: ResponseHead = { id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: this.#init.modelId, endpoint }
+      const stream = session.continueWith(ids, { ...this.#init.defaults, ...request.options, signal: aborter.signal })
+      const result = request.stream
+        ? await streamEvents(res, head, stream, ids.length, request.includeUsage)
+        : await drain(stream)
+      if (!request.stream) sendJson(res, 200, completeBody(head, result, ids.length))
+      healthy = true
+      this.#init.logger?.info({ endpoint, promptTokens: ids.length, sent: result.promptTokens.length, tokens: result.tokens.length, route: result.stats.target.route }, 'completed')
+    } finally {
+      // a session whose generation failed or was aborted may hold runs in flight: close it
+      this.#pool.release(session, healthy)
+    }
+  }
+
+  #chatIds (messages: Array<{ role: string, content: string }>): number[] {
+    const template = this.#init.model.chatTemplate
+    if (template === undefined) throw new ApiError(400, `The model ${this.#init.modelId} has no chat template (a base model): use /v1/completions`, { code: 'no_chat_template' })
+    let text: string
+    try {
+      text = template.render(messages)
+    } catch (err) {
+      throw invalidField('messages', (err as Error).message)
+    }
+    // the template writes BOS and the other special tokens itself
+    return this.#init.model.tokenizer.encode(text, { addSpecialTokens: false })
+  }
+
+  #promptIds (prompt: string | number[]): number[] {
+    if (typeof prompt === 'string') return this.#init.model.encode(prompt)
+    const vocab = this.#init.model.tokenizer.vocabSize
+    const bad = prompt.find(id => id >= vocab)
+    if (bad !== undefined) throw invalidField('prompt', `Token id ${bad} is out of the vocabulary (${vocab} tokens)`)
+    return prompt
+  }
+
+  /** OpenAI's context_length_exceeded: the prompt, and an explicit max_tokens, must fit a session. */
+  #checkLength (promptLength: number, request: ParsedRequest): void {
+    const limit = this.#sessionTokens
+    const asked = request.options.maxNewTokens
+    if (promptLength + (asked ?? 1) > limit) {
+      throw new ApiError(400, `This model's context holds ${limit} tokens. However, you requested ${promptLength + (asked ?? 1)} tokens (${promptLength} in the prompt, ${asked ?? 1} for the completion)`, { param: 'messages', code: 'context_length_exceeded' })
+    }
+  }
+
+  #checkModel (model: string): void {
+    if (model !== this.#init.modelId) throw new ApiError(404, `The model '${model}' does not exist here: this server serves '${this.#init.modelId}'`, { param: 'model', code: 'model_not_found' })
+  }
+
+  #modelCard (): Record<string, unknown> {
+    return { id: this.#init.modelId, object: 'model', created: 0, owned_by: 'petal', context_length: this.#sessionTokens }
+  }
+
+  #authorize (req: IncomingMessage): void {
+    const key = this.#init.apiKey
+    if (key === undefined) return
+    const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '')
+    const wanted = Buffer.from(key)
+    if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) throw new ApiError(401, 'Missing or wrong API key: send Authorization: Bearer <key>', { type: 'authentication_error', code: 'invalid_api_key' })
+  }
+
+  #fail (res: ServerResponse, err: unknown): void {
+    const apiError = err instanceof ApiError ? err : new ApiError(500, (err as Error)?.message ?? String(err), { cause: err })
+    if (apiError.status >= 500) this.#init.logger?.warn({ err }, 'request failed')
+    if (res.writableEnded || res.destroyed) return
+    if (res.headersSent) {
+      // mid-stream: the error travels as one more event, then the stream ends
+      res.end(`data: ${JSON.stringify(apiError.toJSON())}\n\n`)
+    } else {
+      sendJson(res, apiError.status, apiError.toJSON())
+    }
+  }
+}
+
+/** Runs the generation to its end; returns its result. */
+async function drain (stream: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
+  for (;;) {
+    const next = await stream.next()
+    if (next.done === true) return next.value
+  }
+}
+
+/** Streams the generation as server-sent events, ending with `data: [DONE]`. */
+async function streamEvents (res: ServerResponse, head: ResponseHead, stream: AsyncGenerator<{ text: string }, GenerationResult>, promptLength: number, includeUsage: boolean): Promise<GenerationResult> {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
+  const send = (body: unknown): void => { res.write(`data: ${JSON.stringify(body)}\n\n`) }
+  let first = true
+  for (;;) {
+    const next = await stream.next()
+    if (next.done === true) {
+      if (first && head.endpoint === 'chat') send(textChunk(head, '', true))
+      send(finishChunk(head, next.value))
+      if (includeUsage) send(usageChunk(head, next.value, promptLength))
+      res.end('data: [DONE]\n\n')
+      return next.value
+    }
+    if (next.value.text === '' && !first) continue
+    send(textChunk(head, next.value.text, first))
+    first = false
+  }
+}
+
+function sendJson (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** The request body as JSON; 413 past `limit` bytes, 400 when it does not parse. */
+async function readJson (req: IncomingMessage, limit: number): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > limit) throw new ApiError(413, `The request body is larger than ${limit} bytes`, { code: 'body_too_large' })
+    chunks.push(chunk as Buffer)
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch (err) {
+    throw new ApiError(400, `The request body is not JSON: ${(err as Error).message}`, { code: 'invalid_json', cause: err })
+  }
+}

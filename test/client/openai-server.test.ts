@@ -1,0 +1,217 @@
+/** The OpenAI-compatible HTTP API over a local model: what it answers equals what the SDK generates. */
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LanguageModel } from '../../client/language-model.js'
+import { OpenAiServer, type OpenAiServerInit } from '../../client/openai/openai-server.js'
+import type { GenerateOptions, GenerationResult } from '../../client/text-generation.js'
+import { chatModelCopy } from '../helpers/chat-model.js'
+import { BUNDLED_MODEL } from '../helpers/fixtures.js'
+
+const GREEDY = { temperature: 0, max_tokens: 24 }
+
+async function post (server: OpenAiServer, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, json: any }> {
+  const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) })
+  return { status: res.status, json: await res.json() }
+}
+
+/** The events of a streamed response, `[DONE]` as the string. */
+async function events (server: OpenAiServer, path: string, body: unknown): Promise<any[]> {
+  const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body as object, stream: true }) })
+  expect(res.headers.get('content-type')).toBe('text/event-stream')
+  const text = await res.text()
+  return text.split('\n\n').filter(e => e !== '').map(e => {
+    expect(e.startsWith('data: ')).toBe(true)
+    const data = e.slice('data: '.length)
+    return data === '[DONE]' ? data : JSON.parse(data)
+  })
+}
+
+async function sdkResult (stream: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
+  for (;;) {
+    const next = await stream.next()
+    if (next.done === true) return next.value
+  }
+}
+
+async function withServer<T> (init: Omit<OpenAiServerInit, 'modelId'>, use: (server: OpenAiServer) => Promise<T>): Promise<T> {
+  const server = await OpenAiServer.listen({ modelId: 'stories260k', ...init }, { port: 0 })
+  try {
+    return await use(server)
+  } finally {
+    await server.close()
+  }
+}
+
+describe('OpenAI-compatible API', () => {
+  const dir = chatModelCopy()
+  let model: LanguageModel
+  let server: OpenAiServer
+  beforeAll(async () => {
+    model = await LanguageModel.local(dir)
+    server = await OpenAiServer.listen({ model, modelId: 'stories260k', maxSessions: 2 }, { port: 0 })
+  })
+  afterAll(async () => {
+    await server.close()
+    await model.release()
+    rmSync(join(dir, '..'), { recursive: true, force: true })
+  })
+
+  it('lists its model', async () => {
+    const res = await fetch(`${server.url}/models`)
+    expect(await res.json()).toMatchObject({ object: 'list', data: [{ id: 'stories260k', object: 'model', owned_by: 'petal' }] })
+    expect(((await (await fetch(`${server.url}/models/stories260k`)).json()) as { id: string }).id).toBe('stories260k')
+    expect((await fetch(`${server.url}/models/gpt-4`)).status).toBe(404)
+  })
+
+  it('completes a prompt as the SDK does, with OpenAI usage and finish reason', async () => {
+    const { status, json } = await post(server, '/completions', { model: 'stories260k', prompt: 'Once upon a time', ...GREEDY })
+    const expected = await sdkResult(model.generate('Once upon a time', { temperature: 0, maxNewTokens: 24 }))
+    expect(status).toBe(200)
+    expect(json).toMatchObject({ object: 'text_completion', model: 'stories260k', choices: [{ index: 0, text: expected.text, finish_reason: expected.stopReason === 'max-new-tokens' ? 'length' : 'stop' }] })
+    expect(json.id).toMatch(/^cmpl-/)
+    const promptLength = model.encode('Once upon a time').length
+    expect(json.usage).toMatchObject({ prompt_tokens: promptLength, completion_tokens: expected.tokens.length, total_tokens: promptLength + expected.tokens.length })
+    expect(json.petal.route).toBe('local')
+  })
+
+  it('takes token ids as the prompt, and a seed makes sampling repeat', async () => {
+    const ids = model.encode('Lily had a')
+    const sampled = { prompt: ids, temperature: 1, top_k: 20, seed: 7, max_tokens: 16 }
+    const first = await post(server, '/completions', sampled)
+    const second = await post(server, '/completions', sampled)
+    const expected = await sdkResult(model.generate(ids, { temperature: 1, topK: 20, seed: 7, maxNewTokens: 16 }))
+    expect(first.json.choices[0].text).toBe(expected.text)
+    expect(second.json.choices[0].text).toBe(expected.text)
+    expect((await post(server, '/completions', { prompt: [1, 999_999] })).json.error.param).toBe('prompt')
+  })
+
+  it('streams the same text as server-sent events, then the finish, the usage and [DONE]', async () => {
+    const whole = await post(server, '/completions', { prompt: 'The cat', ...GREEDY })
+    const got = await events(server, '/completions', { prompt: 'The cat', ...GREEDY, stream_options: { include_usage: true } })
+    expect(got.at(-1)).toBe('[DONE]')
+    const usage = got.at(-2)
+    expect(usage.choices).toEqual([])
+    const { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: totalTokens } = whole.json.usage
+    expect(usage.usage).toMatchObject({ prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: totalTokens })
+    // the same prompt again: its session held all of it (but one token, which a run must carry)
+    expect(usage.usage.prompt_tokens_details.cached_tokens).toBe(promptTokens - 1)
+    const finish = got.at(-3)
+    expect(finish.choices[0].finish_reason).toBe(whole.json.choices[0].finish_reason)
+    const chunks = got.slice(0, -3)
+    expect(chunks.length).toBeGreaterThan(1)
+    expect(chunks.map(c => c.choices[0].text).join('')).toBe(whole.json.choices[0].text)
+    expect(new Set(got.slice(0, -1).map(c => c.id)).size).toBe(1)
+  })
+
+  it('chats through the template; the next turn reuses the session and sends only what it lacks', async () => {
+    const first = [{ role: 'system', content: 'Tell a story.' }, { role: 'user', content: 'Lily went to the park.' }]
+    const one = await post(server, '/chat/completions', { messages: first, ...GREEDY })
+    expect(one.json).toMatchObject({ object: 'chat.completion', choices: [{ message: { role: 'assistant' } }] })
+    const reply = one.json.choices[0].message.content as string
+    const second = [...first, { role: 'assistant', content: reply }, { role: 'user', content: 'What did she find?' }]
+    const two = await post(server, '/chat/completions', { messages: second, ...GREEDY })
+    // the reference: a fresh session given the whole conversation
+    const ids = model.tokenizer.encode(model.chatTemplate!.render(second), { addSpecialTokens: false })
+    const session = await model.session()
+    const expected = await sdkResult(session.continueWith(ids, { temperature: 0, maxNewTokens: 24 }))
+    await session.close()
+    expect(two.json.choices[0].message.content).toBe(expected.text)
+    expect(two.json.usage.prompt_tokens).toBe(ids.length)
+    // all of the first turn's prompt and reply were in the caches (but the reply's last token)
+    expect(two.json.usage.prompt_tokens_details.cached_tokens).toBeGreaterThanOrEqual(one.json.usage.total_tokens - 2)
+    expect(one.json.usage.prompt_tokens_details.cached_tokens).toBeLessThan(one.json.usage.prompt_tokens)
+  })
+
+  it('streams a chat: the role first, then the content deltas', async () => {
+    const messages = [{ role: 'user', content: 'Tell me about a dog.' }]
+    const whole = await post(server, '/chat/completions', { messages, ...GREEDY })
+    const got = await events(server, '/chat/completions', { messages, ...GREEDY })
+    expect(got[0]).toMatchObject({ object: 'chat.completion.chunk', choices: [{ delta: { role: 'assistant' } }] })
+    const deltas = got.slice(0, -2).map(c => c.choices[0].delta.content as string)
+    expect(deltas.join('')).toBe(whole.json.choices[0].message.content)
+    expect(got.at(-2).choices[0]).toMatchObject({ delta: {}, finish_reason: whole.json.choices[0].finish_reason })
+  })
+
+  it('answers bad requests with OpenAI-shaped errors, and keeps serving', async () => {
+    const cases: Array<[string, unknown, number, string | null]> = [
+      ['/completions', '{"prompt": ', 400, 'invalid_json'],
+      ['/completions', { prompt: 'x', model: 'gpt-4' }, 404, 'model_not_found'],
+      ['/completions', { prompt: 'x', n: 3 }, 400, 'unsupported_parameter'],
+      ['/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 100_000 }, 400, 'context_length_exceeded'],
+      ['/embeddings', { input: 'x' }, 404, 'not_found']
+    ]
+    for (const [path, body, status, code] of cases) {
+      const res = await post(server, path, body)
+      expect([res.status, res.json.error.code]).toEqual([status, code])
+      expect(typeof res.json.error.message).toBe('string')
+    }
+    expect((await fetch(`${server.url}/completions`)).status).toBe(405)
+    const ok = await post(server, '/completions', { prompt: 'Once upon a time', ...GREEDY })
+    expect(ok.status).toBe(200)
+  })
+
+  it('refuses a body past the limit with 413', async () => {
+    await withServer({ model, maxBodyBytes: 1000 }, async small => {
+      const res = await post(small, '/completions', { prompt: 'x'.repeat(5000) })
+      expect([res.status, res.json.error.code]).toEqual([413, 'body_too_large'])
+    })
+  })
+
+  it('refuses chat for a model without a template', async () => {
+    const base = await LanguageModel.local(BUNDLED_MODEL)
+    try {
+      await withServer({ model: base }, async plain => {
+        const res = await post(plain, '/chat/completions', { messages: [{ role: 'user', content: 'x' }] })
+        expect([res.status, res.json.error.code]).toEqual([400, 'no_chat_template'])
+      })
+    } finally {
+      await base.release()
+    }
+  })
+
+  it('wants the API key when it has one', async () => {
+    await withServer({ model, apiKey: 'sesame' }, async locked => {
+      expect((await post(locked, '/completions', { prompt: 'x', max_tokens: 2 })).status).toBe(401)
+      expect((await post(locked, '/completions', { prompt: 'x', max_tokens: 2 }, { authorization: 'Bearer wrong!' })).status).toBe(401)
+      expect((await post(locked, '/completions', { prompt: 'x', max_tokens: 2 }, { authorization: 'Bearer sesame' })).status).toBe(200)
+    })
+  })
+})
+
+describe('OpenAI-compatible API under load and hang-ups', () => {
+  // 5 ms each way around every run: a generation takes long enough to leave or to queue behind
+  const slowOpts: GenerateOptions = { temperature: 0, maxNewTokens: 16 }
+  let slow: LanguageModel
+  beforeAll(async () => { slow = await LanguageModel.local(BUNDLED_MODEL, { oneWayLatencyMs: 5 }) })
+  afterAll(async () => { await slow.release() })
+
+  it('a client that hangs up mid-stream aborts its generation; the session is closed and the next request is exact', async () => {
+    await withServer({ model: slow, maxSessions: 1 }, async api => {
+      const controller = new AbortController()
+      const res = await fetch(`${api.url}/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 400, stream: true }), signal: controller.signal })
+      const reader = res.body!.getReader()
+      await reader.read() // the first event
+      controller.abort()
+      await expect.poll(() => api.sessions, { timeout: 5000 }).toEqual({ busy: 0, idle: 0 })
+      const after = await post(api, '/completions', { prompt: 'Lily', temperature: 0, max_tokens: 16 })
+      const expected = await sdkResult(slow.generate('Lily', slowOpts))
+      expect(after.json.choices[0].text).toBe(expected.text)
+    })
+  })
+
+  it('requests beyond the sessions wait their turn; beyond maxWaiting they get 429', async () => {
+    await withServer({ model: slow, maxSessions: 1, maxWaiting: 1 }, async api => {
+      const prompts = ['Lily', 'Tom', 'The sun']
+      const answers = prompts.map(p => post(api, '/completions', { prompt: p, temperature: 0, max_tokens: 16 }))
+      const got = await Promise.all(answers)
+      expect(got.map(r => r.status).sort()).toEqual([200, 200, 429])
+      const refused = got.find(r => r.status === 429)
+      expect(refused?.json.error.code).toBe('sessions_busy')
+      for (const [i, r] of got.entries()) {
+        if (r.status !== 200) continue
+        expect(r.json.choices[0].text).toBe((await sdkResult(slow.generate(prompts[i] as string, slowOpts))).text)
+      }
+    })
+  })
+})
