@@ -26,7 +26,7 @@ export function apiCommand (program: Command): void {
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" (default: $PETAL_API_KEY; none: open to whoever can reach the address)')
     .option('--max-sessions <n>', 'sessions at once, busy and idle (each holds cache on its servers)', parseNumber('--max-sessions', { integer: true, min: 1 }), 4)
     .option('--max-tokens <n>', 'positions each session holds: prompt and completion together (default: the model\'s context)', parseNumber('--max-tokens', { integer: true, min: 2 }))
-    .option('--idle-timeout <seconds>', 'close a session idle this long, giving its servers\' caches back', parseNumber('--idle-timeout', { min: 0 }), 300)
+    .option('--idle-timeout <seconds>', 'close a session idle this long, giving its servers\' caches back (0: keep none, each request opens its own)', parseNumber('--idle-timeout', { min: 0 }), 300)
   addGenerationOptions(command)
     .addHelpText('after', `
 Sampling and speculation flags set the defaults; a request's own fields (temperature, top_p,

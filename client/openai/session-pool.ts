@@ -19,7 +19,7 @@ export interface SessionPoolInit<S extends PooledSession> {
   maxSessions: number
   /** Requests that may wait for a busy session; more get 429. */
   maxWaiting: number
-  /** An idle session is closed after this long, ms, giving its servers' caches back. */
+  /** An idle session is closed after this long, ms, giving its servers' caches back; 0 closes it at once (no reuse). */
   idleMs: number
 }
 
@@ -82,7 +82,7 @@ export class SessionPool<S extends PooledSession> {
   /** Gives a session back: idle for the next request, or closed when its state is unknown (an error, an abort). */
   release (session: S, healthy: boolean): void {
     this.#busy--
-    if (healthy && !this.#closed) {
+    if (healthy && !this.#closed && this.#init.idleMs > 0) {
       const entry: Idle<S> = { session, timer: setTimeout(() => { this.#expire(entry) }, this.#init.idleMs) }
       entry.timer.unref()
       this.#idle.push(entry)

@@ -36,6 +36,18 @@ describe('benchmarks do not rot', () => {
     expect(byMetric.client_head_back_to_back_ms).toBeGreaterThan(0)
   }, 120_000)
 
+  it('bench-api --quick: a pooled session sends each later turn less than the whole conversation', async () => {
+    const lines = await bench('bench-api.ts')
+    const byMetric = Object.fromEntries(lines.map(l => [l.metric, l]))
+    for (const mode of ['pooled', 'no-reuse']) {
+      expect(byMetric[`api_ttft_ms_${mode}`].value).toBeGreaterThan(0)
+      expect(byMetric[`api_turn_ms_${mode}`].value).toBeGreaterThan(0)
+    }
+    const whole = byMetric['api_prompt_tokens_sent_per_turn_no-reuse']
+    expect(whole.value).toBe(whole.config.promptTokensPerTurn)
+    expect(byMetric.api_prompt_tokens_sent_per_turn_pooled.value).toBeLessThan(whole.value / 2)
+  }, 120_000)
+
   it('bench-tree-shapes --quick: every shape decides at least what its trunk alone would', async () => {
     const lines = await bench('bench-tree-shapes.ts')
     const perRoot = lines.filter(l => l.metric === 'decided_per_root')

@@ -98,6 +98,16 @@ describe('SessionPool', () => {
     await expect(p.acquire([1])).rejects.toMatchObject({ status: 503 })
   })
 
+  it('with idleMs 0 keeps no session: each request opens its own', async () => {
+    const { pool: p, opened } = pool({ idleMs: 0 })
+    const a = await p.acquire([1, 2])
+    a.tokens = [1, 2, 3]
+    p.release(a, true)
+    expect(a.closed).toBe(true)
+    expect(await p.acquire([1, 2, 3, 4])).not.toBe(a)
+    expect(opened).toHaveLength(2)
+  })
+
   it('gives the slot back when opening a session fails', async () => {
     let fail = true
     const p = new SessionPool<FakeSession>({

@@ -1,0 +1,153 @@
+/**
+ * API benchmark: a multi-turn chat through `petal-node api`'s server (`OpenAiServer`) over a
+ * 3-server loopback swarm. Every turn is a stateless request carrying the whole conversation,
+ * as OpenAI clients send it, streamed. Two servers over the same swarm and client:
+ * "pooled" (the default: a turn finds its conversation's session, whose servers hold it) and
+ * "no-reuse" (`--idle-timeout 0`: each request opens a session and sends the whole
+ * conversation, what a stateless server without a pool does). Conversations alternate between
+ * the two, the order rotated each round. One JSON line per figure: time to the first streamed
+ * token and the whole turn (median over turns 2..T), prompt tokens sent per turn.
+ *
+ *   npm run bench:api
+ *   npm run bench:api -- --models random-200m --latency-ms 20
+ *   npm run bench:api -- --quick        # CI smoke run
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { LanguageModel } from '../client/language-model.js'
+import { OpenAiServer } from '../client/openai/openai-server.js'
+import { SwarmClient } from '../client/swarm/swarm-client.js'
+import { Checkpoint } from '../model/checkpoint.js'
+import { LocalSwarm } from '../node/local-swarm.js'
+import { fullyCovered, waitForServers } from '../test/helpers/swarm.js'
+import { ZEPHYR_TEMPLATE } from '../test/helpers/chat-model.js'
+import { emit, median } from './lib/bench-output.js'
+import { ensureRandomModel } from './lib/random-models.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, turns: { type: 'string' }, rounds: { type: 'string' }, 'latency-ms': { type: 'string' }, 'max-tokens': { type: 'string' } }
+})
+const turns = Number(args.turns ?? (args.quick ? 3 : 6))
+const rounds = Number(args.rounds ?? (args.quick ? 1 : 3))
+const latencyMs = Number(args['latency-ms'] ?? 0)
+const replyTokens = Number(args['max-tokens'] ?? (args.quick ? 8 : 32))
+if (!(Number.isInteger(turns) && turns >= 2)) throw new RangeError(`Cannot chat --turns ${args.turns}: it must be an integer >= 2`)
+if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot run --rounds ${args.rounds}: it must be an integer >= 1`)
+if (!(latencyMs >= 0)) throw new RangeError(`Cannot delay --latency-ms ${args['latency-ms']}: it must be a number >= 0`)
+const MESSAGES = ['Tell me a story about Lily and her dog.', 'What did the dog find in the garden?', 'Who came to help them?',
+  'What happened at the end of the day?', 'Did they go to the park the next morning?', 'What did Lily learn?',
+  'Tell me about her friend Tom.', 'What was the happiest moment?']
+const SYSTEM = 'You are a storyteller for small children. Your stories are short, warm and simple.'
+
+for (const name of (args.models ?? 'stories260k').split(',')) {
+  const dir = name.includes('/') ? name : name === 'stories260k' ? join(ROOT, 'models', 'stories260k') : ensureRandomModel(name.replace(/^random-/, '').toUpperCase())
+  await benchModel(dir)
+}
+
+interface Turn { ttftMs: number, turnMs: number, promptTokens: number, sent: number }
+
+async function benchModel (dir: string): Promise<void> {
+  const name = basename(dir)
+  const L = Checkpoint.open(dir).config.numLayers
+  const cuts = [0, Math.round(L / 3), Math.round((2 * L) / 3), L]
+  const chatDir = withChatTemplate(dir)
+  const swarm = new LocalSwarm(dir)
+  const latency = latencyMs > 0 ? ['--link-latency-ms', String(latencyMs)] : []
+  try {
+    for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: latency })
+    const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
+    await waitForServers(client, name, L, fullyCovered(L))
+    const model = await LanguageModel.swarm(client, chatDir, latencyMs > 0 ? { sendDelayMs: latencyMs } : {})
+    const modes: Array<[string, OpenAiServer]> = [
+      ['pooled', await OpenAiServer.listen({ model, modelId: name }, { port: 0 })],
+      ['no-reuse', await OpenAiServer.listen({ model, modelId: name, idleMs: 0 }, { port: 0 })]
+    ]
+    await conversation(modes[0]?.[1] as OpenAiServer, name, 2) // warm-up
+    const results = new Map<string, Turn[]>(modes.map(([mode]) => [mode, []]))
+    for (let r = 0; r < rounds; r++) {
+      for (let m = 0; m < modes.length; m++) {
+        const [mode, server] = modes[(m + r) % modes.length] as [string, OpenAiServer]
+        results.get(mode)?.push(...(await conversation(server, name, turns)).slice(1))
+      }
+    }
+    const config = { turns, rounds, replyTokens, latencyMs, servers: cuts.slice(0, 3).map((c, i) => `[${c},${cuts[i + 1]})`).join(' ') }
+    for (const [mode, got] of results) {
+      emit({ model: name, metric: `api_ttft_ms_${mode}`, value: median(got.map(t => t.ttftMs)), unit: 'ms', config })
+      emit({ model: name, metric: `api_turn_ms_${mode}`, value: median(got.map(t => t.turnMs)), unit: 'ms', config })
+      emit({ model: name, metric: `api_prompt_tokens_sent_per_turn_${mode}`, value: mean(got.map(t => t.sent)), unit: 'tokens', config: { ...config, promptTokensPerTurn: mean(got.map(t => t.promptTokens)) } })
+    }
+    const ttft = (mode: string): number => median((results.get(mode) ?? []).map(t => t.ttftMs))
+    emit({ model: name, metric: 'api_ttft_no_reuse_over_pooled', value: ttft('no-reuse') / ttft('pooled'), unit: 'x', config })
+    for (const [, server] of modes) await server.close()
+    await model.release()
+    await client.close()
+  } finally {
+    await swarm.close()
+    rmSync(join(chatDir, '..'), { recursive: true, force: true })
+  }
+}
+
+/** One conversation of `n` turns, each a streamed request with the whole conversation so far. */
+async function conversation (server: OpenAiServer, model: string, n: number): Promise<Turn[]> {
+  const messages: Array<{ role: string, content: string }> = [{ role: 'system', content: SYSTEM }]
+  const out: Turn[] = []
+  for (let t = 0; t < n; t++) {
+    messages.push({ role: 'user', content: MESSAGES[t % MESSAGES.length] as string })
+    const began = performance.now()
+    const res = await fetch(`${server.url}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages, max_tokens: replyTokens, temperature: 0, stream: true, stream_options: { include_usage: true } })
+    })
+    if (res.status !== 200) throw new Error(`Turn ${t} failed with ${res.status}: ${await res.text()}`)
+    let ttftMs: number | undefined
+    let reply = ''
+    let usage: { prompt_tokens: number, prompt_tokens_details: { cached_tokens: number } } | undefined
+    const decoder = new TextDecoder()
+    let buffered = ''
+    for await (const bytes of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(bytes, { stream: true })
+      const events = buffered.split('\n\n')
+      buffered = events.pop() ?? ''
+      for (const event of events) {
+        const data = event.slice('data: '.length)
+        if (data === '[DONE]') continue
+        const chunk = JSON.parse(data)
+        // the first chunk comes with the first token (a chat stream's first names the role, its text may be empty)
+        const delta = chunk.choices?.[0]?.delta
+        if (delta !== undefined && chunk.choices[0].finish_reason === null) ttftMs ??= performance.now() - began
+        if (typeof delta?.content === 'string') reply += delta.content
+        if (chunk.usage !== undefined) usage = chunk.usage
+      }
+    }
+    const turnMs = performance.now() - began
+    if (usage === undefined) throw new Error(`Turn ${t} streamed no usage`)
+    out.push({ ttftMs: ttftMs ?? turnMs, turnMs, promptTokens: usage.prompt_tokens, sent: usage.prompt_tokens - usage.prompt_tokens_details.cached_tokens })
+    messages.push({ role: 'assistant', content: reply })
+  }
+  return out
+}
+
+/**
+ * A folder named as `dir` whose files link to `dir`'s, but for tokenizer_config.json, which
+ * gains Zephyr's chat template: the benchmark's models are base models (the replies need not
+ * make sense, only cost what replies cost).
+ */
+function withChatTemplate (dir: string): string {
+  const copy = join(mkdtempSync(join(tmpdir(), 'petal-bench-api-')), basename(dir))
+  mkdirSync(copy)
+  for (const file of readdirSync(dir)) if (file !== 'tokenizer_config.json') symlinkSync(join(dir, file), join(copy, file))
+  const file = join(dir, 'tokenizer_config.json')
+  const config = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {}
+  writeFileSync(join(copy, 'tokenizer_config.json'), JSON.stringify({ ...config, chat_template: ZEPHYR_TEMPLATE }))
+  return copy
+}
+
+function mean (xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
+}
+
