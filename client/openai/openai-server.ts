@@ -9,6 +9,9 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
+import { PetalError } from '../../protocol/errors.js'
+import { NoRouteError } from '../routing/route-planner.js'
+import { ConnectionLostError } from '../swarm/span-session.js'
 import type { ChatSession, LanguageModel } from '../language-model.js'
 import type { GenerateOptions, GenerationResult } from '../text-generation.js'
 import { ApiError, invalidField } from './api-error.js'
@@ -173,7 +176,7 @@ export class OpenAiServer {
   }
 
   #fail (res: ServerResponse, err: unknown): void {
-    const apiError = err instanceof ApiError ? err : new ApiError(500, (err as Error)?.message ?? String(err), { cause: err })
+    const apiError = asApiError(err)
     if (apiError.status >= 500) this.#init.logger?.warn({ err }, 'request failed')
     if (res.writableEnded || res.destroyed) return
     if (res.headersSent) {
@@ -183,6 +186,18 @@ export class OpenAiServer {
       sendJson(res, apiError.status, apiError.toJSON())
     }
   }
+}
+
+/**
+ * What a failure means to an HTTP client: the swarm not covering the model is 503 (try again
+ * when servers join), a server failing beyond failover 502, anything else 500.
+ */
+function asApiError (err: unknown): ApiError {
+  if (err instanceof ApiError) return err
+  const message = (err as Error)?.message ?? String(err)
+  if (err instanceof NoRouteError) return new ApiError(503, message, { code: 'swarm_unavailable', cause: err })
+  if (err instanceof PetalError || err instanceof ConnectionLostError) return new ApiError(502, message, { code: 'swarm_error', cause: err })
+  return new ApiError(500, message, { cause: err })
 }
 
 /** Runs the generation to its end; returns its result. */
