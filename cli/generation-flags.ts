@@ -22,6 +22,7 @@ export interface GenerationFlags extends Pick<GenerateOptions, typeof PASSED_THR
   push?: boolean
   wireDtype?: 'float32' | 'float16'
   coverageWait?: number
+  exactWeights?: boolean
   draft?: string
   depth?: number
   linkLatencyMs?: number
@@ -43,6 +44,7 @@ export function addGenerationOptions (command: Command): Command {
     .option('--model-id <id>', 'model id announced by the servers (default: the folder name)')
     .option('--push', 'servers forward activations to each other (N+1 one-way trips instead of 2N)')
     .addOption(new Option('--wire-dtype <dtype>', 'activations on the wire').choices(['float32', 'float16']))
+    .option('--exact-weights', 'use only servers holding float32 weights, not those started with --quantize')
     .option('--coverage-wait <seconds>', 'when some blocks have no server (at the start, or after the one holding them failed), wait this long for the swarm to cover them (default 0: fail at once)', parseNumber('--coverage-wait', { min: 0 }))
     .option('--draft <dir|ngram>', 'speculative decoding drafter: a draft checkpoint folder, or "ngram" (prompt lookup)')
     .addOption(new Option('--speculation <mode>', 'speculative decoding mode').choices(['none', 'sync', 'pipelined']))
@@ -71,6 +73,7 @@ export async function withModel (flags: GenerationFlags, cmd: Command, use: (mod
         ...(flags.push === true ? { push: true } : {}),
         ...(flags.wireDtype !== undefined ? { wireDtype: flags.wireDtype } : {}),
         ...(flags.coverageWait !== undefined ? { coverageWaitMs: flags.coverageWait * 1000 } : {}),
+        ...(flags.exactWeights === true ? { exactWeightsOnly: true } : {}),
         ...(flags.linkLatencyMs !== undefined ? { sendDelayMs: flags.linkLatencyMs } : {})
       })
       : await LanguageModel.local(flags.model, flags.linkLatencyMs !== undefined ? { oneWayLatencyMs: flags.linkLatencyMs } : {})

@@ -42,7 +42,7 @@ export function formatStatus (models: readonly ModelStatus[]): string {
       rows.push([
         `…${i.peerId.slice(-8)}${relayed ? ' (relay)' : ''}`, `[${i.start},${i.end})`, i.state,
         i.throughput.decodeTokensPerSec.toFixed(0), i.throughput.prefillTokensPerSec.toFixed(0),
-        s.rttMs.toFixed(1), `${i.openSessions}/${i.maxSessions}`, String(i.freeCacheTokens), i.device,
+        s.rttMs.toFixed(1), `${i.openSessions}/${i.maxSessions}`, String(i.freeCacheTokens), i.quantization !== undefined ? `${i.device} ${i.quantization}` : i.device,
         String(i.metrics?.runsComputed ?? '-'), String(i.metrics?.queuedRuns ?? '-')
       ])
     }

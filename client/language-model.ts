@@ -3,6 +3,7 @@ import { Checkpoint } from '../model/checkpoint.js'
 import { ClientParts } from '../model/client-parts.js'
 import { LocalModel } from '../model/local-model.js'
 import type { OrtOptions } from '../model/ort-session.js'
+import type { Quantization } from '../model/quantize.js'
 import { ChatTemplate } from './chat-template.js'
 import { Conversation, type ConversationOptions } from './conversation.js'
 import { SpeculationMemory } from './decoding/index.js'
@@ -41,6 +42,12 @@ export interface SwarmModelOptions extends OrtOptions {
    * they total at most 4 GiB (hashing a 70B checkpoint at every start would take minutes).
    */
   verifyWeights?: boolean
+  /**
+   * Use only servers holding float32 weights: refuse those that announce quantized blocks
+   * (`serve --quantize int8|int4`), whose outputs are close to, not equal to, the checkpoint's.
+   * Default false.
+   */
+  exactWeightsOnly?: boolean
 }
 
 export interface LocalModelOptions extends OrtOptions {
@@ -48,6 +55,8 @@ export interface LocalModelOptions extends OrtOptions {
   oneWayLatencyMs?: number
   /** Blocks per ORT session (default 1; more: fewer runs per token). */
   blocksPerGraph?: number
+  /** Hold the blocks as 8- or 4-bit weights ("int8", "int4"), as a server started with --quantize does. */
+  quantization?: Quantization
 }
 
 /**
@@ -92,6 +101,7 @@ export class LanguageModel {
     if (opts.verifyWeights ?? (hasAllBlocks(ckpt) && ckpt.blockByteSize(0) * numBlocks <= VERIFY_BYTES_BY_DEFAULT)) {
       directory.expectedHashes = Array.from({ length: numBlocks }, (_, i) => ckpt.blockWeightsHash(i))
     }
+    if (opts.exactWeightsOnly === true) directory.exactWeightsOnly = true
     const target: TargetFactory = async (maxTokens) => await SwarmTarget.open({
       host: swarm.host,
       directory,

@@ -5,6 +5,7 @@ import { ShapeError } from './errors.js'
 import { GpuSpanRunner } from './gpu/gpu-span-runner.js'
 import { SpanCache } from './kv-cache.js'
 import { buildSpanGraph, spanNames } from './onnx/span-graph.js'
+import type { Quantization } from './quantize.js'
 import { createOrtSession, defaultThreads, floatTensor, positionTensor, readFloats, visibilityTensor, type OrtOptions } from './ort-session.js'
 import { runLayout, visibility, type ForwardOptions, type RunLayout } from './token-tree.js'
 
@@ -14,6 +15,8 @@ export interface SpanRunnerInit extends OrtOptions {
    * loads with a third of the peak memory; larger cuts per-run overhead on tiny models.
    */
   blocksPerGraph?: number
+  /** Weights held as read (float32, the default) or quantized to 4 bits (model/quantize.ts; CPU only). */
+  quantization?: Quantization
   /** Called as weights are read: (bytes done, bytes total), in float32 bytes. */
   onProgress?: (done: number, total: number) => void
 }
@@ -62,7 +65,7 @@ export class SpanRunner {
         weights.push(ckpt.readBlock(b, { onProgress: (d, t) => init.onProgress?.(base + (t > 0 ? d / t : 1) * blockBytes, total) }))
       }
       // The graph bytes hold a copy of the weights; ORT copies them again, so drop ours at once.
-      const session = await createOrtSession(buildSpanGraph(cfg, s, weights), { threads: defaultThreads(cfg), ...init })
+      const session = await createOrtSession(buildSpanGraph(cfg, s, weights, init.quantization), { threads: defaultThreads(cfg), ...init })
       segments.push({ start: s, end: e, session })
     }
     return new SpanRunner(cfg, start, end, segments)

@@ -2,6 +2,7 @@
 import type { Logger } from 'pino'
 import type { Checkpoint } from '../model/checkpoint.js'
 import { availableDevices, type Device } from '../model/ort-session.js'
+import type { Quantization } from '../model/quantize.js'
 import { SpanRunner } from '../model/span-runner.js'
 
 /** Options of loadSpan. */
@@ -11,6 +12,8 @@ export interface LoadSpanOptions {
   graphBlocks?: number
   /** Intra-op threads per ORT session (default: onnxruntime's choice). */
   threads?: number
+  /** Weights held quantized (CPU only): "int4", or "none" (the default). */
+  quantization?: Quantization
   onProgress?: (done: number, total: number) => void
   log: Logger
 }
@@ -23,7 +26,7 @@ export interface LoadSpanOptions {
 export async function loadSpan (ckpt: Checkpoint, start: number, end: number, options: LoadSpanOptions): Promise<{ runner: SpanRunner, device: Device }> {
   const { log, onProgress } = options
   const blocksPerGraph = options.graphBlocks ?? 1
-  const threads = options.threads !== undefined ? { threads: options.threads } : {}
+  const threads = { ...(options.threads !== undefined ? { threads: options.threads } : {}), ...(options.quantization !== undefined ? { quantization: options.quantization } : {}) }
   let device = options.device
   if (device !== 'cpu' && !availableDevices().includes(device)) {
     log.warn({ device, available: availableDevices() }, `device ${device} is not available in this onnxruntime build: falling back to cpu`)

@@ -222,6 +222,7 @@ export class PetalServer {
       device: this.#init.device ?? 'cpu',
       ...(this.#init.graphBlocks !== undefined ? { graphBlocks: this.#init.graphBlocks } : {}),
       ...(this.#init.threads !== undefined ? { threads: this.#init.threads } : {}),
+      ...(this.#init.quantization !== undefined ? { quantization: this.#init.quantization } : {}),
       log: this.#log,
       ...(this.#init.onProgress !== undefined ? { onProgress: this.#init.onProgress } : {})
     })
@@ -289,7 +290,8 @@ export class PetalServer {
       metrics: manager?.metrics ?? { runsComputed: 0, runsDroppedBeforeStart: 0, runsAbortedMidRun: 0, runsDroppedLate: 0 },
       knownServers: this.#knownServers(),
       // where sessions may cut: every block by default, the whole span on a GPU
-      ...((this.#runner?.blocksPerSession ?? 1) > 1 ? { graphBlocks: this.#runner?.blocksPerSession } : {})
+      ...((this.#runner?.blocksPerSession ?? 1) > 1 ? { graphBlocks: this.#runner?.blocksPerSession } : {}),
+      ...(this.#init.quantization !== undefined && this.#init.quantization !== 'none' ? { quantization: this.#init.quantization } : {})
     }
   }
 

@@ -17,6 +17,10 @@ export type ServerState = 'joining' | 'online' | 'draining'
 /** Every ServerState. */
 export const SERVER_STATES: readonly ServerState[] = ['joining', 'online', 'draining']
 
+/** Weight formats a server may announce (ServerInfo.quantization). */
+export type WeightQuantization = 'int8' | 'int4'
+export const WEIGHT_QUANTIZATIONS: readonly WeightQuantization[] = ['int8', 'int4']
+
 /**
  * Measured speed of ONE block on this server (span time ~ blocks / speed).
  * Both in tokens per second per block; 0 means not measured yet.
@@ -62,6 +66,12 @@ export interface ServerInfo {
    * multiple of it from the span's start (or at the span's end): routes cut only there.
    */
   graphBlocks?: number
+  /**
+   * How the server holds its blocks' weights when not as in the checkpoint: "int8" or "int4"
+   * (8- or 4-bit blocks, model/quantize.ts), whose outputs are close to, not equal to, float32's.
+   * Absent: float32.
+   */
+  quantization?: WeightQuantization
   /**
    * Full multiaddrs (with /p2p/) of other Petal servers this one is connected to: peer
    * exchange, so that clients find servers even where the DHT has not spread their records.
@@ -163,5 +173,6 @@ export function parseServerInfo (value: unknown): ServerInfo {
   if (obj['knownServers'] != null) info.knownServers = readList(obj, 'knownServers', what, stringItem(MAX_TEXT_LENGTH), MAX_KNOWN_SERVERS)
   const graphBlocks = readOptInt(obj, 'graphBlocks', what, 1)
   if (graphBlocks !== undefined) info.graphBlocks = graphBlocks
+  if (obj['quantization'] != null) info.quantization = readEnum(obj, 'quantization', what, WEIGHT_QUANTIZATIONS)
   return info
 }

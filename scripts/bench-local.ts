@@ -6,10 +6,13 @@
  *
  *   npm run bench:local                      # full run (writes .cache/models/random-200m once)
  *   npm run bench:local -- --quick           # tiny smoke run (stories260k only), as CI does
+ *   npm run bench:local -- --quantize int8,int4   # also each model with quantized blocks (metrics suffixed _int8, _int4),
+ *                                            # and their outputs against float32's on stories260k's reference texts
  *
  * Each model is measured in a child process so that peak RSS is its own.
  */
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,6 +20,7 @@ import { parseArgs } from 'node:util'
 import { Checkpoint } from '../model/checkpoint.js'
 import { blockParameterCount } from '../model/config.js'
 import { LocalModel } from '../model/local-model.js'
+import { QUANT_BLOCK_SIZE, quantizationBits, type Quantization } from '../model/quantize.js'
 import { SpanRunner } from '../model/span-runner.js'
 import { emit, median } from './lib/bench-output.js'
 import { measureCopyBandwidth } from './lib/copy-bandwidth.js'
@@ -28,6 +32,9 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     'child-model': { type: 'string' },
     'child-span': { type: 'string' },
+    'child-quality': { type: 'string' },
+    quantization: { type: 'string' },
+    quantize: { type: 'string' },
     name: { type: 'string' },
     blocks: { type: 'string' },
     'decode-tokens': { type: 'string' },
@@ -37,7 +44,12 @@ const { values: args } = parseArgs({
 const decodeTokens = Number(args['decode-tokens'] ?? (args.quick ? 8 : 32))
 const prefillTokens = Number(args['prefill-tokens'] ?? (args.quick ? 32 : 128))
 
+const quantization = (args.quantization ?? 'none') as Quantization
+const quantizations = (args.quantize ?? '').split(',').filter(Boolean) as Quantization[]
+for (const q of quantizations) if (!['int8', 'int4'].includes(q)) throw new RangeError(`Cannot --quantize ${q}: int8 and int4 are the formats`)
+
 if (args['child-model'] !== undefined) await measureModel(args['child-model'], args.name ?? 'model')
+else if (args['child-quality'] !== undefined) await measureQuality(args['child-quality'], args.name ?? 'model')
 else if (args['child-span'] !== undefined) await measureSpanRss(args['child-span'], args.blocks ?? '0:2', args.name ?? 'model')
 else await main()
 
@@ -48,25 +60,38 @@ async function main (): Promise<void> {
   emit({ model: 'machine', metric: 'copy_bandwidth', value: bandwidth / 1e9, unit: 'GB/s', config: { cores: availableParallelism() } })
 
   for (const [name, dir] of models) {
-    const lines = child(['--child-model', dir, '--name', name])
-    const floorMs = (bytesPerToken(dir) / bandwidth) * 1000
-    emit({ model: name, metric: 'bandwidth_floor_ms_per_token', value: floorMs, unit: 'ms', config: { weightBytesPerToken: bytesPerToken(dir) } })
-    const decode16 = lines.find(l => l.metric === 'decode_ms_per_token_ctx16')?.value as number
-    emit({ model: name, metric: 'decode_ctx16_vs_floor', value: decode16 / floorMs, unit: 'x' })
+    for (const q of ['none', ...quantizations] as Quantization[]) {
+      const suffix = q === 'none' ? '' : `_${q}`
+      const lines = child(['--child-model', dir, '--name', name, '--quantization', q])
+      const floorMs = (bytesPerToken(dir, q) / bandwidth) * 1000
+      emit({ model: name, metric: `bandwidth_floor_ms_per_token${suffix}`, value: floorMs, unit: 'ms', config: { weightBytesPerToken: bytesPerToken(dir, q) } })
+      const decode16 = lines.find(l => l.metric === `decode_ms_per_token_ctx16${suffix}`)?.value as number
+      emit({ model: name, metric: `decode_ctx16_vs_floor${suffix}`, value: decode16 / floorMs, unit: 'x' })
+    }
   }
+  for (const q of quantizations) child(['--child-quality', join(ROOT, 'models', 'stories260k'), '--name', 'stories260k', '--quantization', q])
   if (!args.quick) {
     const [name, dir] = models[1] as [string, string]
     const L = Checkpoint.open(dir).config.numLayers
     const span = child(['--child-span', dir, '--blocks', '0:2', '--name', name])[0]?.value as number
     const whole = child(['--child-span', dir, '--blocks', `0:${L}`, '--name', name])[0]?.value as number
     emit({ model: name, metric: 'span_rss_ratio_0_2_vs_all', value: span / whole, unit: 'x', config: { expected: 2 / L } })
+    for (const q of quantizations) {
+      const quantized = child(['--child-span', dir, '--blocks', `0:${L}`, '--name', name, '--quantization', q])[0]?.value as number
+      emit({ model: name, metric: `span_rss_ratio_${q}_vs_float32`, value: quantized / whole, unit: 'x', config: { blocks: `0:${L}` } })
+    }
   }
 }
 
-/** Bytes of weights one decode step reads: every block plus the LM head (float32). */
-function bytesPerToken (dir: string): number {
+/**
+ * Bytes of weights one decode step reads: every block (quantized: per block of 32 values, the
+ * codes, a float32 scale and a zero point; norms counted as codes too, a slight undercount)
+ * plus the LM head and final norm (float32).
+ */
+function bytesPerToken (dir: string, q: Quantization = 'none'): number {
   const cfg = Checkpoint.open(dir).config
-  return 4 * (cfg.numLayers * blockParameterCount(cfg) + cfg.vocabSize * cfg.hiddenSize + cfg.hiddenSize)
+  const perParam = q === 'none' ? 4 : (QUANT_BLOCK_SIZE * quantizationBits(q) / 8 + 4 + quantizationBits(q) / 8) / QUANT_BLOCK_SIZE
+  return perParam * cfg.numLayers * blockParameterCount(cfg) + 4 * (cfg.vocabSize * cfg.hiddenSize + cfg.hiddenSize)
 }
 
 /** Runs this script in a child process, echoes and returns its JSON lines. */
@@ -78,9 +103,11 @@ function child (extra: string[]): Array<{ metric: string, value: number }> {
 }
 
 async function measureModel (dir: string, name: string): Promise<void> {
+  const suffix = quantization === 'none' ? '' : `_${quantization}`
+  const report = (fields: Parameters<typeof emit>[0]): void => { emit({ ...fields, metric: fields.metric + suffix, ...(suffix !== '' ? { quantization } : {}) }) }
   const t0 = performance.now()
-  const model = await LocalModel.load(Checkpoint.open(dir))
-  emit({ model: name, metric: 'load_seconds', value: (performance.now() - t0) / 1000, unit: 's' })
+  const model = await LocalModel.load(Checkpoint.open(dir), { quantization })
+  report({ model: name, metric: 'load_seconds', value: (performance.now() - t0) / 1000, unit: 's' })
   const V = model.parts.config.vocabSize
   const ids = (n: number, salt: number): number[] => Array.from({ length: n }, (_, i) => 3 + ((i * 7919 + salt) % (V - 3)))
 
@@ -91,7 +118,7 @@ async function measureModel (dir: string, name: string): Promise<void> {
     await model.newSession().forward(ids(prefillTokens, r))
     prefill.push(prefillTokens / ((performance.now() - t) / 1000))
   }
-  emit({ model: name, metric: 'prefill_tokens_per_second', value: median(prefill), unit: 'tokens/s', config: { tokens: prefillTokens } })
+  report({ model: name, metric: 'prefill_tokens_per_second', value: median(prefill), unit: 'tokens/s', config: { tokens: prefillTokens } })
 
   for (const ctx of [16, 256]) {
     const seq = model.newSession()
@@ -103,9 +130,9 @@ async function measureModel (dir: string, name: string): Promise<void> {
       await seq.forward(ids(1, i)) // embedding + every block + LM head, one token
       times.push(performance.now() - t)
     }
-    emit({ model: name, metric: `decode_ms_per_token_ctx${ctx}`, value: median(times), unit: 'ms', config: { tokens: decodeTokens } })
+    report({ model: name, metric: `decode_ms_per_token_ctx${ctx}`, value: median(times), unit: 'ms', config: { tokens: decodeTokens } })
   }
-  emit({ model: name, metric: 'peak_rss_mb', value: process.resourceUsage().maxRSS / 1024, unit: 'MiB' })
+  report({ model: name, metric: 'peak_rss_mb', value: process.resourceUsage().maxRSS / 1024, unit: 'MiB' })
   await model.release()
 }
 
@@ -113,10 +140,53 @@ async function measureModel (dir: string, name: string): Promise<void> {
 async function measureSpanRss (dir: string, blocks: string, name: string): Promise<void> {
   const [a, b] = blocks.split(':').map(Number) as [number, number]
   const before = process.memoryUsage().rss
-  const runner = await SpanRunner.load(Checkpoint.open(dir), a, b)
+  const runner = await SpanRunner.load(Checkpoint.open(dir), a, b, { quantization })
   globalThis.gc?.()
   const after = process.memoryUsage().rss
-  emit({ model: name, metric: `span_rss_mb_blocks_${a}_${b}`, value: (after - before) / 2 ** 20, unit: 'MiB' })
+  emit({ model: name, metric: `span_rss_mb_blocks_${a}_${b}${quantization === 'none' ? '' : `_${quantization}`}`, value: (after - before) / 2 ** 20, unit: 'MiB' })
   await runner.release()
 }
 
+
+/**
+ * Quantized blocks against float32 on the checkpoint's reference texts (reference.json: each
+ * prompt and its greedy continuation, teacher-forced): mean KL(float || quantized) per
+ * position, and how often the two argmaxes agree.
+ */
+async function measureQuality (dir: string, name: string): Promise<void> {
+  const ckpt = Checkpoint.open(dir)
+  const reference = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as { prompts: Array<{ prompt_ids: number[], greedy_new_ids: number[] }> }
+  const float = await LocalModel.load(ckpt)
+  const quantized = await LocalModel.load(ckpt, { quantization })
+  let kl = 0
+  let agree = 0
+  let positions = 0
+  for (const p of reference.prompts) {
+    const ids = [...p.prompt_ids, ...p.greedy_new_ids]
+    const [a, b] = [await float.newSession().forward(ids), await quantized.newSession().forward(ids)]
+    for (const [t, row] of a.entries()) {
+      const [lp, lq] = [logSoftmax(row), logSoftmax(b[t] as Float32Array)]
+      for (let v = 0; v < lp.length; v++) kl += Math.exp(lp[v] as number) * ((lp[v] as number) - (lq[v] as number))
+      if (argmaxOf(lp) === argmaxOf(lq)) agree++
+      positions++
+    }
+  }
+  const config = { positions, text: 'reference.json prompts and greedy continuations' }
+  emit({ model: name, metric: `kl_vs_float32_${quantization}`, value: kl / positions, unit: 'nats', config })
+  emit({ model: name, metric: `top1_agreement_vs_float32_${quantization}`, value: agree / positions, unit: 'fraction', config })
+  await Promise.all([float.release(), quantized.release()])
+}
+
+function logSoftmax (row: Float32Array): Float64Array {
+  let max = -Infinity
+  for (const v of row) max = Math.max(max, v)
+  let sum = 0
+  for (const v of row) sum += Math.exp(v - max)
+  return Float64Array.from(row, v => v - max - Math.log(sum))
+}
+
+function argmaxOf (row: ArrayLike<number>): number {
+  let best = 0
+  for (let i = 1; i < row.length; i++) if ((row[i] as number) > (row[best] as number)) best = i
+  return best
+}

@@ -37,8 +37,15 @@ export class ServerDirectory {
     this.#policy = policy
   }
 
-  /** Whether a server's weights are the ones the client expects (true when the client has no hashes to compare). */
+  /** Refuse servers announcing quantized weights (ServerInfo.quantization). */
+  exactWeightsOnly = false
+
+  /**
+   * Whether a server's weights are the ones the client expects: the same hashes (when the
+   * client has hashes to compare) and, with `exactWeightsOnly`, not quantized.
+   */
   hasExpectedWeights (info: ServerInfo): boolean {
+    if (this.exactWeightsOnly && info.quantization !== undefined) return false
     const expected = this.expectedHashes
     if (expected === undefined) return true
     return info.blockHashes.every((h, i) => expected[info.start + i] === undefined || expected[info.start + i] === h)

@@ -78,7 +78,7 @@ export class SwarmTarget implements TargetModel {
     const route = await planCoveredRoute(init, 0, init.parts.config.numLayers).catch((err: unknown) => {
       const refused = init.directory.refusedForWeights()
       if (err instanceof NoRouteError && refused.length > 0) {
-        err.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})`).join(', ')}: their weights differ from this checkpoint's`
+        err.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})${s.info.quantization !== undefined ? ` (${s.info.quantization})` : ''}`).join(', ')}: their weights differ from this checkpoint's`
       }
       throw err
     })

@@ -64,6 +64,13 @@ export class GraphBuilder {
     return name
   }
 
+  /** A uint8 initializer (packed quantized weights); `data` is referenced, not copied, until `build()`. */
+  bytes (prefix: string, data: Uint8Array, dims: readonly number[]): string {
+    const name = this.name(prefix)
+    this.#initializers.push({ name, dataType: DataType.UINT8, dims: [...dims], rawData: data })
+    return name
+  }
+
   /** An int64 initializer (shapes, axes, split sizes); identical ones are shared. */
   ints (values: readonly number[], dims: readonly number[] = [values.length]): string {
     const key = `i64:${dims.join('x')}:${values.join(',')}`

@@ -2,7 +2,8 @@ import type { LlamaConfig } from '../config.js'
 import type { BlockWeights } from '../weights.js'
 import { ropeInverseFrequencies } from '../rope.js'
 import type { GraphBuilder } from './graph-builder.js'
-import { concatRows, emitBatchTime, emitLinear } from './linear.js'
+import type { Quantization } from '../quantize.js'
+import { concatRows, emitBatchTime, emitWeightLinear } from './linear.js'
 
 /** The ONNX opset block graphs import: 23 brings Attention (grouped-query, boolean mask) and RotaryEmbedding. */
 export const BLOCK_OPSET = 23
@@ -55,14 +56,15 @@ export function emitRmsNorm (g: GraphBuilder, x: string, weight: Float32Array, e
  * (B,P,Hkv*D), its own layout, and only the run's new keys and values come out, so the
  * caller appends them and no graph ever returns a whole cache.
  */
-export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeights, ctx: BlockContext, io: BlockIo): BlockOut {
+export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeights, ctx: BlockContext, io: BlockIo, quantization: Quantization = 'none'): BlockOut {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg
   const bt = emitBatchTime(g, io.hidden)
+  const linear = (x: string, prefix: string, weight: Float32Array, inDim: number, outDim: number, bias?: string): string =>
+    emitWeightLinear(g, x, bt, prefix, weight, inDim, outDim, quantization, bias)
 
   // --- attention ---
-  const wQkv = g.floats('w_qkv', concatRows([w.q, w.k, w.v]), [(H + 2 * Hkv) * D, C])
   const qkvBias = w.qBias === undefined ? undefined : g.floats('b_qkv', concatRows([w.qBias, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])
-  const qkv = emitLinear(g, emitRmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps), bt, wQkv, C, (H + 2 * Hkv) * D, qkvBias) // (B,T,(H+2Hkv)*D)
+  const qkv = linear(emitRmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps), 'w_qkv', concatRows([w.q, w.k, w.v]), C, (H + 2 * Hkv) * D, qkvBias) // (B,T,(H+2Hkv)*D)
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
   // Qwen3 normalizes every query and key head (width D) before RoPE
   const headNorm = (x: string, heads: number, weight: Float32Array | undefined): string => weight === undefined
@@ -77,14 +79,13 @@ export function emitLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeigh
   // caller: causal for a chain, ancestors only for a token tree
   const attn = g.op('Attention', [qRot, keys, values, ctx.visible], { q_num_heads: H, kv_num_heads: Hkv }) // (B,T,H*D)
   const oBias = w.oBias === undefined ? undefined : g.floats('b_o', w.oBias, [C])
-  const afterAttn = g.op('Add', [io.hidden, emitLinear(g, attn, bt, g.floats('w_o', w.o, [C, H * D]), H * D, C, oBias)]) // (B,T,C)
+  const afterAttn = g.op('Add', [io.hidden, linear(attn, 'w_o', w.o, H * D, C, oBias)]) // (B,T,C)
 
   // --- MLP: down(silu(gate(x)) * up(x)) ---
-  const wGateUp = g.floats('w_gate_up', concatRows([w.gate, w.up]), [2 * F, C])
-  const gateUp = emitLinear(g, emitRmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps), bt, wGateUp, C, 2 * F)
+  const gateUp = linear(emitRmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps), 'w_gate_up', concatRows([w.gate, w.up]), C, 2 * F)
   const [gate, up] = g.opN('Split', [gateUp, g.ints([F, F])], 2, { axis: -1 }) as [string, string]
   const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]) // (B,T,F)
-  const mlpOut = emitLinear(g, act, bt, g.floats('w_down', w.down, [C, F]), F, C)
+  const mlpOut = linear(act, 'w_down', w.down, F, C)
   const perHead = g.ints([0, 0, Hkv, D])
   return {
     hidden: g.op('Add', [afterAttn, mlpOut]),

@@ -1,5 +1,6 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights, ClientWeights } from '../weights.js'
+import type { Quantization } from '../quantize.js'
 import { GraphBuilder } from './graph-builder.js'
 import { BLOCK_OPSET, emitLlamaBlock, emitRmsNorm, emitRotary } from './llama-block.js'
 import { emitBatchTime, emitLinear } from './linear.js'
@@ -22,9 +23,9 @@ export const spanNames = {
  *   -> hidden_out (B,T,C), new_key_i/new_value_i (B,T,Hkv,D)
  * Outputs only the new tokens' keys and values: the caller owns the cache and appends.
  */
-export function buildSpanGraph (cfg: LlamaConfig, start: number, weights: readonly BlockWeights[]): Uint8Array {
+export function buildSpanGraph (cfg: LlamaConfig, start: number, weights: readonly BlockWeights[], quantization: Quantization = 'none'): Uint8Array {
   const g = new GraphBuilder({ opset: BLOCK_OPSET })
-  const hidden = emitCachedBlocks(g, cfg, start, weights, g.input(spanNames.hidden, 'float32', ['B', 'T', cfg.hiddenSize]))
+  const hidden = emitCachedBlocks(g, cfg, start, weights, g.input(spanNames.hidden, 'float32', ['B', 'T', cfg.hiddenSize]), quantization)
   g.rename(hidden, spanNames.hiddenOut)
   g.output(spanNames.hiddenOut, 'float32', ['B', 'T', cfg.hiddenSize])
   return g.build(`llama_blocks_${start}_${start + weights.length}`)
@@ -35,7 +36,7 @@ export function buildSpanGraph (cfg: LlamaConfig, start: number, weights: readon
  * and cache inputs and the new key/value outputs named as `spanNames` says; returns the last
  * block's hidden (B,T,C).
  */
-export function emitCachedBlocks (g: GraphBuilder, cfg: LlamaConfig, start: number, weights: readonly BlockWeights[], hidden: string): string {
+export function emitCachedBlocks (g: GraphBuilder, cfg: LlamaConfig, start: number, weights: readonly BlockWeights[], hidden: string, quantization: Quantization = 'none'): string {
   const { numKvHeads: Hkv, headDim: D } = cfg
   const positions = g.input(spanNames.positions, 'int64', ['B', 'T'])
   const ctx = emitRotary(g, cfg, positions, g.input(spanNames.mask, 'bool', ['T', 'S']))
@@ -44,7 +45,7 @@ export function emitCachedBlocks (g: GraphBuilder, cfg: LlamaConfig, start: numb
     const block = start + i
     const pastKey = g.input(spanNames.pastKey(block), 'float32', ['B', 'P', Hkv, D])
     const pastValue = g.input(spanNames.pastValue(block), 'float32', ['B', 'P', Hkv, D])
-    const out = emitLlamaBlock(g, cfg, w, ctx, { hidden: x, pastKey, pastValue })
+    const out = emitLlamaBlock(g, cfg, w, ctx, { hidden: x, pastKey, pastValue }, quantization)
     g.rename(out.newKey, spanNames.newKey(block))
     g.rename(out.newValue, spanNames.newValue(block))
     g.output(spanNames.newKey(block), 'float32', ['B', 'T', Hkv, D])

@@ -154,6 +154,12 @@ describe('errors are one clear line and a non-zero exit', () => {
     expect(r.stderr).toMatch(/--listen must be host:port/)
   })
 
+  it('serve --quantize with a GPU device', async () => {
+    const r = await cli('serve', '--model', BUNDLED_MODEL, '--blocks', '0:5', '--quantize', 'int4', '--device', 'webgpu')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/--quantize int4 runs on the CPU only/)
+  })
+
   it('every command has --help', async () => {
     for (const cmd of ['serve', 'generate', 'chat', 'api', 'forward', 'status', 'demo']) {
       const r = await cli(cmd, '--help')

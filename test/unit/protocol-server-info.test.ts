@@ -26,6 +26,8 @@ describe('server info', () => {
   it('round-trips through a frame', () => {
     expect(parseServerInfo(wire(info))).toEqual(info)
     expect(parseServerInfo(wire({ ...info, rttHint: 12.5 })).rttHint).toBe(12.5)
+    expect(parseServerInfo(wire({ ...info, quantization: 'int4' })).quantization).toBe('int4')
+    expect(parseServerInfo(wire({ ...info, quantization: 'int8' })).quantization).toBe('int8')
     expect(parseInfoRequest(wire({ type: 'info' }))).toEqual({ type: 'info' })
   })
 
@@ -52,7 +54,8 @@ describe('server info', () => {
     ['uppercase hash', { ...info, blockHashes: ['A'.repeat(64), 'a'.repeat(64)] }],
     ['short hash', { ...info, blockHashes: ['abc', 'a'.repeat(64)] }],
     ['rttHint string', { ...info, rttHint: '5' }],
-    ['updatedAt missing', { ...info, updatedAt: undefined }]
+    ['updatedAt missing', { ...info, updatedAt: undefined }],
+    ['unknown quantization', { ...info, quantization: 'int3' }]
   ]
   for (const [name, value] of bad) {
     it(`rejects ${name} with BAD_MESSAGE`, () => {
