@@ -48,6 +48,7 @@ export class SpanRunner {
   static async load (ckpt: Checkpoint, start: number, end: number, init: SpanRunnerInit = {}): Promise<SpanRunner> {
     // WebGPU: one session per span with the KV cache kept on the device (model/gpu/). Same
     // public surface (checked there); PETAL_WEBGPU_PER_BLOCK=1 keeps the per-block graphs below.
+    if (init.device !== undefined && init.device !== 'cpu' && (init.quantization ?? 'none') !== 'none') throw new Error(`Cannot hold blocks as ${init.quantization} on ${init.device}: quantized blocks run on the CPU only`)
     if (init.device === 'webgpu' && process.env.PETAL_WEBGPU_PER_BLOCK !== '1') return await GpuSpanRunner.load(ckpt, start, end, init) as unknown as SpanRunner
     const cfg = ckpt.config
     if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= cfg.numLayers)) {

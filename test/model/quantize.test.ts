@@ -6,6 +6,7 @@ import { LocalModel } from '../../model/local-model.js'
 import { GraphBuilder } from '../../model/onnx/graph-builder.js'
 import { emitBatchTime, emitWeightLinear } from '../../model/onnx/linear.js'
 import { dequantizeWeight, quantizeWeight, type Quantization } from '../../model/quantize.js'
+import { SpanRunner } from '../../model/span-runner.js'
 import { argmax, BUNDLED_MODEL, maxAbsDiff, readReference } from '../helpers/fixtures.js'
 
 /** Seeded values in [-scale/2, scale/2). */
@@ -79,6 +80,10 @@ describe('block-wise quantization', () => {
       expect(maxAbsDiff(quantized, dequantized) / range).toBeLessThan(0.01)
     })
   }
+
+  it('is refused on a GPU device, not ignored', async () => {
+    await expect(SpanRunner.load(Checkpoint.open(BUNDLED_MODEL), 0, 1, { device: 'webgpu', quantization: 'int4' })).rejects.toThrow(/int4 on webgpu: quantized blocks run on the CPU only/)
+  })
 
   it('refuses a weight of the wrong size and blocks that are no power of two', () => {
     expect(() => quantizeWeight(new Float32Array(10), 3, 4, 4)).toThrow(/as a \(3, 4\) weight/)
