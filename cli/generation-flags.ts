@@ -98,5 +98,6 @@ export async function withModel (flags: GenerationFlags, cmd: Command, use: (mod
 /** "24 tokens in 0.31 s, 77.4 tokens/s, route …a1b2c3[0,5)" (and failovers, if any). */
 export function describeStats (result: GenerationResult): string {
   const s = result.stats
-  return `${result.tokens.length} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.tokensPerSecond.toFixed(1)} tokens/s, route ${s.target.route}${s.target.failovers > 0 ? `, ${s.target.failovers} failover(s)` : ''}`
+  const quantized = s.target.quantizedHops !== undefined ? `, quantized: ${s.target.quantizedHops.join(', ')}` : ''
+  return `${result.tokens.length} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.tokensPerSecond.toFixed(1)} tokens/s, route ${s.target.route}${quantized}${s.target.failovers > 0 ? `, ${s.target.failovers} failover(s)` : ''}`
 }

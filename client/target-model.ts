@@ -54,6 +54,8 @@ export interface TargetStats {
   routeChanges?: string[]
   /** Human-readable route, e.g. "12D3…a1[0,2) -> 12D3…b2[2,5)"; "local" for a LocalTarget. */
   route: string
+  /** Hops on servers holding quantized blocks (`serve --quantize`), e.g. "…a1b2c3[0,2) int4". */
+  quantizedHops?: string[]
   [key: string]: unknown
 }
 

@@ -46,6 +46,7 @@ export function petalStats (result: GenerationResult): Record<string, unknown> {
     tokens_per_second: round(s.tokensPerSecond),
     ttft_ms: round(s.ttftMs),
     failovers: s.target.failovers,
+    ...(s.target.quantizedHops !== undefined ? { quantized_hops: s.target.quantizedHops } : {}),
     ...(s.decode !== undefined && s.decode.verified > 0 ? { acceptance: round(s.decode.acceptanceRate) } : {})
   }
 }

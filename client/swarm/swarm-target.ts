@@ -117,7 +117,12 @@ export class SwarmTarget implements TargetModel {
   }
 
   stats (): TargetStats {
-    return { ...this.#stats, routeChanges: [...this.#stats.routeChanges], route: describeRoute(this.route) }
+    // hops on servers holding quantized blocks: their outputs are close to float32's, not equal
+    const quantized = this.route.flatMap(h => {
+      const q = this.#init.directory.get(h.peerId)?.info.quantization
+      return q === undefined ? [] : [`${describeRoute([h])} ${q}`]
+    })
+    return { ...this.#stats, routeChanges: [...this.#stats.routeChanges], route: describeRoute(this.route), ...(quantized.length > 0 ? { quantizedHops: quantized } : {}) }
   }
 
   async close (): Promise<void> {

@@ -37,6 +37,7 @@ describe('a server started with quantization int4', () => {
     await remote.release()
     expect(got.tokens).toEqual(expected.tokens)
     expect(got.stats.target.route).toContain(peerIdOf(quantized.address).slice(-6))
+    expect(got.stats.target.quantizedHops).toEqual([`${got.stats.target.route} int4`])
   }, 30_000)
 
   it('a client asking for exact weights refuses it, naming why, and takes a float32 server once there is one', async () => {
@@ -50,6 +51,7 @@ describe('a server started with quantization int4', () => {
     const got = await generateGreedy(exact, PROMPT, 24)
     expect(got.tokens).toEqual(expected.tokens)
     expect(got.stats.target.route).toContain(peerIdOf(float.address).slice(-6))
+    expect(got.stats.target.quantizedHops).toBeUndefined()
     await exact.release()
   }, 30_000)
 })
