@@ -36,6 +36,8 @@ export class SpanRunner {
   readonly config: LlamaConfig
   readonly start: number
   readonly end: number
+  /** Whether forwardPacked may run several sessions' runs at once (not on the GPU span path). */
+  readonly canPack: boolean = true
   readonly #segments: Segment[]
 
   private constructor (config: LlamaConfig, start: number, end: number, segments: Segment[]) {
@@ -111,6 +113,84 @@ export class SpanRunner {
     return x
   }
 
+  /**
+   * Several sequences' runs as one: each item's hidden (1,T_i,C) at its own positions over its
+   * own cache -> each item's hidden (1,T_i,C), in one pass over the weights (batched decode:
+   * where reading the weights bounds a step, N sessions' steps cost about one). The rows are
+   * packed into one sequence of sum T_i rows over the concatenated caches, and the mask lets
+   * each row see only its own cache and its own earlier rows, as token trees do. Chains only;
+   * every cache must cover the same blocks. Each cache is truncated to its position first;
+   * on failure every one is left truncated there.
+   */
+  async forwardPacked (items: ReadonlyArray<{ hidden: Float32Array, cache: SpanCache, position: number }>, signal?: AbortSignal): Promise<Float32Array[]> {
+    const { hiddenSize: C, numKvHeads: Hkv, headDim: D } = this.config
+    const rows: number[] = []
+    for (const { hidden, cache, position } of items) {
+      if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot forward hidden of ${hidden.length} values: not (1, T, ${C})`)
+      if (position > cache.length) throw new ShapeError(`Cannot run from position ${position}: the cache ends at ${cache.length}`)
+      const first = (items[0] as { cache: SpanCache }).cache
+      if (cache.start !== first.start || cache.end !== first.end) throw new ShapeError(`Cannot pack caches of [${first.start}, ${first.end}) and [${cache.start}, ${cache.end}) into one run`)
+      rows.push(hidden.length / C)
+    }
+    for (const { cache, position } of items) cache.truncate(position)
+    const T = rows.reduce((a, b) => a + b, 0)
+    const P = items.reduce((n, it) => n + it.position, 0)
+    const S = P + T
+    // row r of item i sees item i's cache slots and its rows up to r
+    const mask = new Uint8Array(T * S)
+    const positions: number[] = []
+    let pastAt = 0
+    let rowAt = 0
+    for (const [i, { position }] of items.entries()) {
+      for (let j = 0; j < (rows[i] as number); j++) {
+        const r = rowAt + j
+        mask.fill(1, r * S + pastAt, r * S + pastAt + position)
+        mask.fill(1, r * S + P + rowAt, r * S + P + r + 1)
+        positions.push(position + j)
+      }
+      pastAt += position
+      rowAt += rows[i] as number
+    }
+    const row = Hkv * D
+    let x = concat(items.map(it => it.hidden))
+    try {
+      const blocks = (items[0] as { cache: SpanCache }).cache
+      for (const seg of this.#segments) {
+        if (seg.end <= blocks.start || seg.start >= blocks.end) continue
+        signal?.throwIfAborted()
+        const feeds: Record<string, ort.Tensor> = { [spanNames.hidden]: floatTensor(x, [1, T, C]), [spanNames.positions]: positionTensor(positions), [spanNames.mask]: visibilityTensor(mask, T, S) }
+        for (let b = seg.start; b < seg.end; b++) {
+          feeds[spanNames.pastKey(b)] = floatTensor(concat(items.map(it => it.cache.block(b).key.view())), [1, P, Hkv, D])
+          feeds[spanNames.pastValue(b)] = floatTensor(concat(items.map(it => it.cache.block(b).value.view())), [1, P, Hkv, D])
+        }
+        const out = await seg.session.run(feeds)
+        for (let b = seg.start; b < seg.end; b++) {
+          const keys = readFloats(out[spanNames.newKey(b)], spanNames.newKey(b))
+          const values = readFloats(out[spanNames.newValue(b)], spanNames.newValue(b))
+          let at = 0
+          for (const [i, it] of items.entries()) {
+            const n = (rows[i] as number) * row
+            it.cache.block(b).key.append(keys.subarray(at, at + n))
+            it.cache.block(b).value.append(values.subarray(at, at + n))
+            at += n
+          }
+        }
+        x = readFloats(out[spanNames.hiddenOut], spanNames.hiddenOut)
+        if (x.length !== T * C) throw new ShapeError(`Span output has ${x.length} values, expected ${T * C}`)
+      }
+    } catch (err) {
+      for (const { cache, position } of items) cache.truncate(position)
+      throw err
+    }
+    const outs: Float32Array[] = []
+    let at = 0
+    for (const n of rows) {
+      outs.push(x.slice(at * C, (at + n) * C))
+      at += n
+    }
+    return outs
+  }
+
   async #runSegments (hidden: Float32Array, layout: RunLayout, cache: SpanCache, position: number, signal: AbortSignal | undefined): Promise<Float32Array> {
     const C = this.config.hiddenSize
     const T = layout.rows
@@ -142,4 +222,15 @@ export class SpanRunner {
   async release (): Promise<void> {
     await Promise.all(this.#segments.map(async s => { await s.session.release() }))
   }
+}
+
+/** The arrays one after another in a new one. */
+function concat (parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
 }

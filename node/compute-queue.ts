@@ -3,34 +3,57 @@ export interface ComputeTask {
   readonly sessionId: string
   readonly runId: number
   readonly enqueuedAt: number
-  /** Does the work; `signal` aborts between blocks when the run is cancelled mid-way. */
+  /** Does the work alone; `signal` aborts between blocks when the run is cancelled mid-way. */
   run: (signal: AbortSignal) => Promise<void>
+  /** Tasks of different sessions with the same key may run together (ComputeQueueInit.runBatch); none: always alone. */
+  readonly batchKey?: string
+}
+
+/** How a ComputeQueue batches; by default it does not. */
+export interface ComputeQueueInit {
+  /** Most tasks in one batch (default 1: every task alone). */
+  maxBatch?: number
+  /** Runs a batch of two or more tasks; each has its own signal (a cancelled one's output is dropped). */
+  runBatch?: (tasks: ComputeTask[], signals: AbortSignal[]) => Promise<void>
+  /** Whether `task` may join `batch` besides sharing its key (what they carry together); default yes. */
+  canJoin?: (batch: readonly ComputeTask[], task: ComputeTask) => boolean
+}
+
+interface Lane {
+  tasks: ComputeTask[]
+  /** The turn it last started a task in (0: never). */
+  lastTurn: number
 }
 
 /**
- * Runs tasks one at a time (one model, one device: running two at once only makes both
+ * Runs tasks one batch at a time (one model, one device: running two at once only makes both
  * slower), taking turns between sessions: each session's runs keep their order, and the
  * next run comes from the session that waited longest for a turn, so a client that queues
- * hundreds of runs delays another client by at most one run. Queued tasks can be removed
- * before they start, which is what makes cancellation early: a cancelled run that had not
- * started is never computed.
+ * hundreds of runs delays another client by at most one run. Other sessions' next tasks with
+ * the same batch key join it, oldest turn first, at most one per session (a session's next
+ * run needs its previous one's cache). Queued tasks can be removed before they start, which
+ * is what makes cancellation early: a cancelled run that had not started is never computed.
  */
 export class ComputeQueue {
-  /** Each session's waiting tasks, and the turn it last started one in (0: never). */
-  readonly #lanes = new Map<string, { tasks: ComputeTask[], lastTurn: number }>()
+  readonly #init: ComputeQueueInit
+  readonly #lanes = new Map<string, Lane>()
   #turns = 0
   #length = 0
-  #running: { task: ComputeTask, abort: AbortController } | undefined
+  #running: Array<{ task: ComputeTask, abort: AbortController }> = []
   #idleWaiters: Array<() => void> = []
 
-  /** Tasks waiting to start (not counting the running one). */
+  constructor (init: ComputeQueueInit = {}) {
+    this.#init = init
+  }
+
+  /** Tasks waiting to start (not counting running ones). */
   get length (): number { return this.#length }
 
   /** Tasks of one session waiting to start. */
   queuedFor (sessionId: string): number { return this.#lanes.get(sessionId)?.tasks.length ?? 0 }
 
-  /** True while a task runs or waits. */
-  get busy (): boolean { return this.#running !== undefined || this.#length > 0 }
+  /** True while tasks run or wait. */
+  get busy (): boolean { return this.#running.length > 0 || this.#length > 0 }
 
   /** Resolves once no task runs or waits (at once when idle already). */
   async whenIdle (): Promise<void> {
@@ -48,7 +71,7 @@ export class ComputeQueue {
   }
 
   /**
-   * Removes queued tasks that match and aborts the running one if it matches;
+   * Removes queued tasks that match and aborts running ones that match;
    * returns how many queued tasks were dropped before they started.
    */
   cancel (match: (t: ComputeTask) => boolean): { dropped: number, abortedRunning: boolean } {
@@ -59,9 +82,12 @@ export class ComputeQueue {
       lane.tasks = kept
     }
     this.#length -= dropped
-    const running = this.#running
-    const abortedRunning = running !== undefined && match(running.task)
-    if (abortedRunning) running.abort.abort()
+    let abortedRunning = false
+    for (const running of this.#running) {
+      if (!match(running.task)) continue
+      running.abort.abort()
+      abortedRunning = true
+    }
     return { dropped, abortedRunning }
   }
 
@@ -71,32 +97,44 @@ export class ComputeQueue {
     this.#lanes.delete(sessionId)
   }
 
-  /** The next task: the head of the waiting session whose last turn is oldest (a few sessions: a scan). */
-  #next (): ComputeTask | undefined {
-    let pick: { tasks: ComputeTask[], lastTurn: number } | undefined
-    for (const lane of this.#lanes.values()) {
-      if (lane.tasks.length > 0 && (pick === undefined || lane.lastTurn < pick.lastTurn)) pick = lane
+  /** The next batch: the head of the waiting session whose last turn is oldest, and heads of others that may join it. */
+  #next (): ComputeTask[] {
+    const waiting = [...this.#lanes.values()].filter(l => l.tasks.length > 0).sort((a, b) => a.lastTurn - b.lastTurn)
+    const first = waiting[0]
+    if (first === undefined) return []
+    const batch = [this.#take(first)]
+    const key = batch[0]?.batchKey
+    const max = this.#init.runBatch === undefined ? 1 : this.#init.maxBatch ?? 1
+    if (key === undefined) return batch
+    for (const lane of waiting.slice(1)) {
+      if (batch.length >= max) break
+      const head = lane.tasks[0] as ComputeTask
+      if (head.batchKey === key && (this.#init.canJoin?.(batch, head) ?? true)) batch.push(this.#take(lane))
     }
-    if (pick === undefined) return undefined
-    pick.lastTurn = ++this.#turns
+    return batch
+  }
+
+  #take (lane: Lane): ComputeTask {
+    lane.lastTurn = ++this.#turns
     this.#length--
-    return pick.tasks.shift()
+    return lane.tasks.shift() as ComputeTask
   }
 
   #pump (): void {
-    if (this.#running !== undefined) return
-    const task = this.#next()
-    if (task === undefined) {
+    if (this.#running.length > 0) return
+    const batch = this.#next()
+    if (batch.length === 0) {
       const waiters = this.#idleWaiters
       this.#idleWaiters = []
       for (const resolve of waiters) resolve()
       return
     }
-    const abort = new AbortController()
-    this.#running = { task, abort }
+    this.#running = batch.map(task => ({ task, abort: new AbortController() }))
+    const signals = this.#running.map(r => r.abort.signal)
+    const work = batch.length === 1 ? (batch[0] as ComputeTask).run(signals[0] as AbortSignal) : (this.#init.runBatch as NonNullable<ComputeQueueInit['runBatch']>)(batch, signals)
     // Tasks report their own errors; the queue only keeps going.
-    task.run(abort.signal).catch(() => {}).finally(() => {
-      this.#running = undefined
+    work.catch(() => {}).finally(() => {
+      this.#running = []
       this.#pump()
     })
   }

@@ -47,6 +47,11 @@ export interface PetalServerInit {
    * Default "none".
    */
   quantization?: Quantization
+  /**
+   * Most sessions' decode runs computed together in one pass over the weights (default 8;
+   * 1: every run alone). CPU only.
+   */
+  maxBatch?: number
   /** Most sessions open at once (default 16). */
   maxSessions?: number
   /** Cache positions all sessions together may reserve (default 16384). */

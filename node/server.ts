@@ -233,7 +233,8 @@ export class PetalServer {
     this.#throughput = this.#init.throughput ?? await measureThroughput(runner)
     this.#manager = new SessionManager({
       modelId: this.#modelId, runner, maxSessions: this.#init.maxSessions ?? 16, cacheTokens: this.#init.cacheTokens ?? 16384,
-      ...(this.#init.simulatedCompute !== undefined ? { simulatedCompute: this.#init.simulatedCompute } : {})
+      ...(this.#init.simulatedCompute !== undefined ? { simulatedCompute: this.#init.simulatedCompute } : {}),
+      ...(this.#init.maxBatch !== undefined ? { maxBatch: this.#init.maxBatch } : {})
     })
   }
 

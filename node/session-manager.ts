@@ -6,7 +6,8 @@ import {
   CacheLimitError, DrainingError, GapError, PetalError, SessionLimitError, TooLargeError, UnknownSessionError, WrongSpanError
 } from '../protocol/errors.js'
 import type { ServerMetrics } from '../protocol/server-info.js'
-import { ComputeQueue } from './compute-queue.js'
+import { blockParameterCount } from '../model/config.js'
+import { ComputeQueue, type ComputeTask } from './compute-queue.js'
 
 /** Options of a SessionManager. */
 export interface SessionManagerInit {
@@ -20,7 +21,19 @@ export interface SessionManagerInit {
   simulatedCompute?: SimulatedCompute
   /** Most runs one session may have waiting; more are refused with TOO_LARGE (default 64). */
   maxQueuedRunsPerSession?: number
+  /**
+   * Most sessions' runs computed together in one pass over the weights (default 8; 1: each
+   * run alone). Only chains of at most MAX_PACKED_ROWS rows over the same blocks are packed,
+   * and only while the caches they read together stay small next to the weights.
+   */
+  maxBatch?: number
 }
+
+/** Default of SessionManagerInit.maxBatch. */
+export const DEFAULT_MAX_BATCH = 8
+
+/** Runs longer than this (prefill) run alone: they gain little from sharing a pass over the weights. */
+export const MAX_PACKED_ROWS = 16
 
 /**
  * Runs one session may have waiting by default. A client keeps a few runs in flight per
@@ -64,6 +77,8 @@ export interface ServerSession {
 /** Counters the tests and `status` read: proof of what early cancellation saved. */
 export interface RunCounters {
   computed: number
+  /** Runs computed in a batch with other sessions' runs (SpanRunner.forwardPacked). */
+  batched: number
   droppedBeforeStart: number
   abortedMidRun: number
   droppedLate: number
@@ -81,12 +96,23 @@ const MAX_REMEMBERED_CANCELS = 4096
 export class SessionManager {
   readonly #init: SessionManagerInit
   readonly #sessions = new Map<string, ServerSession>()
-  readonly #queue = new ComputeQueue()
-  readonly counters: RunCounters = { computed: 0, droppedBeforeStart: 0, abortedMidRun: 0, droppedLate: 0, failed: 0, refused: 0 }
+  readonly #queue: ComputeQueue
+  readonly counters: RunCounters = { computed: 0, batched: 0, droppedBeforeStart: 0, abortedMidRun: 0, droppedLate: 0, failed: 0, refused: 0 }
+  /** What each queued task runs, for batches. */
+  readonly #runs = new WeakMap<ComputeTask, QueuedRun>()
   #draining = false
 
   constructor (init: SessionManagerInit) {
     this.#init = init
+    // packing copies the caches it reads: keep their bytes under a quarter of the weights' (and at least 512 positions)
+    const { config } = init.runner
+    const kvBytesPerPosition = 2 * 4 * config.numKvHeads * config.headDim
+    const maxPackedPast = Math.max(512, Math.floor(blockParameterCount(config) * 4 / kvBytesPerPosition / 4))
+    this.#queue = new ComputeQueue({
+      maxBatch: init.runner.canPack && init.simulatedCompute === undefined ? init.maxBatch ?? DEFAULT_MAX_BATCH : 1,
+      runBatch: async (tasks, signals) => { await this.#runBatch(tasks, signals) },
+      canJoin: (batch, task) => [...batch, task].reduce((n, t) => n + (this.#runs.get(t)?.start ?? 0), 0) <= maxPackedPast
+    })
   }
 
   /** Sessions open now. */
@@ -99,7 +125,7 @@ export class SessionManager {
   /** The counters as ServerInfo reports them. */
   get metrics (): ServerMetrics {
     const c = this.counters
-    return { runsComputed: c.computed, runsDroppedBeforeStart: c.droppedBeforeStart, runsAbortedMidRun: c.abortedMidRun, runsDroppedLate: c.droppedLate, runsRefused: c.refused, queuedRuns: this.#queue.length }
+    return { runsComputed: c.computed, runsDroppedBeforeStart: c.droppedBeforeStart, runsAbortedMidRun: c.abortedMidRun, runsDroppedLate: c.droppedLate, runsRefused: c.refused, queuedRuns: this.#queue.length, runsBatched: c.batched }
   }
 
   /** Resolves once no run computes or waits. */
@@ -171,38 +197,87 @@ export class SessionManager {
       onDone(new TooLargeError(`Cannot queue run ${runId}: the session already has ${maxQueued} runs waiting`))
       return
     }
-    const enqueuedAt = performance.now()
-    this.#queue.push({
+    const queued: QueuedRun = { session, runId, start, hidden, parents, rows: T, enqueuedAt: performance.now(), onDone }
+    const task: ComputeTask = {
       sessionId: session.id,
       runId,
-      enqueuedAt,
-      run: async (signal) => {
-        if (session.closed) return
-        if (start > session.cache.length) {
-          onDone(new GapError(`Run ${runId} starts at ${start} but the cache ends at ${session.cache.length}`, session.cache.length))
-          return
-        }
-        const began = performance.now()
-        try {
-          const out = await this.#init.runner.forward(hidden, session.cache, start, parents === undefined ? { signal } : { signal, parents })
-          const simulated = this.#init.simulatedCompute
-          if (simulated !== undefined) await idle(simulated.msPerRun + simulated.msPerRow * T, signal)
-          if (signal.aborted) { // cancelled while its last block (or simulated time) ran: a cancelled run sends no result
-            this.counters.abortedMidRun++
-            return
-          }
-          this.counters.computed++
-          onDone(undefined, { runId, start, hidden: out, computeMs: performance.now() - began, queuedMs: began - enqueuedAt })
-        } catch (err) {
-          if (signal.aborted) {
-            this.counters.abortedMidRun++
-            return
-          }
-          this.counters.failed++
-          onDone(err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${runId} failed: ${(err as Error).message}`, { cause: err }))
-        }
+      enqueuedAt: queued.enqueuedAt,
+      run: async (signal) => { await this.#runAlone(queued, signal) },
+      // chains of a few rows over the same blocks may share a pass over the weights with other sessions'
+      ...(parents === undefined && T <= MAX_PACKED_ROWS ? { batchKey: `${session.start}:${session.end}` } : {})
+    }
+    this.#runs.set(task, queued)
+    this.#queue.push(task)
+  }
+
+  async #runAlone (q: QueuedRun, signal: AbortSignal): Promise<void> {
+    const { session, runId, start, hidden, parents, rows: T, onDone } = q
+    if (!this.#ready(q)) return
+    const began = performance.now()
+    try {
+      const out = await this.#init.runner.forward(hidden, session.cache, start, parents === undefined ? { signal } : { signal, parents })
+      const simulated = this.#init.simulatedCompute
+      if (simulated !== undefined) await idle(simulated.msPerRun + simulated.msPerRow * T, signal)
+      if (signal.aborted) { // cancelled while its last block (or simulated time) ran: a cancelled run sends no result
+        this.counters.abortedMidRun++
+        return
       }
+      this.counters.computed++
+      onDone(undefined, { runId, start, hidden: out, computeMs: performance.now() - began, queuedMs: began - q.enqueuedAt })
+    } catch (err) {
+      if (signal.aborted) {
+        this.counters.abortedMidRun++
+        return
+      }
+      this.counters.failed++
+      onDone(err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${runId} failed: ${(err as Error).message}`, { cause: err }))
+    }
+  }
+
+  /**
+   * Runs of several sessions in one pass (SpanRunner.forwardPacked). A run cancelled meanwhile
+   * is computed with the others but sends nothing, and its cache is rolled back to its start.
+   */
+  async #runBatch (tasks: readonly ComputeTask[], signals: readonly AbortSignal[]): Promise<void> {
+    const ready = tasks.flatMap((t, i) => {
+      const q = this.#runs.get(t)
+      return q !== undefined && this.#ready(q) ? [{ q, signal: signals[i] as AbortSignal }] : []
     })
+    if (ready.length === 1) return await this.#runAlone(ready[0]?.q as QueuedRun, ready[0]?.signal as AbortSignal)
+    if (ready.length === 0) return
+    const began = performance.now()
+    let outs: Float32Array[]
+    try {
+      outs = await this.#init.runner.forwardPacked(ready.map(({ q }) => ({ hidden: q.hidden, cache: q.session.cache, position: q.start })))
+    } catch (err) {
+      for (const { q, signal } of ready) {
+        if (signal.aborted) { this.counters.abortedMidRun++; continue }
+        this.counters.failed++
+        q.onDone(err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${q.runId} failed: ${(err as Error).message}`, { cause: err }))
+      }
+      return
+    }
+    const computeMs = performance.now() - began
+    for (const [i, { q, signal }] of ready.entries()) {
+      if (signal.aborted || q.session.closed) {
+        this.counters.abortedMidRun++
+        if (!q.session.closed) q.session.cache.truncate(q.start)
+        continue
+      }
+      this.counters.computed++
+      this.counters.batched++
+      q.onDone(undefined, { runId: q.runId, start: q.start, hidden: outs[i] as Float32Array, computeMs, queuedMs: began - q.enqueuedAt })
+    }
+  }
+
+  /** Whether a run may start now: its session is open and its cache reaches its start (else GAP). */
+  #ready (q: QueuedRun): boolean {
+    if (q.session.closed) return false
+    if (q.start > q.session.cache.length) {
+      q.onDone(new GapError(`Run ${q.runId} starts at ${q.start} but the cache ends at ${q.session.cache.length}`, q.session.cache.length))
+      return false
+    }
+    return true
   }
 
   /** Cancels runs of a session: queued ones never run, a running one stops between blocks, late ones are dropped. */
@@ -221,6 +296,18 @@ export class SessionManager {
     this.#draining = true
     return [...this.#sessions.values()]
   }
+}
+
+/** A run waiting in the compute queue, and where its outcome goes. */
+interface QueuedRun {
+  readonly session: ServerSession
+  readonly runId: number
+  readonly start: number
+  /** (1,T,C) */ readonly hidden: Float32Array
+  readonly parents: readonly number[] | undefined
+  readonly rows: number
+  readonly enqueuedAt: number
+  readonly onDone: (err: PetalError | undefined, out?: RunOutcome) => void
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -96,6 +96,8 @@ export interface ServerMetrics {
   runsRefused?: number
   /** Runs waiting to start now, all sessions together (absent from older servers). */
   queuedRuns?: number
+  /** Runs computed in one pass with other sessions' runs (batched decode; optional: older servers omit it). */
+  runsBatched?: number
 }
 
 /** Request for a ServerInfo. The reply is one frame: a ServerInfo, or an error frame (type 'error'). */
@@ -124,6 +126,8 @@ export function parseServerMetrics (value: unknown, what = 'metrics'): ServerMet
   if (runsRefused !== undefined) metrics.runsRefused = runsRefused
   const queuedRuns = readOptInt(obj, 'queuedRuns', what)
   if (queuedRuns !== undefined) metrics.queuedRuns = queuedRuns
+  const runsBatched = readOptInt(obj, 'runsBatched', what)
+  if (runsBatched !== undefined) metrics.runsBatched = runsBatched
   return metrics
 }
 

@@ -24,6 +24,8 @@ export class GpuSpanRunner {
   readonly config: LlamaConfig
   readonly start: number
   readonly end: number
+  /** The GPU caches live on the device in one graph's layout: runs are not packed (SpanRunner.forwardPacked). */
+  readonly canPack: boolean = false
   readonly #session: ort.InferenceSession
   readonly #invFreq: Float32Array
 
@@ -136,6 +138,10 @@ export class GpuSpanRunner {
     }
     const rows = new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), [1, T])
     return [new ort.Tensor('float32', cos, [T, half]), new ort.Tensor('float32', sin, [T, half]), rows]
+  }
+
+  async forwardPacked (_items: ReadonlyArray<{ hidden: Float32Array, cache: SpanCache, position: number }>): Promise<Float32Array[]> {
+    throw new ShapeError('Cannot pack runs of several sessions on the GPU span path')
   }
 
   async release (): Promise<void> {

@@ -60,3 +60,64 @@ describe('ComputeQueue', () => {
     expect(ran).toEqual(['a:0', 'b:0', 'b:1'])
   })
 })
+
+describe('ComputeQueue batches', () => {
+  /** A batching queue; `batches` lists each start as "session:run+session:run", alone or batched. */
+  function batching (opts: { maxBatch: number, canJoin?: (batch: readonly ComputeTask[], task: ComputeTask) => boolean }): { queue: ComputeQueue, batches: string[], signals: AbortSignal[][], add: (sessionId: string, runId: number, key?: string) => void, finish: () => Promise<void> } {
+    const batches: string[] = []
+    const signals: AbortSignal[][] = []
+    let release: (() => void) | undefined
+    const hold = async (): Promise<void> => { await new Promise<void>(resolve => { release = resolve }) }
+    const name = (t: ComputeTask): string => `${t.sessionId}:${t.runId}`
+    const queue = new ComputeQueue({
+      maxBatch: opts.maxBatch,
+      ...(opts.canJoin !== undefined ? { canJoin: opts.canJoin } : {}),
+      runBatch: async (tasks, s) => { batches.push(tasks.map(name).join('+')); signals.push(s); await hold() }
+    })
+    const add = (sessionId: string, runId: number, key?: string): void => {
+      const task: ComputeTask = { sessionId, runId, enqueuedAt: 0, run: async (signal) => { batches.push(name(task)); signals.push([signal]); await hold() }, ...(key !== undefined ? { batchKey: key } : {}) }
+      queue.push(task)
+    }
+    const finish = async (): Promise<void> => {
+      release?.()
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    return { queue, batches, signals, add, finish }
+  }
+
+  it('runs the heads of sessions waiting with the same key together, one run per session, oldest turn first', async () => {
+    const { batches, add, finish } = batching({ maxBatch: 8 })
+    add('a', 0, 'k') // starts alone: nothing else waits yet
+    add('a', 1, 'k')
+    add('b', 0, 'k')
+    add('c', 0, 'other')
+    add('d', 0, 'k')
+    add('b', 1, 'k')
+    for (let i = 0; i < 4; i++) await finish()
+    // b and d have never had a turn, so they go first, then a; c's key differs; b's next run waits for its first
+    expect(batches).toEqual(['a:0', 'b:0+d:0+a:1', 'c:0', 'b:1'])
+  })
+
+  it('keeps to maxBatch and canJoin, and runs keyless tasks alone', async () => {
+    const { batches, add, finish } = batching({ maxBatch: 2, canJoin: (_batch, task) => task.sessionId !== 'big' })
+    add('x', 0) // running
+    for (const s of ['a', 'big', 'b', 'c']) add(s, 0, 'k')
+    add('e', 0)
+    for (let i = 0; i < 4; i++) await finish()
+    // canJoin judges the joiners: "big" may lead a batch that c joins, not join one
+    expect(batches).toEqual(['x:0', 'a:0+b:0', 'big:0+c:0', 'e:0'])
+  })
+
+  it('cancelling one run of a running batch aborts its signal only', async () => {
+    const { queue, signals, add, finish } = batching({ maxBatch: 4 })
+    add('x', 0)
+    add('a', 0, 'k')
+    add('b', 0, 'k')
+    await finish() // the batch a+b starts
+    const result = queue.cancel(t => t.sessionId === 'b')
+    expect(result).toEqual({ dropped: 0, abortedRunning: true })
+    expect(signals[1]?.map(s => s.aborted)).toEqual([false, true])
+    await finish()
+    expect(queue.busy).toBe(false)
+  })
+})

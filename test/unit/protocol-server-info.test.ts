@@ -36,6 +36,8 @@ describe('server info', () => {
     expect(parseServerInfo(wire({ ...info, metrics })).metrics).toEqual(metrics)
     expect(parseServerInfo(wire({ ...info, metrics: { ...metrics, runsRefused: 3, queuedRuns: 7 } })).metrics).toEqual({ ...metrics, runsRefused: 3, queuedRuns: 7 })
     expect(() => parseServerInfo(wire({ ...info, metrics: { ...metrics, queuedRuns: -1 } }))).toThrow(/metrics\.queuedRuns/)
+    expect(parseServerInfo(wire({ ...info, metrics: { ...metrics, runsBatched: 4 } })).metrics?.runsBatched).toBe(4)
+    expect(() => parseServerInfo(wire({ ...info, metrics: { ...metrics, runsBatched: 1.5 } }))).toThrow(/metrics\.runsBatched/)
   })
 
   const bad: Array<[string, unknown]> = [

@@ -1,0 +1,33 @@
+/** Sessions decoding at once on one server share passes over its weights; their tokens stay their own. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LanguageModel } from '../../client/language-model.js'
+import type { SwarmClient } from '../../client/swarm/swarm-client.js'
+import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
+import { InProcessSwarm } from '../helpers/in-process-swarm.js'
+import { generateGreedy, waitForServers } from '../helpers/swarm.js'
+
+describe('batched decode on one server [0,5)', () => {
+  const ref = readReference('stories260k')
+  const prompts: number[][] = ref.prompts.map((p: { prompt_ids: number[] }) => p.prompt_ids)
+  const expected: number[][] = ref.prompts.map((p: { greedy_new_ids: number[] }) => p.greedy_new_ids)
+  const swarm = new InProcessSwarm()
+  let client: SwarmClient
+  beforeAll(async () => {
+    await swarm.start({ blocks: { start: 0, end: 5 } })
+    client = await swarm.connect()
+    await waitForServers(client, 'stories260k', 5, servers => servers.length === 1)
+  }, 30_000)
+  afterAll(async () => { await swarm.close() })
+
+  it('six generations at once give the reference tokens, and the server computed runs together', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
+    const jobs = [...prompts, ...prompts].map(async p => await generateGreedy(model, p, 48))
+    const got = await Promise.all(jobs)
+    expect(got.map(r => r.tokens)).toEqual([...expected, ...expected])
+    await model.release()
+    const [server] = await client.refresh('stories260k', 5)
+    // the sessions' steps overlap, so some were packed into one run (not all: each session's first run is its prompt)
+    expect(server?.info.metrics?.runsBatched).toBeGreaterThan(0)
+    expect(swarm.servers[0]?.info().metrics?.runsBatched).toBe(server?.info.metrics?.runsBatched)
+  }, 60_000)
+})
