@@ -78,9 +78,10 @@ describe('ComputeQueue batches', () => {
       const task: ComputeTask = { sessionId, runId, enqueuedAt: 0, run: async (signal) => { batches.push(name(task)); signals.push([signal]); await hold() }, ...(key !== undefined ? { batchKey: key } : {}) }
       queue.push(task)
     }
+    // lets the running batch end, then waits out a hold for sessions that may send more (at most 2 ms)
     const finish = async (): Promise<void> => {
       release?.()
-      await new Promise(resolve => setImmediate(resolve))
+      await new Promise(resolve => setTimeout(resolve, 5))
     }
     return { queue, batches, signals, add, finish }
   }
@@ -119,5 +120,36 @@ describe('ComputeQueue batches', () => {
     expect(signals[1]?.map(s => s.aborted)).toEqual([false, true])
     await finish()
     expect(queue.busy).toBe(false)
+  })
+})
+
+describe('ComputeQueue lockstep sessions', () => {
+  it('two sessions that each send their next run as their last returns end up in one batch, not taking turns', async () => {
+    const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+    const starts: string[] = []
+    const done = new Map<ComputeTask, () => void>()
+    const queue = new ComputeQueue({
+      maxBatch: 8,
+      runBatch: async (tasks) => {
+        starts.push(tasks.map(t => t.sessionId).sort().join('+'))
+        await sleep(8)
+        for (const t of tasks) done.get(t)?.()
+      }
+    })
+    // each session: send a run, wait for its result, think for 0.3 ms, send the next
+    const session = async (id: string, delayMs: number): Promise<void> => {
+      await sleep(delayMs)
+      for (let i = 0; i < 8; i++) {
+        await new Promise<void>(resolve => {
+          const task: ComputeTask = { sessionId: id, runId: i, enqueuedAt: 0, batchKey: 'k', run: async () => { starts.push(id); await sleep(8); resolve() } }
+          done.set(task, resolve)
+          queue.push(task)
+        })
+        await sleep(0.3)
+      }
+    }
+    await Promise.all([session('a', 0), session('b', 3)])
+    // without waiting for the other session they take turns alone to the end (a, b, a, b, ...)
+    expect(starts.filter(s => s === 'a+b').length).toBeGreaterThanOrEqual(5)
   })
 })

@@ -48,6 +48,16 @@ describe('benchmarks do not rot', () => {
     expect(byMetric.api_prompt_tokens_sent_per_turn_pooled.value).toBeLessThan(whole.value / 2)
   }, 120_000)
 
+  it('bench-batching --quick: both settings decode; with --max-batch 1 nothing is batched', async () => {
+    const lines = await bench('bench-batching.ts')
+    const byMetric = Object.fromEntries(lines.map(l => [l.metric, l.value]))
+    for (const n of [1, 4]) {
+      for (const b of [1, 8]) expect(byMetric[`decode_runs_per_second_sessions${n}_max_batch${b}`]).toBeGreaterThan(0)
+      expect(byMetric[`batched_gain_sessions${n}`]).toBeGreaterThan(0)
+    }
+    expect(byMetric.runs_batched_max_batch1).toBe(0)
+  }, 120_000)
+
   it('bench-tree-shapes --quick: every shape decides at least what its trunk alone would', async () => {
     const lines = await bench('bench-tree-shapes.ts')
     const perRoot = lines.filter(l => l.metric === 'decided_per_root')

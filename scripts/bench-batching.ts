@@ -1,0 +1,104 @@
+/**
+ * Batched decode benchmark: N sessions decoding at once on one server, whose runs it computes
+ * together in one pass over the weights (the default, --max-batch 8) or one by one
+ * (--max-batch 1). Two servers of the same blocks in this process, one per setting, and N bare
+ * clients on 127.0.0.1 each: open a session, prefill 16 rows, then decode one row at a time
+ * (send, await the result, send the next), all N at once. The two servers take turns, round by
+ * round. One JSON line per figure: the server's decode runs per second over all sessions, and
+ * the median time a client waits for each of its runs, by N and setting; and the batched
+ * setting's gain.
+ *
+ *   npm run bench:batching                          # stories260k [0,5) and random 200M [0,4)
+ *   npm run bench:batching -- --models random-200m --sessions 1,4,16
+ *   npm run bench:batching -- --quick               # CI smoke run
+ */
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { Checkpoint } from '../model/checkpoint.js'
+import { PetalServer } from '../node/server.js'
+import { bareNode, inferenceStream, next, openSession, randomHidden, runFrame } from '../test/helpers/wire-client.js'
+import { emit, median } from './lib/bench-output.js'
+import { ensureRandomModel } from './lib/random-models.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, sessions: { type: 'string' }, tokens: { type: 'string' }, rounds: { type: 'string' } } })
+const sessionCounts = (args.sessions ?? (args.quick ? '1,4' : '1,2,4,8')).split(',').map(Number)
+const tokens = Number(args.tokens ?? (args.quick ? 4 : 24))
+const rounds = Number(args.rounds ?? (args.quick ? 1 : 3))
+if (!sessionCounts.every(n => Number.isInteger(n) && n >= 1)) throw new RangeError(`Cannot run --sessions ${args.sessions}: a list of integers >= 1`)
+if (!(Number.isInteger(tokens) && tokens >= 2)) throw new RangeError(`Cannot decode --tokens ${args.tokens}: an integer >= 2`)
+const PREFILL = 16
+const SETTINGS = [8, 1] as const
+
+const node = await bareNode()
+for (const name of (args.models ?? (args.quick ? 'stories260k' : 'stories260k,random-200m')).split(',')) {
+  const dir = name === 'stories260k' ? join(ROOT, 'models', 'stories260k') : ensureRandomModel(name.replace(/^random-/, '').toUpperCase())
+  const L = Checkpoint.open(dir).config.numLayers
+  // a third of a big model, as one server of three holds it; a tiny one whole
+  const blocks = { start: 0, end: L > 6 ? Math.round(L / 3) : L }
+  await benchModel(name, dir, blocks)
+}
+await node.stop()
+
+async function benchModel (name: string, dir: string, blocks: { start: number, end: number }): Promise<void> {
+  const servers = new Map<number, PetalServer>()
+  for (const maxBatch of SETTINGS) {
+    const server = new PetalServer({ modelDir: dir, blocks, maxBatch, maxSessions: 64, throughput: { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 } })
+    await server.start()
+    servers.set(maxBatch, server)
+  }
+  const C = Checkpoint.open(dir).config.hiddenSize
+  const config = { blocks: `[${blocks.start},${blocks.end})`, tokens, prefill: PREFILL, rounds }
+  const runsPerSecond = new Map<string, number[]>()
+  const waits = new Map<string, number[]>()
+  const batched = new Map<number, number>()
+  for (let r = 0; r < rounds; r++) {
+    for (const n of sessionCounts) {
+      for (const maxBatch of r % 2 === 0 ? SETTINGS : [...SETTINGS].reverse()) {
+        const server = servers.get(maxBatch) as PetalServer
+        const before = server.info().metrics?.runsBatched ?? 0
+        const { elapsedMs, waitMs } = await decodeTogether(server, name, blocks, C, n)
+        batched.set(maxBatch, (batched.get(maxBatch) ?? 0) + (server.info().metrics?.runsBatched ?? 0) - before)
+        const key = `${n}:${maxBatch}`
+        runsPerSecond.set(key, [...(runsPerSecond.get(key) ?? []), (n * tokens) / (elapsedMs / 1000)])
+        waits.set(key, [...(waits.get(key) ?? []), ...waitMs])
+      }
+    }
+  }
+  for (const n of sessionCounts) {
+    for (const maxBatch of SETTINGS) {
+      const key = `${n}:${maxBatch}`
+      emit({ model: name, metric: `decode_runs_per_second_sessions${n}_max_batch${maxBatch}`, value: median(runsPerSecond.get(key) ?? []), unit: 'runs/s', config })
+      emit({ model: name, metric: `run_wait_ms_p50_sessions${n}_max_batch${maxBatch}`, value: median(waits.get(key) ?? []), unit: 'ms', config })
+    }
+    emit({ model: name, metric: `batched_gain_sessions${n}`, value: median(runsPerSecond.get(`${n}:8`) ?? []) / median(runsPerSecond.get(`${n}:1`) ?? []), unit: 'x', config })
+  }
+  emit({ model: name, metric: 'runs_batched_max_batch1', value: batched.get(1) ?? 0, unit: 'runs', config })
+  for (const server of servers.values()) await server.stop()
+}
+
+/** `n` sessions, each prefilled, then decoding `tokens` runs of one row at once; wall time of the decode and each run's wait. */
+async function decodeTogether (server: PetalServer, modelId: string, blocks: { start: number, end: number }, C: number, n: number): Promise<{ elapsedMs: number, waitMs: number[] }> {
+  const clients = await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const framed = await inferenceStream(node, server.address)
+    await openSession(framed, modelId, blocks.start, blocks.end, PREFILL + tokens + 1)
+    await framed.write(runFrame(0, 0, randomHidden(PREFILL, C, i), C))
+    if ((await next(framed, 120_000))['type'] !== 'result') throw new Error('prefill failed')
+    return framed
+  }))
+  const waitMs: number[] = []
+  const began = performance.now()
+  await Promise.all(clients.map(async (framed, i) => {
+    for (let t = 0; t < tokens; t++) {
+      const sent = performance.now()
+      await framed.write(runFrame(t + 1, PREFILL + t, randomHidden(1, C, 1000 * i + t), C))
+      const reply = await next(framed, 120_000)
+      if (reply['type'] !== 'result') throw new Error(`run ${t} of client ${i} failed: ${JSON.stringify(reply)}`)
+      waitMs.push(performance.now() - sent)
+    }
+  }))
+  const elapsedMs = performance.now() - began
+  await Promise.all(clients.map(async c => { await c.close() }))
+  return { elapsedMs, waitMs }
+}
