@@ -2,7 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
-import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
+import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.js'
+import { Checkpoint } from '../../model/checkpoint.js'
+import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
 import { generateGreedy, waitForServers } from '../helpers/swarm.js'
 
@@ -18,6 +20,26 @@ describe('batched decode on one server [0,5)', () => {
     await waitForServers(client, 'stories260k', 5, servers => servers.length === 1)
   }, 30_000)
   afterAll(async () => { await swarm.close() })
+
+  it('pipelined speculation of four clients at once (runs cancelled inside batches) gives plain decoding\'s tokens', async () => {
+    const draft = await loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { sendDelayMs: 1 })
+    const before = swarm.servers[0]?.info().metrics
+    const runs = [...prompts, prompts[0] as number[]].map(async p => {
+      const gen = model.generate(p, { maxNewTokens: 48, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draft), maxInFlight: 4 })
+      for (;;) {
+        const step = await gen.next()
+        if (step.done === true) return step.value
+      }
+    })
+    const got = await Promise.all(runs)
+    expect(got.map(r => r.tokens)).toEqual([...expected, expected[0]])
+    expect(got.some(r => (r.stats.decode?.runsCancelled ?? 0) > 0)).toBe(true)
+    const after = swarm.servers[0]?.info().metrics
+    expect((after?.runsBatched ?? 0) - (before?.runsBatched ?? 0)).toBeGreaterThan(0)
+    await model.release()
+    await draft.release()
+  }, 60_000)
 
   it('six generations at once give the reference tokens, and the server computed runs together', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
