@@ -4,6 +4,7 @@ import { exitWithParent } from './exit-with-parent.js'
 import { apiCommand } from './api-command.js'
 import { chatCommand } from './chat-command.js'
 import { demoCommand } from './demo-command.js'
+import { exportClientCommand } from './export-client-command.js'
 import { forwardCommand } from './forward-command.js'
 import { generateCommand } from './generate-command.js'
 import { serveCommand } from './serve-command.js'
@@ -24,6 +25,7 @@ generateCommand(program)
 chatCommand(program)
 apiCommand(program)
 forwardCommand(program)
+exportClientCommand(program)
 serveCommand(program)
 statusCommand(program)
 

@@ -1,6 +1,8 @@
 import { basename } from 'node:path'
 import { Checkpoint } from '../model/checkpoint.js'
+import { CLIENT_MANIFEST, readClientManifest, type ClientManifest } from '../model/client-export.js'
 import { ClientParts } from '../model/client-parts.js'
+import { CheckpointError } from '../model/errors.js'
 import { LocalModel } from '../model/local-model.js'
 import type { OrtOptions } from '../model/ort-session.js'
 import type { Quantization } from '../model/quantize.js'
@@ -11,6 +13,7 @@ import { readGenerationConfig, type GenerationConfig } from './generation-config
 import { LocalTarget } from './local-target.js'
 import { SwarmTarget } from './swarm/swarm-target.js'
 import type { SwarmClient } from './swarm/swarm-client.js'
+import type { WeightPolicy } from './swarm/server-directory.js'
 import type { TargetModel } from './target-model.js'
 import { generateText, type GenerateChunk, type GenerateOptions, type GenerationResult } from './text-generation.js'
 import { Tokenizer } from './tokenizer/index.js'
@@ -22,7 +25,7 @@ const VERIFY_BYTES_BY_DEFAULT = 4 * 2 ** 30
 type TargetFactory = (maxTokens: number) => Promise<TargetModel>
 
 export interface SwarmModelOptions extends OrtOptions {
-  /** Model id the servers announce; default: the checkpoint folder's name. */
+  /** Model id the servers announce; default: the one petal_client.json names (export-client), else the checkpoint folder's name. */
   modelId?: string
   /** Servers forward activations to each other (push mode). */
   push?: boolean
@@ -39,7 +42,8 @@ export interface SwarmModelOptions extends OrtOptions {
   /**
    * Refuse servers whose block weights hash differently from this checkpoint's (reads the
    * blocks once to hash them). Default: on when the folder holds every block's tensors and
-   * they total at most 4 GiB (hashing a 70B checkpoint at every start would take minutes).
+   * they total at most 4 GiB (hashing a 70B checkpoint at every start would take minutes),
+   * or when it is a folder of client parts whose petal_client.json lists the hashes.
    */
   verifyWeights?: boolean
   /**
@@ -95,16 +99,18 @@ export class LanguageModel {
   static async swarm (swarm: SwarmClient, dir: string, opts: SwarmModelOptions = {}): Promise<LanguageModel> {
     const ckpt = Checkpoint.open(dir)
     const parts = await ClientParts.load(ckpt, opts)
-    const modelId = opts.modelId ?? basename(dir)
+    // a folder of client parts only (petal-node export-client) names the model and its blocks' hashes
+    const manifest = readClientManifest(dir)
+    const modelId = opts.modelId ?? manifest?.modelId ?? basename(dir)
     const numBlocks = ckpt.config.numLayers
+    if (manifest !== undefined && manifest.numBlocks !== numBlocks) throw new CheckpointError(`${dir}: ${CLIENT_MANIFEST} lists ${manifest.numBlocks} blocks, config.json has ${numBlocks}`)
     const directory = await swarm.directory(modelId, numBlocks)
-    if (opts.verifyWeights ?? (hasAllBlocks(ckpt) && ckpt.blockByteSize(0) * numBlocks <= VERIFY_BYTES_BY_DEFAULT)) {
-      directory.expectedHashes = Array.from({ length: numBlocks }, (_, i) => ckpt.blockWeightsHash(i))
-    }
-    if (opts.exactWeightsOnly === true) directory.exactWeightsOnly = true
+    const expectedHashes = expectedBlockHashes(ckpt, manifest, opts.verifyWeights)
+    const weights: WeightPolicy = { ...(expectedHashes !== undefined ? { expectedHashes } : {}), ...(opts.exactWeightsOnly === true ? { exactWeightsOnly: true } : {}) }
     const target: TargetFactory = async (maxTokens) => await SwarmTarget.open({
       host: swarm.host,
       directory,
+      weights,
       rediscover: async () => { await swarm.refresh(modelId, numBlocks) },
       parts,
       modelId,
@@ -218,6 +224,19 @@ export class ChatSession {
   async close (): Promise<void> {
     await this.target.close()
   }
+}
+
+/**
+ * The block hashes servers must match: the manifest's for a folder of client parts, else the
+ * checkpoint's own when it holds every block and they are small enough to hash at each start
+ * (or `verify` says so); none when `verify` is false.
+ */
+function expectedBlockHashes (ckpt: Checkpoint, manifest: ClientManifest | undefined, verify: boolean | undefined): string[] | undefined {
+  if (verify === false) return undefined
+  if (manifest !== undefined) return manifest.blockHashes
+  const L = ckpt.config.numLayers
+  if (!(verify ?? (hasAllBlocks(ckpt) && ckpt.blockByteSize(0) * L <= VERIFY_BYTES_BY_DEFAULT))) return undefined
+  return Array.from({ length: L }, (_, i) => ckpt.blockWeightsHash(i))
 }
 
 /** Whether the folder holds the blocks too (not only the client parts), so their hashes can be checked. */

@@ -51,12 +51,12 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
  * init.coverageWaitMs: the swarm may heal (a server joins, or a --num-blocks server moves
  * there). Rejects with NoRouteError after that.
  */
-export async function planCoveredRoute (init: Pick<SwarmTargetInit, 'directory' | 'rediscover' | 'coverageWaitMs' | 'logger'>, from: number, to: number): Promise<RouteHop[]> {
+export async function planCoveredRoute (init: Pick<SwarmTargetInit, 'directory' | 'weights' | 'rediscover' | 'coverageWaitMs' | 'logger'>, from: number, to: number): Promise<RouteHop[]> {
   const began = performance.now()
   const waitMs = init.coverageWaitMs ?? 0
   for (let looks = 0, pauseMs = 250; ; looks++, pauseMs = Math.min(2000, pauseMs * 2)) {
     try {
-      return planRoute(init.directory.candidates(), from, to)
+      return planRoute(init.directory.candidates(Date.now(), init.weights), from, to)
     } catch (err) {
       if (!(err instanceof NoRouteError)) throw err
       if (looks > 0) {

@@ -18,6 +18,17 @@ export interface BanPolicy {
 }
 
 /**
+ * Which servers' weights a client accepts (one model, one client's choice: the directory is
+ * shared by every LanguageModel of a SwarmClient, so the policy travels with each target).
+ */
+export interface WeightPolicy {
+  /** sha256 of each block's weights as the client's checkpoint has them; a server that differs is never used. */
+  readonly expectedHashes?: readonly string[]
+  /** Refuse servers announcing quantized weights (ServerInfo.quantization). */
+  readonly exactWeightsOnly?: boolean
+}
+
+/**
  * The servers of one model that the client knows, and which of them are banned after
  * failing: bans double with each failure up to a cap, and lapse by themselves.
  */
@@ -30,23 +41,18 @@ export class ServerDirectory {
    */
   #ownSessions: Array<{ peerId: string, change: 1 | -1, at: number }> = []
   readonly #policy: BanPolicy
-  /** sha256 of each block's weights as the client's own checkpoint has them; a server that differs is never used. */
-  expectedHashes: readonly string[] | undefined
 
   constructor (policy: BanPolicy = { baseMs: 15_000, maxMs: 300_000 }) {
     this.#policy = policy
   }
 
-  /** Refuse servers announcing quantized weights (ServerInfo.quantization). */
-  exactWeightsOnly = false
-
   /**
-   * Whether a server's weights are the ones the client expects: the same hashes (when the
-   * client has hashes to compare) and, with `exactWeightsOnly`, not quantized.
+   * Whether a server's weights are the ones a client expects: the same hashes (when it has
+   * hashes to compare) and, with `exactWeightsOnly`, not quantized.
    */
-  hasExpectedWeights (info: ServerInfo): boolean {
-    if (this.exactWeightsOnly && info.quantization !== undefined) return false
-    const expected = this.expectedHashes
+  hasExpectedWeights (info: ServerInfo, weights: WeightPolicy = {}): boolean {
+    if (weights.exactWeightsOnly === true && info.quantization !== undefined) return false
+    const expected = weights.expectedHashes
     if (expected === undefined) return true
     return info.blockHashes.every((h, i) => expected[info.start + i] === undefined || expected[info.start + i] === h)
   }
@@ -102,15 +108,15 @@ export class ServerDirectory {
     return ban !== undefined && ban.until > now
   }
 
-  /** Servers left out because their weights differ from the client's checkpoint. */
-  refusedForWeights (): KnownServer[] {
-    return this.all().filter(s => !this.hasExpectedWeights(s.info))
+  /** Servers left out because their weights are not the ones `weights` asks for. */
+  refusedForWeights (weights: WeightPolicy): KnownServer[] {
+    return this.all().filter(s => !this.hasExpectedWeights(s.info, weights))
   }
 
-  /** Online, unbanned servers as route candidates. */
-  candidates (now = Date.now()): ServerCandidate[] {
+  /** Online, unbanned servers with the weights asked for (default: any), as route candidates. */
+  candidates (now = Date.now(), weights: WeightPolicy = {}): ServerCandidate[] {
     return this.all()
-      .filter(s => s.info.state === 'online' && !this.isBanned(s.info.peerId, now) && this.hasExpectedWeights(s.info))
+      .filter(s => s.info.state === 'online' && !this.isBanned(s.info.peerId, now) && this.hasExpectedWeights(s.info, weights))
       .map(s => {
         const own = this.#ownSessions.reduce((sum, n) => n.peerId === s.info.peerId ? sum + n.change : sum, 0)
         const openSessions = Math.max(0, s.info.openSessions + own)

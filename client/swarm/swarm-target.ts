@@ -8,13 +8,15 @@ import { NoRouteError, type RouteHop } from '../routing/route-planner.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
 import { runLayout, type RunLayout } from '../../model/token-tree.js'
 import { HiddenHistory } from './hidden-history.js'
-import type { ServerDirectory } from './server-directory.js'
+import type { ServerDirectory, WeightPolicy } from './server-directory.js'
 import { describeRoute, openHops, planCoveredRoute, short, type Hop } from './route-hops.js'
 import { ServerCounters } from './server-counters.js'
 
 export interface SwarmTargetInit {
   host: PetalHost
   directory: ServerDirectory
+  /** Whose weights this target accepts (default: any server's). */
+  weights?: WeightPolicy
   /** Refreshes `directory` from the DHT (called when re-routing finds no route). */
   rediscover: () => Promise<void>
   parts: ClientParts
@@ -76,7 +78,7 @@ export class SwarmTarget implements TargetModel {
 
   static async open (init: SwarmTargetInit): Promise<SwarmTarget> {
     const route = await planCoveredRoute(init, 0, init.parts.config.numLayers).catch((err: unknown) => {
-      const refused = init.directory.refusedForWeights()
+      const refused = init.directory.refusedForWeights(init.weights ?? {})
       if (err instanceof NoRouteError && refused.length > 0) {
         err.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})${s.info.quantization !== undefined ? ` (${s.info.quantization})` : ''}`).join(', ')}: their weights differ from this checkpoint's`
       }

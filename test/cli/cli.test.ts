@@ -119,6 +119,23 @@ describe('petal-node chat (local)', () => {
   }, 30_000)
 })
 
+describe('petal-node export-client', () => {
+  it('writes the client parts and says what it wrote; generating locally from them is refused in one line', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'petal-cli-export-')), 'client')
+    try {
+      const r = await cli('export-client', '--model', BUNDLED_MODEL, '--out', out)
+      expect(r.code).toBe(0)
+      expect(r.stdout).toMatch(/^wrote .*client: [\d.]+ MiB of client tensors \(the checkpoint's tensors: [\d.]+ MiB\), \d+ files copied, hashes of 5 blocks; model id stories260k\n$/)
+      const local = await cli('generate', '--model', out, '--prompt', 'Once')
+      expect(local.code).toBe(1)
+      expect(local.stderr.trim().split('\n')).toHaveLength(1)
+      expect(local.stderr).toMatch(/model\.layers\.0\..* is missing/)
+    } finally {
+      rmSync(join(out, '..'), { recursive: true, force: true })
+    }
+  }, 30_000)
+})
+
 describe('errors are one clear line and a non-zero exit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'petal-cli-'))
   afterAll(() => { rmSync(dir, { recursive: true, force: true }) })
@@ -161,7 +178,7 @@ describe('errors are one clear line and a non-zero exit', () => {
   })
 
   it('every command has --help', async () => {
-    for (const cmd of ['serve', 'generate', 'chat', 'api', 'forward', 'status', 'demo']) {
+    for (const cmd of ['serve', 'generate', 'chat', 'api', 'forward', 'export-client', 'status', 'demo']) {
       const r = await cli(cmd, '--help')
       expect(r.code).toBe(0)
       expect(r.stdout).toContain(`Usage: petal-node ${cmd}`)

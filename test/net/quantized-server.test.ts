@@ -43,6 +43,10 @@ describe('a server started with quantization int4', () => {
   it('a client asking for exact weights refuses it, naming why, and takes a float32 server once there is one', async () => {
     const exact = await LanguageModel.swarm(client, BUNDLED_MODEL, { exactWeightsOnly: true })
     await expect(generateGreedy(exact, PROMPT, 4)).rejects.toThrow(/no reachable server holds blocks 0, 1, 2, 3, 4.*\(int4\).*weights differ/)
+    // the choice is the model's own: another model of the same client still takes the int4 server
+    const any = await LanguageModel.swarm(client, BUNDLED_MODEL)
+    expect((await generateGreedy(any, PROMPT, 4)).stats.target.quantizedHops).toHaveLength(1)
+    await any.release()
     const float = await swarm.start({ blocks: { start: 0, end: 5 } })
     await waitForServers(client, 'stories260k', 5, servers => servers.length === 2)
     const local = await LanguageModel.local(BUNDLED_MODEL)
