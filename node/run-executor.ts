@@ -4,7 +4,7 @@
  * the client and forward it to the next hop.
  */
 import type { Logger } from 'pino'
-import { assertHiddenSize, type HiddenTensor } from '../protocol/hidden.js'
+import { assertActivations, assertHiddenSize, type HiddenTensor } from '../protocol/hidden.js'
 import { InternalError, toErrorFrame, type PetalError } from '../protocol/errors.js'
 import type { Limits } from '../protocol/limits.js'
 import type { PushHop, PushMessage } from '../protocol/push-message.js'
@@ -67,6 +67,7 @@ export class RunExecutor {
     try {
       assertHiddenSize(run.hidden, this.#init.hiddenSize, 'run.hidden')
       const x = decodeTensor(run.hidden, this.#init.limits, 'run.hidden').data // (1,T,C) float32
+      assertActivations(x, 'run.hidden')
       this.#init.manager.enqueue(link.session, run.runId, run.start, x, run.parents, (err, out) => {
         if (err !== undefined) this.#fail(link, run.runId, err)
         else if (out !== undefined) this.#deliver(link, run, out)

@@ -1,5 +1,5 @@
 /** Hidden-state tensors of runs, results and pushes: dims (1, T, C). */
-import { BadShapeError, TooLargeError } from './errors.js'
+import { BadMessageError, BadShapeError, TooLargeError } from './errors.js'
 import { DEFAULT_LIMITS, type Limits } from './limits.js'
 import { parseWireTensor, type WireTensor } from './tensor-codec.js'
 
@@ -30,5 +30,24 @@ export function assertHiddenSize (hidden: HiddenTensor, hiddenSize: number, what
   const [, , c] = hidden.dims
   if (c !== hiddenSize) {
     throw new BadShapeError(`Invalid ${what}: hidden size must be ${hiddenSize}, got ${c} (dims [${hidden.dims.join(', ')}])`)
+  }
+}
+
+/** Largest activation magnitude a run may carry: far above any model's, far below float32's overflow. */
+export const MAX_ACTIVATION = 1e30
+
+/**
+ * Throws BAD_MESSAGE at the first value of `data` that is NaN, infinite or beyond
+ * ±MAX_ACTIVATION. A server packs several sessions' runs into one pass (batched decode), whose
+ * attention multiplies every row by every cached value, masked ones by 0: a NaN in one
+ * session's cache would reach the others' outputs (0 * NaN is NaN). Finite, bounded inputs
+ * keep every cache finite (each block normalizes its input before the projections).
+ */
+export function assertActivations (data: Float32Array, what: string): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i] as number
+    if (!(v >= -MAX_ACTIVATION && v <= MAX_ACTIVATION)) {
+      throw new BadMessageError(`Invalid ${what}: value ${v} at index ${i}; activations must be finite and within ±${MAX_ACTIVATION}`)
+    }
   }
 }

@@ -134,7 +134,11 @@ describe('PetalServer over /petal/1/inference and /petal/1/info', () => {
       [runFrame(5, 0, randomHidden(65, C), C), 'TOO_LARGE', 5], // over maxTokensPerRun
       [{ ...good, runId: 6, parents: [0] }, 'BAD_MESSAGE', 6], // a row cannot continue itself
       [{ ...runFrame(7, 0, randomHidden(2, C), C), parents: [-1] }, 'BAD_MESSAGE', 7], // one parent for two rows
-      [{ type: 'cancel', runIds: 'all' }, 'BAD_MESSAGE']
+      [{ type: 'cancel', runIds: 'all' }, 'BAD_MESSAGE'],
+      // NaN, infinities and absurd magnitudes: in a batched pass they would reach other sessions' outputs
+      [runFrame(11, 0, Float32Array.from(randomHidden(2, C), (v, i) => (i === 7 ? NaN : v)), C), 'BAD_MESSAGE', 11],
+      [runFrame(12, 0, Float32Array.from(randomHidden(1, C), (v, i) => (i === 0 ? -Infinity : v)), C), 'BAD_MESSAGE', 12],
+      [runFrame(13, 0, Float32Array.from(randomHidden(1, C), (v, i) => (i === 3 ? 1e31 : v)), C), 'BAD_MESSAGE', 13]
     ]
     for (const [frame, code, runId] of cases) {
       await framed.write(frame)
