@@ -8,9 +8,13 @@ import { NoRouteError, type RouteHop } from '../routing/route-planner.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
 import { runLayout, type RunLayout } from '../../model/token-tree.js'
 import { HiddenHistory } from './hidden-history.js'
+import { ConnectionLostError } from './span-session.js'
 import type { ServerDirectory, WeightPolicy } from './server-directory.js'
 import { describeRoute, openHops, planCoveredRoute, short, type Hop } from './route-hops.js'
 import { ServerCounters } from './server-counters.js'
+
+/** Routes tried when servers fail to open sessions before SwarmTarget.open gives up. */
+const OPEN_ATTEMPTS = 3
 
 export interface SwarmTargetInit {
   host: PetalHost
@@ -76,16 +80,30 @@ export class SwarmTarget implements TargetModel {
     this.#counters = new ServerCounters(init.host)
   }
 
+  /**
+   * Plans a route over every block and opens a session on each of its servers. A server that
+   * fails to open one (its connection drops, it is full or draining) is banned and the route
+   * planned again without it, up to OPEN_ATTEMPTS times, as a failover mid-generation would.
+   */
   static async open (init: SwarmTargetInit): Promise<SwarmTarget> {
-    const route = await planCoveredRoute(init, 0, init.parts.config.numLayers).catch((err: unknown) => {
-      const refused = init.directory.refusedForWeights(init.weights ?? {})
-      if (err instanceof NoRouteError && refused.length > 0) {
-        err.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})${s.info.quantization !== undefined ? ` (${s.info.quantization})` : ''}`).join(', ')}: their weights differ from this checkpoint's`
-      }
-      throw err
-    })
     const failures = { handle: (_runId: number, _err: PetalError): void => {} }
-    const hops = await openHops(init, route, (runId, err) => { failures.handle(runId, err) })
+    let hops: Hop[] | undefined
+    for (let attempt = 1; hops === undefined; attempt++) {
+      const route = await planCoveredRoute(init, 0, init.parts.config.numLayers).catch((err: unknown) => {
+        const refused = init.directory.refusedForWeights(init.weights ?? {})
+        if (err instanceof NoRouteError && refused.length > 0) {
+          err.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})${s.info.quantization !== undefined ? ` (${s.info.quantization})` : ''}`).join(', ')}: their weights differ from this checkpoint's`
+        }
+        throw err
+      })
+      try {
+        hops = await openHops(init, route, (runId, err) => { failures.handle(runId, err) })
+      } catch (err) {
+        const retryable = err instanceof ConnectionLostError || (err instanceof PetalError && err.retryable)
+        if (!retryable || attempt >= OPEN_ATTEMPTS) throw err
+        init.logger?.info({ err, attempt }, 'a server failed to open a session: routing around it')
+      }
+    }
     const target = new SwarmTarget(init, hops)
     failures.handle = (runId, err) => { target.#onPushFailure(runId, err) }
     await target.#counters.record(hops.map(h => h.session.peerId.toString()))
