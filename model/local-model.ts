@@ -26,7 +26,8 @@ export class LocalModel {
     const L = ckpt.config.numLayers
     const cuts = [...new Set([0, ...(init.split ?? []), L])].sort((a, b) => a - b)
     if (cuts.some(c => !Number.isInteger(c) || c < 0 || c > L)) throw new Error(`Cannot split at ${init.split?.join(',')}: cuts must be block indexes in [0, ${L}]`)
-    const parts = await ClientParts.load(ckpt, init)
+    // the client parts stay float32 here: `quantization` is the blocks'
+    const parts = await ClientParts.load(ckpt, { ...(init.device !== undefined ? { device: init.device } : {}), ...(init.threads !== undefined ? { threads: init.threads } : {}), ...(init.spinning !== undefined ? { spinning: init.spinning } : {}) })
     const spans: SpanRunner[] = []
     const total = ckpt.blockByteSize(0) * L
     let done = 0

@@ -76,19 +76,22 @@ export function quantizeWeight (w: Float32Array, n: number, k: number, bits: 4 |
 
 /** The float32 weight (N, K) that a quantized one stands for: (q - zp) * scale. */
 export function dequantizeWeight (q: QuantizedWeight): Float32Array {
-  const { n, k, bits, blockSize } = q
+  const out = new Float32Array(q.n * q.k)
+  for (let row = 0; row < q.n; row++) dequantizeRow(q, row, out, row * q.k)
+  return out
+}
+
+/** Row `row` (K values) of a quantized weight, written into `into` from `at` (an embedding lookup). */
+export function dequantizeRow (q: QuantizedWeight, row: number, into: Float32Array, at = 0): void {
+  const { k, bits, blockSize } = q
   const perByte = 8 / bits
   const mask = 2 ** bits - 1
   const kBlocks = Math.ceil(k / blockSize)
   const zpBytesPerRow = Math.ceil(kBlocks / perByte)
-  const get = (from: Uint8Array, at: number, i: number): number => ((from[at + Math.floor(i / perByte)] as number) >> ((i % perByte) * bits)) & mask
-  const out = new Float32Array(n * k)
-  for (let row = 0; row < n; row++) {
-    for (let col = 0; col < k; col++) {
-      const b = Math.floor(col / blockSize)
-      const code = get(q.codes, (row * kBlocks + b) * (blockSize / perByte), col % blockSize)
-      out[row * k + col] = (code - get(q.zeroPoints, row * zpBytesPerRow, b)) * (q.scales[row * kBlocks + b] as number)
-    }
+  const get = (from: Uint8Array, start: number, i: number): number => ((from[start + Math.floor(i / perByte)] as number) >> ((i % perByte) * bits)) & mask
+  for (let col = 0; col < k; col++) {
+    const b = Math.floor(col / blockSize)
+    const code = get(q.codes, (row * kBlocks + b) * (blockSize / perByte), col % blockSize)
+    into[at + col] = (code - get(q.zeroPoints, row * zpBytesPerRow, b)) * (q.scales[row * kBlocks + b] as number)
   }
-  return out
 }

@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Checkpoint } from '../model/checkpoint.js'
+import { ClientParts } from '../model/client-parts.js'
 import { blockParameterCount } from '../model/config.js'
 import { LocalModel } from '../model/local-model.js'
 import { QUANT_BLOCK_SIZE, quantizationBits, type Quantization } from '../model/quantize.js'
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     'child-model': { type: 'string' },
     'child-span': { type: 'string' },
     'child-quality': { type: 'string' },
+    'child-client': { type: 'string' },
     quantization: { type: 'string' },
     quantize: { type: 'string' },
     name: { type: 'string' },
@@ -50,6 +52,7 @@ for (const q of quantizations) if (!['int8', 'int4'].includes(q)) throw new Rang
 
 if (args['child-model'] !== undefined) await measureModel(args['child-model'], args.name ?? 'model')
 else if (args['child-quality'] !== undefined) await measureQuality(args['child-quality'], args.name ?? 'model')
+else if (args['child-client'] !== undefined) await measureClientParts(args['child-client'], args.name ?? 'model')
 else if (args['child-span'] !== undefined) await measureSpanRss(args['child-span'], args.blocks ?? '0:2', args.name ?? 'model')
 else await main()
 
@@ -70,6 +73,10 @@ async function main (): Promise<void> {
     }
   }
   for (const q of quantizations) child(['--child-quality', join(ROOT, 'models', 'stories260k'), '--name', 'stories260k', '--quantization', q])
+  // a swarm client's parts (embedding, LM head) in 8 bits (LanguageModel.swarm's clientQuantization)
+  if (quantizations.includes('int8')) {
+    for (const [name, dir] of models) for (const q of ['none', 'int8']) child(['--child-client', dir, '--name', name, '--quantization', q])
+  }
   if (!args.quick) {
     const [name, dir] = models[1] as [string, string]
     const L = Checkpoint.open(dir).config.numLayers
@@ -96,7 +103,8 @@ function bytesPerToken (dir: string, q: Quantization = 'none'): number {
 
 /** Runs this script in a child process, echoes and returns its JSON lines. */
 function child (extra: string[]): Array<{ metric: string, value: number }> {
-  const out = execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...extra,
+  // --expose-gc: RSS figures are taken after a collection (loading leaves float32 copies behind)
+  const out = execFileSync(process.execPath, [...process.execArgv, '--expose-gc', fileURLToPath(import.meta.url), ...extra,
     '--decode-tokens', String(decodeTokens), '--prefill-tokens', String(prefillTokens)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
   process.stdout.write(out)
   return out.trim().split('\n').filter(Boolean).map(l => JSON.parse(l))
@@ -142,6 +150,7 @@ async function measureSpanRss (dir: string, blocks: string, name: string): Promi
   const before = process.memoryUsage().rss
   const runner = await SpanRunner.load(Checkpoint.open(dir), a, b, { quantization })
   globalThis.gc?.()
+  await new Promise(resolve => setTimeout(resolve, 500)) // V8 frees array buffers' memory after the collection, on another thread
   const after = process.memoryUsage().rss
   emit({ model: name, metric: `span_rss_mb_blocks_${a}_${b}${quantization === 'none' ? '' : `_${quantization}`}`, value: (after - before) / 2 ** 20, unit: 'MiB' })
   await runner.release()
@@ -189,4 +198,25 @@ function argmaxOf (row: ArrayLike<number>): number {
   let best = 0
   for (let i = 1; i < row.length; i++) if ((row[i] as number) > (row[best] as number)) best = i
   return best
+}
+
+/** A client's embedding and LM head as ClientParts loads them: RSS growth, and the head's time for one token. */
+async function measureClientParts (dir: string, name: string): Promise<void> {
+  const suffix = quantization === 'none' ? '' : `_${quantization}`
+  const before = process.memoryUsage().rss
+  const parts = await ClientParts.load(Checkpoint.open(dir), { quantization: quantization === 'int8' ? 'int8' : 'none' })
+  globalThis.gc?.()
+  await new Promise(resolve => setTimeout(resolve, 500)) // V8 frees array buffers' memory after the collection, on another thread
+  emit({ model: name, metric: `client_parts_rss_mb${suffix}`, value: (process.memoryUsage().rss - before) / 2 ** 20, unit: 'MiB' })
+  const C = parts.config.hiddenSize
+  const hidden = parts.embed([1])
+  for (let i = 0; i < 4; i++) await parts.logits(hidden) // warm-up
+  const times: number[] = []
+  for (let i = 0; i < decodeTokens; i++) {
+    const t = performance.now()
+    await parts.logits(hidden.length === C ? hidden : hidden.subarray(0, C))
+    times.push(performance.now() - t)
+  }
+  emit({ model: name, metric: `client_head_ms${suffix}`, value: median(times), unit: 'ms', config: { tokens: decodeTokens } })
+  await parts.release()
 }

@@ -3,7 +3,7 @@ import type { BlockWeights, ClientWeights } from '../weights.js'
 import type { Quantization } from '../quantize.js'
 import { GraphBuilder } from './graph-builder.js'
 import { BLOCK_OPSET, emitLlamaBlock, emitRmsNorm, emitRotary } from './llama-block.js'
-import { emitBatchTime, emitLinear } from './linear.js'
+import { emitBatchTime, emitWeightLinear } from './linear.js'
 
 /** Graph input/output names of a span; index by absolute block number. */
 export const spanNames = {
@@ -55,16 +55,16 @@ export function emitCachedBlocks (g: GraphBuilder, cfg: LlamaConfig, start: numb
   return x
 }
 
-/** Final RMSNorm and LM head: hidden (B,T,C) -> logits (B,T,V). */
-export function buildHeadGraph (cfg: LlamaConfig, w: Pick<ClientWeights, 'finalNorm' | 'lmHead'>): Uint8Array {
+/** Final RMSNorm and LM head (float32, or quantized: `int8`): hidden (B,T,C) -> logits (B,T,V). */
+export function buildHeadGraph (cfg: LlamaConfig, w: Pick<ClientWeights, 'finalNorm' | 'lmHead'>, quantization: Quantization = 'none'): Uint8Array {
   const g = new GraphBuilder()
-  g.rename(emitLmHead(g, cfg, g.input('hidden', 'float32', ['B', 'T', cfg.hiddenSize]), w), 'logits')
+  g.rename(emitLmHead(g, cfg, g.input('hidden', 'float32', ['B', 'T', cfg.hiddenSize]), w, quantization), 'logits')
   g.output('logits', 'float32', ['B', 'T', cfg.vocabSize])
   return g.build('llama_head')
 }
 
 /** hidden (B,T,C) -> logits (B,T,V): the final RMSNorm, then the LM head. */
-export function emitLmHead (g: GraphBuilder, cfg: LlamaConfig, hidden: string, w: Pick<ClientWeights, 'finalNorm' | 'lmHead'>): string {
+export function emitLmHead (g: GraphBuilder, cfg: LlamaConfig, hidden: string, w: Pick<ClientWeights, 'finalNorm' | 'lmHead'>, quantization: Quantization = 'none'): string {
   const { hiddenSize: C, vocabSize: V } = cfg
-  return emitLinear(g, emitRmsNorm(g, hidden, w.finalNorm, cfg.rmsNormEps), emitBatchTime(g, hidden), g.floats('lm_head', w.lmHead, [V, C]), C, V)
+  return emitWeightLinear(g, emitRmsNorm(g, hidden, w.finalNorm, cfg.rmsNormEps), emitBatchTime(g, hidden), 'lm_head', w.lmHead, C, V, quantization)
 }

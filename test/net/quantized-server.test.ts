@@ -4,7 +4,7 @@ import { LanguageModel } from '../../client/language-model.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { formatStatus } from '../../cli/status-format.js'
 import type { PetalServer } from '../../node/server.js'
-import { BUNDLED_MODEL } from '../helpers/fixtures.js'
+import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
 import { generateGreedy, peerIdOf, waitForServers } from '../helpers/swarm.js'
 
@@ -57,5 +57,20 @@ describe('a server started with quantization int4', () => {
     expect(got.stats.target.route).toContain(peerIdOf(float.address).slice(-6))
     expect(got.stats.target.quantizedHops).toBeUndefined()
     await exact.release()
+  }, 30_000)
+})
+
+describe('a swarm client holding its embedding and head in 8 bits', () => {
+  const swarm = new InProcessSwarm()
+  afterAll(async () => { await swarm.close() })
+
+  it('generates the reference tokens through float32 servers', async () => {
+    await swarm.start({ blocks: { start: 0, end: 5 } })
+    const client = await swarm.connect()
+    await waitForServers(client, 'stories260k', 5, servers => servers.length === 1)
+    const ref = readReference('stories260k').prompts as Array<{ prompt_ids: number[], greedy_new_ids: number[] }>
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { clientQuantization: 'int8' })
+    for (const p of ref) expect((await generateGreedy(model, p.prompt_ids, p.greedy_new_ids.length)).tokens).toEqual(p.greedy_new_ids)
+    await model.release()
   }, 30_000)
 })
