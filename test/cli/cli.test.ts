@@ -177,6 +177,12 @@ describe('errors are one clear line and a non-zero exit', () => {
     expect(r.stderr).toMatch(/--quantize int4 runs on the CPU only/)
   })
 
+  it('--quantize-client without a swarm', async () => {
+    const r = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--quantize-client', 'int8')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/--quantize-client is for a swarm client: add --bootstrap/)
+  })
+
   it('every command has --help', async () => {
     for (const cmd of ['serve', 'generate', 'chat', 'api', 'forward', 'export-client', 'status', 'demo']) {
       const r = await cli(cmd, '--help')
