@@ -83,6 +83,12 @@ export class ServerDirectory {
     this.#bans.set(peerId, { until: now + ms, strikes })
   }
 
+  /** Lifts a ban before it ends (its strikes stay: a next failure bans it longer). */
+  liftBan (peerId: string): void {
+    const ban = this.#bans.get(peerId)
+    if (ban !== undefined) ban.until = 0
+  }
+
   /**
    * A server said it is draining: it leaves its span (stopping, or moving to other blocks).
    * Not a failure, so no ban: it stops being a candidate until a fresh discovery says

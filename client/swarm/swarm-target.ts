@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { ClientParts } from '../../model/client-parts.js'
 import type { PetalHost } from '../../net/host.js'
@@ -15,6 +16,8 @@ import { ServerCounters } from './server-counters.js'
 
 /** Routes tried when servers fail to open sessions before SwarmTarget.open gives up. */
 const OPEN_ATTEMPTS = 3
+/** Pause before servers that failed to open a session, and alone hold some blocks, are tried again. */
+const OPEN_RETRY_PAUSE_MS = 250
 
 export interface SwarmTargetInit {
   host: PetalHost
@@ -84,23 +87,37 @@ export class SwarmTarget implements TargetModel {
    * Plans a route over every block and opens a session on each of its servers. A server that
    * fails to open one (its connection drops, it is full or draining) is banned and the route
    * planned again without it, up to OPEN_ATTEMPTS times, as a failover mid-generation would.
+   * When the servers banned this way were the only ones for some blocks, they get one more
+   * chance after a pause (a server full for a moment, a dropped connection).
    */
   static async open (init: SwarmTargetInit): Promise<SwarmTarget> {
     const failures = { handle: (_runId: number, _err: PetalError): void => {} }
+    const bannedHere: string[] = []
+    let forgiven = false
     let hops: Hop[] | undefined
     for (let attempt = 1; hops === undefined; attempt++) {
-      const route = await planCoveredRoute(init, 0, init.parts.config.numLayers).catch((err: unknown) => {
+      let route: RouteHop[]
+      try {
+        route = await planCoveredRoute(init, 0, init.parts.config.numLayers)
+      } catch (err) {
+        if (err instanceof NoRouteError && bannedHere.length > 0 && !forgiven) {
+          forgiven = true
+          for (const peer of bannedHere) init.directory.liftBan(peer)
+          await sleep(OPEN_RETRY_PAUSE_MS)
+          continue
+        }
         const refused = init.directory.refusedForWeights(init.weights ?? {})
         if (err instanceof NoRouteError && refused.length > 0) {
           err.message += `; refused ${refused.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end})${s.info.quantization !== undefined ? ` (${s.info.quantization})` : ''}`).join(', ')}: their weights differ from this checkpoint's`
         }
         throw err
-      })
+      }
       try {
         hops = await openHops(init, route, (runId, err) => { failures.handle(runId, err) })
       } catch (err) {
         const retryable = err instanceof ConnectionLostError || (err instanceof PetalError && err.retryable)
         if (!retryable || attempt >= OPEN_ATTEMPTS) throw err
+        bannedHere.push(...route.map(h => h.peerId).filter(p => init.directory.isBanned(p)))
         init.logger?.info({ err, attempt }, 'a server failed to open a session: routing around it')
       }
     }

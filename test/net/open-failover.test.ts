@@ -12,7 +12,7 @@ import { createPetalHost, type PetalHost } from '../../net/host.js'
 import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
 import { BUNDLED_MODEL, maxAbsDiffRows } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
-import { bareNode } from '../helpers/wire-client.js'
+import { bareNode, inferenceStream, openSession } from '../helpers/wire-client.js'
 
 describe('a server that fails to open a session', () => {
   const swarm = new InProcessSwarm()
@@ -50,5 +50,24 @@ describe('a server that fails to open a session', () => {
     expect(maxAbsDiffRows(await forwardOnce(target, ids, 0), await local.newSession().forward(ids))).toBeLessThan(1e-4)
     await local.release()
     await target.close()
+  }, 30_000)
+
+  it('the only server of the blocks, full for a moment, gets one more chance after a pause', async () => {
+    const full = new InProcessSwarm()
+    try {
+      const server = await full.start({ blocks: { start: 0, end: 5 }, maxSessions: 1 })
+      const blocker = await inferenceStream(await bareNode(), server.address)
+      await openSession(blocker, 'stories260k', 0, 5, 8)
+      const directory = new ServerDirectory()
+      directory.update([{ info: server.info(), rttMs: 1 }])
+      await client.dial(multiaddr(server.address))
+      setTimeout(() => { void blocker.close() }, 100) // the server frees its one session during the client's pause
+      const target = await SwarmTarget.open({ host: client, directory, rediscover: async () => {}, parts, modelId: 'stories260k', maxTokens: 64, timeoutMs: 5000 })
+      expect(target.route.map(h => h.peerId)).toEqual([server.info().peerId])
+      expect((await forwardOnce(target, [1, 403], 0)).length).toBe(2)
+      await target.close()
+    } finally {
+      await full.close()
+    }
   }, 30_000)
 })
