@@ -4,6 +4,7 @@ import type { LlamaConfig } from './config.js'
 import { ShapeError } from './errors.js'
 import { GpuSpanRunner } from './gpu/gpu-span-runner.js'
 import { SpanCache } from './kv-cache.js'
+import { concatRows } from './onnx/linear.js'
 import { buildSpanGraph, spanNames } from './onnx/span-graph.js'
 import type { Quantization } from './quantize.js'
 import { createOrtSession, defaultThreads, floatTensor, positionTensor, readFloats, visibilityTensor, type OrtOptions } from './ort-session.js'
@@ -152,7 +153,7 @@ export class SpanRunner {
       rowAt += rows[i] as number
     }
     const row = Hkv * D
-    let x = concat(items.map(it => it.hidden))
+    let x = concatRows(items.map(it => it.hidden))
     try {
       const blocks = (items[0] as { cache: SpanCache }).cache
       for (const seg of this.#segments) {
@@ -160,8 +161,8 @@ export class SpanRunner {
         signal?.throwIfAborted()
         const feeds: Record<string, ort.Tensor> = { [spanNames.hidden]: floatTensor(x, [1, T, C]), [spanNames.positions]: positionTensor(positions), [spanNames.mask]: visibilityTensor(mask, T, S) }
         for (let b = seg.start; b < seg.end; b++) {
-          feeds[spanNames.pastKey(b)] = floatTensor(concat(items.map(it => it.cache.block(b).key.view())), [1, P, Hkv, D])
-          feeds[spanNames.pastValue(b)] = floatTensor(concat(items.map(it => it.cache.block(b).value.view())), [1, P, Hkv, D])
+          feeds[spanNames.pastKey(b)] = floatTensor(concatRows(items.map(it => it.cache.block(b).key.view())), [1, P, Hkv, D])
+          feeds[spanNames.pastValue(b)] = floatTensor(concatRows(items.map(it => it.cache.block(b).value.view())), [1, P, Hkv, D])
         }
         const out = await seg.session.run(feeds)
         for (let b = seg.start; b < seg.end; b++) {
@@ -222,15 +223,4 @@ export class SpanRunner {
   async release (): Promise<void> {
     await Promise.all(this.#segments.map(async s => { await s.session.release() }))
   }
-}
-
-/** The arrays one after another in a new one. */
-function concat (parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
 }
