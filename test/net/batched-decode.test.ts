@@ -53,3 +53,26 @@ describe('batched decode on one server [0,5)', () => {
     expect(swarm.servers[0]?.info().metrics?.runsBatched).toBe(server?.info.metrics?.runsBatched)
   }, 60_000)
 })
+
+describe('batched decode along a push route [0,3) -> [3,5)', () => {
+  const ref = readReference('stories260k')
+  const prompts: number[][] = ref.prompts.map((p: { prompt_ids: number[] }) => p.prompt_ids)
+  const expected: number[][] = ref.prompts.map((p: { greedy_new_ids: number[] }) => p.greedy_new_ids)
+  const swarm = new InProcessSwarm()
+  let client: SwarmClient
+  beforeAll(async () => {
+    await swarm.start({ blocks: { start: 0, end: 3 } })
+    await swarm.start({ blocks: { start: 3, end: 5 } })
+    client = await swarm.connect()
+    await waitForServers(client, 'stories260k', 5, servers => servers.length === 2)
+  }, 30_000)
+  afterAll(async () => { await swarm.close() })
+
+  it('six generations at once in push mode give the reference tokens; both servers batch what reaches them', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true })
+    const got = await Promise.all([...prompts, ...prompts].map(async p => await generateGreedy(model, p, 48)))
+    expect(got.map(r => r.tokens)).toEqual([...expected, ...expected])
+    await model.release()
+    for (const server of swarm.servers) expect(server.info().metrics?.runsBatched).toBeGreaterThan(0)
+  }, 60_000)
+})
