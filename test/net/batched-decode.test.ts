@@ -8,10 +8,11 @@ import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
 import { generateGreedy, waitForServers } from '../helpers/swarm.js'
 
+const ref = readReference('stories260k')
+const prompts: number[][] = ref.prompts.map((p: { prompt_ids: number[] }) => p.prompt_ids)
+const expected: number[][] = ref.prompts.map((p: { greedy_new_ids: number[] }) => p.greedy_new_ids)
+
 describe('batched decode on one server [0,5)', () => {
-  const ref = readReference('stories260k')
-  const prompts: number[][] = ref.prompts.map((p: { prompt_ids: number[] }) => p.prompt_ids)
-  const expected: number[][] = ref.prompts.map((p: { greedy_new_ids: number[] }) => p.greedy_new_ids)
   const swarm = new InProcessSwarm()
   let client: SwarmClient
   beforeAll(async () => {
@@ -55,9 +56,6 @@ describe('batched decode on one server [0,5)', () => {
 })
 
 describe('batched decode along a push route [0,3) -> [3,5)', () => {
-  const ref = readReference('stories260k')
-  const prompts: number[][] = ref.prompts.map((p: { prompt_ids: number[] }) => p.prompt_ids)
-  const expected: number[][] = ref.prompts.map((p: { greedy_new_ids: number[] }) => p.greedy_new_ids)
   const swarm = new InProcessSwarm()
   let client: SwarmClient
   beforeAll(async () => {
