@@ -230,7 +230,7 @@ export class SessionManager {
         return
       }
       this.counters.failed++
-      onDone(err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${runId} failed: ${(err as Error).message}`, { cause: err }))
+      onDone(runFailure(runId, err))
     }
   }
 
@@ -253,7 +253,7 @@ export class SessionManager {
       for (const { q, signal } of ready) {
         if (signal.aborted) { this.counters.abortedMidRun++; continue }
         this.counters.failed++
-        q.onDone(err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${q.runId} failed: ${(err as Error).message}`, { cause: err }))
+        q.onDone(runFailure(q.runId, err))
       }
       return
     }
@@ -308,6 +308,11 @@ interface QueuedRun {
   readonly rows: number
   readonly enqueuedAt: number
   readonly onDone: (err: PetalError | undefined, out?: RunOutcome) => void
+}
+
+/** A failed run's error as the client gets it: a PetalError as it is, anything else INTERNAL. */
+function runFailure (runId: number, err: unknown): PetalError {
+  return err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${runId} failed: ${(err as Error).message}`, { cause: err })
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

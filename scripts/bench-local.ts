@@ -23,6 +23,7 @@ import { blockParameterCount } from '../model/config.js'
 import { LocalModel } from '../model/local-model.js'
 import { QUANT_BLOCK_SIZE, quantizationBits, type Quantization } from '../model/quantize.js'
 import { SpanRunner } from '../model/span-runner.js'
+import { logitsDivergence } from '../test/helpers/logits-divergence.js'
 import { emit, median } from './lib/bench-output.js'
 import { measureCopyBandwidth } from './lib/copy-bandwidth.js'
 import { ensureRandomModel } from './lib/random-models.js'
@@ -172,32 +173,15 @@ async function measureQuality (dir: string, name: string): Promise<void> {
   let positions = 0
   for (const p of reference.prompts) {
     const ids = [...p.prompt_ids, ...p.greedy_new_ids]
-    const [a, b] = [await float.newSession().forward(ids), await quantized.newSession().forward(ids)]
-    for (const [t, row] of a.entries()) {
-      const [lp, lq] = [logSoftmax(row), logSoftmax(b[t] as Float32Array)]
-      for (let v = 0; v < lp.length; v++) kl += Math.exp(lp[v] as number) * ((lp[v] as number) - (lq[v] as number))
-      if (argmaxOf(lp) === argmaxOf(lq)) agree++
-      positions++
-    }
+    const d = logitsDivergence(await float.newSession().forward(ids), await quantized.newSession().forward(ids))
+    kl += d.kl * ids.length
+    agree += d.agree * ids.length
+    positions += ids.length
   }
   const config = { positions, text: 'reference.json prompts and greedy continuations' }
   emit({ model: name, metric: `kl_vs_float32_${quantization}`, value: kl / positions, unit: 'nats', config })
   emit({ model: name, metric: `top1_agreement_vs_float32_${quantization}`, value: agree / positions, unit: 'fraction', config })
   await Promise.all([float.release(), quantized.release()])
-}
-
-function logSoftmax (row: Float32Array): Float64Array {
-  let max = -Infinity
-  for (const v of row) max = Math.max(max, v)
-  let sum = 0
-  for (const v of row) sum += Math.exp(v - max)
-  return Float64Array.from(row, v => v - max - Math.log(sum))
-}
-
-function argmaxOf (row: ArrayLike<number>): number {
-  let best = 0
-  for (let i = 1; i < row.length; i++) if ((row[i] as number) > (row[best] as number)) best = i
-  return best
 }
 
 /** A client's embedding and LM head as ClientParts loads them: RSS growth, and the head's time for one token. */
@@ -208,13 +192,12 @@ async function measureClientParts (dir: string, name: string): Promise<void> {
   globalThis.gc?.()
   await new Promise(resolve => setTimeout(resolve, 500)) // V8 frees array buffers' memory after the collection, on another thread
   emit({ model: name, metric: `client_parts_rss_mb${suffix}`, value: (process.memoryUsage().rss - before) / 2 ** 20, unit: 'MiB' })
-  const C = parts.config.hiddenSize
-  const hidden = parts.embed([1])
+  const hidden = parts.embed([1]) // (1,1,C)
   for (let i = 0; i < 4; i++) await parts.logits(hidden) // warm-up
   const times: number[] = []
   for (let i = 0; i < decodeTokens; i++) {
     const t = performance.now()
-    await parts.logits(hidden.length === C ? hidden : hidden.subarray(0, C))
+    await parts.logits(hidden)
     times.push(performance.now() - t)
   }
   emit({ model: name, metric: `client_head_ms${suffix}`, value: median(times), unit: 'ms', config: { tokens: decodeTokens } })

@@ -8,7 +8,8 @@ import { GraphBuilder } from '../../model/onnx/graph-builder.js'
 import { emitBatchTime, emitWeightLinear } from '../../model/onnx/linear.js'
 import { dequantizeWeight, quantizeWeight, type Quantization } from '../../model/quantize.js'
 import { SpanRunner } from '../../model/span-runner.js'
-import { argmax, BUNDLED_MODEL, maxAbsDiff, readReference } from '../helpers/fixtures.js'
+import { BUNDLED_MODEL, maxAbsDiff, readReference } from '../helpers/fixtures.js'
+import { logitsDivergence } from '../helpers/logits-divergence.js'
 
 /** Seeded values in [-scale/2, scale/2). */
 function seeded (n: number, seed: number, scale = 0.2): Float32Array {
@@ -28,28 +29,6 @@ async function linearOutput (w: Float32Array, x: Float32Array, k: number, n: num
   } finally {
     await session.release()
   }
-}
-
-function logSoftmax (row: Float32Array): Float64Array {
-  let max = -Infinity
-  for (const v of row) max = Math.max(max, v)
-  let sum = 0
-  for (const v of row) sum += Math.exp(v - max)
-  const lse = max + Math.log(sum)
-  return Float64Array.from(row, v => v - lse)
-}
-
-/** Mean KL(p || q) over positions, and how often the argmax agrees. */
-function compare (p: Float32Array[], q: Float32Array[]): { kl: number, agree: number } {
-  let kl = 0
-  let agree = 0
-  for (const [t, row] of p.entries()) {
-    const lp = logSoftmax(row)
-    const lq = logSoftmax(q[t] as Float32Array)
-    for (let v = 0; v < lp.length; v++) kl += Math.exp(lp[v] as number) * ((lp[v] as number) - (lq[v] as number))
-    if (argmax(row) === argmax(q[t] as Float32Array)) agree++
-  }
-  return { kl: kl / p.length, agree: agree / p.length }
 }
 
 describe('block-wise quantization', () => {
@@ -102,7 +81,7 @@ describe('stories260k with quantized blocks, on its reference texts', () => {
     const results: Record<string, { kl: number, agree: number }> = {}
     for (const quantization of ['int8', 'int4'] as const) {
       const model = await LocalModel.load(ckpt, { quantization })
-      const pairs = await Promise.all(texts.map(async ids => compare(await float.newSession().forward(ids), await model.newSession().forward(ids))))
+      const pairs = await Promise.all(texts.map(async ids => logitsDivergence(await float.newSession().forward(ids), await model.newSession().forward(ids))))
       results[quantization] = { kl: pairs.reduce((s, c) => s + c.kl, 0) / pairs.length, agree: pairs.reduce((s, c) => s + c.agree, 0) / pairs.length }
       await model.release()
     }
@@ -130,7 +109,7 @@ describe('client parts in 8 bits', () => {
     let positions = 0
     for (const p of readReference('stories260k').prompts as Array<{ prompt_ids: number[], greedy_new_ids: number[] }>) {
       const hidden = await float.newSession().hidden([...p.prompt_ids, ...p.greedy_new_ids])
-      const c = compare(await float.parts.logits(hidden), await parts.logits(hidden))
+      const c = logitsDivergence(await float.parts.logits(hidden), await parts.logits(hidden))
       const n = p.prompt_ids.length + p.greedy_new_ids.length
       kl += c.kl * n
       agree += c.agree * n
