@@ -1,11 +1,15 @@
 import type { Command } from 'commander'
+import { MAX_TOP_LOGPROBS, type TokenLogprob } from '../client/decoding/index.js'
 import type { LanguageModel } from '../client/language-model.js'
 import type { GenerateOptions, GenerationResult } from '../client/text-generation.js'
+import { TokenPieces } from '../client/tokenizer/index.js'
 import { addGenerationOptions, describeStats, withModel, type GenerationFlags } from './generation-flags.js'
+import { parseNumber } from './options.js'
 
 interface GenerateFlags extends GenerationFlags {
   prompt: string
   json?: boolean
+  logprobs?: number
 }
 
 /** `petal-node generate`: text from a prompt, locally or through a swarm, streamed to stdout. */
@@ -15,6 +19,7 @@ export function generateCommand (program: Command): void {
     .requiredOption('--model <dir>', 'Hugging Face checkpoint folder (the client needs its tokenizer, embedding and head)')
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--json', 'print one JSON object {text, tokens, promptTokens, stats} instead of streaming')
+    .option('--logprobs <n>', `each token's log-probability and its n likeliest alternatives (0..${MAX_TOP_LOGPROBS}): in --json, else a summary on stderr`, parseNumber('--logprobs', { integer: true, min: 0, max: MAX_TOP_LOGPROBS }))
   addGenerationOptions(command)
     .addHelpText('after', `
 Examples:
@@ -23,12 +28,13 @@ Examples:
   petal-node generate --model models/stories260k --prompt "Lily" --draft ngram --speculation pipelined`)
     .action(async (flags: GenerateFlags, cmd: Command) => {
       await withModel(flags, cmd, async (model, opts) => {
-        const result = await run(model, flags, opts)
+        const result = await run(model, flags, { ...opts, ...(flags.logprobs !== undefined ? { logprobs: flags.logprobs } : {}) })
+        const logprobs = result.logprobs !== undefined ? { logprobs: shownLogprobs(result.logprobs, new TokenPieces(model.tokenizer)) } : {}
         if (flags.json === true) {
-          process.stdout.write(JSON.stringify({ text: result.text, tokens: result.tokens, promptTokens: result.promptTokens, stopReason: result.stopReason, stats: result.stats }) + '\n')
+          process.stdout.write(JSON.stringify({ text: result.text, tokens: result.tokens, promptTokens: result.promptTokens, stopReason: result.stopReason, ...logprobs, stats: result.stats }) + '\n')
         } else {
           process.stdout.write('\n')
-          process.stderr.write(`[${describeStats(result)}]\n`)
+          process.stderr.write(`[${describeStats(result)}${result.logprobs !== undefined ? `, ${describeLogprobs(result.logprobs)}` : ''}]\n`)
         }
       })
     })
@@ -43,4 +49,20 @@ async function run (model: LanguageModel, flags: GenerateFlags, opts: GenerateOp
     if (next.done === true) return next.value
     if (flags.json !== true) process.stdout.write(next.value.text)
   }
+}
+
+/** Each token's logprob with its text, and its alternatives': what --json prints. */
+function shownLogprobs (entries: readonly TokenLogprob[], pieces: TokenPieces): unknown[] {
+  return entries.map(e => ({
+    token: e.token,
+    text: pieces.of(e.token).text,
+    logprob: e.logprob,
+    top: e.top.map(t => ({ token: t.token, text: pieces.of(t.token).text, logprob: t.logprob }))
+  }))
+}
+
+/** "mean logprob -0.412 (perplexity 1.51)" of the generated tokens. */
+function describeLogprobs (entries: readonly TokenLogprob[]): string {
+  const mean = entries.reduce((sum, e) => sum + e.logprob, 0) / Math.max(1, entries.length)
+  return `mean logprob ${mean.toFixed(3)} (perplexity ${Math.exp(-mean).toFixed(2)})`
 }

@@ -8,13 +8,13 @@ import type { OrtOptions } from '../model/ort-session.js'
 import type { Quantization } from '../model/quantize.js'
 import { ChatTemplate } from './chat-template.js'
 import { Conversation, type ConversationOptions } from './conversation.js'
-import { SpeculationMemory } from './decoding/index.js'
+import { newLogprobLog, SpeculationMemory, tokenLogprob, type TokenLogprob } from './decoding/index.js'
 import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
 import { LocalTarget } from './local-target.js'
 import { SwarmTarget } from './swarm/swarm-target.js'
 import type { SwarmClient } from './swarm/swarm-client.js'
 import type { WeightPolicy } from './swarm/server-directory.js'
-import type { TargetModel } from './target-model.js'
+import { forwardOnce, type TargetModel } from './target-model.js'
 import { generateText, type GenerateChunk, type GenerateOptions, type GenerationResult } from './text-generation.js'
 import { Tokenizer } from './tokenizer/index.js'
 import type { WireDtype } from '../protocol/tensor-codec.js'
@@ -148,6 +148,21 @@ export class LanguageModel {
     }
   }
 
+  /**
+   * How likely the model finds a text: the log-probability of each of its tokens given those
+   * before (an entry for every token but the first), in one pass, generating nothing.
+   * A string is encoded as `encode` does (BOS first when the checkpoint asks for it).
+   */
+  async score (text: string | readonly number[], opts: { top?: number } = {}): Promise<{ tokens: number[], logprobs: Array<TokenLogprob | undefined> }> {
+    const tokens = typeof text === 'string' ? this.encode(text) : [...text]
+    const session = await this.session({ maxTokens: tokens.length })
+    try {
+      return { tokens, logprobs: await session.score(tokens, opts) }
+    } finally {
+      await session.close()
+    }
+  }
+
   /** A conversation whose KV caches persist across calls: each turn sends only its new tokens. */
   async session (opts: { maxTokens?: number } = {}): Promise<ChatSession> {
     const maxTokens = Math.min(opts.maxTokens ?? this.maxPositions, this.maxPositions)
@@ -214,6 +229,22 @@ export class ChatSession {
     return result
   }
 
+  /**
+   * The log-probability of each token of `ids` given those before (none for the first), with
+   * `top` likeliest alternatives (default 0): `ids` go in one run from position 0, so the
+   * caches then hold them, and a `continueWith(ids)` after it sends only the last token again.
+   */
+  async score (ids: readonly number[], opts: { top?: number } = {}): Promise<Array<TokenLogprob | undefined>> {
+    const { top } = newLogprobLog(opts.top ?? 0) // validates top
+    if (ids.length === 0) throw new Error('Cannot score an empty sequence')
+    if (ids.length > this.maxTokens) throw new RangeError(`Cannot score ${ids.length} tokens: the session holds ${this.maxTokens} positions`)
+    // the caches now hold something else than #tokens until the run is done: forget them first
+    this.#tokens = []
+    const rows = await forwardOnce(this.target, ids, 0)
+    this.#tokens = [...ids]
+    return ids.map((id, i) => i === 0 ? undefined : tokenLogprob(rows[i - 1] as Float32Array, id, top))
+  }
+
   /** Continues the sequence with `prompt` (its text encoded with BOS only on the first turn). */
   async * generate (prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk, GenerationResult> {
     const first = this.#tokens.length === 0
@@ -222,7 +253,10 @@ export class ChatSession {
       : [...prompt]
     if (ids.length === 0 && first) throw new Error('Cannot generate from an empty prompt: it has no tokens')
     // everything before is in the caches, but for the last generated token, which leads this turn
-    const result = yield * this.continueWith([...this.#tokens, ...ids], opts)
+    const sent = [...this.#tokens, ...ids]
+    const result = yield * this.continueWith(sent, opts)
+    // what was sent may start with the last reply's final token: keep the entries of `ids`
+    if (result.promptLogprobs !== undefined) result.promptLogprobs = result.promptLogprobs.slice(result.promptTokens.length - ids.length)
     result.promptTokens = ids
     return result
   }

@@ -1,5 +1,5 @@
 import type { Drafter } from './decoding/index.js'
-import { decode, type DecodeStats, type SpeculationMemory } from './decoding/index.js'
+import { decode, newLogprobLog, type DecodeStats, type SpeculationMemory, type TokenLogprob } from './decoding/index.js'
 import type { GenerationConfig } from './generation-config.js'
 import { Sampler, StopCondition, type StopReason } from './sampling/index.js'
 import type { ServerRunCounts, TargetModel, TargetStats } from './target-model.js'
@@ -30,6 +30,11 @@ export interface GenerateOptions {
   branches?: number
   /** Draft tokens after each branch's first token. */
   branchLength?: number
+  /**
+   * Report each token's log-probability with this many likeliest alternatives (0..20): the
+   * model's own distribution, before temperature, top-k/top-p and penalties. Default: none.
+   */
+  logprobs?: number
   signal?: AbortSignal
 }
 
@@ -37,6 +42,8 @@ export interface GenerateOptions {
 export interface GenerateChunk {
   readonly text: string
   readonly tokens: readonly number[]
+  /** With GenerateOptions.logprobs: one entry per token of `tokens`. */
+  readonly logprobs?: readonly TokenLogprob[]
 }
 
 export interface GenerationResult {
@@ -44,6 +51,13 @@ export interface GenerationResult {
   /** Ids of the generated tokens (a stop string's tokens included, its text not). */
   tokens: number[]
   promptTokens: number[]
+  /** With GenerateOptions.logprobs: one entry per token of `tokens`. */
+  logprobs?: TokenLogprob[]
+  /**
+   * With GenerateOptions.logprobs: by index into `promptTokens`, every token's entry but the
+   * first's (no row before it was computed here).
+   */
+  promptLogprobs?: Array<TokenLogprob | undefined>
   stopReason: StopReason
   stats: GenerationStats
 }
@@ -94,6 +108,7 @@ export async function * generateText (
   let shown = 0
   // set when a stop string cuts the text, else from the decoder's own end (an abort throws)
   let stopReason: StopReason | undefined
+  const log = opts.logprobs !== undefined ? newLogprobLog(opts.logprobs) : undefined
   const started = performance.now()
   let firstAt: number | undefined
   let lastAt = started
@@ -111,7 +126,8 @@ export async function * generateText (
     ...(opts.branches !== undefined ? { branches: opts.branches } : {}),
     ...(opts.branchLength !== undefined ? { branchLength: opts.branchLength } : {}),
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
-    ...(state.speculationMemory !== undefined ? { memory: state.speculationMemory } : {})
+    ...(state.speculationMemory !== undefined ? { memory: state.speculationMemory } : {}),
+    ...(log !== undefined ? { logprobs: log } : {})
   })
   let step = await steps.next()
   try {
@@ -133,7 +149,11 @@ export async function * generateText (
       }
       const visible = stopReason === undefined ? stop.check(tokens, full).textLength : full.length
       if (visible > shown || tokens.length > before) {
-        yield { text: full.slice(shown, Math.max(shown, visible)), tokens: tokens.slice(before) }
+        yield {
+          text: full.slice(shown, Math.max(shown, visible)),
+          tokens: tokens.slice(before),
+          ...(log !== undefined ? { logprobs: log.generated.slice(before, tokens.length) } : {})
+        }
         shown = Math.max(shown, visible)
       }
       if (stopReason !== undefined) break
@@ -147,7 +167,7 @@ export async function * generateText (
   if (stopReason === undefined) throw new Error('Generation ended without a stop reason')
   if (stopReason !== 'stop-string') {
     full += text.flush()
-    if (full.length > shown) yield { text: full.slice(shown), tokens: [] }
+    if (full.length > shown) yield { text: full.slice(shown), tokens: [], ...(log !== undefined ? { logprobs: [] } : {}) }
   }
   const elapsedMs = lastAt - started
   const stats: GenerationStats = {
@@ -158,5 +178,6 @@ export async function * generateText (
     target: target.stats(),
     ...(target.serverCounters !== undefined ? { serverRuns: await target.serverCounters() } : {})
   }
-  return { text: full, tokens, promptTokens: [...promptIds], stopReason, stats }
+  const logprobs = log !== undefined ? { logprobs: log.generated.slice(0, tokens.length), promptLogprobs: promptIds.map((_, i) => log.prompt[i]) } : {}
+  return { text: full, tokens, promptTokens: [...promptIds], ...logprobs, stopReason, stats }
 }

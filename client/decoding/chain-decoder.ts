@@ -8,6 +8,7 @@ import { SpeculationController, type LearnedSpeculation, type SpeculationPlan } 
 import { keyedCandidate, verifyCandidates, verifyToken, type Verdict } from './verify-token.js'
 import { runLayout } from '../../model/token-tree.js'
 import { branchCandidates, branchRows, childrenOf, pickBranches, type BranchRows } from './token-branches.js'
+import { tokenLogprob, type LogprobLog } from './token-logprobs.js'
 
 /** Validated decode settings. */
 export interface ChainDecoderInit {
@@ -30,6 +31,8 @@ export interface ChainDecoderInit {
   readonly signal: AbortSignal | undefined
   /** What an earlier decode's controller learned: start from it. */
   readonly learned?: LearnedSpeculation | undefined
+  /** Record each decided token's log-probability (and the prompt's) here. */
+  readonly logprobs?: LogprobLog | undefined
 }
 
 interface Flight {
@@ -294,7 +297,10 @@ export class ChainDecoder {
     for (let j = 0; j < flight.trunk; j++) {
       const row = rows[j] as Float32Array
       const pos = run.position + 1 + j
-      if (pos < this.#ctx.length) continue // a row inside the decided tokens (the prompt) decides nothing
+      if (pos < this.#ctx.length) { // a row inside the decided tokens (the prompt) decides nothing
+        this.#logPromptToken(row, pos)
+        continue
+      }
       if (pos > this.#ctx.length) throw new Error(`Cannot verify position ${pos}: ${this.#ctx.length} positions are decided`)
       // Sampling decides a position against the draft there, sent or not (same seed, same text).
       if (this.#spec.length === 0 && !sampler.greedy && this.#drafter !== undefined) {
@@ -312,7 +318,7 @@ export class ChainDecoder {
       batch.push(verdict.token)
       if (verdict.accepted) this.#spec.shift()
       else this.#rollback(pos)
-      if (this.#decide(verdict.token, eosTokenIds, maxNewTokens)) break
+      if (this.#decide(verdict.token, row, eosTokenIds, maxNewTokens)) break
       if (verdict.accepted) continue
       // later trunk rows saw the wrong token; a branch that put the decided one here did not
       const hit = flight.children?.get(j)?.find(c => flight.tokens[c] === verdict.token)
@@ -359,23 +365,37 @@ export class ChainDecoder {
       const pos = (flight.positions[r] as number) + 1
       if (pos !== this.#ctx.length) throw new Error(`Cannot verify branch row ${r} at position ${pos}: ${this.#ctx.length} positions are decided`)
       const [draft] = sampler.greedy || this.#drafter === undefined ? [] : await this.#propose(this.#drafter, 1, 0)
-      const { token } = this.#judge(rows[r] as Float32Array, draft, pos)
+      const row = rows[r] as Float32Array
+      const { token } = this.#judge(row, draft, pos)
       batch.push(token)
       this.#rec.branchTokens++
-      if (this.#decide(token, eosTokenIds, maxNewTokens)) break
+      if (this.#decide(token, row, eosTokenIds, maxNewTokens)) break
       r = flight.children?.get(r)?.find(c => flight.tokens[c] === token)
     }
     return batch
   }
 
-  /** Appends a decided token; true when decoding stops with it (every run is then cancelled). */
-  #decide (token: number, eosTokenIds: ReadonlySet<number>, maxNewTokens: number): boolean {
+  /** Appends a token decided from logits `row`; true when decoding stops with it (every run is then cancelled). */
+  #decide (token: number, row: Float32Array, eosTokenIds: ReadonlySet<number>, maxNewTokens: number): boolean {
+    const log = this.#init.logprobs
+    if (log !== undefined) log.generated.push(tokenLogprob(row, token, log.top))
     this.#ctx.push(token)
     const generated = this.#ctx.length - this.#inputLength
     if (!eosTokenIds.has(token) && generated < maxNewTokens) return false
     this.#stopReason = eosTokenIds.has(token) ? 'eos' : 'max-new-tokens'
     this.cancelAll()
     return true
+  }
+
+  /**
+   * Logs the prompt token at `pos` from the row before it. Rows re-fed after a branch walk
+   * also land inside the decided tokens: generated ones were logged when decided.
+   */
+  #logPromptToken (row: Float32Array, pos: number): void {
+    const log = this.#init.logprobs
+    const index = pos - this.#init.contextIds.length
+    if (log === undefined || index < 0 || index >= this.#init.promptIds.length || log.prompt[index] !== undefined) return
+    log.prompt[index] = tokenLogprob(row, this.#ctx[pos] as number, log.top)
   }
 
   /** Position `pos` was decided against the speculation: drop it, cancel what built on it. */

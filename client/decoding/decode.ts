@@ -5,6 +5,7 @@ import { ChainDecoder, MAX_TRUNK_WITH_BRANCHES } from './chain-decoder.js'
 import type { DecodeMode, DecodeStats } from './decode-stats.js'
 import type { Drafter } from './drafter.js'
 import type { SpeculationMemory } from './speculation-memory.js'
+import type { LogprobLog } from './token-logprobs.js'
 
 /** Default most draft tokens per run, by mode (see DecodeOptions.k). */
 export const DEFAULT_K = { none: 1, sync: 16, pipelined: 4 } as const satisfies Record<DecodeMode, number>
@@ -53,6 +54,11 @@ export interface DecodeOptions {
    * leaves what this one learns (LanguageModel passes its own). Default: start from priors.
    */
   memory?: SpeculationMemory
+  /**
+   * Record the log-probability of every generated token (and of the prompt tokens the target
+   * computes a row before) in this log, with its `top` likeliest alternatives (newLogprobLog).
+   */
+  logprobs?: LogprobLog
 }
 
 /**
@@ -64,7 +70,7 @@ export interface DecodeOptions {
  * flight is cancelled.
  */
 export async function * decode (target: TargetModel, opts: DecodeOptions): AsyncGenerator<number[], DecodeStats> {
-  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = DEFAULT_K[opts.mode] ?? 4, maxInFlight = 4, branches = 8, branchLength = 4, adaptive = true, signal, memory } = opts
+  const { promptIds, contextIds = [], sampler, maxNewTokens, mode, drafter, k = DEFAULT_K[opts.mode] ?? 4, maxInFlight = 4, branches = 8, branchLength = 4, adaptive = true, signal, memory, logprobs } = opts
   if (promptIds.length + contextIds.length === 0) throw new RangeError('Cannot decode from an empty prompt: it needs at least one token')
   if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 1)) throw new RangeError(`Cannot decode max_new_tokens ${maxNewTokens}: it must be an integer >= 1`)
   if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`Cannot draft k = ${k} tokens per run: it must be an integer >= 1`)
@@ -78,7 +84,7 @@ export async function * decode (target: TargetModel, opts: DecodeOptions): Async
   if (mode !== 'none' && mode !== 'sync' && mode !== 'pipelined') throw new RangeError(`Cannot decode in mode ${String(mode)}: it must be none, sync or pipelined`)
   if (mode !== 'none' && drafter === undefined) throw new TypeError(`Cannot decode in mode ${mode} without a drafter`)
   const decoder = new ChainDecoder(target, {
-    contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, branches, branchLength, adaptive, signal,
+    contextIds, promptIds, sampler, maxNewTokens, eosTokenIds: new Set(opts.eosTokenIds), mode, drafter, k, maxInFlight, branches, branchLength, adaptive, signal, logprobs,
     learned: drafter !== undefined ? memory?.recall(drafter, mode, sampler.greedy) : undefined
   })
   try {

@@ -11,3 +11,4 @@ export { keyedRandom, type RandomPurpose, type RandomSource } from './keyed-rand
 export { expectedTokens, planSpeculation, SpeculationController, type LearnedSpeculation, type SpeculationControllerInit, type SpeculationEstimates, type SpeculationLimits, type SpeculationPlan } from './speculation-controller.js'
 export { SpeculationMemory } from './speculation-memory.js'
 export { keyedCandidate, keyedCandidates, residualDistribution, SAMPLED_CANDIDATES, verifyCandidates, verifyToken, type DraftGuess, type Verdict } from './verify-token.js'
+export { MAX_TOP_LOGPROBS, newLogprobLog, tokenLogprob, type LogprobLog, type TokenLogprob } from './token-logprobs.js'

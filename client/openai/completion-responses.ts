@@ -51,20 +51,23 @@ export function petalStats (result: GenerationResult): Record<string, unknown> {
   }
 }
 
-/** The whole response of a request without `stream`. */
-export function completeBody (head: ResponseHead, result: GenerationResult, promptLength: number): Record<string, unknown> {
+/**
+ * The whole response of a request without `stream`: the choice shows `text` (the completion,
+ * after the prompt with echo) and `logprobs` (null unless asked for).
+ */
+export function completeBody (head: ResponseHead, result: GenerationResult, promptLength: number, text = result.text, logprobs: unknown = null): Record<string, unknown> {
   const finish = finishReason(result.stopReason)
   const choice = head.endpoint === 'chat'
-    ? { index: 0, message: { role: 'assistant', content: result.text }, logprobs: null, finish_reason: finish }
-    : { index: 0, text: result.text, logprobs: null, finish_reason: finish }
+    ? { index: 0, message: { role: 'assistant', content: text }, logprobs, finish_reason: finish }
+    : { index: 0, text, logprobs, finish_reason: finish }
   return { ...headFields(head, false), choices: [choice], usage: usageOf(promptLength, result), petal: petalStats(result) }
 }
 
 /** One streamed chunk of text (`first`: a chat stream's first chunk also names the role). */
-export function textChunk (head: ResponseHead, text: string, first: boolean): Record<string, unknown> {
+export function textChunk (head: ResponseHead, text: string, first: boolean, logprobs: unknown = null): Record<string, unknown> {
   const choice = head.endpoint === 'chat'
-    ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, logprobs: null, finish_reason: null }
-    : { index: 0, text, logprobs: null, finish_reason: null }
+    ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, logprobs, finish_reason: null }
+    : { index: 0, text, logprobs, finish_reason: null }
   return { ...headFields(head, true), choices: [choice] }
 }
 

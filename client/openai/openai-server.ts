@@ -12,10 +12,13 @@ import type { Logger } from 'pino'
 import { PetalError } from '../../protocol/errors.js'
 import { NoRouteError } from '../routing/route-planner.js'
 import { ConnectionLostError } from '../swarm/span-session.js'
+import type { TokenLogprob } from '../decoding/index.js'
 import type { ChatSession, LanguageModel } from '../language-model.js'
-import type { GenerateOptions, GenerationResult } from '../text-generation.js'
+import type { GenerateChunk, GenerateOptions, GenerationResult } from '../text-generation.js'
+import { TokenPieces } from '../tokenizer/index.js'
 import { ApiError, invalidField } from './api-error.js'
 import { completeBody, finishChunk, textChunk, usageChunk, type Endpoint, type ResponseHead } from './completion-responses.js'
+import { LogprobRenderer } from './logprob-fields.js'
 import { parseChatBody, parseCompletionBody, type ParsedRequest } from './request-body.js'
 import { SessionPool } from './session-pool.js'
 
@@ -45,9 +48,11 @@ export class OpenAiServer {
   readonly #pool: SessionPool<ChatSession>
   readonly #http: Server
   readonly #sessionTokens: number
+  readonly #pieces: TokenPieces
 
   private constructor (init: OpenAiServerInit) {
     this.#init = init
+    this.#pieces = new TokenPieces(init.model.tokenizer)
     this.#sessionTokens = Math.min(init.sessionTokens ?? init.model.maxPositions, init.model.maxPositions)
     this.#pool = new SessionPool({
       open: async () => await init.model.session({ maxTokens: this.#sessionTokens }),
@@ -116,11 +121,24 @@ export class OpenAiServer {
     let healthy = false
     try {
       const head: ResponseHead = { id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: this.#init.modelId, endpoint }
-      const stream = session.continueWith(ids, { ...this.#init.defaults, ...request.options, signal: aborter.signal })
+      const top = request.logprobs
+      const options: GenerateOptions = { ...this.#init.defaults, ...request.options, signal: aborter.signal, ...(top !== undefined ? { logprobs: top } : {}) }
+      const echo = 'echo' in request && request.echo
+      const tokenizer = this.#init.model.tokenizer
+      const renderer = top === undefined ? undefined : new LogprobRenderer(endpoint, tokenizer, this.#pieces, echo ? [] : ids)
+      // max_tokens 0 (with echo) scores the prompt; echo with logprobs scores it before generating
+      const scoreOnly = options.maxNewTokens === 0
+      const promptEntries = scoreOnly || (echo && top !== undefined) ? await session.score(ids, { top: top ?? 0 }) : []
+      const prefix: Echo | undefined = echo ? { text: tokenizer.decode(ids, { skipSpecialTokens: true }), ids, entries: promptEntries } : undefined
+      const stream = scoreOnly ? promptOnly(session, ids) : session.continueWith(ids, options)
       const result = request.stream
-        ? await streamEvents(res, head, stream, ids.length, request.includeUsage)
+        ? await streamEvents(res, head, stream, ids.length, request.includeUsage, prefix, renderer)
         : await drain(stream)
-      if (!request.stream) sendJson(res, 200, completeBody(head, result, ids.length))
+      if (!request.stream) {
+        const shownIds = [...(prefix?.ids ?? []), ...result.tokens]
+        const logprobs = renderer?.render(shownIds, [...(prefix?.entries ?? []), ...(result.logprobs ?? [])]) ?? null
+        sendJson(res, 200, completeBody(head, result, ids.length, (prefix?.text ?? '') + result.text, logprobs))
+      }
       healthy = true
       this.#init.logger?.info({ endpoint, promptTokens: ids.length, sent: result.promptTokens.length, tokens: result.tokens.length, route: result.stats.target.route }, 'completed')
     } finally {
@@ -200,6 +218,18 @@ function asApiError (err: unknown): ApiError {
   return new ApiError(500, message, { cause: err })
 }
 
+/** A completion's echoed prompt: its text, tokens and their logprobs (entries[i] for ids[i]). */
+interface Echo {
+  text: string
+  ids: readonly number[]
+  entries: ReadonlyArray<TokenLogprob | undefined>
+}
+
+/** A generation of no tokens (max_tokens 0, after the prompt was scored): the result only. */
+async function * promptOnly (session: ChatSession, ids: readonly number[]): AsyncGenerator<GenerateChunk, GenerationResult> {
+  return { text: '', tokens: [], promptTokens: [...ids], logprobs: [], stopReason: 'max-new-tokens', stats: { tokensPerSecond: 0, ttftMs: 0, elapsedMs: 0, target: session.target.stats() } }
+}
+
 /** Runs the generation to its end; returns its result. */
 async function drain (stream: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
   for (;;) {
@@ -208,11 +238,21 @@ async function drain (stream: AsyncGenerator<unknown, GenerationResult>): Promis
   }
 }
 
-/** Streams the generation as server-sent events, ending with `data: [DONE]`. */
-async function streamEvents (res: ServerResponse, head: ResponseHead, stream: AsyncGenerator<{ text: string }, GenerationResult>, promptLength: number, includeUsage: boolean): Promise<GenerationResult> {
+/**
+ * Streams the generation as server-sent events, ending with `data: [DONE]`; an echoed prompt
+ * goes first. With a renderer every chunk carries its tokens' logprobs.
+ */
+async function streamEvents (
+  res: ServerResponse, head: ResponseHead, stream: AsyncGenerator<GenerateChunk, GenerationResult>, promptLength: number, includeUsage: boolean,
+  echo: Echo | undefined, renderer: LogprobRenderer | undefined
+): Promise<GenerationResult> {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
   const send = (body: unknown): void => { res.write(`data: ${JSON.stringify(body)}\n\n`) }
   let first = true
+  if (echo !== undefined) {
+    send(textChunk(head, echo.text, true, renderer?.render(echo.ids, echo.entries) ?? null))
+    first = false
+  }
   for (;;) {
     const next = await stream.next()
     if (next.done === true) {
@@ -222,8 +262,9 @@ async function streamEvents (res: ServerResponse, head: ResponseHead, stream: As
       res.end('data: [DONE]\n\n')
       return next.value
     }
-    if (next.value.text === '' && !first) continue
-    send(textChunk(head, next.value.text, first))
+    const { text, tokens, logprobs } = next.value
+    if (text === '' && !first && (renderer === undefined || tokens.length === 0)) continue
+    send(textChunk(head, text, first, renderer?.render(tokens, logprobs ?? []) ?? null))
     first = false
   }
 }

@@ -1,9 +1,10 @@
 /**
  * Request bodies of OpenAI's `/v1/completions` and `/v1/chat/completions`, read into what
- * the SDK takes. Fields whose meaning Petal cannot honour (n > 1, logprobs, penalties other
- * than 0, tools) are refused by name rather than silently ignored; fields that change nothing
+ * the SDK takes. Fields whose meaning Petal cannot honour (n > 1, penalties other than 0,
+ * tools) are refused by name rather than silently ignored; fields that change nothing
  * (user, metadata) are ignored.
  */
+import { MAX_TOP_LOGPROBS } from '../decoding/index.js'
 import type { ChatMessage } from '../chat-template.js'
 import type { GenerateOptions } from '../text-generation.js'
 import { invalidField } from './api-error.js'
@@ -16,11 +17,15 @@ export interface ParsedRequest {
   stream: boolean
   /** stream_options.include_usage: a last chunk with the usage. */
   includeUsage: boolean
+  /** Log-probabilities asked for, with this many alternatives per token; undefined: none. */
+  logprobs: number | undefined
 }
 
 export interface ParsedCompletion extends ParsedRequest {
   /** Text (encoded with BOS, as the checkpoint asks) or token ids as they are. */
   prompt: string | number[]
+  /** The prompt comes back before the completion (and its tokens' logprobs with them). */
+  echo: boolean
 }
 
 export interface ParsedChat extends ParsedRequest {
@@ -34,10 +39,14 @@ const CHAT_ROLES = new Set(['system', 'user', 'assistant'])
 
 export function parseCompletionBody (raw: unknown): ParsedCompletion {
   const body = asBody(raw)
-  refuseUnless(body, 'echo', v => v === false, 'echo is not supported')
   refuseUnless(body, 'suffix', v => v === '', 'suffix (insertion) is not supported')
   refuseUnless(body, 'best_of', v => v === 1, 'best_of must be 1')
-  return { ...parseCommon(body), prompt: parsePrompt(body['prompt']) }
+  const echo = body['echo'] ?? false
+  if (typeof echo !== 'boolean') throw invalidField('echo', 'echo must be true or false')
+  // legacy completions: logprobs is the number of alternatives, null or absent for none
+  const logprobs = body['logprobs'] == null ? undefined : integer('logprobs', body['logprobs'], 0, MAX_TOP_LOGPROBS)
+  // max_tokens 0 with echo scores the prompt and generates nothing (evaluation harnesses do this)
+  return { ...parseCommon(body, echo ? 0 : 1), logprobs, prompt: parsePrompt(body['prompt']), echo }
 }
 
 export function parseChatBody (raw: unknown): ParsedChat {
@@ -47,7 +56,12 @@ export function parseChatBody (raw: unknown): ParsedChat {
   refuseUnless(body, 'response_format', v => (v as Body)?.['type'] === 'text', 'response_format other than {"type": "text"} is not supported')
   const messages = body['messages']
   if (!Array.isArray(messages) || messages.length === 0) throw invalidField('messages', 'messages must be a non-empty array of {role, content}')
-  return { ...parseCommon(body), messages: messages.map((m, i) => parseMessage(m, i)) }
+  // chat: logprobs is a switch, top_logprobs the number of alternatives (which needs the switch)
+  const wanted = body['logprobs'] ?? false
+  if (typeof wanted !== 'boolean') throw invalidField('logprobs', 'logprobs must be true or false')
+  const top = body['top_logprobs'] == null ? undefined : integer('top_logprobs', body['top_logprobs'], 0, MAX_TOP_LOGPROBS)
+  if (top !== undefined && !wanted) throw invalidField('top_logprobs', 'top_logprobs needs logprobs: true')
+  return { ...parseCommon(body, 1), logprobs: wanted ? top ?? 0 : undefined, messages: messages.map((m, i) => parseMessage(m, i)) }
 }
 
 function asBody (raw: unknown): Body {
@@ -55,18 +69,16 @@ function asBody (raw: unknown): Body {
   return raw as Body
 }
 
-/** Sampling, length, stop strings and streaming: the fields both endpoints share. */
-function parseCommon (body: Body): ParsedRequest {
+/** Sampling, length (at least `minTokens`), stop strings and streaming: the fields both endpoints share. */
+function parseCommon (body: Body, minTokens: number): Omit<ParsedRequest, 'logprobs'> {
   refuseUnless(body, 'n', v => v === 1, 'n must be 1: one completion per request')
-  refuseUnless(body, 'logprobs', v => v === false || v === 0, 'logprobs are not supported')
-  refuseUnless(body, 'top_logprobs', v => v === 0, 'logprobs are not supported')
   refuseUnless(body, 'presence_penalty', v => v === 0, 'presence_penalty is not supported (repetition_penalty is)')
   refuseUnless(body, 'frequency_penalty', v => v === 0, 'frequency_penalty is not supported (repetition_penalty is)')
   refuseUnless(body, 'logit_bias', v => typeof v === 'object' && Object.keys(v as object).length === 0, 'logit_bias is not supported')
   const options: GenerateOptions = {}
   const maxTokens = body['max_completion_tokens'] ?? body['max_tokens']
   const maxParam = body['max_completion_tokens'] != null ? 'max_completion_tokens' : 'max_tokens'
-  if (maxTokens != null) options.maxNewTokens = integer(maxParam, maxTokens, 1)
+  if (maxTokens != null) options.maxNewTokens = integer(maxParam, maxTokens, minTokens)
   if (body['temperature'] != null) options.temperature = number('temperature', body['temperature'], 0, 100)
   if (body['top_p'] != null) options.topP = number('top_p', body['top_p'], 0, 1)
   if (body['top_k'] != null) options.topK = integer('top_k', body['top_k'], 0)
@@ -129,6 +141,7 @@ function number (param: string, value: unknown, min: number, max: number): numbe
 }
 
 function integer (param: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) throw invalidField(param, `${param} must be an integer >= ${min}: got ${JSON.stringify(value)}`)
+  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) throw invalidField(param, `${param} must be an integer ${range}: got ${JSON.stringify(value)}`)
   return value as number
 }

@@ -44,6 +44,20 @@ describe('petal-node generate (local)', () => {
     expect(out.stats.tokensPerSecond).toBeGreaterThan(0)
   }, 30_000)
 
+  it('--logprobs N: each token with its text, logprob and N alternatives; the first as transformers scores it', async () => {
+    const p = readReference('stories260k').prompts[0] as { prompt: string, last_prompt_logits: number[] }
+    const { code, stdout } = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', p.prompt, '--max-new-tokens', '6', '--temperature', '0', '--logprobs', '3', '--json')
+    expect(code).toBe(0)
+    const out = JSON.parse(stdout)
+    expect(out.logprobs.map((e: { token: number }) => e.token)).toEqual(out.tokens)
+    expect(out.logprobs.map((e: { text: string }) => e.text).join('')).toBe(out.text)
+    for (const e of out.logprobs) expect(e.top).toHaveLength(3)
+    const logits = p.last_prompt_logits
+    const logZ = Math.log(logits.reduce((sum, x) => sum + Math.exp(x), 0))
+    expect(Math.abs(out.logprobs[0].logprob - ((logits[out.tokens[0]] as number) - logZ))).toBeLessThan(2e-4)
+    expect((await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--logprobs', '21')).code).not.toBe(0)
+  }, 30_000)
+
   it('--draft DIR / ngram with --speculation: the same greedy tokens, and the decode stats say how', async () => {
     const p = readReference('stories260k').prompts[0]
     for (const [draft, mode] of [[fixtureDir('stories260k-draft'), 'pipelined'], ['ngram', 'sync']] as Array<[string, string]>) {

@@ -4,44 +4,12 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
 import { OpenAiServer, type OpenAiServerInit } from '../../client/openai/openai-server.js'
-import type { GenerateOptions, GenerationResult } from '../../client/text-generation.js'
+import type { GenerateOptions } from '../../client/text-generation.js'
 import { chatModelCopy } from '../helpers/chat-model.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
+import { events, post, sdkResult, withServer } from '../helpers/openai-http.js'
 
 const GREEDY = { temperature: 0, max_tokens: 24 }
-
-async function post (server: OpenAiServer, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, json: any }> {
-  const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) })
-  return { status: res.status, json: await res.json() }
-}
-
-/** The events of a streamed response, `[DONE]` as the string. */
-async function events (server: OpenAiServer, path: string, body: unknown): Promise<any[]> {
-  const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body as object, stream: true }) })
-  expect(res.headers.get('content-type')).toBe('text/event-stream')
-  const text = await res.text()
-  return text.split('\n\n').filter(e => e !== '').map(e => {
-    expect(e.startsWith('data: ')).toBe(true)
-    const data = e.slice('data: '.length)
-    return data === '[DONE]' ? data : JSON.parse(data)
-  })
-}
-
-async function sdkResult (stream: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
-  for (;;) {
-    const next = await stream.next()
-    if (next.done === true) return next.value
-  }
-}
-
-async function withServer<T> (init: Omit<OpenAiServerInit, 'modelId'>, use: (server: OpenAiServer) => Promise<T>): Promise<T> {
-  const server = await OpenAiServer.listen({ modelId: 'stories260k', ...init }, { port: 0 })
-  try {
-    return await use(server)
-  } finally {
-    await server.close()
-  }
-}
 
 describe('OpenAI-compatible API', () => {
   const dir = chatModelCopy()

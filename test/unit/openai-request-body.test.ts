@@ -25,12 +25,14 @@ describe('OpenAI request bodies', () => {
       prompt: 'Once',
       options: { maxNewTokens: 40, temperature: 0.7, topP: 0.9, topK: 20, repetitionPenalty: 1.1, seed: 5, stopStrings: ['\n', 'The end'] },
       stream: true,
-      includeUsage: true
+      includeUsage: true,
+      logprobs: undefined,
+      echo: false
     })
   })
 
   it('leaves unset fields to the model and the server', () => {
-    expect(parseCompletionBody({ prompt: 'Once' })).toEqual({ model: undefined, prompt: 'Once', options: {}, stream: false, includeUsage: false })
+    expect(parseCompletionBody({ prompt: 'Once' })).toEqual({ model: undefined, prompt: 'Once', options: {}, stream: false, includeUsage: false, logprobs: undefined, echo: false })
     // max_completion_tokens (the newer name) wins over max_tokens; a single stop string is a list of one
     expect(parseChatBody({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 9, max_completion_tokens: 3, stop: 'x' }).options)
       .toEqual({ maxNewTokens: 3, stopStrings: ['x'] })
@@ -60,7 +62,7 @@ describe('OpenAI request bodies', () => {
 
   it('refuses by name what it cannot honour, and accepts the values that change nothing', () => {
     const chat = { messages: [{ role: 'user', content: 'Hi' }] }
-    const refused: Array<[string, unknown]> = [['n', 2], ['logprobs', true], ['top_logprobs', 3], ['presence_penalty', 0.5],
+    const refused: Array<[string, unknown]> = [['n', 2], ['presence_penalty', 0.5],
       ['frequency_penalty', 1], ['logit_bias', { 42: 10 }], ['tools', [{ type: 'function' }]], ['tool_choice', 'auto'],
       ['response_format', { type: 'json_object' }]]
     for (const [field, value] of refused) {
@@ -68,9 +70,28 @@ describe('OpenAI request bodies', () => {
       expect([err.status, err.param, err.code]).toEqual([400, field, 'unsupported_parameter'])
     }
     expect(() => parseChatBody({ ...chat, n: 1, logprobs: false, tools: [], tool_choice: 'none', response_format: { type: 'text' }, logit_bias: {} })).not.toThrow()
-    for (const [field, value] of [['echo', true], ['suffix', 'end'], ['best_of', 3]] as Array<[string, unknown]>) {
+    for (const [field, value] of [['suffix', 'end'], ['best_of', 3]] as Array<[string, unknown]>) {
       expect(refusal(() => parseCompletionBody({ prompt: 'x', [field]: value })).param).toBe(field)
     }
+  })
+
+  it('reads logprobs as each endpoint spells them, and echo', () => {
+    const chat = { messages: [{ role: 'user', content: 'Hi' }] }
+    expect(parseChatBody(chat).logprobs).toBeUndefined()
+    expect(parseChatBody({ ...chat, logprobs: false }).logprobs).toBeUndefined()
+    expect(parseChatBody({ ...chat, logprobs: true }).logprobs).toBe(0)
+    expect(parseChatBody({ ...chat, logprobs: true, top_logprobs: 5 }).logprobs).toBe(5)
+    expect(refusal(() => parseChatBody({ ...chat, top_logprobs: 5 })).param).toBe('top_logprobs')
+    expect(refusal(() => parseChatBody({ ...chat, logprobs: true, top_logprobs: 21 })).message).toContain('in [0, 20]')
+    expect(refusal(() => parseChatBody({ ...chat, logprobs: 3 })).param).toBe('logprobs')
+    expect(parseCompletionBody({ prompt: 'x', logprobs: 3 }).logprobs).toBe(3)
+    expect(parseCompletionBody({ prompt: 'x', logprobs: 0 }).logprobs).toBe(0)
+    expect(refusal(() => parseCompletionBody({ prompt: 'x', logprobs: true })).param).toBe('logprobs')
+    expect(parseCompletionBody({ prompt: 'x', echo: true }).echo).toBe(true)
+    expect(refusal(() => parseCompletionBody({ prompt: 'x', echo: 'yes' })).param).toBe('echo')
+    // max_tokens 0 scores an echoed prompt; without echo it would ask for nothing
+    expect(parseCompletionBody({ prompt: 'x', echo: true, max_tokens: 0 }).options.maxNewTokens).toBe(0)
+    expect(refusal(() => parseCompletionBody({ prompt: 'x', max_tokens: 0 })).param).toBe('max_tokens')
   })
 
   it('refuses values out of range, naming the field and the value', () => {
