@@ -12,6 +12,7 @@ interface ApiFlags extends GenerationFlags {
   maxSessions: number
   maxTokens?: number
   idleTimeout: number
+  corsOrigin?: string
 }
 
 /**
@@ -26,6 +27,7 @@ export function apiCommand (program: Command): void {
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" (default: $PETAL_API_KEY; none: open to whoever can reach the address)')
     .option('--max-sessions <n>', 'sessions at once, busy and idle (each holds cache on its servers)', parseNumber('--max-sessions', { integer: true, min: 1 }), 4)
     .option('--max-tokens <n>', 'positions each session holds: prompt and completion together (default: the model\'s context)', parseNumber('--max-tokens', { integer: true, min: 2 }))
+    .option('--cors-origin <origin>', 'let web pages from this origin call the API, e.g. https://chat.example.org, or "*" for any (default: none)')
     .option('--idle-timeout <seconds>', 'close a session idle this long, giving its servers\' caches back (0: keep none, each request opens its own)', parseNumber('--idle-timeout', { min: 0 }), 300)
   addGenerationOptions(command)
     .addHelpText('after', `
@@ -48,6 +50,7 @@ Examples:
           idleMs: flags.idleTimeout * 1000,
           ...(flags.maxTokens !== undefined ? { sessionTokens: flags.maxTokens } : {}),
           ...(apiKey !== undefined && apiKey !== '' ? { apiKey } : {}),
+          ...(flags.corsOrigin !== undefined ? { corsOrigin: flags.corsOrigin } : {}),
           logger: createCliLogger(verbose ? 'info' : 'warn').child({ component: 'api' })
         }, { host, port })
         process.stdout.write(`api ready ${server.url} model ${flags.modelId ?? basename(flags.model)}\n`)

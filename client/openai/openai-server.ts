@@ -40,6 +40,11 @@ export interface OpenAiServerInit {
   apiKey?: string
   /** Largest request body, bytes (default 4 MiB). */
   maxBodyBytes?: number
+  /**
+   * Let web pages from this origin call the API (CORS), e.g. "https://chat.example.org", or
+   * "*" for any. Default: none (browsers refuse cross-origin calls; other clients do not care).
+   */
+  corsOrigin?: string
   logger?: Logger
 }
 
@@ -92,6 +97,7 @@ export class OpenAiServer {
 
   async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
+      if (this.#cors(req, res)) return
       this.#authorize(req)
       const path = (req.url ?? '/').split('?')[0] as string
       if (path === '/health' && req.method === 'GET') return sendJson(res, 200, { status: 'ok', model: this.#init.modelId, sessions: this.sessions })
@@ -183,6 +189,25 @@ export class OpenAiServer {
 
   #modelCard (): Record<string, unknown> {
     return { id: this.#init.modelId, object: 'model', created: 0, owned_by: 'petal', context_length: this.#sessionTokens }
+  }
+
+  /**
+   * CORS headers on every response when an origin is allowed; answers a browser's preflight
+   * (OPTIONS, which carries no API key) and returns true for it.
+   */
+  #cors (req: IncomingMessage, res: ServerResponse): boolean {
+    const allowed = this.#init.corsOrigin
+    if (allowed === undefined) return false
+    res.setHeader('access-control-allow-origin', allowed)
+    if (allowed !== '*') res.setHeader('vary', 'Origin')
+    if (req.method !== 'OPTIONS') return false
+    res.writeHead(204, {
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-headers': 'authorization, content-type',
+      'access-control-max-age': '600'
+    })
+    res.end()
+    return true
   }
 
   #authorize (req: IncomingMessage): void {

@@ -138,6 +138,22 @@ describe('OpenAI-compatible API', () => {
     }
   })
 
+  it('CORS: only with an allowed origin; the preflight needs no key', async () => {
+    const cors = async (api: OpenAiServer): Promise<Array<string | null>> => {
+      const preflight = await fetch(`${api.url}/chat/completions`, { method: 'OPTIONS', headers: { origin: 'https://ui.example', 'access-control-request-method': 'POST' } })
+      const call = await post(api, '/completions', { prompt: 'x', max_tokens: 2 }, { origin: 'https://ui.example', authorization: 'Bearer k' })
+      expect(call.status).toBe(200)
+      return [String(preflight.status), preflight.headers.get('access-control-allow-origin'), preflight.headers.get('access-control-allow-headers'), call.headers.get('access-control-allow-origin')]
+    }
+    await withServer({ model, apiKey: 'k', corsOrigin: 'https://ui.example' }, async api => {
+      expect(await cors(api)).toEqual(['204', 'https://ui.example', 'authorization, content-type', 'https://ui.example'])
+    })
+    // without --cors-origin nothing allows a page: the preflight is an unauthorized request
+    await withServer({ model, apiKey: 'k' }, async api => {
+      expect(await cors(api)).toEqual(['401', null, null, null])
+    })
+  })
+
   it('wants the API key when it has one', async () => {
     await withServer({ model, apiKey: 'sesame' }, async locked => {
       expect((await post(locked, '/completions', { prompt: 'x', max_tokens: 2 })).status).toBe(401)

@@ -3,9 +3,9 @@ import { expect } from 'vitest'
 import { OpenAiServer, type OpenAiServerInit } from '../../client/openai/openai-server.js'
 import type { GenerationResult } from '../../client/text-generation.js'
 
-export async function post (server: OpenAiServer, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, json: any }> {
+export async function post (server: OpenAiServer, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, json: any, headers: Headers }> {
   const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) })
-  return { status: res.status, json: await res.json() }
+  return { status: res.status, json: await res.json(), headers: res.headers }
 }
 
 /** The events of a streamed response, `[DONE]` as the string. */
