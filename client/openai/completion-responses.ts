@@ -28,13 +28,18 @@ export function finishReason (reason: StopReason): 'stop' | 'length' {
   return reason === 'max-new-tokens' ? 'length' : 'stop'
 }
 
-/** `promptLength`: the request's whole sequence; `result.promptTokens`: the part that was sent. */
-export function usageOf (promptLength: number, result: GenerationResult): Usage {
+/**
+ * `promptLength`: the request's whole sequence, counted once however many choices; each
+ * result's `promptTokens`: the part its session sent. Cached tokens are the first choice's
+ * (the session a conversation continues on).
+ */
+export function usageOf (promptLength: number, results: readonly GenerationResult[]): Usage {
+  const completion = results.reduce((sum, r) => sum + r.tokens.length, 0)
   return {
     prompt_tokens: promptLength,
-    completion_tokens: result.tokens.length,
-    total_tokens: promptLength + result.tokens.length,
-    prompt_tokens_details: { cached_tokens: promptLength - result.promptTokens.length }
+    completion_tokens: completion,
+    total_tokens: promptLength + completion,
+    prompt_tokens_details: { cached_tokens: promptLength - (results[0]?.promptTokens.length ?? promptLength) }
   }
 }
 
@@ -51,38 +56,45 @@ export function petalStats (result: GenerationResult): Record<string, unknown> {
   }
 }
 
-/**
- * The whole response of a request without `stream`: the choice shows `text` (the completion,
- * after the prompt with echo) and `logprobs` (null unless asked for).
- */
-export function completeBody (head: ResponseHead, result: GenerationResult, promptLength: number, text = result.text, logprobs: unknown = null): Record<string, unknown> {
-  const finish = finishReason(result.stopReason)
-  const choice = head.endpoint === 'chat'
-    ? { index: 0, message: { role: 'assistant', content: text }, logprobs, finish_reason: finish }
-    : { index: 0, text, logprobs, finish_reason: finish }
-  return { ...headFields(head, false), choices: [choice], usage: usageOf(promptLength, result), petal: petalStats(result) }
+/** One choice of a whole response: its result, the `text` it shows (the prompt first with echo) and its `logprobs` (null unless asked for). */
+export interface ShownChoice {
+  result: GenerationResult
+  text: string
+  logprobs: unknown
 }
 
-/** One streamed chunk of text (`first`: a chat stream's first chunk also names the role). */
-export function textChunk (head: ResponseHead, text: string, first: boolean, logprobs: unknown = null): Record<string, unknown> {
+/** The whole response of a request without `stream`; `petal` describes the first choice's generation. */
+export function completeBody (head: ResponseHead, choices: readonly ShownChoice[], promptLength: number): Record<string, unknown> {
+  const bodies = choices.map(({ result, text, logprobs }, index) => {
+    const finish = finishReason(result.stopReason)
+    return head.endpoint === 'chat'
+      ? { index, message: { role: 'assistant', content: text }, logprobs, finish_reason: finish }
+      : { index, text, logprobs, finish_reason: finish }
+  })
+  const results = choices.map(c => c.result)
+  return { ...headFields(head, false), choices: bodies, usage: usageOf(promptLength, results), petal: petalStats(results[0] as GenerationResult) }
+}
+
+/** One streamed chunk of choice `index`'s text (`first`: a chat stream's first chunk of a choice also names the role). */
+export function textChunk (head: ResponseHead, index: number, text: string, first: boolean, logprobs: unknown = null): Record<string, unknown> {
   const choice = head.endpoint === 'chat'
-    ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, logprobs, finish_reason: null }
-    : { index: 0, text, logprobs, finish_reason: null }
+    ? { index, delta: first ? { role: 'assistant', content: text } : { content: text }, logprobs, finish_reason: null }
+    : { index, text, logprobs, finish_reason: null }
   return { ...headFields(head, true), choices: [choice] }
 }
 
-/** The stream's last chunk with a choice: no text, the finish reason and Petal's stats. */
-export function finishChunk (head: ResponseHead, result: GenerationResult): Record<string, unknown> {
+/** A choice's last chunk: no text, the finish reason and Petal's stats. */
+export function finishChunk (head: ResponseHead, index: number, result: GenerationResult): Record<string, unknown> {
   const finish = finishReason(result.stopReason)
   const choice = head.endpoint === 'chat'
-    ? { index: 0, delta: {}, logprobs: null, finish_reason: finish }
-    : { index: 0, text: '', logprobs: null, finish_reason: finish }
+    ? { index, delta: {}, logprobs: null, finish_reason: finish }
+    : { index, text: '', logprobs: null, finish_reason: finish }
   return { ...headFields(head, true), choices: [choice], petal: petalStats(result) }
 }
 
-/** stream_options.include_usage: a chunk with no choices and the usage, after the finish. */
-export function usageChunk (head: ResponseHead, result: GenerationResult, promptLength: number): Record<string, unknown> {
-  return { ...headFields(head, true), choices: [], usage: usageOf(promptLength, result) }
+/** stream_options.include_usage: a chunk with no choices and the usage, after every choice's finish. */
+export function usageChunk (head: ResponseHead, results: readonly GenerationResult[], promptLength: number): Record<string, unknown> {
+  return { ...headFields(head, true), choices: [], usage: usageOf(promptLength, results) }
 }
 
 function headFields (head: ResponseHead, chunk: boolean): Record<string, unknown> {

@@ -12,13 +12,12 @@ import type { Logger } from 'pino'
 import { PetalError } from '../../protocol/errors.js'
 import { NoRouteError } from '../routing/route-planner.js'
 import { ConnectionLostError } from '../swarm/span-session.js'
-import type { TokenLogprob } from '../decoding/index.js'
 import type { ChatSession, LanguageModel } from '../language-model.js'
-import type { GenerateChunk, GenerateOptions, GenerationResult } from '../text-generation.js'
+import type { GenerateOptions, GenerationResult } from '../text-generation.js'
 import { TokenPieces } from '../tokenizer/index.js'
 import { ApiError, invalidField } from './api-error.js'
-import { completeBody, finishChunk, textChunk, usageChunk, type Endpoint, type ResponseHead } from './completion-responses.js'
-import { LogprobRenderer } from './logprob-fields.js'
+import { respond, sendJson } from './completion-request.js'
+import type { Endpoint, ResponseHead } from './completion-responses.js'
 import { parseChatBody, parseCompletionBody, type ParsedRequest } from './request-body.js'
 import { SessionPool } from './session-pool.js'
 
@@ -123,33 +122,19 @@ export class OpenAiServer {
     // the client going away (closing the connection) aborts its generation
     const aborter = new AbortController()
     res.on('close', () => { if (!res.writableFinished) aborter.abort(new ApiError(499, 'The client closed the connection', { code: 'client_closed' })) })
-    const session = await this.#pool.acquire(ids, aborter.signal)
+    const maxSessions = this.#init.maxSessions ?? 4
+    if (request.n > maxSessions) throw invalidField('n', `n must be at most ${maxSessions} here: each choice holds one of the server's ${maxSessions} sessions (--max-sessions)`)
+    const sessions = await this.#pool.acquireMany(ids, request.n, aborter.signal)
     let healthy = false
     try {
       const head: ResponseHead = { id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: this.#init.modelId, endpoint }
-      const top = request.logprobs
-      const options: GenerateOptions = { ...this.#init.defaults, ...request.options, signal: aborter.signal, ...(top !== undefined ? { logprobs: top } : {}) }
-      const echo = 'echo' in request && request.echo
-      const tokenizer = this.#init.model.tokenizer
-      const renderer = top === undefined ? undefined : new LogprobRenderer(endpoint, tokenizer, this.#pieces, echo ? [] : ids)
-      // max_tokens 0 (with echo) scores the prompt; echo with logprobs scores it before generating
-      const scoreOnly = options.maxNewTokens === 0
-      const promptEntries = scoreOnly || (echo && top !== undefined) ? await session.score(ids, { top: top ?? 0 }) : []
-      const prefix: Echo | undefined = echo ? { text: tokenizer.decode(ids, { skipSpecialTokens: true }), ids, entries: promptEntries } : undefined
-      const stream = scoreOnly ? promptOnly(session, ids) : session.continueWith(ids, options)
-      const result = request.stream
-        ? await streamEvents(res, head, stream, ids.length, request.includeUsage, prefix, renderer)
-        : await drain(stream)
-      if (!request.stream) {
-        const shownIds = [...(prefix?.ids ?? []), ...result.tokens]
-        const logprobs = renderer?.render(shownIds, [...(prefix?.entries ?? []), ...(result.logprobs ?? [])]) ?? null
-        sendJson(res, 200, completeBody(head, result, ids.length, (prefix?.text ?? '') + result.text, logprobs))
-      }
+      const results = await respond({ res, head, request, ids, sessions, tokenizer: this.#init.model.tokenizer, pieces: this.#pieces, defaults: this.#init.defaults, signal: aborter.signal })
       healthy = true
-      this.#init.logger?.info({ endpoint, promptTokens: ids.length, sent: result.promptTokens.length, tokens: result.tokens.length, route: result.stats.target.route }, 'completed')
+      const first = results[0] as GenerationResult
+      this.#init.logger?.info({ endpoint, choices: results.length, promptTokens: ids.length, sent: first.promptTokens.length, tokens: results.map(r => r.tokens.length), route: first.stats.target.route }, 'completed')
     } finally {
       // a session whose generation failed or was aborted may hold runs in flight: close it
-      this.#pool.release(session, healthy)
+      for (const session of sessions) this.#pool.release(session, healthy)
     }
   }
 
@@ -241,63 +226,6 @@ function asApiError (err: unknown): ApiError {
   if (err instanceof NoRouteError) return new ApiError(503, message, { code: 'swarm_unavailable', cause: err })
   if (err instanceof PetalError || err instanceof ConnectionLostError) return new ApiError(502, message, { code: 'swarm_error', cause: err })
   return new ApiError(500, message, { cause: err })
-}
-
-/** A completion's echoed prompt: its text, tokens and their logprobs (entries[i] for ids[i]). */
-interface Echo {
-  text: string
-  ids: readonly number[]
-  entries: ReadonlyArray<TokenLogprob | undefined>
-}
-
-/** A generation of no tokens (max_tokens 0, after the prompt was scored): the result only. */
-async function * promptOnly (session: ChatSession, ids: readonly number[]): AsyncGenerator<GenerateChunk, GenerationResult> {
-  return { text: '', tokens: [], promptTokens: [...ids], logprobs: [], stopReason: 'max-new-tokens', stats: { tokensPerSecond: 0, ttftMs: 0, elapsedMs: 0, target: session.target.stats() } }
-}
-
-/** Runs the generation to its end; returns its result. */
-async function drain (stream: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
-  for (;;) {
-    const next = await stream.next()
-    if (next.done === true) return next.value
-  }
-}
-
-/**
- * Streams the generation as server-sent events, ending with `data: [DONE]`; an echoed prompt
- * goes first. With a renderer every chunk carries its tokens' logprobs.
- */
-async function streamEvents (
-  res: ServerResponse, head: ResponseHead, stream: AsyncGenerator<GenerateChunk, GenerationResult>, promptLength: number, includeUsage: boolean,
-  echo: Echo | undefined, renderer: LogprobRenderer | undefined
-): Promise<GenerationResult> {
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
-  const send = (body: unknown): void => { res.write(`data: ${JSON.stringify(body)}\n\n`) }
-  let first = true
-  if (echo !== undefined) {
-    send(textChunk(head, echo.text, true, renderer?.render(echo.ids, echo.entries) ?? null))
-    first = false
-  }
-  for (;;) {
-    const next = await stream.next()
-    if (next.done === true) {
-      if (first && head.endpoint === 'chat') send(textChunk(head, '', true))
-      send(finishChunk(head, next.value))
-      if (includeUsage) send(usageChunk(head, next.value, promptLength))
-      res.end('data: [DONE]\n\n')
-      return next.value
-    }
-    const { text, tokens, logprobs } = next.value
-    if (text === '' && !first && (renderer === undefined || tokens.length === 0)) continue
-    send(textChunk(head, text, first, renderer?.render(tokens, logprobs ?? []) ?? null))
-    first = false
-  }
-}
-
-function sendJson (res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
-  res.end(text)
 }
 
 /** The request body as JSON; 413 past `limit` bytes, 400 when it does not parse. */

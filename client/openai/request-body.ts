@@ -1,6 +1,6 @@
 /**
  * Request bodies of OpenAI's `/v1/completions` and `/v1/chat/completions`, read into what
- * the SDK takes. Fields whose meaning Petal cannot honour (n > 1, penalties other than 0,
+ * the SDK takes. Fields whose meaning Petal cannot honour (best_of > 1, penalties other than 0,
  * tools) are refused by name rather than silently ignored; fields that change nothing
  * (user, metadata) are ignored.
  */
@@ -19,6 +19,8 @@ export interface ParsedRequest {
   includeUsage: boolean
   /** Log-probabilities asked for, with this many alternatives per token; undefined: none. */
   logprobs: number | undefined
+  /** Choices to generate for the prompt, each on a session of its own (1..MAX_CHOICES). */
+  n: number
 }
 
 export interface ParsedCompletion extends ParsedRequest {
@@ -35,6 +37,8 @@ export interface ParsedChat extends ParsedRequest {
 type Body = Record<string, unknown>
 
 const MAX_STOP_STRINGS = 16
+/** Most choices (`n`) one request may ask for: each holds a session while it runs. */
+export const MAX_CHOICES = 8
 const CHAT_ROLES = new Set(['system', 'user', 'assistant'])
 
 export function parseCompletionBody (raw: unknown): ParsedCompletion {
@@ -71,7 +75,7 @@ function asBody (raw: unknown): Body {
 
 /** Sampling, length (at least `minTokens`), stop strings and streaming: the fields both endpoints share. */
 function parseCommon (body: Body, minTokens: number): Omit<ParsedRequest, 'logprobs'> {
-  refuseUnless(body, 'n', v => v === 1, 'n must be 1: one completion per request')
+  const n = body['n'] == null ? 1 : integer('n', body['n'], 1, MAX_CHOICES)
   refuseUnless(body, 'presence_penalty', v => v === 0, 'presence_penalty is not supported (repetition_penalty is)')
   refuseUnless(body, 'frequency_penalty', v => v === 0, 'frequency_penalty is not supported (repetition_penalty is)')
   refuseUnless(body, 'logit_bias', v => typeof v === 'object' && Object.keys(v as object).length === 0, 'logit_bias is not supported')
@@ -93,7 +97,7 @@ function parseCommon (body: Body, minTokens: number): Omit<ParsedRequest, 'logpr
   const streamOptions = body['stream_options']
   const includeUsage = (streamOptions as Body | null | undefined)?.['include_usage'] ?? false
   if (typeof includeUsage !== 'boolean') throw invalidField('stream_options', 'stream_options.include_usage must be true or false')
-  return { model: model ?? undefined, options, stream, includeUsage }
+  return { model: model ?? undefined, options, stream, includeUsage, n }
 }
 
 function parsePrompt (prompt: unknown): string | number[] {

@@ -51,32 +51,56 @@ export class SessionPool<S extends PooledSession> {
    * busy; 429 when too many wait.
    */
   async acquire (ids: readonly number[], signal?: AbortSignal): Promise<S> {
+    return (await this.acquireMany(ids, 1, signal))[0] as S
+  }
+
+  /**
+   * `count` sessions for `count` choices of one request, all at once (a request holding part
+   * of what it needs could block another that holds the rest): the first as `acquire` picks
+   * it, the others new while there is room, else the idle ones idle longest.
+   */
+  async acquireMany (ids: readonly number[], count: number, signal?: AbortSignal): Promise<S[]> {
+    const { maxSessions } = this.#init
+    if (!(Number.isInteger(count) && count >= 1 && count <= maxSessions)) throw new RangeError(`Cannot take ${count} sessions at once: the pool holds ${maxSessions}`)
     for (;;) {
       if (this.#closed) throw new ApiError(503, 'The API server is shutting down', { code: 'shutting_down' })
       signal?.throwIfAborted()
-      const best = this.#bestIdle(ids)
-      const continued = best !== undefined && 2 * sharedPrefix(best.session.tokens, ids) >= best.session.tokens.length
-      if (best !== undefined && (continued || this.#busy + this.#idle.length >= this.#init.maxSessions)) {
-        this.#idle.splice(this.#idle.indexOf(best), 1)
-        clearTimeout(best.timer)
-        this.#busy++
-        return best.session
-      }
-      if (this.#busy + this.#idle.length < this.#init.maxSessions) {
-        this.#busy++
-        try {
-          return await this.#init.open()
-        } catch (err) {
-          this.#busy--
-          this.#wakeOne()
-          throw err
-        }
-      }
+      if (maxSessions - this.#busy >= count) return await this.#take(ids, count)
       if (this.#waiting.length >= this.#init.maxWaiting) {
-        throw new ApiError(429, `All ${this.#init.maxSessions} sessions are busy and ${this.#waiting.length} requests wait already: try again later`, { type: 'rate_limit_exceeded', code: 'sessions_busy' })
+        throw new ApiError(429, `All ${maxSessions} sessions are busy and ${this.#waiting.length} requests wait already: try again later`, { type: 'rate_limit_exceeded', code: 'sessions_busy' })
       }
       await this.#wait(signal)
     }
+  }
+
+  /** Takes `count` sessions, idle or new (the caller made sure there are enough). */
+  async #take (ids: readonly number[], count: number): Promise<S[]> {
+    this.#busy += count
+    const room = (): boolean => this.#busy + this.#idle.length - count + picked.length + opening < this.#init.maxSessions
+    const picked: S[] = []
+    let opening = 0
+    const best = this.#bestIdle(ids)
+    const continued = best !== undefined && 2 * sharedPrefix(best.session.tokens, ids) >= best.session.tokens.length
+    if (best !== undefined && (continued || !room())) picked.push(this.#unidle(best))
+    // the rest: new sessions while there is room, else those idle longest (the front of the list)
+    for (let i = picked.length; i < count; i++) {
+      if (room()) opening++
+      else picked.push(this.#unidle(this.#idle[0] as Idle<S>))
+    }
+    const opened = await Promise.allSettled(Array.from({ length: opening }, async () => await this.#init.open()))
+    const failed = opened.find(r => r.status === 'rejected')
+    const sessions = [...picked, ...opened.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])]
+    if (failed === undefined) return sessions
+    for (const session of sessions) this.release(session, true)
+    this.#busy -= count - sessions.length
+    this.#wakeOne()
+    throw failed.reason
+  }
+
+  #unidle (entry: Idle<S>): S {
+    this.#idle.splice(this.#idle.indexOf(entry), 1)
+    clearTimeout(entry.timer)
+    return entry.session
   }
 
   /** Gives a session back: idle for the next request, or closed when its state is unknown (an error, an abort). */

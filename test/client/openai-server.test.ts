@@ -72,6 +72,25 @@ describe('OpenAI-compatible API', () => {
     expect(new Set(got.slice(0, -1).map(c => c.id)).size).toBe(1)
   })
 
+  it('n choices: each on a session of its own, choice i sampled with seed + i, whole and streamed', async () => {
+    const body = { prompt: 'Lily had a', temperature: 1, top_k: 40, seed: 11, max_tokens: 16, n: 2 }
+    const whole = await post(server, '/completions', body)
+    expect(whole.status).toBe(200)
+    const texts = (whole.json.choices as Array<{ index: number, text: string }>).map(c => c.text)
+    expect(whole.json.choices.map((c: { index: number }) => c.index)).toEqual([0, 1])
+    const expected = await Promise.all([11, 12].map(async seed => await sdkResult(model.generate('Lily had a', { temperature: 1, topK: 40, seed, maxNewTokens: 16 }))))
+    expect(texts).toEqual(expected.map(e => e.text))
+    expect(texts[0]).not.toBe(texts[1])
+    expect(whole.json.usage.completion_tokens).toBe(expected[0]!.tokens.length + expected[1]!.tokens.length)
+    const got = await events(server, '/completions', { ...body, stream_options: { include_usage: true } })
+    const byChoice = [0, 1].map(i => got.filter(e => e !== '[DONE]' && e.choices[0]?.index === i))
+    for (const [i, chunks] of byChoice.entries()) {
+      expect(chunks.map(c => c.choices[0].text).join('')).toBe(texts[i])
+      expect(chunks.at(-1).choices[0].finish_reason).toBe('length')
+    }
+    expect(got.at(-2).usage.completion_tokens).toBe(whole.json.usage.completion_tokens)
+  })
+
   it('chats through the template; the next turn reuses the session and sends only what it lacks', async () => {
     const first = [{ role: 'system', content: 'Tell a story.' }, { role: 'user', content: 'Lily went to the park.' }]
     const one = await post(server, '/chat/completions', { messages: first, ...GREEDY })
@@ -105,7 +124,8 @@ describe('OpenAI-compatible API', () => {
     const cases: Array<[string, unknown, number, string | null]> = [
       ['/completions', '{"prompt": ', 400, 'invalid_json'],
       ['/completions', { prompt: 'x', model: 'gpt-4' }, 404, 'model_not_found'],
-      ['/completions', { prompt: 'x', n: 3 }, 400, 'unsupported_parameter'],
+      ['/completions', { prompt: 'x', best_of: 3 }, 400, 'unsupported_parameter'],
+      ['/completions', { prompt: 'x', n: 3 }, 400, 'invalid_value'], // more choices than the 2 sessions
       ['/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 100_000 }, 400, 'context_length_exceeded'],
       ['/embeddings', { input: 'x' }, 404, 'not_found']
     ]

@@ -27,12 +27,13 @@ describe('OpenAI request bodies', () => {
       stream: true,
       includeUsage: true,
       logprobs: undefined,
+      n: 1,
       echo: false
     })
   })
 
   it('leaves unset fields to the model and the server', () => {
-    expect(parseCompletionBody({ prompt: 'Once' })).toEqual({ model: undefined, prompt: 'Once', options: {}, stream: false, includeUsage: false, logprobs: undefined, echo: false })
+    expect(parseCompletionBody({ prompt: 'Once' })).toEqual({ model: undefined, prompt: 'Once', options: {}, stream: false, includeUsage: false, logprobs: undefined, n: 1, echo: false })
     // max_completion_tokens (the newer name) wins over max_tokens; a single stop string is a list of one
     expect(parseChatBody({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 9, max_completion_tokens: 3, stop: 'x' }).options)
       .toEqual({ maxNewTokens: 3, stopStrings: ['x'] })
@@ -62,7 +63,7 @@ describe('OpenAI request bodies', () => {
 
   it('refuses by name what it cannot honour, and accepts the values that change nothing', () => {
     const chat = { messages: [{ role: 'user', content: 'Hi' }] }
-    const refused: Array<[string, unknown]> = [['n', 2], ['presence_penalty', 0.5],
+    const refused: Array<[string, unknown]> = [['presence_penalty', 0.5],
       ['frequency_penalty', 1], ['logit_bias', { 42: 10 }], ['tools', [{ type: 'function' }]], ['tool_choice', 'auto'],
       ['response_format', { type: 'json_object' }]]
     for (const [field, value] of refused) {
@@ -88,6 +89,7 @@ describe('OpenAI request bodies', () => {
     expect(parseCompletionBody({ prompt: 'x', logprobs: 0 }).logprobs).toBe(0)
     expect(refusal(() => parseCompletionBody({ prompt: 'x', logprobs: true })).param).toBe('logprobs')
     expect(parseCompletionBody({ prompt: 'x', echo: true }).echo).toBe(true)
+    expect(parseChatBody({ ...chat, n: 3 }).n).toBe(3)
     expect(refusal(() => parseCompletionBody({ prompt: 'x', echo: 'yes' })).param).toBe('echo')
     // max_tokens 0 scores an echoed prompt; without echo it would ask for nothing
     expect(parseCompletionBody({ prompt: 'x', echo: true, max_tokens: 0 }).options.maxNewTokens).toBe(0)
@@ -95,7 +97,7 @@ describe('OpenAI request bodies', () => {
   })
 
   it('refuses values out of range, naming the field and the value', () => {
-    const bad: Array<[string, unknown]> = [['max_tokens', 0], ['max_tokens', 2.5], ['temperature', -1], ['temperature', 'hot'],
+    const bad: Array<[string, unknown]> = [['n', 0], ['n', 9], ['n', 1.5], ['max_tokens', 0], ['max_tokens', 2.5], ['temperature', -1], ['temperature', 'hot'],
       ['top_p', 1.5], ['top_k', -2], ['repetition_penalty', 0], ['seed', -1], ['stop', ['']], ['stop', 7],
       ['stop', Array.from({ length: 17 }, (_, i) => `s${i}`)], ['stream', 'yes'], ['model', 7], ['stream_options', { include_usage: 1 }]]
     for (const [field, value] of bad) {

@@ -51,6 +51,31 @@ describe('SessionPool', () => {
     expect(opened).toHaveLength(2)
   })
 
+  it('takes several sessions at once, the matching one first, or waits until all are free', async () => {
+    const { pool: p, opened } = pool({ maxSessions: 3 })
+    const a = await p.acquire([1, 10])
+    a.tokens = [1, 10, 11, 12]
+    p.release(a, true)
+    const [first, ...rest] = await p.acquireMany([1, 10, 11, 12, 13], 3)
+    expect(first).toBe(a) // the conversation's own session, then two new ones
+    expect(rest.map(s => s.name)).toEqual(['s1', 's2'])
+    expect(p.busyCount).toBe(3)
+    for (const s of [first!, ...rest]) p.release(s, true)
+    // two requests of 2 choices each, 3 sessions: the second waits for the first's, holding none
+    const one = await p.acquireMany([1], 2)
+    let second: FakeSession[] | undefined
+    const waiting = p.acquireMany([1], 2).then(s => { second = s })
+    const single = await p.acquire([1]) // the third session is free for a one-choice request
+    await Promise.resolve()
+    expect(second).toBeUndefined()
+    p.release(single, true)
+    p.release(one[0]!, true)
+    await waiting
+    expect(second).toHaveLength(2)
+    expect(opened).toHaveLength(3)
+    await expect(p.acquireMany([1], 4)).rejects.toThrow(RangeError)
+  })
+
   it('makes a request wait for a busy session, and refuses past maxWaiting with 429', async () => {
     const { pool: p } = pool({ maxSessions: 1, maxWaiting: 1 })
     const a = await p.acquire([1])
