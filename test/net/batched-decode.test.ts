@@ -1,6 +1,7 @@
 /** Sessions decoding at once on one server share passes over its weights; their tokens stay their own. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
+import { OpenAiServer } from '../../client/openai/openai-server.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.js'
 import { Checkpoint } from '../../model/checkpoint.js'
@@ -52,6 +53,23 @@ describe('batched decode on one server [0,5)', () => {
     // the sessions' steps overlap, so some were packed into one run (not all: each session's first run is its prompt)
     expect(server?.info.metrics?.runsBatched).toBeGreaterThan(0)
     expect(swarm.servers[0]?.info().metrics?.runsBatched).toBe(server?.info.metrics?.runsBatched)
+  }, 60_000)
+
+  it('an API request for n choices generates them together: each the reference, runs batched', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
+    const api = await OpenAiServer.listen({ model, modelId: 'stories260k' }, { port: 0 })
+    try {
+      const before = swarm.servers[0]?.info().metrics?.runsBatched ?? 0
+      const res = await fetch(`${api.url}/completions`, { method: 'POST', body: JSON.stringify({ prompt: prompts[0], max_tokens: 48, temperature: 0, n: 4 }) })
+      const body = await res.json() as { choices: Array<{ text: string }> }
+      // the reference continuation starts with ",": its text is the plain decode of its ids
+      const want = model.tokenizer.decode(expected[0] as number[], { skipSpecialTokens: true })
+      expect(body.choices.map(c => c.text)).toEqual([want, want, want, want])
+      expect((swarm.servers[0]?.info().metrics?.runsBatched ?? 0) - before).toBeGreaterThan(0)
+    } finally {
+      await api.close()
+      await model.release()
+    }
   }, 60_000)
 })
 
