@@ -7,6 +7,8 @@
  * conversation, what a stateless server without a pool does). Conversations alternate between
  * the two, the order rotated each round. One JSON line per figure: time to the first streamed
  * token and the whole turn (median over turns 2..T), prompt tokens sent per turn.
+ * Then `--choices N` samples (default 4) of one prompt: one request with `n: N` (its choices
+ * decode at once, batched on the servers) against N requests one after another.
  *
  *   npm run bench:api
  *   npm run bench:api -- --models random-200m --latency-ms 20
@@ -29,7 +31,7 @@ import { ensureRandomModel } from './lib/random-models.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, turns: { type: 'string' }, rounds: { type: 'string' }, 'latency-ms': { type: 'string' }, 'max-tokens': { type: 'string' } }
+  options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, turns: { type: 'string' }, rounds: { type: 'string' }, 'latency-ms': { type: 'string' }, 'max-tokens': { type: 'string' }, choices: { type: 'string' } }
 })
 const turns = Number(args.turns ?? (args.quick ? 3 : 6))
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3))
@@ -37,6 +39,8 @@ const latencyMs = Number(args['latency-ms'] ?? 0)
 const replyTokens = Number(args['max-tokens'] ?? (args.quick ? 8 : 32))
 if (!(Number.isInteger(turns) && turns >= 2)) throw new RangeError(`Cannot chat --turns ${args.turns}: it must be an integer >= 2`)
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot run --rounds ${args.rounds}: it must be an integer >= 1`)
+const choices = Number(args.choices ?? (args.quick ? 2 : 4))
+if (!(Number.isInteger(choices) && choices >= 2 && choices <= 8)) throw new RangeError(`Cannot sample --choices ${args.choices}: it must be an integer in [2, 8]`)
 if (!(latencyMs >= 0)) throw new RangeError(`Cannot delay --latency-ms ${args['latency-ms']}: it must be a number >= 0`)
 const MESSAGES = ['Tell me a story about Lily and her dog.', 'What did the dog find in the garden?', 'Who came to help them?',
   'What happened at the end of the day?', 'Did they go to the park the next morning?', 'What did Lily learn?',
@@ -83,12 +87,45 @@ async function benchModel (dir: string): Promise<void> {
     const ttft = (mode: string): number => median((results.get(mode) ?? []).map(t => t.ttftMs))
     emit({ model: name, metric: 'api_ttft_no_reuse_over_pooled', value: ttft('no-reuse') / ttft('pooled'), unit: 'x', config })
     for (const [, server] of modes) await server.close()
+    await benchChoices(model, name, config)
     await model.release()
     await client.close()
   } finally {
     await swarm.close()
     rmSync(join(chatDir, '..'), { recursive: true, force: true })
   }
+}
+
+/**
+ * `choices` samples of one prompt, one request with `n` against that many requests in turn,
+ * alternated over the rounds (a server with as many sessions): median wall time of each way.
+ */
+async function benchChoices (model: LanguageModel, name: string, config: Record<string, unknown>): Promise<void> {
+  const server = await OpenAiServer.listen({ model, modelId: name, maxSessions: choices }, { port: 0 })
+  const ask = async (n: number, seed: number): Promise<void> => {
+    const res = await fetch(`${server.url}/completions`, { method: 'POST', body: JSON.stringify({ model: name, prompt: MESSAGES[0], max_tokens: replyTokens, temperature: 0.8, seed, n }) })
+    if (res.status !== 200) throw new Error(`A sampling request failed with ${res.status}: ${await res.text()}`)
+    await res.json()
+  }
+  const ways: Array<[string, () => Promise<void>]> = [
+    ['one_request', async () => { await ask(choices, 1) }],
+    ['sequential', async () => { for (let i = 0; i < choices; i++) await ask(1, 1 + i) }]
+  ]
+  await ways[0]?.[1]() // warm-up
+  const times = new Map<string, number[]>(ways.map(([way]) => [way, []]))
+  for (let r = 0; r < rounds; r++) {
+    for (let w = 0; w < ways.length; w++) {
+      const [way, run] = ways[(w + r) % ways.length] as [string, () => Promise<void>]
+      const began = performance.now()
+      await run()
+      times.get(way)?.push(performance.now() - began)
+    }
+  }
+  const ms = (way: string): number => median(times.get(way) ?? [])
+  const sampling = { ...config, choices, temperature: 0.8 }
+  for (const [way] of ways) emit({ model: name, metric: `api_${choices}_samples_ms_${way}`, value: ms(way), unit: 'ms', config: sampling })
+  emit({ model: name, metric: 'api_samples_sequential_over_one_request', value: ms('sequential') / ms('one_request'), unit: 'x', config: sampling })
+  await server.close()
 }
 
 /** One conversation of `n` turns, each a streamed request with the whole conversation so far. */
