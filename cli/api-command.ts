@@ -1,10 +1,9 @@
 import { basename } from 'node:path'
 import type { Command } from 'commander'
 import { OpenAiServer } from '../client/openai/openai-server.js'
-import { UsageError } from './cli-error.js'
 import { addGenerationOptions, withModel, type GenerationFlags } from './generation-flags.js'
 import { createCliLogger } from './logger.js'
-import { parseNumber } from './options.js'
+import { parseHostPort, parseNumber } from './options.js'
 
 interface ApiFlags extends GenerationFlags {
   listen: string
@@ -38,7 +37,7 @@ Examples:
   petal-node api --model models/stories260k --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo...
   curl -s localhost:8000/v1/completions -H 'content-type: application/json' -d '{"prompt": "Once upon a time", "max_tokens": 40}'`)
     .action(async (flags: ApiFlags, cmd: Command) => {
-      const { host, port } = parseListen(flags.listen)
+      const { host, port } = parseHostPort(flags.listen, '--listen')
       const verbose = cmd.optsWithGlobals<{ verbose?: boolean }>().verbose === true
       await withModel(flags, cmd, async (model, defaults) => {
         const apiKey = flags.apiKey ?? process.env.PETAL_API_KEY
@@ -61,12 +60,4 @@ Examples:
         await server.close()
       })
     })
-}
-
-/** "127.0.0.1:8000", "[::1]:8000" or ":8000" (all interfaces). */
-function parseListen (text: string): { host: string, port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text)
-  const port = Number(m?.[3])
-  if (m === null || !Number.isInteger(port) || port > 65535) throw new UsageError(`--listen must be host:port (e.g. 127.0.0.1:8000): current value is "${text}"`)
-  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2] as string), port }
 }

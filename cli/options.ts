@@ -23,3 +23,11 @@ export function parseNumber (flag: string, opts: { integer?: boolean, min?: numb
     return n
   }
 }
+
+/** "127.0.0.1:8000", "[::1]:8000" or ":8000" (all interfaces) -> host and port. */
+export function parseHostPort (text: string, flag: string): { host: string, port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text)
+  const port = Number(m?.[3])
+  if (m === null || !Number.isInteger(port) || port > 65535) throw new UsageError(`${flag} must be host:port (e.g. 127.0.0.1:8000): current value is "${text}"`)
+  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2] as string), port }
+}

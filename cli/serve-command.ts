@@ -4,10 +4,11 @@ import type { Logger } from 'pino'
 import type { Device } from '../model/ort-session.js'
 import type { Quantization } from '../model/quantize.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
+import { MetricsEndpoint } from '../node/metrics-endpoint.js'
 import { PetalServer, type PetalServerInit } from '../node/server.js'
 import { UsageError } from './cli-error.js'
 import { createCliLogger, ignoreWriteErrors } from './logger.js'
-import { parseNumber } from './options.js'
+import { parseHostPort, parseNumber } from './options.js'
 import { loadProgress } from './progress.js'
 
 /** Flags of `petal-node serve`, as commander hands them over. */
@@ -20,6 +21,7 @@ interface ServeFlags {
   maxBatch: number
   quantize?: Quantization
   listen?: string[]
+  metrics?: string
   announce?: string[]
   relay?: number
   bootstrap?: string[]
@@ -68,6 +70,7 @@ export function serveCommand (program: Command): void {
     .option('--throughput <tokens/s>', 'announce this speed (tokens/s through one block, decode and prefill alike) instead of measuring it at start, e.g. where the machine is busy', parseNumber('--throughput', { min: 1 }))
     .option('--rebalance-interval <seconds>', `with --num-blocks: look at the swarm every ~this many seconds and move to the blocks it serves worst when that makes it faster (0: never; default ${DEFAULT_REBALANCE_INTERVAL_S})`, parseNumber('--rebalance-interval', { min: 0 }))
     .option('--rebalance-min-gain <factor>', 'with --num-blocks: move only when the swarm\'s slowest block gets this many times faster (default 1.25)', parseNumber('--rebalance-min-gain', { min: 1 }))
+    .option('--metrics <host:port>', 'serve Prometheus metrics (runs, sessions, cache, speed) at http://<host:port>/metrics, e.g. 127.0.0.1:9400 (port 0: any free one)')
     .option('--link-latency-ms <ms>', 'delay every frame this server sends by this one-way latency (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }), 0)
     .option('--simulated-run-ms <ms>', 'after computing a run, hold the device idle this long more, as a bigger model would (benchmarks)', parseNumber('--simulated-run-ms', { min: 0 }), 0)
     .option('--simulated-row-ms <ms>', 'and this long more per row of the run (benchmarks)', parseNumber('--simulated-row-ms', { min: 0 }), 0)
@@ -89,7 +92,7 @@ Examples:
       const log = createCliLogger(verbose ? 'debug' : 'info')
       const init = await serverInit(flags)
       init.logger = log
-      await runServer(init, log)
+      await runServer(init, log, flags.metrics !== undefined ? parseHostPort(flags.metrics, '--metrics') : undefined)
     })
 }
 
@@ -149,8 +152,11 @@ function parseSpan (text: string): { start: number, end: number } {
   return { start, end }
 }
 
-/** Starts the server, prints the ready line, and drains on SIGINT/SIGTERM (exit 0; a second signal exits at once). */
-async function runServer (init: PetalServerInit, log: Logger): Promise<void> {
+/**
+ * Starts the server (and its metrics endpoint), prints the ready line, and drains on
+ * SIGINT/SIGTERM (exit 0; a second signal exits at once).
+ */
+async function runServer (init: PetalServerInit, log: Logger, metricsAt: { host: string, port: number } | undefined): Promise<void> {
   let bar: ReturnType<typeof loadProgress> | undefined
   const server = new PetalServer({
     ...init,
@@ -185,6 +191,10 @@ async function runServer (init: PetalServerInit, log: Logger): Promise<void> {
   if (init.privateKey === undefined) log.info('no --identity: this peer id lasts for this run only')
   const { start, end } = server.span
   ignoreWriteErrors(process.stdout) // a server keeps serving when nobody reads its ready line
+  if (metricsAt !== undefined) {
+    const metrics = await MetricsEndpoint.listen({ ...metricsAt, info: () => server.info() })
+    process.stdout.write(`metrics ${metrics.url}\n`)
+  }
   process.stdout.write(`ready ${server.address} blocks [${start},${end}) of ${server.modelId}\n`)
   // a server stops by itself only when a move between blocks failed (logged): exit with an error
   void server.closed.then(() => {

@@ -10,6 +10,8 @@ import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LanguageModel } from '../../client/language-model.js'
+import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { findServers } from '../../net/discovery.js'
 import { createPetalHost } from '../../net/host.js'
 import { fetchServerInfo } from '../../net/info-client.js'
@@ -103,6 +105,31 @@ describe('petal-node serve', () => {
     expect(performance.now() - began).toBeLessThan(5000)
   }, 30_000)
 
+  it('--metrics: Prometheus metrics that count the runs it computed', async () => {
+    const started = serve(['--model', BUNDLED_MODEL, '--listen', '/ip4/127.0.0.1/tcp/0', '--blocks', '0:5', '--metrics', '127.0.0.1:0'])
+    const address = (await untilReady(started, READY, 20_000))[1] as string
+    const url = /^metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)$/m.exec(started.stdout())?.[1] as string
+    const read = async (name: string): Promise<number> => {
+      const text = await (await fetch(url)).text()
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
+    }
+    expect(await read('petal_blocks_served')).toBe(5)
+    const before = await read('petal_runs_computed_total')
+    const swarm = await SwarmClient.connect({ bootstrap: [address] })
+    const model = await LanguageModel.swarm(swarm, BUNDLED_MODEL)
+    try {
+      for await (const chunk of model.generate('Once upon a time', { maxNewTokens: 8, temperature: 0 })) expect(typeof chunk.text).toBe('string')
+    } finally {
+      await model.release()
+      await swarm.close()
+    }
+    // the prompt's run and one run per token after the first
+    expect(await read('petal_runs_computed_total') - before).toBeGreaterThanOrEqual(8)
+    expect(await read('petal_server_state{state="online"}')).toBe(1)
+    started.child.kill('SIGTERM')
+    expect(await exited(started.child)).toBe(0)
+  }, 30_000)
+
   it('rejects bad flags with one line on stderr and exit code 1', async () => {
     const cases = [
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--frobnicate'],
@@ -112,6 +139,7 @@ describe('petal-node serve', () => {
       ['--model', BUNDLED_MODEL, '--num-blocks', '2', '--rebalance-min-gain', '0.5'],
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--relay', '4', '--listen', '/p2p-circuit'],
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--announce', '127.0.0.1:4001'],
+      ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--metrics', 'localhost'],
       ['--model', BUNDLED_MODEL, '--blocks', '0:2', '--announce', '/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWBs9rjFZGW3dttt1KSBwZGY4xsgSW57MAduiWGr68gTom']
     ]
     await Promise.all(cases.map(async args => {
