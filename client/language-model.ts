@@ -58,11 +58,6 @@ export interface SwarmModelOptions extends OrtOptions {
    * float32's, not equal. Default "none".
    */
   clientQuantization?: 'none' | 'int8'
-  /**
-   * Compute the LM head once for every session of this model that needs it at the same moment
-   * (an API server's sessions, a request's n choices): one pass over its weights. Default true.
-   */
-  batchHead?: boolean
 }
 
 export interface LocalModelOptions extends OrtOptions {

@@ -5,7 +5,6 @@ import { ShapeError } from './errors.js'
 import { buildHeadGraph } from './onnx/span-graph.js'
 import { dequantizeRow, quantizeWeight, type QuantizedWeight } from './quantize.js'
 import { createOrtSession, floatTensor, readFloats, type OrtOptions } from './ort-session.js'
-import { RowBatcher } from './row-batcher.js'
 
 export interface ClientPartsOptions extends OrtOptions {
   /**
@@ -15,12 +14,6 @@ export interface ClientPartsOptions extends OrtOptions {
    * to float32's, not equal. Default "none".
    */
   quantization?: 'none' | 'int8'
-  /**
-   * Compute the head once for the rows of every call waiting while it runs (sessions of one
-   * client decoding at once: one pass over its weights instead of one each). Default true;
-   * false runs each call alone (benchmarks).
-   */
-  batchHead?: boolean
 }
 
 /**
@@ -32,28 +25,20 @@ export class ClientParts {
   /** (V, C), float32 or 8-bit blocks */
   readonly #embedding: Float32Array | QuantizedWeight
   readonly #head: ort.InferenceSession
-  /** Calls of logits() made while the head runs share its next pass (undefined: each alone). */
-  readonly #batcher: RowBatcher | undefined
 
-  private constructor (config: LlamaConfig, embedding: Float32Array | QuantizedWeight, head: ort.InferenceSession, batch: boolean) {
+  private constructor (config: LlamaConfig, embedding: Float32Array | QuantizedWeight, head: ort.InferenceSession) {
     this.config = config
     this.#embedding = embedding
     this.#head = head
-    this.#batcher = batch ? new RowBatcher(async (rows, T) => await this.#runHead(rows, T), config.hiddenSize, config.vocabSize) : undefined
   }
 
   static async load (ckpt: Checkpoint, opts: ClientPartsOptions = {}): Promise<ClientParts> {
-    const { quantization = 'none', batchHead = true, ...ort } = opts
+    const { quantization = 'none', ...ort } = opts
     const { vocabSize: V, hiddenSize: C } = ckpt.config
     const w = ckpt.readClientWeights()
     const head = await createOrtSession(buildHeadGraph(ckpt.config, w, quantization), ort)
     const embedding = quantization === 'int8' ? quantizeWeight(w.embedding, V, C, 8) : w.embedding
-    return new ClientParts(ckpt.config, embedding, head, batchHead)
-  }
-
-  /** Passes of the head that served several calls at once (batchHead). */
-  get batchedHeadPasses (): number {
-    return this.#batcher?.batchedPasses ?? 0
+    return new ClientParts(ckpt.config, embedding, head)
   }
 
   /** ids (T) -> hidden (1,T,C) */
@@ -74,14 +59,9 @@ export class ClientParts {
     const { hiddenSize: C, vocabSize: V } = this.config
     if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot apply the LM head to ${hidden.length} values: not (1, T, ${C})`)
     const T = hidden.length / C
-    const flat = this.#batcher !== undefined ? await this.#batcher.run(hidden) : await this.#runHead(hidden, T)
+    const out = await this.#head.run({ hidden: floatTensor(hidden, [1, T, C]) })
+    const flat = readFloats(out.logits, 'logits')
     return Array.from({ length: T }, (_, t) => flat.subarray(t * V, (t + 1) * V))
-  }
-
-  /** hidden (1,T,C) -> logits (T*V) flat, one ORT run */
-  async #runHead (hidden: Float32Array, T: number): Promise<Float32Array> {
-    const out = await this.#head.run({ hidden: floatTensor(hidden, [1, T, this.config.hiddenSize]) })
-    return readFloats(out.logits, 'logits')
   }
 
   async release (): Promise<void> {

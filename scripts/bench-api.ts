@@ -8,8 +8,7 @@
  * the two, the order rotated each round. One JSON line per figure: time to the first streamed
  * token and the whole turn (median over turns 2..T), prompt tokens sent per turn.
  * Then `--choices N` samples (default 4) of one prompt: one request with `n: N` (its choices
- * decode at once, batched on the servers and in the client's LM head), the same with each
- * choice's head computed alone (`batchHead: false`), and N requests one after another.
+ * decode at once, batched on the servers) against N requests one after another.
  *
  *   npm run bench:api
  *   npm run bench:api -- --models random-200m --latency-ms 20
@@ -88,9 +87,7 @@ async function benchModel (dir: string): Promise<void> {
     const ttft = (mode: string): number => median((results.get(mode) ?? []).map(t => t.ttftMs))
     emit({ model: name, metric: 'api_ttft_no_reuse_over_pooled', value: ttft('no-reuse') / ttft('pooled'), unit: 'x', config })
     for (const [, server] of modes) await server.close()
-    const headAlone = await LanguageModel.swarm(client, chatDir, { batchHead: false, ...(latencyMs > 0 ? { sendDelayMs: latencyMs } : {}) })
-    await benchChoices(model, headAlone, name, config)
-    await headAlone.release()
+    await benchChoices(model, name, config)
     await model.release()
     await client.close()
   } finally {
@@ -103,20 +100,18 @@ async function benchModel (dir: string): Promise<void> {
  * `choices` samples of one prompt, one request with `n` against that many requests in turn,
  * alternated over the rounds (a server with as many sessions): median wall time of each way.
  */
-async function benchChoices (model: LanguageModel, headAlone: LanguageModel, name: string, config: Record<string, unknown>): Promise<void> {
+async function benchChoices (model: LanguageModel, name: string, config: Record<string, unknown>): Promise<void> {
   const server = await OpenAiServer.listen({ model, modelId: name, maxSessions: choices }, { port: 0 })
-  const unbatched = await OpenAiServer.listen({ model: headAlone, modelId: name, maxSessions: choices }, { port: 0 })
-  const ask = async (n: number, seed: number, api = server): Promise<void> => {
-    const res = await fetch(`${api.url}/completions`, { method: 'POST', body: JSON.stringify({ model: name, prompt: MESSAGES[0], max_tokens: replyTokens, temperature: 0.8, seed, n }) })
+  const ask = async (n: number, seed: number): Promise<void> => {
+    const res = await fetch(`${server.url}/completions`, { method: 'POST', body: JSON.stringify({ model: name, prompt: MESSAGES[0], max_tokens: replyTokens, temperature: 0.8, seed, n }) })
     if (res.status !== 200) throw new Error(`A sampling request failed with ${res.status}: ${await res.text()}`)
     await res.json()
   }
   const ways: Array<[string, () => Promise<void>]> = [
     ['one_request', async () => { await ask(choices, 1) }],
-    ['one_request_head_alone', async () => { await ask(choices, 1, unbatched) }],
     ['sequential', async () => { for (let i = 0; i < choices; i++) await ask(1, 1 + i) }]
   ]
-  for (const [, run] of ways.slice(0, 2)) await run() // warm-up
+  await ways[0]?.[1]() // warm-up
   const times = new Map<string, number[]>(ways.map(([way]) => [way, []]))
   for (let r = 0; r < rounds; r++) {
     for (let w = 0; w < ways.length; w++) {
@@ -130,9 +125,7 @@ async function benchChoices (model: LanguageModel, headAlone: LanguageModel, nam
   const sampling = { ...config, choices, temperature: 0.8 }
   for (const [way] of ways) emit({ model: name, metric: `api_${choices}_samples_ms_${way}`, value: ms(way), unit: 'ms', config: sampling })
   emit({ model: name, metric: 'api_samples_sequential_over_one_request', value: ms('sequential') / ms('one_request'), unit: 'x', config: sampling })
-  emit({ model: name, metric: 'api_samples_head_alone_over_batched', value: ms('one_request_head_alone') / ms('one_request'), unit: 'x', config: sampling })
   await server.close()
-  await unbatched.close()
 }
 
 /** One conversation of `n` turns, each a streamed request with the whole conversation so far. */
