@@ -26,11 +26,21 @@ interface Lane {
   /** The batch key of its last task, and when that task finished (performance.now()). */
   lastKey?: string
   lastDoneAt: number
+  /** When its last task was pushed, and the time between its last two pushes while idle (ms; 0: not known yet). */
+  lastPushAt: number
+  cycleMs: number
 }
 
-/** Longest a batch waits for sessions expected to send their next run (ms), and its share of a run's duration. */
+/** Longest a batch waits for sessions whose last run finished moments ago (ms), and its share of a run's duration. */
 const MAX_HOLD_MS = 2
 const HOLD_SHARE_OF_RUN = 0.25
+/**
+ * Longest a batch waits for a session whose next run is due by its own rhythm (ms), and its
+ * share of a run: sessions whose runs go through other servers between two here come back a
+ * run apart, and without waiting that long they would never meet again.
+ */
+const MAX_DUE_HOLD_MS = 20
+const DUE_HOLD_SHARE_OF_RUN = 1.5
 
 /**
  * Runs tasks one batch at a time (one model, one device: running two at once only makes both
@@ -45,7 +55,10 @@ const HOLD_SHARE_OF_RUN = 0.25
  * idle queue starts at once, the other's waits a whole run, and so on, turn by turn. So a
  * batch that could have been joined by sessions whose last run (of the same key) finished
  * moments ago, and who will likely send their next any moment, waits for them a little: a
- * quarter of a run's duration, at most 2 ms. A session decoding alone never waits.
+ * quarter of a run's duration, at most 2 ms. Sessions whose runs pass through other servers
+ * in between come back a run or more apart; a batch waits for those whose next run is due by
+ * their rhythm (the time between their runs) within one and a half runs' duration, at most 20 ms, so that
+ * once they have met they stay together. A session decoding alone never waits.
  */
 export class ComputeQueue {
   readonly #init: ComputeQueueInit
@@ -80,9 +93,16 @@ export class ComputeQueue {
 
   /** Queues a task after its session's others; it starts at once when nothing runs. */
   push (task: ComputeTask): void {
+    const now = performance.now()
     const lane = this.#lanes.get(task.sessionId)
-    if (lane === undefined) this.#lanes.set(task.sessionId, { tasks: [task], lastTurn: 0, lastDoneAt: -Infinity })
-    else lane.tasks.push(task)
+    if (lane === undefined) {
+      this.#lanes.set(task.sessionId, { tasks: [task], lastTurn: 0, lastDoneAt: -Infinity, lastPushAt: now, cycleMs: 0 })
+    } else {
+      // the rhythm of a session sending one run at a time (runs queued behind others say nothing of it)
+      if (lane.tasks.length === 0) lane.cycleMs = now - lane.lastPushAt
+      lane.lastPushAt = now
+      lane.tasks.push(task)
+    }
     this.#length++
     const holding = this.#holding
     if (holding !== undefined && holding.expected.every(l => l.tasks.length > 0)) {
@@ -144,28 +164,43 @@ export class ComputeQueue {
 
   #pump (): void {
     if (this.#running.length > 0 || this.#holding !== undefined) return
-    const expected = this.#expectedSoon()
-    if (expected.length > 0) {
-      const timer = setTimeout(() => { this.#holding = undefined; this.#start() }, Math.min(MAX_HOLD_MS, HOLD_SHARE_OF_RUN * this.#runMs))
-      this.#holding = { timer, expected }
+    const { lanes, waitMs } = this.#expectedSoon()
+    if (lanes.length > 0) {
+      const timer = setTimeout(() => { this.#holding = undefined; this.#start() }, waitMs)
+      this.#holding = { timer, expected: lanes }
       return
     }
     this.#start()
   }
 
   /**
-   * Idle sessions that would join the next batch if they sent a run now: their last run had
-   * its key and finished within the last few runs' time. None when batches are off, the
-   * next task runs alone, or the batch is full already.
+   * Idle sessions that would join the next batch if they sent a run now, and how long to wait
+   * for them: those whose last run had its key and finished moments ago (within a few runs'
+   * time: a quarter of a run, at most 2 ms), and those whose next run is due by their own
+   * rhythm within one and a half runs' time (at most 20 ms; an overdue one is not waited for). None when
+   * batches are off, the next task runs alone, or the batch is full already.
    */
-  #expectedSoon (): Lane[] {
+  #expectedSoon (): { lanes: Lane[], waitMs: number } {
+    const none = { lanes: [], waitMs: 0 }
     const max = this.#init.runBatch === undefined ? 1 : this.#init.maxBatch ?? 1
-    if (max <= 1 || this.#runMs === 0) return []
+    if (max <= 1 || this.#runMs === 0) return none
     const waiting = [...this.#lanes.values()].filter(l => l.tasks.length > 0)
     const key = waiting.sort((a, b) => a.lastTurn - b.lastTurn)[0]?.tasks[0]?.batchKey
-    if (key === undefined || waiting.filter(l => l.tasks[0]?.batchKey === key).length >= max) return []
-    const recent = performance.now() - 4 * this.#runMs
-    return [...this.#lanes.values()].filter(l => l.tasks.length === 0 && l.lastKey === key && l.lastDoneAt >= recent)
+    if (key === undefined || waiting.filter(l => l.tasks[0]?.batchKey === key).length >= max) return none
+    const now = performance.now()
+    const recent = now - 4 * this.#runMs
+    const dueBy = now + Math.min(MAX_DUE_HOLD_MS, DUE_HOLD_SHARE_OF_RUN * this.#runMs)
+    let waitUntil = now
+    const lanes: Lane[] = []
+    for (const l of this.#lanes.values()) {
+      if (l.tasks.length > 0 || l.lastKey !== key) continue
+      const due = l.lastPushAt + l.cycleMs
+      const isDue = l.cycleMs > 0 && due <= dueBy && due >= now - 0.25 * l.cycleMs
+      if (!isDue && l.lastDoneAt < recent) continue
+      lanes.push(l)
+      waitUntil = Math.max(waitUntil, isDue ? Math.min(dueBy, due + 0.1 * l.cycleMs) : now + Math.min(MAX_HOLD_MS, HOLD_SHARE_OF_RUN * this.#runMs))
+    }
+    return { lanes, waitMs: waitUntil - now }
   }
 
   #start (): void {

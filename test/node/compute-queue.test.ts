@@ -152,4 +152,34 @@ describe('ComputeQueue lockstep sessions', () => {
     // without waiting for the other session they take turns alone to the end (a, b, a, b, ...)
     expect(starts.filter(s => s === 'a+b').length).toBeGreaterThanOrEqual(5)
   })
+
+  it('sessions whose runs go elsewhere between two here, out of phase at first, come to run together', async () => {
+    const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+    const batchSizes: number[] = []
+    const done = new Map<ComputeTask, () => void>()
+    const queue = new ComputeQueue({
+      maxBatch: 8,
+      runBatch: async (tasks) => {
+        batchSizes.push(tasks.length)
+        await sleep(8)
+        for (const t of tasks) done.get(t)?.()
+      }
+    })
+    // each session: a run here (8 ms), then 30 ms on the other servers of its route and the client, then the next
+    const session = async (id: string, offsetMs: number): Promise<void> => {
+      await sleep(offsetMs)
+      for (let i = 0; i < 12; i++) {
+        await new Promise<void>(resolve => {
+          const task: ComputeTask = { sessionId: id, runId: i, enqueuedAt: 0, batchKey: 'k', run: async () => { batchSizes.push(1); await sleep(8); resolve() } }
+          done.set(task, resolve)
+          queue.push(task)
+        })
+        await sleep(30)
+      }
+    }
+    await Promise.all(['a', 'b', 'c', 'd'].map(async (id, i) => { await session(id, 3 * i) }))
+    // once they meet they stay together: most of the last runs go as one batch of four
+    const lastRuns = batchSizes.slice(-6)
+    expect(lastRuns.filter(n => n === 4).length, batchSizes.join(' ')).toBeGreaterThanOrEqual(4)
+  })
 })
