@@ -87,7 +87,7 @@ async function benchModel (dir: string): Promise<void> {
     const ttft = (mode: string): number => median((results.get(mode) ?? []).map(t => t.ttftMs))
     emit({ model: name, metric: 'api_ttft_no_reuse_over_pooled', value: ttft('no-reuse') / ttft('pooled'), unit: 'x', config })
     for (const [, server] of modes) await server.close()
-    await benchChoices(model, name, config)
+    await benchChoices(model, client, name, L, config)
     await model.release()
     await client.close()
   } finally {
@@ -98,33 +98,44 @@ async function benchModel (dir: string): Promise<void> {
 
 /**
  * `choices` samples of one prompt, one request with `n` against that many requests in turn,
- * alternated over the rounds (a server with as many sessions): median wall time of each way.
+ * alternated over the rounds (a server with as many sessions): median wall time of each way,
+ * and the share of the servers' runs for the one-request way that they computed in batches.
  */
-async function benchChoices (model: LanguageModel, name: string, config: Record<string, unknown>): Promise<void> {
+async function benchChoices (model: LanguageModel, client: SwarmClient, name: string, numBlocks: number, config: Record<string, unknown>): Promise<void> {
   const server = await OpenAiServer.listen({ model, modelId: name, maxSessions: choices }, { port: 0 })
   const ask = async (n: number, seed: number): Promise<void> => {
     const res = await fetch(`${server.url}/completions`, { method: 'POST', body: JSON.stringify({ model: name, prompt: MESSAGES[0], max_tokens: replyTokens, temperature: 0.8, seed, n }) })
     if (res.status !== 200) throw new Error(`A sampling request failed with ${res.status}: ${await res.text()}`)
     await res.json()
   }
+  /** Runs computed and runs computed in batches, all servers together, so far. */
+  const counts = async (): Promise<[number, number]> => (await client.refresh(name, numBlocks))
+    .reduce<[number, number]>(([c, b], s) => [c + (s.info.metrics?.runsComputed ?? 0), b + (s.info.metrics?.runsBatched ?? 0)], [0, 0])
   const ways: Array<[string, () => Promise<void>]> = [
     ['one_request', async () => { await ask(choices, 1) }],
     ['sequential', async () => { for (let i = 0; i < choices; i++) await ask(1, 1 + i) }]
   ]
   await ways[0]?.[1]() // warm-up
   const times = new Map<string, number[]>(ways.map(([way]) => [way, []]))
+  let [computed, batched] = [0, 0]
   for (let r = 0; r < rounds; r++) {
     for (let w = 0; w < ways.length; w++) {
       const [way, run] = ways[(w + r) % ways.length] as [string, () => Promise<void>]
+      const before = await counts()
       const began = performance.now()
       await run()
       times.get(way)?.push(performance.now() - began)
+      if (way !== 'one_request') continue
+      const after = await counts()
+      computed += after[0] - before[0]
+      batched += after[1] - before[1]
     }
   }
   const ms = (way: string): number => median(times.get(way) ?? [])
   const sampling = { ...config, choices, temperature: 0.8 }
   for (const [way] of ways) emit({ model: name, metric: `api_${choices}_samples_ms_${way}`, value: ms(way), unit: 'ms', config: sampling })
   emit({ model: name, metric: 'api_samples_sequential_over_one_request', value: ms('sequential') / ms('one_request'), unit: 'x', config: sampling })
+  emit({ model: name, metric: 'api_samples_runs_batched_share', value: batched / Math.max(1, computed), unit: 'fraction', config: { ...sampling, runsComputed: computed } })
   await server.close()
 }
 
