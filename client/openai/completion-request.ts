@@ -10,7 +10,7 @@ import type { ChatSession } from '../language-model.js'
 import type { GenerateChunk, GenerateOptions, GenerationResult } from '../text-generation.js'
 import type { Tokenizer, TokenPieces } from '../tokenizer/index.js'
 import { completeBody, finishChunk, textChunk, usageChunk, type ResponseHead } from './completion-responses.js'
-import { LogprobRenderer } from './logprob-fields.js'
+import { LogprobRenderer } from './logprob-renderer.js'
 import type { ParsedChat, ParsedCompletion } from './request-body.js'
 
 export interface CompletionRequest {
