@@ -15,6 +15,8 @@ export interface GenerateOptions {
   topK?: number
   topP?: number
   repetitionPenalty?: number
+  /** Added to these tokens' logits before sampling (OpenAI's logit_bias): -100 bans a token. */
+  logitBias?: Readonly<Record<number, number>>
   seed?: number
   /** Generation ends before the first of these in the text. */
   stopStrings?: string[]
@@ -97,6 +99,7 @@ export async function * generateText (
     topK: opts.topK ?? (genConfig.doSample ? genConfig.topK : 0),
     topP: opts.topP ?? (genConfig.doSample ? genConfig.topP : 1),
     repetitionPenalty: opts.repetitionPenalty ?? genConfig.repetitionPenalty,
+    ...(opts.logitBias !== undefined ? { logitBias: new Map(Object.entries(opts.logitBias).map(([id, bias]) => [Number(id), bias])) } : {}),
     ...(opts.seed !== undefined ? { seed: opts.seed } : {})
   })
   const maxNewTokens = opts.maxNewTokens ?? genConfig.maxNewTokens ?? Math.max(1, genConfig.maxLength - promptIds.length)

@@ -117,6 +117,9 @@ export class OpenAiServer {
   async #complete (endpoint: Endpoint, body: unknown, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const request = endpoint === 'chat' ? parseChatBody(body) : parseCompletionBody(body)
     if (request.model !== undefined) this.#checkModel(request.model)
+    const vocab = this.#init.model.tokenizer.vocabSize
+    const outside = Object.keys(request.options.logitBias ?? {}).find(id => Number(id) >= vocab)
+    if (outside !== undefined) throw invalidField('logit_bias', `Token id ${outside} is out of the vocabulary (${vocab} tokens)`)
     const ids = 'messages' in request ? this.#chatIds(request.messages) : this.#promptIds(request.prompt)
     this.#checkLength(ids.length, request)
     // the client going away (closing the connection) aborts its generation

@@ -1,7 +1,7 @@
 /**
  * Request bodies of OpenAI's `/v1/completions` and `/v1/chat/completions`, read into what
- * the SDK takes. Fields whose meaning Petal cannot honour (best_of > 1, penalties other than 0,
- * tools) are refused by name rather than silently ignored; fields that change nothing
+ * the SDK takes. Fields whose meaning Petal cannot honour (best_of > 1, presence and frequency
+ * penalties other than 0, tools) are refused by name rather than silently ignored; fields that change nothing
  * (user, metadata) are ignored.
  */
 import { MAX_TOP_LOGPROBS } from '../decoding/index.js'
@@ -37,6 +37,8 @@ export interface ParsedChat extends ParsedRequest {
 type Body = Record<string, unknown>
 
 const MAX_STOP_STRINGS = 16
+/** Most tokens one request's logit_bias may name (OpenAI's limit). */
+const MAX_BIASED_TOKENS = 300
 /** Most choices (`n`) one request may ask for: each holds a session while it runs. */
 export const MAX_CHOICES = 8
 const CHAT_ROLES = new Set(['system', 'user', 'assistant'])
@@ -78,7 +80,6 @@ function parseCommon (body: Body, minTokens: number): Omit<ParsedRequest, 'logpr
   const n = body['n'] == null ? 1 : integer('n', body['n'], 1, MAX_CHOICES)
   refuseUnless(body, 'presence_penalty', v => v === 0, 'presence_penalty is not supported (repetition_penalty is)')
   refuseUnless(body, 'frequency_penalty', v => v === 0, 'frequency_penalty is not supported (repetition_penalty is)')
-  refuseUnless(body, 'logit_bias', v => typeof v === 'object' && Object.keys(v as object).length === 0, 'logit_bias is not supported')
   const options: GenerateOptions = {}
   const maxTokens = body['max_completion_tokens'] ?? body['max_tokens']
   const maxParam = body['max_completion_tokens'] != null ? 'max_completion_tokens' : 'max_tokens'
@@ -88,6 +89,8 @@ function parseCommon (body: Body, minTokens: number): Omit<ParsedRequest, 'logpr
   if (body['top_k'] != null) options.topK = integer('top_k', body['top_k'], 0)
   if (body['repetition_penalty'] != null) options.repetitionPenalty = number('repetition_penalty', body['repetition_penalty'], Number.MIN_VALUE, 100)
   if (body['seed'] != null) options.seed = integer('seed', body['seed'], 0, 2 ** 47 - 1)
+  const bias = parseLogitBias(body['logit_bias'])
+  if (bias !== undefined) options.logitBias = bias
   const stop = parseStop(body['stop'])
   if (stop.length > 0) options.stopStrings = stop
   const model = body['model']
@@ -123,6 +126,21 @@ function parseMessage (raw: unknown, i: number): ChatMessage {
     return { role, content: content.map(p => (p as Body)['text'] as string).join('') }
   }
   throw invalidField(`messages[${i}].content`, `messages[${i}].content must be a string or a list of text parts (images and audio are not supported)`)
+}
+
+/** {"token id": bias in [-100, 100]}, at most MAX_BIASED_TOKENS of them; undefined when absent or empty. */
+function parseLogitBias (raw: unknown): Record<number, number> | undefined {
+  if (raw == null) return undefined
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalidField('logit_bias', 'logit_bias must be an object of {"token id": bias}')
+  const entries = Object.entries(raw as Body)
+  if (entries.length > MAX_BIASED_TOKENS) throw invalidField('logit_bias', `logit_bias may bias at most ${MAX_BIASED_TOKENS} tokens: got ${entries.length}`)
+  if (entries.length === 0) return undefined
+  const bias: Record<number, number> = {}
+  for (const [key, value] of entries) {
+    if (!/^\d+$/.test(key)) throw invalidField('logit_bias', `logit_bias keys are token ids: got ${JSON.stringify(key)}`)
+    bias[Number(key)] = number('logit_bias', value, -100, 100)
+  }
+  return bias
 }
 
 function parseStop (stop: unknown): string[] {

@@ -13,6 +13,8 @@ export interface LogitsOptions {
   repetitionPenalty?: number
   /** Tokens already in the sequence (prompt and generated), for the repetition penalty. */
   previousTokens?: Iterable<number>
+  /** Added to these tokens' logits after the penalty (OpenAI's logit_bias): -100 bans a token, +100 all but forces it. */
+  logitBias?: ReadonlyMap<number, number>
 }
 
 /** Validated settings, defaults filled in. */
@@ -21,16 +23,21 @@ export interface ResolvedLogitsOptions {
   readonly topK: number
   readonly topP: number
   readonly repetitionPenalty: number
+  readonly logitBias: ReadonlyMap<number, number>
 }
 
 /** Fills defaults and checks ranges; the RangeError states the bound and the value. */
 export function resolveLogitsOptions (opts: LogitsOptions = {}): ResolvedLogitsOptions {
-  const { temperature = 1, topK = 0, topP = 1, repetitionPenalty = 1 } = opts
+  const { temperature = 1, topK = 0, topP = 1, repetitionPenalty = 1, logitBias = new Map<number, number>() } = opts
   if (!(Number.isFinite(temperature) && temperature >= 0)) throw new RangeError(`Cannot sample with temperature ${temperature}: it must be a finite number >= 0`)
   if (!(Number.isInteger(topK) && topK >= 0)) throw new RangeError(`Cannot sample with top_k ${topK}: it must be an integer >= 0`)
   if (!(topP > 0 && topP <= 1)) throw new RangeError(`Cannot sample with top_p ${topP}: it must be in (0, 1]`)
   if (!(Number.isFinite(repetitionPenalty) && repetitionPenalty > 0)) throw new RangeError(`Cannot sample with repetition_penalty ${repetitionPenalty}: it must be a finite number > 0`)
-  return { temperature, topK, topP, repetitionPenalty }
+  for (const [id, bias] of logitBias) {
+    if (!(Number.isInteger(id) && id >= 0)) throw new RangeError(`Cannot bias token ${id}: a token id is an integer >= 0`)
+    if (!Number.isFinite(bias)) throw new RangeError(`Cannot bias token ${id} by ${bias}: a bias is a finite number`)
+  }
+  return { temperature, topK, topP, repetitionPenalty, logitBias }
 }
 
 /**
@@ -43,10 +50,10 @@ export function resolveLogitsOptions (opts: LogitsOptions = {}): ResolvedLogitsO
  * logits (V,) -> probs (V,), summing to 1
  */
 export function processLogits (logits: VocabRow, opts: LogitsOptions = {}): Float64Array {
-  const { temperature, topK, topP, repetitionPenalty } = resolveLogitsOptions(opts)
+  const { temperature, topK, topP, repetitionPenalty, logitBias } = resolveLogitsOptions(opts)
   const V = logits.length
   if (V === 0) throw new RangeError('Cannot build a distribution over an empty row: vocabulary size is 0')
-  const scores = penalize(logits, repetitionPenalty, opts.previousTokens)
+  const scores = addBias(penalize(logits, repetitionPenalty, opts.previousTokens), logitBias)
 
   if (temperature === 0) {
     const probs = new Float64Array(V)
@@ -76,6 +83,12 @@ export function penalize (logits: VocabRow, penalty: number, previousTokens: Ite
     const s = scores[id] as number
     scores[id] = s < 0 ? s * penalty : s / penalty
   }
+  return scores
+}
+
+/** Adds each biased token's bias to its score, in place (ids past the vocabulary change nothing); returns `scores`. */
+export function addBias (scores: Float64Array, bias: ReadonlyMap<number, number>): Float64Array {
+  for (const [id, b] of bias) if (id < scores.length) scores[id] = (scores[id] as number) + b
   return scores
 }
 

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto'
 import { argmax, type VocabRow } from './argmax.js'
-import { penalize, processLogits, resolveLogitsOptions, type ResolvedLogitsOptions } from './process-logits.js'
+import { addBias, penalize, processLogits, resolveLogitsOptions, type ResolvedLogitsOptions } from './process-logits.js'
 import { createRng, type Rng } from './rng.js'
 import { sampleFromDistribution } from './sample-from-distribution.js'
 
@@ -15,6 +15,8 @@ export interface SamplerOptions {
   repetitionPenalty?: number
   /** Same seed, same logits => same tokens. Default: a random seed. */
   seed?: number
+  /** Added to these tokens' logits (OpenAI's logit_bias), greedy or sampling. Default none. */
+  logitBias?: ReadonlyMap<number, number>
 }
 
 /**
@@ -41,7 +43,10 @@ export class Sampler {
   /** The next token for logits (V,) given the tokens so far (prompt + generated, for the repetition penalty). */
   next (logits: VocabRow, previousTokens: Iterable<number> = []): number {
     if (this.greedy) {
-      return this.#opts.repetitionPenalty === 1 ? argmax(logits) : argmax(penalize(logits, this.#opts.repetitionPenalty, previousTokens))
+      const { repetitionPenalty, logitBias } = this.#opts
+      // the plain argmax copies nothing: no V-sized garbage per token
+      if (repetitionPenalty === 1 && logitBias.size === 0) return argmax(logits)
+      return argmax(addBias(penalize(logits, repetitionPenalty, previousTokens), logitBias))
     }
     return sampleFromDistribution(this.distribution(logits, previousTokens), this.#rng)
   }

@@ -1,8 +1,8 @@
-/** logprobs and echo through the OpenAI-compatible API: the SDK's numbers, in OpenAI's shapes. */
+/** logprobs, echo and logit_bias through the OpenAI-compatible API: the SDK's numbers, in OpenAI's shapes. */
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { TokenLogprob } from '../../client/decoding/index.js'
+import { NgramDrafter, type TokenLogprob } from '../../client/decoding/index.js'
 import { LanguageModel } from '../../client/language-model.js'
 import { OpenAiServer } from '../../client/openai/openai-server.js'
 import { TokenPieces } from '../../client/tokenizer/index.js'
@@ -11,7 +11,7 @@ import { events, post, sdkResult } from '../helpers/openai-http.js'
 
 const CLOSE = 1e-9 // the API and the SDK run the same local model: the same numbers
 
-describe('OpenAI-compatible API: logprobs and echo', () => {
+describe('OpenAI-compatible API: logprobs, echo and logit_bias', () => {
   const dir = chatModelCopy()
   let model: LanguageModel
   let server: OpenAiServer
@@ -107,5 +107,19 @@ describe('OpenAI-compatible API: logprobs and echo', () => {
     expect(whole.logprobs.tokens).toHaveLength(promptLength + 12)
     const offsets = whole.logprobs.text_offset as number[]
     expect(whole.text.slice(offsets[promptLength])).toBe(whole.text.slice('Lily and Ben'.length))
+  })
+
+  it('logit_bias bans a token the greedy text had, as the SDK does, in every decoding mode', async () => {
+    const plain = await sdkResult(model.generate('Once upon a time', { temperature: 0, maxNewTokens: 24 }))
+    const banned = plain.tokens[0] as number // "," after the prompt
+    const body = { prompt: 'Once upon a time', temperature: 0, max_tokens: 24, logit_bias: { [banned]: -100 } }
+    const { json } = await post(server, '/completions', body)
+    const sdk = await sdkResult(model.generate('Once upon a time', { temperature: 0, maxNewTokens: 24, logitBias: { [banned]: -100 } }))
+    expect(json.choices[0].text).toBe(sdk.text)
+    expect(sdk.tokens).not.toContain(banned)
+    expect(sdk.text).not.toBe(plain.text)
+    const speculative = await sdkResult(model.generate('Once upon a time', { temperature: 0, maxNewTokens: 24, logitBias: { [banned]: -100 }, speculation: 'pipelined', drafter: new NgramDrafter() }))
+    expect(speculative.tokens).toEqual(sdk.tokens)
+    expect((await post(server, '/completions', { ...body, logit_bias: { 999999: 1 } })).json.error.param).toBe('logit_bias')
   })
 })

@@ -64,13 +64,18 @@ describe('OpenAI request bodies', () => {
   it('refuses by name what it cannot honour, and accepts the values that change nothing', () => {
     const chat = { messages: [{ role: 'user', content: 'Hi' }] }
     const refused: Array<[string, unknown]> = [['presence_penalty', 0.5],
-      ['frequency_penalty', 1], ['logit_bias', { 42: 10 }], ['tools', [{ type: 'function' }]], ['tool_choice', 'auto'],
+      ['frequency_penalty', 1], ['tools', [{ type: 'function' }]], ['tool_choice', 'auto'],
       ['response_format', { type: 'json_object' }]]
     for (const [field, value] of refused) {
       const err = refusal(() => parseChatBody({ ...chat, [field]: value }))
       expect([err.status, err.param, err.code]).toEqual([400, field, 'unsupported_parameter'])
     }
     expect(() => parseChatBody({ ...chat, n: 1, logprobs: false, tools: [], tool_choice: 'none', response_format: { type: 'text' }, logit_bias: {} })).not.toThrow()
+    expect(parseChatBody({ ...chat, logit_bias: {} }).options.logitBias).toBeUndefined()
+    expect(parseChatBody({ ...chat, logit_bias: { 42: -100, 7: 2.5 } }).options.logitBias).toEqual({ 42: -100, 7: 2.5 })
+    for (const bias of [{ 42: 101 }, { x: 1 }, { '-1': 1 }, [1], 'ban', Object.fromEntries(Array.from({ length: 301 }, (_, i) => [i, 1]))]) {
+      expect(refusal(() => parseChatBody({ ...chat, logit_bias: bias })).param).toBe('logit_bias')
+    }
     for (const [field, value] of [['suffix', 'end'], ['best_of', 3]] as Array<[string, unknown]>) {
       expect(refusal(() => parseCompletionBody({ prompt: 'x', [field]: value })).param).toBe(field)
     }

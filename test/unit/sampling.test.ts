@@ -143,6 +143,20 @@ describe('processLogits', () => {
     expectCloseRows(processLogits([3, 2.9], { temperature: 0, repetitionPenalty: 2, previousTokens: [0] }), [0, 1])
   })
 
+  it('adds logit_bias after the penalty, before the temperature; greedy and sampling alike', () => {
+    const row = [2, -1, 0.5, 3]
+    const logitBias = new Map([[3, -100], [1, 2.5], [9, 50]]) // token 9 is past the vocabulary: nothing
+    expectCloseRows(processLogits(row, { logitBias, repetitionPenalty: 2, previousTokens: [0], temperature: 0.5 }), softmaxByHand([2 / 2 / 0.5, 1.5 / 0.5, 0.5 / 0.5, -97 / 0.5]))
+    expect(new Sampler({ temperature: 0 }).next(row)).toBe(3)
+    expect(new Sampler({ temperature: 0, logitBias }).next(row)).toBe(0)
+    expect(new Sampler({ temperature: 0, logitBias: new Map([[2, 100]]) }).next(row)).toBe(2)
+    // a banned token is never drawn
+    const sampler = new Sampler({ temperature: 1, seed: 3, logitBias: new Map([[3, -100]]) })
+    for (let i = 0; i < 200; i++) expect(sampler.next(row)).not.toBe(3)
+    expect(() => processLogits(row, { logitBias: new Map([[-1, 1]]) })).toThrow(RangeError)
+    expect(() => processLogits(row, { logitBias: new Map([[1, Infinity]]) })).toThrow(RangeError)
+  })
+
   it('refuses out-of-range options', () => {
     expect(() => processLogits(logits, { temperature: -1 })).toThrow(RangeError)
     expect(() => processLogits(logits, { topK: 1.5 })).toThrow(RangeError)
