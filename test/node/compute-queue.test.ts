@@ -124,8 +124,14 @@ describe('ComputeQueue batches', () => {
 })
 
 describe('ComputeQueue lockstep sessions', () => {
-  it('two sessions that each send their next run as their last returns end up in one batch, not taking turns', async () => {
-    const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+  const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+  /**
+   * Sessions on a queue whose runs take 8 ms, alone or batched: each sends `runs` runs one at a
+   * time, waiting `awayMs` after each result, starting `offsetMs[i]` late. Returns each start
+   * as its sessions ("a", "a+b").
+   */
+  async function decodeTogether (ids: readonly string[], offsetMs: readonly number[], runs: number, awayMs: number): Promise<string[]> {
     const starts: string[] = []
     const done = new Map<ComputeTask, () => void>()
     const queue = new ComputeQueue({
@@ -136,50 +142,33 @@ describe('ComputeQueue lockstep sessions', () => {
         for (const t of tasks) done.get(t)?.()
       }
     })
-    // each session: send a run, wait for its result, think for 0.3 ms, send the next
-    const session = async (id: string, delayMs: number): Promise<void> => {
-      await sleep(delayMs)
-      for (let i = 0; i < 8; i++) {
+    const session = async (id: string, offset: number): Promise<void> => {
+      await sleep(offset)
+      for (let i = 0; i < runs; i++) {
         await new Promise<void>(resolve => {
           const task: ComputeTask = { sessionId: id, runId: i, enqueuedAt: 0, batchKey: 'k', run: async () => { starts.push(id); await sleep(8); resolve() } }
           done.set(task, resolve)
           queue.push(task)
         })
-        await sleep(0.3)
+        await sleep(awayMs)
       }
     }
-    await Promise.all([session('a', 0), session('b', 3)])
+    await Promise.all(ids.map(async (id, i) => { await session(id, offsetMs[i] ?? 0) }))
+    return starts
+  }
+
+  it('two sessions that each send their next run as their last returns end up in one batch, not taking turns', async () => {
+    // each session thinks for 0.3 ms between a result and its next run
+    const starts = await decodeTogether(['a', 'b'], [0, 3], 8, 0.3)
     // without waiting for the other session they take turns alone to the end (a, b, a, b, ...)
     expect(starts.filter(s => s === 'a+b').length).toBeGreaterThanOrEqual(5)
   })
 
   it('sessions whose runs go elsewhere between two here, out of phase at first, come to run together', async () => {
-    const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
-    const batchSizes: number[] = []
-    const done = new Map<ComputeTask, () => void>()
-    const queue = new ComputeQueue({
-      maxBatch: 8,
-      runBatch: async (tasks) => {
-        batchSizes.push(tasks.length)
-        await sleep(8)
-        for (const t of tasks) done.get(t)?.()
-      }
-    })
-    // each session: a run here (8 ms), then 30 ms on the other servers of its route and the client, then the next
-    const session = async (id: string, offsetMs: number): Promise<void> => {
-      await sleep(offsetMs)
-      for (let i = 0; i < 12; i++) {
-        await new Promise<void>(resolve => {
-          const task: ComputeTask = { sessionId: id, runId: i, enqueuedAt: 0, batchKey: 'k', run: async () => { batchSizes.push(1); await sleep(8); resolve() } }
-          done.set(task, resolve)
-          queue.push(task)
-        })
-        await sleep(30)
-      }
-    }
-    await Promise.all(['a', 'b', 'c', 'd'].map(async (id, i) => { await session(id, 3 * i) }))
+    // 30 ms between a result and the next run: the other servers of the route, and the client
+    const starts = await decodeTogether(['a', 'b', 'c', 'd'], [0, 3, 6, 9], 12, 30)
     // once they meet they stay together: most of the last runs go as one batch of four
-    const lastRuns = batchSizes.slice(-6)
-    expect(lastRuns.filter(n => n === 4).length, batchSizes.join(' ')).toBeGreaterThanOrEqual(4)
+    const lastRuns = starts.slice(-6)
+    expect(lastRuns.filter(s => s === 'a+b+c+d').length, starts.join(' ')).toBeGreaterThanOrEqual(4)
   })
 })
