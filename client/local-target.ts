@@ -7,6 +7,8 @@ interface QueuedRun {
   readonly ids: readonly number[]
   readonly position: number
   readonly parents: readonly number[] | undefined
+  /** Rows before it get no logits (TargetModel.submit). */
+  readonly logitsFrom: number
   resolve: (logits: Float32Array[]) => void
   reject: (err: Error) => void
 }
@@ -39,11 +41,11 @@ export class LocalTarget implements TargetModel {
     this.#latency = init.oneWayLatencyMs ?? 0
   }
 
-  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun {
+  submit (ids: readonly number[], position: number, parents?: readonly number[], logitsFrom = 0): PendingRun {
     const runId = this.#nextRunId++
     this.#stats.runsSent++
     const logits = new Promise<Float32Array[]>((resolve, reject) => {
-      const run = { runId, ids, position, parents, resolve, reject }
+      const run = { runId, ids, position, parents, logitsFrom, resolve, reject }
       if (this.#latency > 0) setTimeout(() => { this.#enqueue(run) }, this.#latency)
       else this.#enqueue(run)
     })
@@ -87,7 +89,7 @@ export class LocalTarget implements TargetModel {
     try {
       for (let run = this.#queue.shift(); run !== undefined; run = this.#queue.shift()) {
         try {
-          const logits = await this.#sequence.forward(run.ids, run.position, run.parents)
+          const logits = await this.#sequence.forward(run.ids, run.position, run.parents, run.logitsFrom)
           this.#stats.runsComputed++
           const deliver = run.resolve
           if (this.#latency > 0) setTimeout(() => { deliver(logits) }, this.#latency)

@@ -12,9 +12,10 @@ export interface TargetModel {
   /**
    * Starts a run of `ids` at positions position..position+T-1; its logits arrive later.
    * With `parents` the ids form a token tree (model/token-tree.ts): one row of logits per
-   * id still, but only the trunk stays in the caches.
+   * id still, but only the trunk stays in the caches. Rows before `logitsFrom` (default 0)
+   * come back empty: the client skips the LM head for rows that decide nothing (a prompt's).
    */
-  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun
+  submit (ids: readonly number[], position: number, parents?: readonly number[], logitsFrom?: number): PendingRun
   /**
    * Cancels runs that have not finished, everywhere they may be queued; their `logits`
    * reject with a CancelledError (code CANCELLED). Finished runs are unaffected.
@@ -42,7 +43,7 @@ export interface PendingRun {
   readonly runId: number
   readonly position: number
   readonly length: number
-  /** (T, V): one row of logits per position of the run. */
+  /** (T, V): one row of logits per position of the run (empty before the submit's `logitsFrom`). */
   readonly logits: Promise<Float32Array[]>
 }
 

@@ -6,6 +6,9 @@ import { buildHeadGraph } from './onnx/span-graph.js'
 import { dequantizeRow, quantizeWeight, type QuantizedWeight } from './quantize.js'
 import { createOrtSession, floatTensor, readFloats, type OrtOptions } from './ort-session.js'
 
+/** What `logits` gives for a row it was asked to skip. */
+const EMPTY_ROW = new Float32Array(0)
+
 export interface ClientPartsOptions extends OrtOptions {
   /**
    * Hold the embedding and LM head as 8-bit blocks (model/quantize.ts): about 29% of their
@@ -54,14 +57,19 @@ export class ClientParts {
     return out
   }
 
-  /** hidden (1,T,C) -> logits (T,V), one row per position */
-  async logits (hidden: Float32Array): Promise<Float32Array[]> {
+  /**
+   * hidden (1,T,C) -> logits (T,V), one row per position. Rows before `from` come back empty
+   * (length 0), not computed: a prompt's rows decide nothing, and the head over a long prompt
+   * would cost the client as much as a block (T x V x C multiply-adds).
+   */
+  async logits (hidden: Float32Array, from = 0): Promise<Float32Array[]> {
     const { hiddenSize: C, vocabSize: V } = this.config
     if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot apply the LM head to ${hidden.length} values: not (1, T, ${C})`)
     const T = hidden.length / C
-    const out = await this.#head.run({ hidden: floatTensor(hidden, [1, T, C]) })
+    if (!(Number.isInteger(from) && from >= 0 && from < T)) throw new ShapeError(`Cannot compute logits from row ${from} of ${T}: it must be in [0, ${T})`)
+    const out = await this.#head.run({ hidden: floatTensor(hidden.subarray(from * C), [1, T - from, C]) })
     const flat = readFloats(out.logits, 'logits')
-    return Array.from({ length: T }, (_, t) => flat.subarray(t * V, (t + 1) * V))
+    return Array.from({ length: T }, (_, t) => t < from ? EMPTY_ROW : flat.subarray((t - from) * V, (t - from + 1) * V))
   }
 
   async release (): Promise<void> {

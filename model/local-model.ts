@@ -76,8 +76,8 @@ export class LocalSequence {
     return x
   }
 
-  /** ids at positions position..position+T-1 (or a token tree) -> logits (T,V) */
-  async forward (ids: readonly number[], position = this.length, parents?: readonly number[]): Promise<Float32Array[]> {
-    return await this.#model.parts.logits(await this.hidden(ids, position, parents))
+  /** ids at positions position..position+T-1 (or a token tree) -> logits (T,V); rows before `logitsFrom` empty (ClientParts.logits) */
+  async forward (ids: readonly number[], position = this.length, parents?: readonly number[], logitsFrom = 0): Promise<Float32Array[]> {
+    return await this.#model.parts.logits(await this.hidden(ids, position, parents), logitsFrom)
   }
 }

@@ -198,7 +198,10 @@ export class ChainDecoder {
       const branches = await this.#branchesFor(start, decided.length, specFrom, drafts, end)
       const tokens = [...ids, ...branches.tokens]
       const parents = branches.tokens.length === 0 ? undefined : [...ids.map((_, i) => i - 1), ...branches.parents]
-      const run = this.#target.submit(tokens, start, parents)
+      // rows of tokens already decided (the prompt, or tokens re-fed after a branch) decide
+      // nothing: no LM head for them, unless the log wants the prompt's
+      const logitsFrom = this.#init.logprobs !== undefined ? 0 : Math.max(0, decided.length - 1)
+      const run = this.#target.submit(tokens, start, parents, logitsFrom)
       const flight: Flight = {
         run,
         submittedAt: performance.now(),

@@ -136,10 +136,10 @@ export class SwarmTarget implements TargetModel {
     return this.#hops.map(h => ({ peerId: h.session.peerId.toString(), start: h.start, end: h.end }))
   }
 
-  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun {
+  submit (ids: readonly number[], position: number, parents?: readonly number[], logitsFrom = 0): PendingRun {
     const runId = this.#nextRunId++
     this.#stats.runsSent++
-    const logits = this.#runChain(runId, ids, position, parents === undefined ? undefined : runLayout(position, ids.length, parents))
+    const logits = this.#runChain(runId, ids, position, parents === undefined ? undefined : runLayout(position, ids.length, parents), logitsFrom)
     logits.catch(() => {}) // the caller may drop a cancelled run's promise
     return { runId, position, length: ids.length, logits }
   }
@@ -172,7 +172,7 @@ export class SwarmTarget implements TargetModel {
    * One run through every hop. `tree` (a token-tree run) travels whole with every hop;
    * only its trunk rows enter the histories, as only they enter the servers' caches.
    */
-  async #runChain (runId: number, ids: readonly number[], position: number, tree: RunLayout | undefined): Promise<Float32Array[]> {
+  async #runChain (runId: number, ids: readonly number[], position: number, tree: RunLayout | undefined, logitsFrom: number): Promise<Float32Array[]> {
     const T = ids.length
     if (tree !== undefined && T > this.#maxRunTokens) throw new RangeError(`Cannot send a token tree of ${T} rows: one frame carries at most ${this.#maxRunTokens}`)
     const C = this.#init.parts.config.hiddenSize
@@ -215,7 +215,7 @@ export class SwarmTarget implements TargetModel {
       b = hop.end
     }
     if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
-    return await this.#init.parts.logits(x)
+    return await this.#init.parts.logits(x, logitsFrom)
   }
 
   /** Longest run in one frame: a prompt of 4096 tokens of a C=8192 model would be a 128 MiB frame. */

@@ -7,7 +7,7 @@ import { forwardOnce } from '../../client/target-model.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
-import { loadStories, makeDrafter, STORIES_REF, type DrafterKind } from '../helpers/decoding-fixtures.js'
+import { loadStories, makeDrafter, STORIES_REF, TrackingTarget, type DrafterKind } from '../helpers/decoding-fixtures.js'
 
 /** The reference's logits after each prompt, computed by transformers. */
 const LAST_PROMPT_LOGITS: number[][] = JSON.parse(readFileSync(join(BUNDLED_MODEL, 'reference.json'), 'utf8')).prompts.map((p: { last_prompt_logits: number[] }) => p.last_prompt_logits)
@@ -124,6 +124,22 @@ describe('decode records the target\'s log-probabilities', () => {
       expectClose(log.generated, want, config.mode)
       // some sampled token was not the likeliest, so the log is not just the argmax's
       expect(log.generated.some(e => e.top[0]?.token !== e.token), config.mode).toBe(true)
+    }
+  })
+
+  it('without a log, a run asks for logits only from its first row that decides something; the tokens are the same', async () => {
+    const ref = STORIES_REF.prompts[1] as typeof STORIES_REF.prompts[number]
+    for (const withLog of [false, true]) {
+      const asked: Array<{ start: number, rows: number, logitsFrom: number | undefined }> = []
+      const target = new TrackingTarget(new LocalTarget(model, { oneWayLatencyMs: 2 }), (ids, position, _parents, logitsFrom) => { asked.push({ start: position, rows: ids.length, logitsFrom }) })
+      const { tokens } = await decodeAll(target, {
+        promptIds: ref.prompt_ids, sampler: new Sampler({ temperature: 0 }), maxNewTokens: 24, eosTokenIds: [], mode: 'pipelined', drafter: makeDrafter('model', draft), branches: 4, ...(withLog ? { logprobs: newLogprobLog(0) } : {})
+      })
+      expect(tokens).toEqual(ref.greedy_new_ids.slice(0, 24))
+      const first = asked[0] as typeof asked[number]
+      // the prompt's rows decide nothing but the last one's: the head runs on it (and the drafts') alone
+      expect(first.logitsFrom, `log ${withLog}`).toBe(withLog ? 0 : ref.prompt_ids.length - 1)
+      for (const a of asked) expect(a.logitsFrom ?? 0).toBeLessThan(a.rows)
     }
   })
 })

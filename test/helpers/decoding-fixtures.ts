@@ -34,22 +34,22 @@ export function makeDrafter (kind: DrafterKind, draft: DraftModel): Drafter {
  */
 export class TrackingTarget implements TargetModel {
   readonly #inner: TargetModel
-  readonly #onSubmit: ((ids: readonly number[], position: number, parents?: readonly number[]) => void) | undefined
+  readonly #onSubmit: ((ids: readonly number[], position: number, parents?: readonly number[], logitsFrom?: number) => void) | undefined
   readonly submitted: number[] = []
   readonly finished = new Set<number>()
   readonly cancelled = new Set<number>()
 
   /** `onSubmit` sees every run as it is submitted. */
-  constructor (inner: TargetModel, onSubmit?: (ids: readonly number[], position: number, parents?: readonly number[]) => void) {
+  constructor (inner: TargetModel, onSubmit?: (ids: readonly number[], position: number, parents?: readonly number[], logitsFrom?: number) => void) {
     this.#inner = inner
     this.#onSubmit = onSubmit
   }
 
   get vocabSize (): number { return this.#inner.vocabSize }
 
-  submit (ids: readonly number[], position: number, parents?: readonly number[]): PendingRun {
-    this.#onSubmit?.(ids, position, parents)
-    const run = this.#inner.submit(ids, position, parents)
+  submit (ids: readonly number[], position: number, parents?: readonly number[], logitsFrom?: number): PendingRun {
+    this.#onSubmit?.(ids, position, parents, logitsFrom)
+    const run = this.#inner.submit(ids, position, parents, logitsFrom)
     this.submitted.push(run.runId)
     run.logits.then(() => { this.finished.add(run.runId) }, () => {})
     return run
