@@ -1,6 +1,7 @@
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { PetalServer, type PetalServerInit } from '../../node/server.js'
 import { BUNDLED_MODEL } from './fixtures.js'
+import { waitForServers } from './swarm.js'
 
 /** One announced speed, so that routing does not depend on how busy the cores were at start. */
 const SPEED = { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 }
@@ -20,6 +21,14 @@ export class InProcessSwarm {
     this.servers.push(server)
     await server.start()
     return server
+  }
+
+  /** Servers of `spans` ([start, end) each), then a client that has discovered them all. */
+  async serving (spans: ReadonlyArray<readonly [number, number]>): Promise<SwarmClient> {
+    for (const [start, end] of spans) await this.start({ blocks: { start, end } })
+    const client = await this.connect()
+    await waitForServers(client, 'stories260k', 5, servers => servers.length === this.servers.length)
+    return client
   }
 
   /** A client bootstrapped through the first server. */

@@ -7,7 +7,7 @@ import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.j
 import { Checkpoint } from '../../model/checkpoint.js'
 import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
-import { generateGreedy, waitForServers } from '../helpers/swarm.js'
+import { generateGreedy } from '../helpers/swarm.js'
 
 const ref = readReference('stories260k')
 const prompts: number[][] = ref.prompts.map((p: { prompt_ids: number[] }) => p.prompt_ids)
@@ -17,9 +17,7 @@ describe('batched decode on one server [0,5)', () => {
   const swarm = new InProcessSwarm()
   let client: SwarmClient
   beforeAll(async () => {
-    await swarm.start({ blocks: { start: 0, end: 5 } })
-    client = await swarm.connect()
-    await waitForServers(client, 'stories260k', 5, servers => servers.length === 1)
+    client = await swarm.serving([[0, 5]])
   }, 30_000)
   afterAll(async () => { await swarm.close() })
 
@@ -77,10 +75,7 @@ describe('batched decode along a push route [0,3) -> [3,5)', () => {
   const swarm = new InProcessSwarm()
   let client: SwarmClient
   beforeAll(async () => {
-    await swarm.start({ blocks: { start: 0, end: 3 } })
-    await swarm.start({ blocks: { start: 3, end: 5 } })
-    client = await swarm.connect()
-    await waitForServers(client, 'stories260k', 5, servers => servers.length === 2)
+    client = await swarm.serving([[0, 3], [3, 5]])
   }, 30_000)
   afterAll(async () => { await swarm.close() })
 

@@ -7,7 +7,6 @@ import type { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { GenerateChunk, GenerationResult } from '../../client/text-generation.js'
 import { chatModelCopy } from '../helpers/chat-model.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
-import { fullyCovered, waitForServers } from '../helpers/swarm.js'
 
 const GREEDY = { maxNewTokens: 12, temperature: 0 }
 const TURNS = ['Lily went to the park.', 'What did she find?', 'Who came to help?']
@@ -36,10 +35,7 @@ describe('a conversation through a swarm', () => {
   const dir = chatModelCopy()
   let client: SwarmClient
   beforeAll(async () => {
-    await swarm.start({ blocks: { start: 0, end: 3 } })
-    await swarm.start({ blocks: { start: 3, end: 5 } })
-    client = await swarm.connect()
-    await waitForServers(client, 'stories260k', 5, fullyCovered(5))
+    client = await swarm.serving([[0, 3], [3, 5]])
   }, 30_000)
   afterAll(async () => {
     await swarm.close()

@@ -9,7 +9,7 @@ import { Checkpoint } from '../../model/checkpoint.js'
 import { CLIENT_MANIFEST, exportClientParts, readClientManifest } from '../../model/client-export.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 import { InProcessSwarm } from '../helpers/in-process-swarm.js'
-import { generateGreedy, waitForServers } from '../helpers/swarm.js'
+import { generateGreedy } from '../helpers/swarm.js'
 
 describe('client parts exported from a checkpoint', () => {
   const ref = readReference('stories260k').prompts[0] as { prompt_ids: number[], greedy_new_ids: number[] }
@@ -18,10 +18,7 @@ describe('client parts exported from a checkpoint', () => {
   const swarm = new InProcessSwarm()
   let client: SwarmClient
   beforeAll(async () => {
-    await swarm.start({ blocks: { start: 0, end: 3 } })
-    await swarm.start({ blocks: { start: 3, end: 5 } })
-    client = await swarm.connect()
-    await waitForServers(client, 'stories260k', 5, servers => servers.length === 2)
+    client = await swarm.serving([[0, 3], [3, 5]])
   }, 30_000)
   afterAll(async () => {
     await swarm.close()
