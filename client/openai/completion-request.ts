@@ -56,6 +56,7 @@ export async function respond (req: CompletionRequest): Promise<GenerationResult
   const stop = new AbortController()
   const onAbort = (): void => { stop.abort(req.signal.reason) }
   req.signal.addEventListener('abort', onAbort, { once: true })
+  if (req.signal.aborted) onAbort() // the client left while the prompt was scored
   try {
     const choices: Choice[] = sessions.map((session, index) => ({
       index,
