@@ -218,9 +218,7 @@ export class ChatSession {
     const wanted = opts.maxNewTokens ?? config.maxNewTokens ?? Math.max(1, config.maxLength - ids.length)
     opts = { ...opts, maxNewTokens: Math.min(wanted, this.maxTokens - ids.length) }
     // the caches hold every token but the last generated one; at least one token must be sent
-    let kept = 0
-    const limit = Math.min(this.#tokens.length - 1, ids.length - 1)
-    while (kept < limit && this.#tokens[kept] === ids[kept]) kept++
+    const kept = this.heldPrefix(ids)
     const cached = ids.slice(0, kept)
     const promptIds = ids.slice(kept)
     const result = yield * generateText(this.target, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached, speculationMemory: this.#model.speculationMemory })
@@ -243,6 +241,68 @@ export class ChatSession {
     const rows = await forwardOnce(this.target, ids, 0)
     this.#tokens = [...ids]
     return ids.map((id, i) => i === 0 ? undefined : tokenLogprob(rows[i - 1] as Float32Array, id, top))
+  }
+
+  /**
+   * Fills the caches with all of `ids` but the last token, sending only what they do not hold
+   * yet and computing no logits, so that `continueWith(ids)` then sends one token, and other
+   * sessions can `adopt` the prefix from this one.
+   */
+  async prefill (ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) throw new Error('Cannot prefill an empty sequence')
+    if (ids.length >= this.maxTokens) throw new RangeError(`Cannot prefill a sequence of ${ids.length} tokens: the session holds ${this.maxTokens} positions, and its reply needs one more`)
+    const kept = this.heldPrefix(ids)
+    if (kept < ids.length - 1) {
+      this.#tokens = [] // the caches hold something else until the run is back
+      const sent = ids.slice(kept, -1)
+      await this.target.submit(sent, kept, undefined, sent.length).logits
+    }
+    this.#tokens = [...ids]
+  }
+
+  /**
+   * Makes this session hold what `source` (a session of the same model) holds, copying the
+   * caches where they are (TargetModel.adoptPrefix) instead of computing them again: the
+   * choices of one prompt, or a conversation forked to try another reply. `tokens` are what
+   * the source's caches hold, all but the last at least (default: its tokens); pass the prompt
+   * of a generation the source is running: its runs only ever start at the prompt's last token,
+   * so the positions before it stay as they are. Where they cannot be copied the tokens are
+   * sent as a prefill; returns whether they were copied (or already held).
+   */
+  async adopt (source: ChatSession, tokens: readonly number[] = source.tokens): Promise<boolean> {
+    if (tokens.length >= this.maxTokens) throw new RangeError(`Cannot adopt a sequence of ${tokens.length} tokens: the session holds ${this.maxTokens} positions, and its reply needs one more`)
+    const length = tokens.length - 1 // what the source's caches surely hold
+    if (length < 1 || this.heldPrefix(tokens) >= length) {
+      this.#tokens = [...tokens]
+      return true
+    }
+    this.#tokens = [] // the caches hold something else until the copy is done
+    if (await this.target.adoptPrefix?.(source.target, length) === true) {
+      this.#tokens = [...tokens]
+      return true
+    }
+    await this.prefill(tokens)
+    return false
+  }
+
+  /** A new session of the same model holding this one's tokens (adopted, or sent on its first turn). */
+  async fork (opts: { maxTokens?: number } = {}): Promise<ChatSession> {
+    const copy = await this.#model.session({ maxTokens: opts.maxTokens ?? this.maxTokens })
+    try {
+      await copy.adopt(this)
+    } catch (err) {
+      await copy.close()
+      throw err
+    }
+    return copy
+  }
+
+  /** How many leading tokens of `ids` the caches hold already (at most all but the last of each). */
+  heldPrefix (ids: readonly number[]): number {
+    let kept = 0
+    const limit = Math.min(this.#tokens.length - 1, ids.length - 1)
+    while (kept < limit && this.#tokens[kept] === ids[kept]) kept++
+    return kept
   }
 
   /** Continues the sequence with `prompt` (its text encoded with BOS only on the first turn). */

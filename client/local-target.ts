@@ -33,7 +33,7 @@ export class LocalTarget implements TargetModel {
   readonly #latency: number
   #nextRunId = 0
   #busy = false
-  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, route: 'local', runsComputed: 0 }
+  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, route: 'local', runsComputed: 0, prefixesAdopted: 0 }
 
   constructor (model: LocalModel, init: LocalTargetInit = {}) {
     this.vocabSize = model.parts.config.vocabSize
@@ -63,6 +63,18 @@ export class LocalTarget implements TargetModel {
         run.reject(new CancelledError(`Run ${run.runId} was cancelled`))
       }
     }
+  }
+
+  async adoptPrefix (source: TargetModel, length: number): Promise<boolean> {
+    if (!(source instanceof LocalTarget) || source === this || this.#busy || this.#queue.length > 0) return false
+    if (!Number.isInteger(length) || length < 1 || length > source.#sequence.length) return false
+    try {
+      this.#sequence.copyPrefix(source.#sequence, length)
+    } catch {
+      return false // a sequence of another model
+    }
+    this.#stats.prefixesAdopted++
+    return true
   }
 
   stats (): TargetStats {

@@ -21,6 +21,16 @@ export interface TargetModel {
    * reject with a CancelledError (code CANCELLED). Finished runs are unaffected.
    */
   cancel (runIds: readonly number[]): void
+  /**
+   * Makes this sequence's caches hold the first `length` positions of `source`'s, another
+   * sequence of the same model, by copying them where they are (servers both routes share
+   * copy them from the source's session) instead of computing them again. The source's runs
+   * over those positions must have returned, and none of this target's may be in flight.
+   * Resolves false when it could not (another kind of target, a route that cuts the blocks
+   * differently, a source that holds fewer positions): the caches are then in no known state,
+   * and the caller sends the positions from 0 as usual. Optional: without it, callers do that.
+   */
+  adoptPrefix? (source: TargetModel, length: number): Promise<boolean>
   /** Counters for stats: runs sent, cancelled, failovers, route. */
   stats (): TargetStats
   /**

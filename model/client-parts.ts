@@ -60,13 +60,15 @@ export class ClientParts {
   /**
    * hidden (1,T,C) -> logits (T,V), one row per position. Rows before `from` come back empty
    * (length 0), not computed: a prompt's rows decide nothing, and the head over a long prompt
-   * would cost the client as much as a block (T x V x C multiply-adds).
+   * would cost the client as much as a block (T x V x C multiply-adds). `from` = T runs no
+   * head at all (a prefill that only fills the caches).
    */
   async logits (hidden: Float32Array, from = 0): Promise<Float32Array[]> {
     const { hiddenSize: C, vocabSize: V } = this.config
     if (hidden.length === 0 || hidden.length % C !== 0) throw new ShapeError(`Cannot apply the LM head to ${hidden.length} values: not (1, T, ${C})`)
     const T = hidden.length / C
-    if (!(Number.isInteger(from) && from >= 0 && from < T)) throw new ShapeError(`Cannot compute logits from row ${from} of ${T}: it must be in [0, ${T})`)
+    if (!(Number.isInteger(from) && from >= 0 && from <= T)) throw new ShapeError(`Cannot compute logits from row ${from} of ${T}: it must be in [0, ${T}]`)
+    if (from === T) return Array.from({ length: T }, () => EMPTY_ROW)
     const out = await this.#head.run({ hidden: floatTensor(hidden.subarray(from * C), [1, T - from, C]) })
     const flat = readFloats(out.logits, 'logits')
     return Array.from({ length: T }, (_, t) => t < from ? EMPTY_ROW : flat.subarray((t - from) * V, (t - from + 1) * V))

@@ -42,6 +42,14 @@ export class KvBuffer {
     this.#length += rows.length / this.rowSize
   }
 
+  /** Replaces every row by the first `length` rows of `source` (same row size). */
+  copyPrefix (source: KvBuffer, length: number): void {
+    if (source.rowSize !== this.rowSize) throw new ShapeError(`Cannot copy rows of ${source.rowSize} values into a cache with rows of ${this.rowSize}`)
+    if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    this.#length = 0
+    this.append(source.view().subarray(0, length * this.rowSize))
+  }
+
   /** Bytes held (capacity, not length). */
   get byteSize (): number { return this.#data.byteLength }
 }
@@ -66,6 +74,18 @@ export class SpanCache {
   truncate (length: number): void {
     for (const b of this.keys) b.truncate(length)
     for (const b of this.values) b.truncate(length)
+  }
+
+  /**
+   * Makes this cache hold the first `length` positions of `source`, which covers the same
+   * blocks (a session adopting another's prefix): a copy, so either may then roll back or
+   * grow on its own.
+   */
+  copyPrefix (source: SpanCache, length: number): void {
+    if (source.start !== this.start || source.end !== this.end) throw new ShapeError(`Cannot copy the cache of blocks [${source.start}, ${source.end}) into one of [${this.start}, ${this.end})`)
+    if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    this.keys.forEach((b, i) => { b.copyPrefix(source.keys[i] as KvBuffer, length) })
+    this.values.forEach((b, i) => { b.copyPrefix(source.values[i] as KvBuffer, length) })
   }
 
   block (index: number): { key: KvBuffer, value: KvBuffer } {

@@ -1,5 +1,6 @@
 import type { Checkpoint } from './checkpoint.js'
 import { ClientParts } from './client-parts.js'
+import { ShapeError } from './errors.js'
 import type { SpanCache } from './kv-cache.js'
 import type { OrtOptions } from './ort-session.js'
 import { SpanRunner, type SpanRunnerInit } from './span-runner.js'
@@ -74,6 +75,13 @@ export class LocalSequence {
     const opts = parents === undefined ? {} : { parents }
     for (const [i, span] of this.#model.spans.entries()) x = await span.forward(x, this.#caches[i] as SpanCache, position, opts)
     return x
+  }
+
+  /** Makes the caches a copy of the first `length` positions of `source`'s, a sequence of the same model. */
+  copyPrefix (source: LocalSequence, length: number): void {
+    if (source.#model !== this.#model) throw new ShapeError('Cannot copy the caches of a sequence of another model')
+    if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    this.#caches.forEach((cache, i) => { cache.copyPrefix(source.#caches[i] as SpanCache, length) })
   }
 
   /** ids at positions position..position+T-1 (or a token tree) -> logits (T,V); rows before `logitsFrom` empty (ClientParts.logits) */

@@ -1,6 +1,6 @@
 /**
  * Handler of /petal/1/inference: one stream carries one client session.
- * `open` -> `opened`; `run` -> `result` (and pushes); `cancel`; `close` or the end of
+ * `open` -> `opened`; `run` -> `result` (and pushes); `adopt` -> `adopted`; `cancel`; `close` or the end of
  * the stream frees the session. A bad frame gets an error frame with its runId and
  * code and touches nothing else; a frame that cannot even be decoded ends the stream.
  */
@@ -8,7 +8,7 @@ import type { Stream, StreamHandler } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { BadMessageError, toErrorFrame, UnknownSessionError } from '../protocol/errors.js'
 import { FramedStream } from '../protocol/framed-stream.js'
-import { parseCancel, parseClientMessage, parseClose, parseOpen, parseRun } from '../protocol/inference-requests.js'
+import { parseAdopt, parseCancel, parseClientMessage, parseClose, parseOpen, parseRun } from '../protocol/inference-requests.js'
 import type { Limits } from '../protocol/limits.js'
 import { FrameSender } from '../protocol/frame-sender.js'
 import type { RunExecutor, SessionLink } from './run-executor.js'
@@ -39,7 +39,8 @@ export class InferenceService {
 
   /** The stream handler to register for PROTOCOL_INFERENCE. */
   readonly handler: StreamHandler = (stream, connection) => {
-    const s = new InferenceStream(stream, this.#init, this.#init.log.child({ peer: connection.remotePeer.toString() }), () => { this.#streams.delete(s) })
+    const peer = connection.remotePeer.toString()
+    const s = new InferenceStream(stream, this.#init, peer, this.#init.log.child({ peer }), () => { this.#streams.delete(s) })
     this.#streams.add(s)
   }
 
@@ -72,12 +73,15 @@ class InferenceStream {
   readonly #framed: FramedStream
   readonly #sender: FrameSender
   readonly #onGone: () => void
+  /** The client's peer id: the owner of the session opened here. */
+  readonly #peer: string
   #link: SessionLink | undefined
   /** Set when the client stopped reading and the stream was reset. */
   #abandoned = false
 
-  constructor (stream: Stream, init: InferenceServiceInit, log: Logger, onGone: () => void) {
+  constructor (stream: Stream, init: InferenceServiceInit, peer: string, log: Logger, onGone: () => void) {
     this.#init = init
+    this.#peer = peer
     this.#log = log
     this.#onGone = onGone
     stream.inactivityTimeout = init.inactivityTimeoutMs
@@ -128,6 +132,7 @@ class InferenceStream {
       switch (fields['type']) {
         case 'open': this.#open(parseOpen(frame)); break
         case 'run': this.#run(frame); break
+        case 'adopt': this.#adopt(parseAdopt(frame)); break
         case 'cancel': {
           const cancel = parseCancel(frame)
           this.#init.manager.cancel(this.#requireLink('cancel').session, cancel.runIds, cancel.fromRunId)
@@ -148,7 +153,7 @@ class InferenceStream {
 
   #open (open: ReturnType<typeof parseOpen>): void {
     if (this.#link !== undefined) throw new BadMessageError(`Cannot open a second session on this stream: session ${this.#link.session.id} is open`)
-    const session = this.#init.manager.open(open.modelId, open.start, open.end, open.maxTokens)
+    const session = this.#init.manager.open(open.modelId, open.start, open.end, open.maxTokens, this.#peer)
     const log = this.#log.child({ sessionId: session.id })
     this.#link = { session, log, send: (message) => { this.send(message) } }
     this.#init.links.set(session.id, this.#link)
@@ -160,6 +165,13 @@ class InferenceStream {
     const run = parseRun(frame, this.#init.limits)
     this.#init.executor.submit(this.#requireLink('run'), {
       runId: run.runId, start: run.start, hidden: run.hidden, parents: run.parents, push: run.push ?? [], replyOutput: run.replyOutput
+    })
+  }
+
+  #adopt ({ runId, fromSessionId, length }: ReturnType<typeof parseAdopt>): void {
+    const link = this.#requireLink('adopt')
+    this.#init.manager.adopt(link.session, runId, fromSessionId, length, (err) => {
+      link.send(err === undefined ? { type: 'adopted', runId, length } : toErrorFrame(err, runId))
     })
   }
 

@@ -92,6 +92,7 @@ export function formatMetrics (info: ServerInfo, residentBytes: number): string 
     counter('petal_runs_dropped_before_start_total', 'Runs cancelled while queued: never computed (early cancellation).', m?.runsDroppedBeforeStart ?? 0),
     counter('petal_runs_aborted_mid_run_total', 'Runs cancelled while computing.', m?.runsAbortedMidRun ?? 0),
     counter('petal_runs_dropped_late_total', 'Runs that arrived after their cancel.', m?.runsDroppedLate ?? 0),
+    counter('petal_prefixes_adopted_total', 'Sessions that copied another session\'s prefix instead of computing it (n choices, forks).', m?.prefixesAdopted ?? 0),
     counter('petal_runs_refused_total', 'Runs refused: their session had the most waiting runs allowed.', m?.runsRefused ?? 0),
     gauge('process_resident_memory_bytes', 'Resident memory of the server process.', residentBytes)
   ]

@@ -68,6 +68,8 @@ export interface ServerSession {
   readonly end: number
   readonly maxTokens: number
   readonly cache: SpanCache
+  /** Peer id of the client that opened it: only its own sessions may adopt from it. */
+  readonly owner: string
   /** Run ids cancelled before they arrived or started: late arrivals are dropped. */
   readonly cancelled: Set<number>
   /** Set when the client closed or went away. */
@@ -84,6 +86,8 @@ export interface RunCounters {
   droppedLate: number
   failed: number
   refused: number
+  /** Adoptions done: sessions that took another's prefix as a copy instead of computing it. */
+  adopted: number
 }
 
 const MAX_REMEMBERED_CANCELS = 4096
@@ -97,7 +101,7 @@ export class SessionManager {
   readonly #init: SessionManagerInit
   readonly #sessions = new Map<string, ServerSession>()
   readonly #queue: ComputeQueue
-  readonly counters: RunCounters = { computed: 0, batched: 0, droppedBeforeStart: 0, abortedMidRun: 0, droppedLate: 0, failed: 0, refused: 0 }
+  readonly counters: RunCounters = { computed: 0, batched: 0, droppedBeforeStart: 0, abortedMidRun: 0, droppedLate: 0, failed: 0, refused: 0, adopted: 0 }
   /** What each queued task runs, for batches. */
   readonly #runs = new WeakMap<ComputeTask, QueuedRun>()
   #draining = false
@@ -125,7 +129,7 @@ export class SessionManager {
   /** The counters as ServerInfo reports them. */
   get metrics (): ServerMetrics {
     const c = this.counters
-    return { runsComputed: c.computed, runsDroppedBeforeStart: c.droppedBeforeStart, runsAbortedMidRun: c.abortedMidRun, runsDroppedLate: c.droppedLate, runsRefused: c.refused, queuedRuns: this.#queue.length, runsBatched: c.batched }
+    return { runsComputed: c.computed, runsDroppedBeforeStart: c.droppedBeforeStart, runsAbortedMidRun: c.abortedMidRun, runsDroppedLate: c.droppedLate, runsRefused: c.refused, queuedRuns: this.#queue.length, runsBatched: c.batched, prefixesAdopted: c.adopted }
   }
 
   /** Resolves once no run computes or waits. */
@@ -141,17 +145,17 @@ export class SessionManager {
   }
 
   /**
-   * Opens a session over blocks [start, end) with `maxTokens` cache positions reserved.
-   * Throws DRAINING, WRONG_SPAN (model id or span), SESSION_LIMIT or CACHE_LIMIT.
+   * Opens a session over blocks [start, end) with `maxTokens` cache positions reserved, for
+   * the client `owner`. Throws DRAINING, WRONG_SPAN (model id or span), SESSION_LIMIT or CACHE_LIMIT.
    */
-  open (modelId: string, start: number, end: number, maxTokens: number): ServerSession {
+  open (modelId: string, start: number, end: number, maxTokens: number, owner = ''): ServerSession {
     const { runner } = this.#init
     if (this.#draining) throw new DrainingError('Cannot open a session: the server is draining')
     if (modelId !== this.#init.modelId) throw new WrongSpanError(`Cannot open a session for model "${modelId}": this server serves "${this.#init.modelId}"`)
     if (!runner.canServe(start, end)) throw new WrongSpanError(`Cannot open a session for blocks [${start}, ${end}): this server holds [${runner.start}, ${runner.end})`)
     if (this.#sessions.size >= this.#init.maxSessions) throw new SessionLimitError(`Cannot open a session: ${this.#sessions.size} of ${this.#init.maxSessions} are open`)
     if (maxTokens > this.freeCacheTokens) throw new CacheLimitError(`Cannot reserve ${maxTokens} cache positions: ${this.freeCacheTokens} are free`)
-    const session: ServerSession = { id: randomBytes(12).toString('hex'), start, end, maxTokens, cache: runner.newCache(start, end), cancelled: new Set(), closed: false }
+    const session: ServerSession = { id: randomBytes(12).toString('hex'), start, end, maxTokens, cache: runner.newCache(start, end), owner, cancelled: new Set(), closed: false }
     this.#sessions.set(session.id, session)
     return session
   }
@@ -207,6 +211,43 @@ export class SessionManager {
       ...(parents === undefined && T <= MAX_PACKED_ROWS ? { batchKey: `${session.start}:${session.end}` } : {})
     }
     this.#runs.set(task, queued)
+    this.#queue.push(task)
+  }
+
+  /**
+   * Queues an adoption: when its turn comes, `session`'s cache becomes a copy of the first
+   * `length` positions of session `fromSessionId`'s (the same client's, over the same blocks).
+   * It runs in order with the session's runs, so a run sent after it sees the copy. `onDone`
+   * gets undefined, or UNKNOWN_SESSION (no such session of this client), WRONG_SPAN (other
+   * blocks), CACHE_LIMIT (past the session's budget) or GAP (the source holds fewer positions).
+   */
+  adopt (session: ServerSession, runId: number, fromSessionId: string, length: number, onDone: (err: PetalError | undefined) => void): void {
+    if (session.cancelled.has(runId)) {
+      this.counters.droppedLate++
+      return
+    }
+    const source = this.#sessions.get(fromSessionId)
+    // another client's session id is answered as an unknown one: nothing says it exists
+    if (source === undefined || source.owner !== session.owner) return onDone(new UnknownSessionError(`Cannot adopt from session ${fromSessionId}: no such session of this client on this server`))
+    if (source.start !== session.start || source.end !== session.end) return onDone(new WrongSpanError(`Cannot adopt from a session over blocks [${source.start}, ${source.end}) into one over [${session.start}, ${session.end})`))
+    if (length > session.maxTokens) return onDone(new CacheLimitError(`Cannot adopt ${length} positions: the session reserved ${session.maxTokens}`))
+    const task: ComputeTask = {
+      sessionId: session.id,
+      runId,
+      enqueuedAt: performance.now(),
+      run: async () => {
+        if (session.closed) return
+        if (source.closed) return onDone(new UnknownSessionError(`Cannot adopt from session ${fromSessionId}: it closed`))
+        if (source.cache.length < length) return onDone(new GapError(`Cannot adopt ${length} positions: session ${fromSessionId} holds ${source.cache.length}`, source.cache.length))
+        try {
+          session.cache.copyPrefix(source.cache, length)
+        } catch (err) {
+          return onDone(runFailure(runId, err))
+        }
+        this.counters.adopted++
+        onDone(undefined)
+      }
+    }
     this.#queue.push(task)
   }
 

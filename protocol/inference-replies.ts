@@ -27,6 +27,13 @@ export interface ResultMessage {
   queuedMs: number
 }
 
+/** Run `runId` was an `adopt`: the session's cache now holds `length` positions copied from the other session. */
+export interface AdoptedMessage {
+  type: 'adopted'
+  runId: number
+  length: number
+}
+
 /**
  * A failure, of run `runId` when set, else of the stream or session. Same
  * shape as ErrorFrame: rebuild the class with errorFromFrame().
@@ -40,7 +47,7 @@ export interface NoticeMessage {
 }
 
 /** Any message a server sends on an inference stream. */
-export type ServerMessage = OpenedMessage | ResultMessage | ErrorMessage | NoticeMessage
+export type ServerMessage = OpenedMessage | ResultMessage | AdoptedMessage | ErrorMessage | NoticeMessage
 
 /** Parses an `opened` message. */
 export function parseOpened (value: unknown): OpenedMessage {
@@ -65,6 +72,13 @@ export function parseResult (value: unknown, limits?: Partial<Limits>): ResultMe
     computeMs: readNumber(obj, 'computeMs', 'result'),
     queuedMs: readNumber(obj, 'queuedMs', 'result')
   }
+}
+
+/** Parses an `adopted` message. */
+export function parseAdopted (value: unknown): AdoptedMessage {
+  const obj = expectFields(value, 'adopted')
+  expectType(obj, 'adopted', 'adopted')
+  return { type: 'adopted', runId: readInt(obj, 'runId', 'adopted'), length: readInt(obj, 'length', 'adopted', 1) }
 }
 
 /**
@@ -99,8 +113,9 @@ export function parseServerMessage (value: unknown, limits?: Partial<Limits>): S
   switch (type) {
     case 'opened': return parseOpened(value)
     case 'result': return parseResult(value, limits)
+    case 'adopted': return parseAdopted(value)
     case 'error': return parseErrorFrame(value)
     case 'notice': return parseNotice(value)
-    default: throw new BadMessageError(`Invalid message.type: expected one of opened, result, error, notice, got ${describe(type)}`)
+    default: throw new BadMessageError(`Invalid message.type: expected one of opened, result, adopted, error, notice, got ${describe(type)}`)
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Inference stream, client -> server (protocol /petal/1/inference).
- * A stream carries one session: `open` first, then any number of `run` and
- * `cancel`, then `close` (or the stream just ends).
+ * A stream carries one session: `open` first, then any number of `run`, `adopt`
+ * and `cancel`, then `close` (or the stream just ends).
  */
 import { BadMessageError } from './errors.js'
 import { parseHidden, type HiddenTensor } from './hidden.js'
@@ -46,13 +46,27 @@ export interface CancelMessage {
   fromRunId?: number
 }
 
+/**
+ * Makes this session's cache hold the first `length` positions of another session of the
+ * same client on this server, over the same blocks: the copy costs memory bandwidth, not a
+ * prefill (the choices of one prompt, a forked conversation). Executes in order with the
+ * session's runs, under `runId`; the reply is `adopted`, or an error frame with the runId
+ * (a server that predates this message answers BAD_MESSAGE: the client replays instead).
+ */
+export interface AdoptMessage {
+  type: 'adopt'
+  runId: number
+  fromSessionId: string
+  length: number
+}
+
 /** Ends the session; the server frees its cache. */
 export interface CloseMessage {
   type: 'close'
 }
 
 /** Any message a client sends on an inference stream. */
-export type ClientMessage = OpenMessage | RunMessage | CancelMessage | CloseMessage
+export type ClientMessage = OpenMessage | RunMessage | AdoptMessage | CancelMessage | CloseMessage
 
 /** Parses an `open` message; BAD_MESSAGE unless types fit and start < end, maxTokens >= 1. */
 export function parseOpen (value: unknown): OpenMessage {
@@ -93,6 +107,18 @@ export function parseCancel (value: unknown): CancelMessage {
   return msg
 }
 
+/** Parses an `adopt` message; BAD_MESSAGE unless types fit and length >= 1. */
+export function parseAdopt (value: unknown): AdoptMessage {
+  const obj = expectFields(value, 'adopt')
+  expectType(obj, 'adopt', 'adopt')
+  return {
+    type: 'adopt',
+    runId: readInt(obj, 'runId', 'adopt'),
+    fromSessionId: readString(obj, 'fromSessionId', 'adopt', MAX_ID_LENGTH),
+    length: readInt(obj, 'length', 'adopt', 1)
+  }
+}
+
 /** Parses a `close` message. */
 export function parseClose (value: unknown): CloseMessage {
   expectType(expectFields(value, 'close'), 'close', 'close')
@@ -105,8 +131,9 @@ export function parseClientMessage (value: unknown, limits?: Partial<Limits>): C
   switch (type) {
     case 'open': return parseOpen(value)
     case 'run': return parseRun(value, limits)
+    case 'adopt': return parseAdopt(value)
     case 'cancel': return parseCancel(value)
     case 'close': return parseClose(value)
-    default: throw new BadMessageError(`Invalid message.type: expected one of open, run, cancel, close, got ${describe(type)}`)
+    default: throw new BadMessageError(`Invalid message.type: expected one of open, run, adopt, cancel, close, got ${describe(type)}`)
   }
 }

@@ -98,6 +98,8 @@ export interface ServerMetrics {
   queuedRuns?: number
   /** Runs computed in one pass with other sessions' runs (batched decode; optional: older servers omit it). */
   runsBatched?: number
+  /** Sessions that took another session's prefix as a copy (`adopt`) instead of computing it (absent from older servers). */
+  prefixesAdopted?: number
 }
 
 /** Request for a ServerInfo. The reply is one frame: a ServerInfo, or an error frame (type 'error'). */
@@ -128,6 +130,8 @@ export function parseServerMetrics (value: unknown, what = 'metrics'): ServerMet
   if (queuedRuns !== undefined) metrics.queuedRuns = queuedRuns
   const runsBatched = readOptInt(obj, 'runsBatched', what)
   if (runsBatched !== undefined) metrics.runsBatched = runsBatched
+  const prefixesAdopted = readOptInt(obj, 'prefixesAdopted', what)
+  if (prefixesAdopted !== undefined) metrics.prefixesAdopted = prefixesAdopted
   return metrics
 }
 

@@ -8,10 +8,13 @@
  * the two, the order rotated each round. One JSON line per figure: time to the first streamed
  * token and the whole turn (median over turns 2..T), prompt tokens sent per turn.
  * Then `--choices N` samples (default 4) of one prompt: one request with `n: N` (its choices
- * decode at once, batched on the servers) against N requests one after another.
+ * decode at once, batched on the servers) against N requests one after another. Last, N
+ * choices of a long prompt no session holds (`--prompt-tokens`, default 256): computed once and
+ * copied to the other choices' sessions (`adopt`) against computed on every choice's session.
  *
  *   npm run bench:api
  *   npm run bench:api -- --models random-200m --latency-ms 20
+ *   npm run bench:api -- --models random-200m --parts shared --prompt-tokens 256
  *   npm run bench:api -- --quick        # CI smoke run
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -31,7 +34,7 @@ import { ensureRandomModel } from './lib/random-models.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, turns: { type: 'string' }, rounds: { type: 'string' }, 'latency-ms': { type: 'string' }, 'max-tokens': { type: 'string' }, choices: { type: 'string' } }
+  options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, turns: { type: 'string' }, rounds: { type: 'string' }, 'latency-ms': { type: 'string' }, 'max-tokens': { type: 'string' }, choices: { type: 'string' }, 'prompt-tokens': { type: 'string' }, parts: { type: 'string' } }
 })
 const turns = Number(args.turns ?? (args.quick ? 3 : 6))
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3))
@@ -41,6 +44,11 @@ if (!(Number.isInteger(turns) && turns >= 2)) throw new RangeError(`Cannot chat 
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot run --rounds ${args.rounds}: it must be an integer >= 1`)
 const choices = Number(args.choices ?? (args.quick ? 2 : 4))
 if (!(Number.isInteger(choices) && choices >= 2 && choices <= 8)) throw new RangeError(`Cannot sample --choices ${args.choices}: it must be an integer in [2, 8]`)
+const PARTS = ['chat', 'choices', 'shared']
+const parts = new Set((args.parts ?? PARTS.join(',')).split(','))
+for (const p of parts) if (!PARTS.includes(p)) throw new RangeError(`Cannot run --parts ${args.parts}: each must be one of ${PARTS.join(', ')}`)
+const promptTokens = Number(args['prompt-tokens'] ?? (args.quick ? 40 : 256))
+if (!(Number.isInteger(promptTokens) && promptTokens >= 8)) throw new RangeError(`Cannot send --prompt-tokens ${args['prompt-tokens']}: it must be an integer >= 8`)
 if (!(latencyMs >= 0)) throw new RangeError(`Cannot delay --latency-ms ${args['latency-ms']}: it must be a number >= 0`)
 const MESSAGES = ['Tell me a story about Lily and her dog.', 'What did the dog find in the garden?', 'Who came to help them?',
   'What happened at the end of the day?', 'Did they go to the park the next morning?', 'What did Lily learn?',
@@ -66,34 +74,43 @@ async function benchModel (dir: string): Promise<void> {
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
     await waitForServers(client, name, L, fullyCovered(L))
     const model = await LanguageModel.swarm(client, chatDir, latencyMs > 0 ? { sendDelayMs: latencyMs } : {})
-    const modes: Array<[string, OpenAiServer]> = [
-      ['pooled', await OpenAiServer.listen({ model, modelId: name }, { port: 0 })],
-      ['no-reuse', await OpenAiServer.listen({ model, modelId: name, idleMs: 0 }, { port: 0 })]
-    ]
-    await conversation(modes[0]?.[1] as OpenAiServer, name, 2) // warm-up
-    const results = new Map<string, Turn[]>(modes.map(([mode]) => [mode, []]))
-    for (let r = 0; r < rounds; r++) {
-      for (let m = 0; m < modes.length; m++) {
-        const [mode, server] = modes[(m + r) % modes.length] as [string, OpenAiServer]
-        results.get(mode)?.push(...(await conversation(server, name, turns)).slice(1))
-      }
-    }
     const config = { turns, rounds, replyTokens, latencyMs, servers: cuts.slice(0, 3).map((c, i) => `[${c},${cuts[i + 1]})`).join(' ') }
-    for (const [mode, got] of results) {
-      emit({ model: name, metric: `api_ttft_ms_${mode}`, value: median(got.map(t => t.ttftMs)), unit: 'ms', config })
-      emit({ model: name, metric: `api_turn_ms_${mode}`, value: median(got.map(t => t.turnMs)), unit: 'ms', config })
-      emit({ model: name, metric: `api_prompt_tokens_sent_per_turn_${mode}`, value: mean(got.map(t => t.sent)), unit: 'tokens', config: { ...config, promptTokensPerTurn: mean(got.map(t => t.promptTokens)) } })
-    }
-    const ttft = (mode: string): number => median((results.get(mode) ?? []).map(t => t.ttftMs))
-    emit({ model: name, metric: 'api_ttft_no_reuse_over_pooled', value: ttft('no-reuse') / ttft('pooled'), unit: 'x', config })
-    for (const [, server] of modes) await server.close()
-    await benchChoices(model, client, name, L, config)
+    if (parts.has('chat')) await benchChat(model, name, config)
+    if (parts.has('choices')) await benchChoices(model, client, name, L, config)
+    if (parts.has('shared')) await benchSharedPrompt(model, name, config)
     await model.release()
     await client.close()
   } finally {
     await swarm.close()
     rmSync(join(chatDir, '..'), { recursive: true, force: true })
   }
+}
+
+/**
+ * Conversations through a pooled server and one without reuse, alternated, the order rotated
+ * each round: time to the first token and the whole turn, prompt tokens sent per turn.
+ */
+async function benchChat (model: LanguageModel, name: string, config: Record<string, unknown>): Promise<void> {
+  const modes: Array<[string, OpenAiServer]> = [
+    ['pooled', await OpenAiServer.listen({ model, modelId: name }, { port: 0 })],
+    ['no-reuse', await OpenAiServer.listen({ model, modelId: name, idleMs: 0 }, { port: 0 })]
+  ]
+  await conversation(modes[0]?.[1] as OpenAiServer, name, 2) // warm-up
+  const results = new Map<string, Turn[]>(modes.map(([mode]) => [mode, []]))
+  for (let r = 0; r < rounds; r++) {
+    for (let m = 0; m < modes.length; m++) {
+      const [mode, server] = modes[(m + r) % modes.length] as [string, OpenAiServer]
+      results.get(mode)?.push(...(await conversation(server, name, turns)).slice(1))
+    }
+  }
+  for (const [mode, got] of results) {
+    emit({ model: name, metric: `api_ttft_ms_${mode}`, value: median(got.map(t => t.ttftMs)), unit: 'ms', config })
+    emit({ model: name, metric: `api_turn_ms_${mode}`, value: median(got.map(t => t.turnMs)), unit: 'ms', config })
+    emit({ model: name, metric: `api_prompt_tokens_sent_per_turn_${mode}`, value: mean(got.map(t => t.sent)), unit: 'tokens', config: { ...config, promptTokensPerTurn: mean(got.map(t => t.promptTokens)) } })
+  }
+  const ttft = (mode: string): number => median((results.get(mode) ?? []).map(t => t.ttftMs))
+  emit({ model: name, metric: 'api_ttft_no_reuse_over_pooled', value: ttft('no-reuse') / ttft('pooled'), unit: 'x', config })
+  for (const [, server] of modes) await server.close()
 }
 
 /**
@@ -139,6 +156,78 @@ async function benchChoices (model: LanguageModel, client: SwarmClient, name: st
   await server.close()
 }
 
+/**
+ * `choices` samples of a long prompt that no session holds (a new one each round), streamed:
+ * the prompt computed once and copied to the other choices' sessions on the servers ("shared",
+ * the default) against computed on every choice's session ("unshared", `sharePrompt: false`).
+ * Sessions close after each request (`idleMs` 0), so every request starts from none. Median
+ * time to the first streamed token and to the end, the two ways alternated over the rounds.
+ */
+async function benchSharedPrompt (model: LanguageModel, name: string, config: Record<string, unknown>): Promise<void> {
+  const ways: Array<[string, OpenAiServer]> = [
+    ['shared', await OpenAiServer.listen({ model, modelId: name, maxSessions: choices, idleMs: 0 }, { port: 0 })],
+    ['unshared', await OpenAiServer.listen({ model, modelId: name, maxSessions: choices, idleMs: 0, sharePrompt: false }, { port: 0 })]
+  ]
+  // a story long enough, led by a token of its own each round: no earlier session shares more than BOS
+  let text = ''
+  while (model.encode(text).length < promptTokens) text += `${MESSAGES.join(' ')} `
+  const base = model.encode(text)
+  const promptOf = (round: number): number[] => [base[0] as number, 100 + round, ...base.slice(1)].slice(0, promptTokens)
+  const ask = async (server: OpenAiServer, round: number): Promise<{ ttftMs: number, ttftAllMs: number, ms: number }> => {
+    const began = performance.now()
+    const res = await fetch(`${server.url}/completions`, { method: 'POST', body: JSON.stringify({ model: name, prompt: promptOf(round), max_tokens: replyTokens, temperature: 0.8, seed: round, n: choices, stream: true }) })
+    if (res.status !== 200) throw new Error(`A request for ${choices} choices failed with ${res.status}: ${await res.text()}`)
+    const { ttftMs, ttftAllMs } = await readEvents(res, began)
+    const ms = performance.now() - began
+    return { ttftMs: ttftMs ?? ms, ttftAllMs: ttftAllMs ?? ms, ms }
+  }
+  for (const [w, [, server]] of ways.entries()) await ask(server, w) // warm-up
+  const got = new Map<string, Array<{ ttftMs: number, ttftAllMs: number, ms: number }>>(ways.map(([way]) => [way, []]))
+  for (let r = 0; r < rounds; r++) {
+    for (let w = 0; w < ways.length; w++) {
+      const [way, server] = ways[(w + r) % ways.length] as [string, OpenAiServer]
+      got.get(way)?.push(await ask(server, ways.length + r * ways.length + w))
+    }
+  }
+  const stat = (way: string, key: 'ttftMs' | 'ttftAllMs' | 'ms'): number => median((got.get(way) ?? []).map(g => g[key]))
+  const shape = { ...config, choices, promptTokens, temperature: 0.8 }
+  for (const [way] of ways) {
+    emit({ model: name, metric: `api_choices_long_prompt_ttft_ms_${way}`, value: stat(way, 'ttftMs'), unit: 'ms', config: shape })
+    emit({ model: name, metric: `api_choices_long_prompt_every_first_token_ms_${way}`, value: stat(way, 'ttftAllMs'), unit: 'ms', config: shape })
+    emit({ model: name, metric: `api_choices_long_prompt_ms_${way}`, value: stat(way, 'ms'), unit: 'ms', config: shape })
+  }
+  emit({ model: name, metric: 'api_choices_long_prompt_ttft_unshared_over_shared', value: stat('unshared', 'ttftMs') / stat('shared', 'ttftMs'), unit: 'x', config: shape })
+  emit({ model: name, metric: 'api_choices_long_prompt_every_first_token_unshared_over_shared', value: stat('unshared', 'ttftAllMs') / stat('shared', 'ttftAllMs'), unit: 'x', config: shape })
+  emit({ model: name, metric: 'api_choices_long_prompt_unshared_over_shared', value: stat('unshared', 'ms') / stat('shared', 'ms'), unit: 'x', config: shape })
+  for (const [, server] of ways) await server.close()
+}
+
+/**
+ * Reads a streamed response to its end: when its first token came (ms after `began`; a chunk
+ * of a choice that has not finished), when every choice had its first, and every chunk, parsed.
+ */
+async function readEvents (res: Response, began: number): Promise<{ ttftMs: number | undefined, ttftAllMs: number | undefined, chunks: any[] }> {
+  const firstByChoice = new Map<number, number>()
+  const chunks: any[] = []
+  const decoder = new TextDecoder()
+  let buffered = ''
+  for await (const bytes of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += decoder.decode(bytes, { stream: true })
+    const events = buffered.split('\n\n')
+    buffered = events.pop() ?? ''
+    for (const event of events) {
+      const data = event.slice('data: '.length)
+      if (data === '[DONE]') continue
+      const chunk = JSON.parse(data)
+      const choice = chunk.choices?.[0]
+      if (choice !== undefined && choice.finish_reason === null && !firstByChoice.has(choice.index)) firstByChoice.set(choice.index, performance.now() - began)
+      chunks.push(chunk)
+    }
+  }
+  const firsts = [...firstByChoice.values()]
+  return { ttftMs: firsts.length > 0 ? Math.min(...firsts) : undefined, ttftAllMs: firsts.length > 0 ? Math.max(...firsts) : undefined, chunks }
+}
+
 /** One conversation of `n` turns, each a streamed request with the whole conversation so far. */
 async function conversation (server: OpenAiServer, model: string, n: number): Promise<Turn[]> {
   const messages: Array<{ role: string, content: string }> = [{ role: 'system', content: SYSTEM }]
@@ -152,25 +241,13 @@ async function conversation (server: OpenAiServer, model: string, n: number): Pr
       body: JSON.stringify({ model, messages, max_tokens: replyTokens, temperature: 0, stream: true, stream_options: { include_usage: true } })
     })
     if (res.status !== 200) throw new Error(`Turn ${t} failed with ${res.status}: ${await res.text()}`)
-    let ttftMs: number | undefined
+    const { ttftMs, chunks } = await readEvents(res, began)
     let reply = ''
     let usage: { prompt_tokens: number, prompt_tokens_details: { cached_tokens: number } } | undefined
-    const decoder = new TextDecoder()
-    let buffered = ''
-    for await (const bytes of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffered += decoder.decode(bytes, { stream: true })
-      const events = buffered.split('\n\n')
-      buffered = events.pop() ?? ''
-      for (const event of events) {
-        const data = event.slice('data: '.length)
-        if (data === '[DONE]') continue
-        const chunk = JSON.parse(data)
-        // the first chunk comes with the first token (a chat stream's first names the role, its text may be empty)
-        const delta = chunk.choices?.[0]?.delta
-        if (delta !== undefined && chunk.choices[0].finish_reason === null) ttftMs ??= performance.now() - began
-        if (typeof delta?.content === 'string') reply += delta.content
-        if (chunk.usage !== undefined) usage = chunk.usage
-      }
+    for (const chunk of chunks) {
+      const delta = chunk.choices?.[0]?.delta
+      if (typeof delta?.content === 'string') reply += delta.content
+      if (chunk.usage !== undefined) usage = chunk.usage
     }
     const turnMs = performance.now() - began
     if (usage === undefined) throw new Error(`Turn ${t} streamed no usage`)

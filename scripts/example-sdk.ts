@@ -1,7 +1,7 @@
 /**
- * The client SDK in 30 lines: connect to a swarm, load the client parts of a model from a
+ * The client SDK in a page: connect to a swarm, load the client parts of a model from a
  * local checkpoint folder, stream a story, then chat over one session whose KV caches stay
- * on the servers between turns.
+ * on the servers between turns, and fork it to try another turn.
  *
  *   node --import tsx scripts/example-sdk.ts /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo... [models/stories260k]
  */
@@ -31,6 +31,13 @@ for (const turn of ['Lily and Ben went to the park.', ' Then they']) {
   for await (const chunk of chat.generate(turn, { maxNewTokens: 24, temperature: 0 })) process.stdout.write(chunk.text)
   console.log()
 }
+
+// 3. A fork holds the same conversation (its servers copied the caches): try another turn.
+const fork = await chat.fork()
+process.stdout.write(' But the dog')
+for await (const chunk of fork.generate(' But the dog', { maxNewTokens: 24, temperature: 0 })) process.stdout.write(chunk.text)
+console.log(`\n[fork: ${String(fork.target.stats()['hopsAdopted'])} servers copied the caches, ${fork.tokens.length} tokens]`)
+await fork.close()
 await chat.close()
 await model.release()
 await swarm.close()

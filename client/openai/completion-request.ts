@@ -1,7 +1,8 @@
 /**
  * One completion request once it holds its sessions: each of its `n` choices generates on a
  * session of its own (the servers batch them), and the response goes out whole or as
- * server-sent events. Echo and scoring (max_tokens 0) put the prompt, and with logprobs its
+ * server-sent events. The prompt is computed once, on the first choice's session; the others
+ * copy its caches (ChatSession.adopt). Echo and scoring (max_tokens 0) put the prompt, and with logprobs its
  * tokens' scores, before each choice's completion.
  */
 import type { ServerResponse } from 'node:http'
@@ -27,6 +28,8 @@ export interface CompletionRequest {
   defaults: GenerateOptions | undefined
   /** Aborts every choice (the client went away). */
   signal: AbortSignal
+  /** Compute the prompt once for all choices (default true; false: each choice's session sends it, as before adoption). */
+  sharePrompt?: boolean
 }
 
 /** A choice's echoed prompt: its text, tokens and their logprobs (entries[i] for ids[i]). */
@@ -49,9 +52,14 @@ export async function respond (req: CompletionRequest): Promise<GenerationResult
   const top = request.logprobs
   const echoed = 'echo' in request && request.echo
   const scoreOnly = request.options.maxNewTokens === 0 // only with echo (request-body.ts)
+  const first = sessions[0] as ChatSession
   // echo with logprobs, or max_tokens 0, scores the prompt once, on the first choice's session
-  const entries = scoreOnly || (echoed && top !== undefined) ? await (sessions[0] as ChatSession).score(ids, { top: top ?? 0 }) : []
+  const entries = scoreOnly || (echoed && top !== undefined) ? await first.score(ids, { top: top ?? 0 }) : []
   const echo: Echo | undefined = echoed ? { text: tokenizer.decode(ids, { skipSpecialTokens: true }), ids, entries } : undefined
+  // n choices: the first computes the prompt, the others copy it from its caches once it has
+  const share = !scoreOnly && sessions.length > 1 && req.sharePrompt !== false && ids.length - 1 - first.heldPrefix(ids) >= MIN_SHARED_TOKENS
+  const primed = Promise.withResolvers<void>()
+  primed.promise.catch(() => {}) // the other choices are told; the first choice's own error ends the request
   // a choice that fails stops the others
   const stop = new AbortController()
   const onAbort = (): void => { stop.abort(req.signal.reason) }
@@ -60,7 +68,13 @@ export async function respond (req: CompletionRequest): Promise<GenerationResult
   try {
     const choices: Choice[] = sessions.map((session, index) => ({
       index,
-      stream: scoreOnly ? promptOnly(session, ids) : session.continueWith(ids, choiceOptions(req, index, stop.signal)),
+      stream: scoreOnly
+        ? promptOnly(session, ids)
+        : !share
+            ? session.continueWith(ids, choiceOptions(req, index, stop.signal))
+            : index === 0
+              ? priming(session.continueWith(ids, choiceOptions(req, index, stop.signal)), primed)
+              : afterPriming(session, first, ids, primed.promise, choiceOptions(req, index, stop.signal)),
       renderer: top === undefined ? undefined : new LogprobRenderer(req.head.endpoint, tokenizer, pieces, echo !== undefined ? [] : ids)
     }))
     if (request.stream) return await streamChoices(req, choices, echo, stop)
@@ -148,6 +162,38 @@ async function allOrAbort<T> (tasks: ReadonlyArray<Promise<T>>, stop: AbortContr
 /** A generation of no tokens (max_tokens 0, after the prompt was scored): the result only. */
 async function * promptOnly (session: ChatSession, ids: readonly number[]): AsyncGenerator<GenerateChunk, GenerationResult> {
   return { text: '', tokens: [], promptTokens: [...ids], logprobs: [], stopReason: 'max-new-tokens', stats: { tokensPerSecond: 0, ttftMs: 0, elapsedMs: 0, target: session.target.stats() } }
+}
+
+/**
+ * Prompt tokens worth sharing between choices: below this many to compute, each choice's
+ * session computes them with its first token (one run), rather than the others waiting for the
+ * first choice's run and then a copy (bench:api's long-prompt part measures both ways).
+ */
+export const MIN_SHARED_TOKENS = 32
+
+/**
+ * The first choice's generation when the others share its prompt: `primed` resolves once its
+ * first run is back (its first chunk, or its end), when its caches hold the prompt.
+ */
+async function * priming (stream: AsyncGenerator<GenerateChunk, GenerationResult>, primed: PromiseWithResolvers<void>): AsyncGenerator<GenerateChunk, GenerationResult> {
+  try {
+    const next = await stream.next()
+    primed.resolve()
+    if (next.done === true) return next.value
+    yield next.value
+    return yield * stream
+  } finally {
+    primed.reject(new Error('The first choice ended before its prompt was computed')) // no-op once resolved
+    await stream.return(undefined as never) // a consumer that stopped early stops the generation too
+  }
+}
+
+/** Another choice: once the first holds the prompt, its session copies it from there, then generates. */
+async function * afterPriming (session: ChatSession, first: ChatSession, ids: readonly number[], primed: Promise<void>, opts: GenerateOptions): AsyncGenerator<GenerateChunk, GenerationResult> {
+  await primed
+  opts.signal?.throwIfAborted()
+  await session.adopt(first, ids)
+  return yield * session.continueWith(ids, opts)
 }
 
 /** Runs a generation to its end; returns its result. */

@@ -44,6 +44,11 @@ export interface OpenAiServerInit {
    * "*" for any. Default: none (browsers refuse cross-origin calls; other clients do not care).
    */
   corsOrigin?: string
+  /**
+   * The `n` choices of a request: compute the prompt once and let the other choices' sessions
+   * copy its caches (default true); false sends it on every choice's session (benchmarks).
+   */
+  sharePrompt?: boolean
   logger?: Logger
 }
 
@@ -131,7 +136,7 @@ export class OpenAiServer {
     let healthy = false
     try {
       const head: ResponseHead = { id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: this.#init.modelId, endpoint }
-      const results = await respond({ res, head, request, ids, sessions, tokenizer: this.#init.model.tokenizer, pieces: this.#pieces, defaults: this.#init.defaults, signal: aborter.signal })
+      const results = await respond({ res, head, request, ids, sessions, tokenizer: this.#init.model.tokenizer, pieces: this.#pieces, defaults: this.#init.defaults, signal: aborter.signal, ...(this.#init.sharePrompt === false ? { sharePrompt: false } : {}) })
       healthy = true
       const first = results[0] as GenerationResult
       this.#init.logger?.info({ endpoint, choices: results.length, promptTokens: ids.length, sent: first.promptTokens.length, tokens: results.map(r => r.tokens.length), route: first.stats.target.route }, 'completed')

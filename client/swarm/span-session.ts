@@ -39,7 +39,7 @@ export interface SpanSessionInit {
 }
 
 interface Pending {
-  /** Rows the result must have: the run's T. */
+  /** Rows the result must have: the run's T (0: an adoption, answered by `adopted`). */
   rows: number
   start: number
   resolve: (hidden: Float32Array) => void
@@ -142,6 +142,18 @@ export class SpanSession {
   }
 
   /**
+   * Makes the server's cache of this session a copy of the first `length` positions of its
+   * session `fromSessionId` (this client's, over the same blocks), in order with the runs
+   * sent here; resolves once done. Rejects with the server's error when it cannot (a server
+   * that predates adoption answers BAD_MESSAGE): the caller then sends those positions itself.
+   */
+  adopt (runId: number, fromSessionId: string, length: number): Promise<void> {
+    const done = this.expect(runId, length, 0)
+    this.#writer.send({ type: 'adopt', runId, fromSessionId, length }).catch(err => { this.#onLost(err as Error) })
+    return done.then(() => {})
+  }
+
+  /**
    * A promise for the result of a run this server will receive (sent here, or pushed to it):
    * `rows` (T) rows from position `start`. A result of another shape means a faulty server:
    * the session is then lost, and the client moves its blocks elsewhere.
@@ -191,14 +203,23 @@ export class SpanSession {
     if (msg.type === 'result') {
       const pending = this.#pending.get(msg.runId)
       const [, T, C] = msg.hidden.dims
-      if (pending !== undefined && (T !== pending.rows || C !== this.#init.hiddenSize || msg.start !== pending.start)) {
+      if (pending !== undefined && (pending.rows === 0 || T !== pending.rows || C !== this.#init.hiddenSize || msg.start !== pending.start)) {
         const err = new ConnectionLostError(`${this.peerId.toString()} answered run ${msg.runId} with dims [${msg.hidden.dims.join(', ')}] from position ${msg.start}, expected [1, ${pending.rows}, ${this.#init.hiddenSize}] from ${pending.start}: a faulty server`)
         this.#onLost(err)
         this.#framed.abort(err)
         return
       }
       this.#settle(msg.runId, decodeTensor(msg.hidden).data)
-    }    else if (msg.type === 'error') {
+    } else if (msg.type === 'adopted') {
+      const pending = this.#pending.get(msg.runId)
+      if (pending !== undefined && (pending.rows !== 0 || msg.length !== pending.start)) {
+        const err = new ConnectionLostError(`${this.peerId.toString()} answered run ${msg.runId} as an adoption of ${msg.length} positions, which it was not: a faulty server`)
+        this.#onLost(err)
+        this.#framed.abort(err)
+        return
+      }
+      this.#settle(msg.runId, new Float32Array(0))
+    } else if (msg.type === 'error') {
       const err = errorFromFrame(msg)
       if (msg.runId === undefined) this.#onLost(err)
       else if (this.#pending.has(msg.runId)) this.#settle(msg.runId, undefined, err)

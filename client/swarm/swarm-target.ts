@@ -72,7 +72,7 @@ export class SwarmTarget implements TargetModel {
   readonly #cancelled = new Set<number>()
   #nextRunId = 0
   readonly #counters: ServerCounters
-  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[] }
+  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[], hopsAdopted: 0, hopsReplayed: 0 }
   #closed = false
 
   private constructor (init: SwarmTargetInit, hops: Hop[]) {
@@ -151,6 +151,45 @@ export class SwarmTarget implements TargetModel {
     this.#stats.runsCancelled += fresh.length
     // every server at once, so queued copies are dropped before they start
     for (const hop of this.#hops) hop.session.cancel(fresh)
+  }
+
+  /**
+   * TargetModel.adoptPrefix: every hop whose server and blocks the source's route shares copies
+   * the positions from the source's session there (`adopt`); any other hop, or one whose
+   * server cannot adopt, gets them replayed from the inputs the source kept at its first
+   * block. False when the two routes cut the blocks at different boundaries (a hop's input
+   * would have to be computed), or the source has not sent that many positions.
+   */
+  async adoptPrefix (source: TargetModel, length: number): Promise<boolean> {
+    if (!(source instanceof SwarmTarget) || source === this || source.#init.modelId !== this.#init.modelId) return false
+    if (!Number.isInteger(length) || length < 1 || this.#closed) return false
+    const boundaries = (t: SwarmTarget): string => t.#hops.map(h => h.start).join(',')
+    if (boundaries(this) !== boundaries(source)) return false
+    if (source.#hops.some(h => (source.#histories.get(h.start)?.length ?? 0) < length)) return false
+    // what entered each boundary: a failover here replays it, as it would have been sent
+    for (const hop of this.#hops) this.#history(hop.start).write(0, source.#history(hop.start).read(0, length))
+    const done = await Promise.allSettled(this.#hops.map(async hop => { await this.#adoptOnHop(hop, source, length) }))
+    return done.every(d => d.status === 'fulfilled')
+  }
+
+  /** One hop of adoptPrefix: `adopt` from the source's session on the same server, else a replay of the kept inputs. */
+  async #adoptOnHop (hop: Hop, source: SwarmTarget, length: number): Promise<void> {
+    const twin = source.#hops.find(h => h.start === hop.start && h.end === hop.end && h.session.peerId.equals(hop.session.peerId))
+    if (twin !== undefined && !twin.session.lost) {
+      try {
+        await hop.session.adopt(this.#nextRunId++, twin.session.sessionId, length)
+        this.#stats.hopsAdopted++
+        return
+      } catch (err) {
+        if (hop.session.lost) throw err
+        this.#init.logger?.debug({ peer: hop.session.peerId.toString(), err: (err as Error).message }, 'the server cannot adopt: replaying the prefix')
+      }
+    }
+    for (let from = 0; from < length; from += this.#maxRunTokens) {
+      const to = Math.min(length, from + this.#maxRunTokens)
+      await hop.session.run(this.#nextRunId++, from, this.#history(hop.start).read(from, to))
+    }
+    this.#stats.hopsReplayed++
   }
 
   stats (): TargetStats {

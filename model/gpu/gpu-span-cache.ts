@@ -9,6 +9,25 @@ export interface GpuKv {
 }
 
 /**
+ * Caches holding each device tensor beyond the first. A graph run never writes its past
+ * tensors, it returns new presents, so a cache adopting another's prefix shares its tensors
+ * (no copy) and a tensor is freed when its last holder lets go.
+ */
+const extraHolders = new WeakMap<ort.Tensor, number>()
+
+function hold (kv: GpuKv): void {
+  for (const t of [kv.key, kv.value]) extraHolders.set(t, (extraHolders.get(t) ?? 0) + 1)
+}
+
+function letGo (kv: GpuKv): void {
+  for (const t of [kv.key, kv.value]) {
+    const extra = extraHolders.get(t) ?? 0
+    if (extra > 0) extraHolders.set(t, extra - 1)
+    else t.dispose()
+  }
+}
+
+/**
  * The caches of a span kept as ORT tensors (on the GPU when the runner's device is one),
  * addressed by position like SpanCache: slot p holds the token at position p. The tensors
  * may hold more rows than `length` after a rollback; the graph slices them to `length`, so
@@ -42,7 +61,20 @@ export class GpuSpanCache extends SpanCache {
     const old = this.#blocks
     this.#blocks = blocks
     this.#length = length
-    for (const kv of old ?? []) { kv.key.dispose(); kv.value.dispose() }
+    for (const kv of old ?? []) letGo(kv)
+  }
+
+  /** Holds the first `length` positions of `source` (same blocks) by sharing its tensors. */
+  override copyPrefix (source: SpanCache, length: number): void {
+    if (!(source instanceof GpuSpanCache)) throw new ShapeError('Cannot copy a CPU cache into a GPU cache')
+    if (source.start !== this.start || source.end !== this.end) throw new ShapeError(`Cannot copy the cache of blocks [${source.start}, ${source.end}) into one of [${this.start}, ${this.end})`)
+    if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    if (source === this) { this.#length = length; return }
+    const shared = length === 0 ? [] : source.#blocks ?? []
+    for (const kv of shared) hold(kv)
+    for (const kv of this.#blocks ?? []) letGo(kv)
+    this.#blocks = shared.length === 0 ? undefined : [...shared]
+    this.#length = length
   }
 
   override block (index: number): never {
@@ -57,7 +89,7 @@ export class GpuSpanCache extends SpanCache {
 
   /** Frees the device tensors now rather than at garbage collection. */
   override dispose (): void {
-    for (const kv of this.#blocks ?? []) { kv.key.dispose(); kv.value.dispose() }
+    for (const kv of this.#blocks ?? []) letGo(kv)
     this.#blocks = undefined
     this.#length = 0
   }

@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
+import { MIN_SHARED_TOKENS } from '../../client/openai/completion-request.js'
 import { OpenAiServer, type OpenAiServerInit } from '../../client/openai/openai-server.js'
 import type { GenerateOptions } from '../../client/text-generation.js'
 import { chatModelCopy } from '../helpers/chat-model.js'
@@ -73,15 +74,17 @@ describe('OpenAI-compatible API', () => {
   })
 
   it('n choices: each on a session of its own, choice i sampled with seed + i, whole and streamed', async () => {
-    const body = { prompt: 'Lily had a', temperature: 1, top_k: 40, seed: 11, max_tokens: 16, n: 2 }
+    const body = { prompt: 'Tom saw a big red ball', temperature: 1, top_k: 40, seed: 11, max_tokens: 16, n: 2 }
     const whole = await post(server, '/completions', body)
     expect(whole.status).toBe(200)
     const texts = (whole.json.choices as Array<{ index: number, text: string }>).map(c => c.text)
     expect(whole.json.choices.map((c: { index: number }) => c.index)).toEqual([0, 1])
-    const expected = await Promise.all([11, 12].map(async seed => await sdkResult(model.generate('Lily had a', { temperature: 1, topK: 40, seed, maxNewTokens: 16 }))))
+    const expected = await Promise.all([11, 12].map(async seed => await sdkResult(model.generate('Tom saw a big red ball', { temperature: 1, topK: 40, seed, maxNewTokens: 16 }))))
     expect(texts).toEqual(expected.map(e => e.text))
     expect(texts[0]).not.toBe(texts[1])
     expect(whole.json.usage.completion_tokens).toBe(expected[0]!.tokens.length + expected[1]!.tokens.length)
+    // the prompt was computed in this request (once, for both choices): it counts as sent, not cached
+    expect(whole.json.usage.prompt_tokens_details.cached_tokens).toBeLessThan(whole.json.usage.prompt_tokens - 1)
     const got = await events(server, '/completions', { ...body, stream_options: { include_usage: true } })
     const byChoice = [0, 1].map(i => got.filter(e => e !== '[DONE]' && e.choices[0]?.index === i))
     for (const [i, chunks] of byChoice.entries()) {
@@ -89,6 +92,22 @@ describe('OpenAI-compatible API', () => {
       expect(chunks.at(-1).choices[0].finish_reason).toBe('length')
     }
     expect(got.at(-2).usage.completion_tokens).toBe(whole.json.usage.completion_tokens)
+  })
+
+  it('n choices of a long prompt: computed once and copied, each choice still what the SDK samples with its seed', async () => {
+    const prompt = 'Once upon a time, there was a little girl named Lily. She loved to play in the park with her dog Max. One day, they found a big red ball under a tree, and'
+    expect(model.encode(prompt).length).toBeGreaterThan(MIN_SHARED_TOKENS + 1)
+    const body = { prompt, temperature: 1, top_k: 40, seed: 5, max_tokens: 12, n: 2 }
+    const whole = await post(server, '/completions', body)
+    const expected = await Promise.all([5, 6].map(async seed => await sdkResult(model.generate(prompt, { temperature: 1, topK: 40, seed, maxNewTokens: 12 }))))
+    expect(whole.json.choices.map((c: { text: string }) => c.text)).toEqual(expected.map(e => e.text))
+    expect(whole.json.usage.prompt_tokens_details.cached_tokens).toBeLessThan(whole.json.usage.prompt_tokens - 1)
+    const streamed = await events(server, '/completions', { ...body, seed: 7 })
+    const again = await Promise.all([7, 8].map(async seed => await sdkResult(model.generate(prompt, { temperature: 1, topK: 40, seed, maxNewTokens: 12 }))))
+    for (const i of [0, 1]) {
+      const text = streamed.filter(e => e !== '[DONE]' && e.choices[0]?.index === i).map(e => e.choices[0].text).join('')
+      expect(text).toBe(again[i]?.text)
+    }
   })
 
   it('chats through the template; the next turn reuses the session and sends only what it lacks', async () => {

@@ -17,7 +17,8 @@ describe('ClientParts.logits from a row', () => {
         for (let v = 0; v < 512; v++) diff = Math.max(diff, Math.abs((tail[t]![v] as number) - (whole[t]![v] as number)))
         expect(diff).toBeLessThan(1e-5)
       }
-      await expect(parts.logits(hidden, 6)).rejects.toThrow(ShapeError)
+      expect((await parts.logits(hidden, 6)).map(r => r.length)).toEqual([0, 0, 0, 0, 0, 0]) // a prefill: no head at all
+      await expect(parts.logits(hidden, 7)).rejects.toThrow(ShapeError)
       await expect(parts.logits(hidden, -1)).rejects.toThrow(ShapeError)
     } finally {
       await parts.release()

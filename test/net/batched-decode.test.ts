@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
 import { OpenAiServer } from '../../client/openai/openai-server.js'
+import { MIN_SHARED_TOKENS } from '../../client/openai/completion-request.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.js'
 import { Checkpoint } from '../../model/checkpoint.js'
@@ -53,17 +54,27 @@ describe('batched decode on one server [0,5)', () => {
     expect(swarm.servers[0]?.info().metrics?.runsBatched).toBe(server?.info.metrics?.runsBatched)
   }, 60_000)
 
-  it('an API request for n choices generates them together: each the reference, runs batched', async () => {
+  it('an API request for n choices generates them together: the prompt computed once, each the reference, runs batched', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
     const api = await OpenAiServer.listen({ model, modelId: 'stories260k' }, { port: 0 })
     try {
       const before = swarm.servers[0]?.info().metrics?.runsBatched ?? 0
+      const adoptedBefore = swarm.servers[0]?.info().metrics?.prefixesAdopted ?? 0
       const res = await fetch(`${api.url}/completions`, { method: 'POST', body: JSON.stringify({ prompt: prompts[0], max_tokens: 48, temperature: 0, n: 4 }) })
       const body = await res.json() as { choices: Array<{ text: string }> }
       // the reference continuation starts with ",": its text is the plain decode of its ids
       const want = model.tokenizer.decode(expected[0] as number[], { skipSpecialTokens: true })
       expect(body.choices.map(c => c.text)).toEqual([want, want, want, want])
       expect((swarm.servers[0]?.info().metrics?.runsBatched ?? 0) - before).toBeGreaterThan(0)
+      expect(swarm.servers[0]?.info().metrics?.prefixesAdopted ?? 0).toBe(adoptedBefore) // a short prompt: each choice computes it
+      // a long prompt is computed once: choices 1..3 copy it from choice 0's session on the server
+      const long = [...(prompts[1] as number[]), ...(expected[1] as number[])] // a prompt and its reference story: no pooled session holds it
+      expect(long.length).toBeGreaterThan(MIN_SHARED_TOKENS)
+      const sdk = await generateGreedy(model, long, 24)
+      const res2 = await fetch(`${api.url}/completions`, { method: 'POST', body: JSON.stringify({ prompt: long, max_tokens: 24, temperature: 0, n: 4 }) })
+      const body2 = await res2.json() as { choices: Array<{ text: string }> }
+      expect(body2.choices.map(c => c.text)).toEqual(Array(4).fill(sdk.text))
+      expect((swarm.servers[0]?.info().metrics?.prefixesAdopted ?? 0) - adoptedBefore).toBe(3)
     } finally {
       await api.close()
       await model.release()

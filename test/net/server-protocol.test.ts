@@ -189,6 +189,57 @@ describe('PetalServer over /petal/1/inference and /petal/1/info', () => {
     expect((await run(probe, 2, 0, randomHidden(4, C))).length).toBe(4 * C)
   })
 
+  it('copies a session\'s prefix into another of the same client (adopt): nothing computed, the same outputs after it', async () => {
+    const [a, b] = [await dial(), await dial()]
+    const idA = await openSession(a, MODEL, 0, 5)
+    await openSession(b, MODEL, 0, 5)
+    const prefix = randomHidden(6, C, 21)
+    await run(a, 1, 0, prefix)
+    const before = (await fetchServerInfo(client, server.address)).metrics!
+    await b.write({ type: 'adopt', runId: 1, fromSessionId: idA, length: 5 })
+    expect(await next(b)).toEqual({ type: 'adopted', runId: 1, length: 5 })
+    const after = (await fetchServerInfo(client, server.address)).metrics!
+    expect(after.runsComputed).toBe(before.runsComputed)
+    expect(after.prefixesAdopted).toBe((before.prefixesAdopted ?? 0) + 1)
+    // b goes on from position 5 as a session that computed the prefix itself
+    const cache = local.newCache()
+    await local.forward(prefix.subarray(0, 5 * C), cache, 0)
+    const x = randomHidden(2, C, 22)
+    expect(maxAbsDiff(await run(b, 2, 5, x), await local.forward(x, cache, 5))).toBeLessThan(1e-5)
+    // a's cache is its own: b's run did not touch it
+    const own = local.newCache()
+    await local.forward(prefix, own, 0)
+    const y = randomHidden(1, C, 23)
+    expect(maxAbsDiff(await run(a, 2, 6, y), await local.forward(y, own, 6))).toBeLessThan(1e-5)
+
+    const refusals: Array<[Record<string, unknown>, string]> = [
+      [{ fromSessionId: 'no-such-session', length: 2 }, 'UNKNOWN_SESSION'],
+      [{ fromSessionId: idA, length: 8 }, 'GAP'], // a holds 7
+      [{ fromSessionId: idA, length: 65 }, 'CACHE_LIMIT'], // b reserved 64
+      [{ fromSessionId: idA }, 'BAD_MESSAGE']
+    ]
+    for (const [i, [fields, code]] of refusals.entries()) {
+      await b.write({ type: 'adopt', runId: 10 + i, ...fields })
+      expect(await next(b), code).toMatchObject({ type: 'error', runId: 10 + i, code })
+    }
+    const narrow = await dial()
+    await openSession(narrow, MODEL, 0, 2)
+    await narrow.write({ type: 'adopt', runId: 1, fromSessionId: idA, length: 2 })
+    expect(await next(narrow)).toMatchObject({ type: 'error', runId: 1, code: 'WRONG_SPAN' })
+    // another client naming a's session id gets what an unknown id gets
+    const stranger = await bareNode()
+    try {
+      const theirs = await inferenceStream(stranger, server.address)
+      open.push(theirs)
+      await openSession(theirs, MODEL, 0, 5)
+      await theirs.write({ type: 'adopt', runId: 1, fromSessionId: idA, length: 2 })
+      expect(await next(theirs)).toMatchObject({ type: 'error', runId: 1, code: 'UNKNOWN_SESSION' })
+    } finally {
+      await stranger.stop()
+    }
+    expect((await run(b, 3, 7, randomHidden(1, C))).length).toBe(C) // b still serves
+  })
+
   it('drops cancelled runs before they start: they are never computed', async () => {
     const framed = await dial()
     await openSession(framed, MODEL, 0, 5, 64)

@@ -46,6 +46,10 @@ describe('benchmarks do not rot', () => {
     const whole = byMetric['api_prompt_tokens_sent_per_turn_no-reuse']
     expect(whole.value).toBe(whole.config.promptTokensPerTurn)
     expect(byMetric.api_prompt_tokens_sent_per_turn_pooled.value).toBeLessThan(whole.value / 2)
+    for (const way of ['shared', 'unshared']) {
+      expect(byMetric[`api_choices_long_prompt_ttft_ms_${way}`].value).toBeGreaterThan(0)
+      expect(byMetric[`api_choices_long_prompt_ms_${way}`].value).toBeGreaterThanOrEqual(byMetric[`api_choices_long_prompt_ttft_ms_${way}`].value)
+    }
   }, 120_000)
 
   it('bench-batching --quick: both settings decode; with --max-batch 1 nothing is batched', async () => {

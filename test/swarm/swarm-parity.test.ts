@@ -53,6 +53,7 @@ describe('stories260k through three server processes [0,2) [2,4) [4,5)', () => {
     expect(stdout).toMatch(/^Once upon a time/)
     expect(stdout).toMatch(/40 tokens, \d+ tokens\/s, route …\w{6}\[0,2\) -> …\w{6}\[2,4\) -> …\w{6}\[4,5\)/)
     expect(stdout).toContain('Lily and Ben went to the park.')
+    expect(stdout).toMatch(/\[fork: 3 servers copied the caches, \d+ tokens\]/)
   }, 60_000)
 
   it('two clients generating at once through the same servers each get the reference tokens', async () => {

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { encodeFrame, FrameDecoder } from '../../protocol/frames.js'
 import { assertHiddenSize } from '../../protocol/hidden.js'
 import {
-  parseCancel, parseClientMessage, parseClose, parseOpen, parseRun
+  parseAdopt, parseCancel, parseClientMessage, parseClose, parseOpen, parseRun
 } from '../../protocol/inference-requests.js'
-import { parseErrorFrame, parseNotice, parseOpened, parseResult, parseServerMessage } from '../../protocol/inference-replies.js'
+import { parseAdopted, parseErrorFrame, parseNotice, parseOpened, parseResult, parseServerMessage } from '../../protocol/inference-replies.js'
 import { parsePush } from '../../protocol/push-message.js'
 import { encodeTensor } from '../../protocol/tensor-codec.js'
 
@@ -22,6 +22,8 @@ const open = { type: 'open', modelId: 'TinyLlama/TinyLlama-1.1B', start: 0, end:
 const PEER = '12D3KooWKAcr9r2QfpMZ4XP8VPkf9NsPaJ2SaYHTzAUgbt2dU1gN'
 const run = { type: 'run', runId: 3, start: 10, hidden: hidden(), push: [{ peerId: PEER, sessionId: 's-1' }] }
 const cancel = { type: 'cancel', runIds: [4, 5] }
+const adopt = { type: 'adopt', runId: 7, fromSessionId: 's-0', length: 12 }
+const adopted = { type: 'adopted', runId: 7, length: 12 }
 const opened = { type: 'opened', sessionId: 's-1', start: 0, end: 11, maxTokens: 2048 }
 const result = { type: 'result', runId: 3, start: 10, hidden: hidden(), computeMs: 1.5, queuedMs: 0 }
 const push = { type: 'push', sessionId: 's-2', runId: 3, start: 10, hidden: hidden(2, 4, 'float16'), push: [] }
@@ -40,6 +42,8 @@ describe('inference messages', () => {
     expect(parseCancel(wire(cancel))).toEqual(cancel)
     expect(parseCancel(wire({ type: 'cancel', runIds: [], fromRunId: 9 }))).toEqual({ type: 'cancel', runIds: [], fromRunId: 9 })
     expect(parseClose(wire({ type: 'close' }))).toEqual({ type: 'close' })
+    expect(parseAdopt(wire(adopt))).toEqual(adopt)
+    expect(parseAdopted(wire(adopted))).toEqual(adopted)
     expect(parseOpened(wire(opened))).toEqual(opened)
     expect(parseResult(wire(result))).toMatchObject({ runId: 3, computeMs: 1.5, queuedMs: 0 })
     expect(parseNotice(wire({ type: 'notice', state: 'draining' }))).toEqual({ type: 'notice', state: 'draining' })
@@ -52,6 +56,8 @@ describe('inference messages', () => {
     expect(parseClientMessage(wire(open)).type).toBe('open')
     expect(parseClientMessage(wire(run)).type).toBe('run')
     expect(parseClientMessage(wire(cancel)).type).toBe('cancel')
+    expect(parseClientMessage(wire(adopt)).type).toBe('adopt')
+    expect(parseServerMessage(wire(adopted)).type).toBe('adopted')
     expect(parseClientMessage(wire({ type: 'close' })).type).toBe('close')
     expect(parseServerMessage(wire(opened)).type).toBe('opened')
     expect(parseServerMessage(wire(result)).type).toBe('result')
@@ -59,7 +65,7 @@ describe('inference messages', () => {
     expect(parseServerMessage(wire({ type: 'notice', state: 'draining' })).type).toBe('notice')
     expect(() => parseClientMessage(wire({ type: 'opened' }))).toThrow(code('BAD_MESSAGE'))
     expect(() => parseClientMessage(wire({ type: 'opened' })))
-      .toThrow('Invalid message.type: expected one of open, run, cancel, close, got string "opened"')
+      .toThrow('Invalid message.type: expected one of open, run, adopt, cancel, close, got string "opened"')
     expect(() => parseServerMessage(wire({ type: 'run' }))).toThrow(code('BAD_MESSAGE'))
     expect(() => parseClientMessage([1, 2])).toThrow(code('BAD_MESSAGE'))
     expect(() => parseClientMessage(null)).toThrow(code('BAD_MESSAGE'))
@@ -101,6 +107,11 @@ describe('inference messages', () => {
     ['cancel: negative id', () => parseCancel({ type: 'cancel', runIds: [1, -2] }), 'BAD_MESSAGE'],
     ['cancel: string id', () => parseCancel({ type: 'cancel', runIds: ['1'] }), 'BAD_MESSAGE'],
     ['cancel: bad fromRunId', () => parseCancel({ type: 'cancel', runIds: [], fromRunId: -1 }), 'BAD_MESSAGE'],
+    ['adopt: missing fromSessionId', () => parseAdopt({ ...adopt, fromSessionId: undefined }), 'BAD_MESSAGE'],
+    ['adopt: length 0', () => parseAdopt({ ...adopt, length: 0 }), 'BAD_MESSAGE'],
+    ['adopt: fractional length', () => parseAdopt({ ...adopt, length: 1.5 }), 'BAD_MESSAGE'],
+    ['adopt: negative runId', () => parseAdopt({ ...adopt, runId: -1 }), 'BAD_MESSAGE'],
+    ['adopted: length string', () => parseAdopted({ ...adopted, length: '12' }), 'BAD_MESSAGE'],
     ['close: wrong tag', () => parseClose({ type: 'closed' }), 'BAD_MESSAGE'],
     ['opened: missing sessionId', () => parseOpened({ ...opened, sessionId: undefined }), 'BAD_MESSAGE'],
     ['opened: end < start', () => parseOpened({ ...opened, start: 5, end: 2 }), 'BAD_MESSAGE'],
