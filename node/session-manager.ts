@@ -231,6 +231,11 @@ export class SessionManager {
     if (source === undefined || source.owner !== session.owner) return onDone(new UnknownSessionError(`Cannot adopt from session ${fromSessionId}: no such session of this client on this server`))
     if (source.start !== session.start || source.end !== session.end) return onDone(new WrongSpanError(`Cannot adopt from a session over blocks [${source.start}, ${source.end}) into one over [${session.start}, ${session.end})`))
     if (length > session.maxTokens) return onDone(new CacheLimitError(`Cannot adopt ${length} positions: the session reserved ${session.maxTokens}`))
+    const maxQueued = this.#init.maxQueuedRunsPerSession ?? DEFAULT_MAX_QUEUED_RUNS_PER_SESSION
+    if (this.#queue.queuedFor(session.id) >= maxQueued) {
+      this.counters.refused++
+      return onDone(new TooLargeError(`Cannot queue adoption ${runId}: the session already has ${maxQueued} runs waiting`))
+    }
     const task: ComputeTask = {
       sessionId: session.id,
       runId,

@@ -10,7 +10,9 @@
  * Then `--choices N` samples (default 4) of one prompt: one request with `n: N` (its choices
  * decode at once, batched on the servers) against N requests one after another. Last, N
  * choices of a long prompt no session holds (`--prompt-tokens`, default 256): computed once and
- * copied to the other choices' sessions (`adopt`) against computed on every choice's session.
+ * copied to the other choices' sessions (`adopt`) against computed on every choice's session;
+ * and a new conversation whose system prompt (as long) an idle session holds: copied from it
+ * against computed.
  *
  *   npm run bench:api
  *   npm run bench:api -- --models random-200m --latency-ms 20
@@ -44,7 +46,7 @@ if (!(Number.isInteger(turns) && turns >= 2)) throw new RangeError(`Cannot chat 
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot run --rounds ${args.rounds}: it must be an integer >= 1`)
 const choices = Number(args.choices ?? (args.quick ? 2 : 4))
 if (!(Number.isInteger(choices) && choices >= 2 && choices <= 8)) throw new RangeError(`Cannot sample --choices ${args.choices}: it must be an integer in [2, 8]`)
-const PARTS = ['chat', 'choices', 'shared']
+const PARTS = ['chat', 'choices', 'shared', 'system']
 const parts = new Set((args.parts ?? PARTS.join(',')).split(','))
 for (const p of parts) if (!PARTS.includes(p)) throw new RangeError(`Cannot run --parts ${args.parts}: each must be one of ${PARTS.join(', ')}`)
 const promptTokens = Number(args['prompt-tokens'] ?? (args.quick ? 40 : 256))
@@ -78,6 +80,7 @@ async function benchModel (dir: string): Promise<void> {
     if (parts.has('chat')) await benchChat(model, name, config)
     if (parts.has('choices')) await benchChoices(model, client, name, L, config)
     if (parts.has('shared')) await benchSharedPrompt(model, name, config)
+    if (parts.has('system')) await benchSystemPrompt(model, name, config)
     await model.release()
     await client.close()
   } finally {
@@ -168,11 +171,7 @@ async function benchSharedPrompt (model: LanguageModel, name: string, config: Re
     ['shared', await OpenAiServer.listen({ model, modelId: name, maxSessions: choices, idleMs: 0 }, { port: 0 })],
     ['unshared', await OpenAiServer.listen({ model, modelId: name, maxSessions: choices, idleMs: 0, sharePrompt: false }, { port: 0 })]
   ]
-  // a story long enough, led by a token of its own each round: no earlier session shares more than BOS
-  let text = ''
-  while (model.encode(text).length < promptTokens) text += `${MESSAGES.join(' ')} `
-  const base = model.encode(text)
-  const promptOf = (round: number): number[] => [base[0] as number, 100 + round, ...base.slice(1)].slice(0, promptTokens)
+  const promptOf = (round: number): number[] => roundPrompt(model, round, promptTokens)
   const ask = async (server: OpenAiServer, round: number): Promise<{ ttftMs: number, ttftAllMs: number, ms: number }> => {
     const began = performance.now()
     const res = await fetch(`${server.url}/completions`, { method: 'POST', body: JSON.stringify({ model: name, prompt: promptOf(round), max_tokens: replyTokens, temperature: 0.8, seed: round, n: choices, stream: true }) })
@@ -200,6 +199,59 @@ async function benchSharedPrompt (model: LanguageModel, name: string, config: Re
   emit({ model: name, metric: 'api_choices_long_prompt_every_first_token_unshared_over_shared', value: stat('unshared', 'ttftAllMs') / stat('shared', 'ttftAllMs'), unit: 'x', config: shape })
   emit({ model: name, metric: 'api_choices_long_prompt_unshared_over_shared', value: stat('unshared', 'ms') / stat('shared', 'ms'), unit: 'x', config: shape })
   for (const [, server] of ways) await server.close()
+}
+
+/**
+ * A story of `tokens` tokens led by a token of its own for each `round`, so that no session of
+ * an earlier round shares more than BOS with it.
+ */
+function roundPrompt (model: LanguageModel, round: number, tokens: number, words = MESSAGES.join(' ')): number[] {
+  let text = ''
+  while (model.encode(text).length < tokens + 1) text += `${words} `
+  const base = model.encode(text)
+  return [base[0] as number, 100 + round, ...base.slice(1)].slice(0, tokens)
+}
+
+/**
+ * Two conversations that begin with the same system prompt (`--prompt-tokens` long, a new one
+ * each round), on a server that starts each round with no session: the first's one request
+ * computes it (with a long question, so its session does not look like the second's
+ * conversation); the second, on a new session, copies it from the first's idle session
+ * ("shared", the default) or computes it ("unshared"). Median time to the second's first
+ * streamed token, the two ways alternated over the rounds.
+ */
+async function benchSystemPrompt (model: LanguageModel, name: string, config: Record<string, unknown>): Promise<void> {
+  const ways: Array<[string, boolean]> = [['shared', true], ['unshared', false]]
+  const question = model.encode(SYSTEM).slice(1, 9)
+  const ask = async (server: OpenAiServer, prompt: number[], maxTokens: number): Promise<{ ttftMs: number, cached: number }> => {
+    const began = performance.now()
+    const res = await fetch(`${server.url}/completions`, { method: 'POST', body: JSON.stringify({ model: name, prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }) })
+    if (res.status !== 200) throw new Error(`A request failed with ${res.status}: ${await res.text()}`)
+    const { ttftMs, chunks } = await readEvents(res, began)
+    const usage = chunks.find(c => c.usage !== undefined)?.usage
+    return { ttftMs: ttftMs ?? performance.now() - began, cached: usage?.prompt_tokens_details.cached_tokens ?? 0 }
+  }
+  const got = new Map<string, Array<{ ttftMs: number, cached: number }>>(ways.map(([way]) => [way, []]))
+  for (let r = -1; r < rounds; r++) { // round -1 warms up
+    for (let w = 0; w < ways.length; w++) {
+      const [way, share] = ways[(w + Math.max(0, r)) % ways.length] as [string, boolean]
+      const server = await OpenAiServer.listen({ model, modelId: name, maxSessions: 2, sessionTokens: 3 * promptTokens, ...(share ? {} : { sharePrompt: false }) }, { port: 0 })
+      try {
+        const system = roundPrompt(model, 2 * (r + 1) + w, promptTokens)
+        await ask(server, [...system, ...roundPrompt(model, 0, promptTokens + 16, SYSTEM).slice(1)], 8)
+        const second = await ask(server, [...system, ...question], replyTokens)
+        if (r >= 0) got.get(way)?.push(second)
+      } finally {
+        await server.close()
+      }
+    }
+  }
+  const shape = { ...config, promptTokens, questionTokens: question.length }
+  const stat = (way: string, key: 'ttftMs' | 'cached'): number => median((got.get(way) ?? []).map(g => g[key]))
+  for (const [way] of ways) {
+    emit({ model: name, metric: `api_system_prompt_second_conversation_ttft_ms_${way}`, value: stat(way, 'ttftMs'), unit: 'ms', config: { ...shape, cachedTokens: stat(way, 'cached') } })
+  }
+  emit({ model: name, metric: 'api_system_prompt_ttft_unshared_over_shared', value: stat('unshared', 'ttftMs') / stat('shared', 'ttftMs'), unit: 'x', config: shape })
 }
 
 /**

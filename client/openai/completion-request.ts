@@ -57,7 +57,8 @@ export async function respond (req: CompletionRequest): Promise<GenerationResult
   const entries = scoreOnly || (echoed && top !== undefined) ? await first.score(ids, { top: top ?? 0 }) : []
   const echo: Echo | undefined = echoed ? { text: tokenizer.decode(ids, { skipSpecialTokens: true }), ids, entries } : undefined
   // n choices: the first computes the prompt, the others copy it from its caches once it has
-  const share = !scoreOnly && sessions.length > 1 && req.sharePrompt !== false && ids.length - 1 - first.heldPrefix(ids) >= MIN_SHARED_TOKENS
+  const lacking = Math.max(0, ...sessions.slice(1).map(s => ids.length - 1 - s.heldPrefix(ids)))
+  const share = !scoreOnly && req.sharePrompt !== false && lacking >= MIN_SHARED_TOKENS
   const primed = Promise.withResolvers<void>()
   primed.promise.catch(() => {}) // the other choices are told; the first choice's own error ends the request
   // a choice that fails stops the others
@@ -165,9 +166,10 @@ async function * promptOnly (session: ChatSession, ids: readonly number[]): Asyn
 }
 
 /**
- * Prompt tokens worth sharing between choices: below this many to compute, each choice's
- * session computes them with its first token (one run), rather than the others waiting for the
- * first choice's run and then a copy (bench:api's long-prompt part measures both ways).
+ * Prompt tokens worth copying from another session rather than computing: below this many, a
+ * choice's session computes them with its first token (one run) rather than wait for the first
+ * choice's run and then a copy, and a new conversation does not copy its system prompt from
+ * an idle session (bench:api's "shared" and "system" parts measure both ways).
  */
 export const MIN_SHARED_TOKENS = 32
 

@@ -16,7 +16,7 @@ import type { ChatSession, LanguageModel } from '../language-model.js'
 import type { GenerateOptions, GenerationResult } from '../text-generation.js'
 import { TokenPieces } from '../tokenizer/index.js'
 import { ApiError, invalidField } from './api-error.js'
-import { respond, sendJson } from './completion-request.js'
+import { MIN_SHARED_TOKENS, respond, sendJson } from './completion-request.js'
 import type { Endpoint, ResponseHead } from './completion-responses.js'
 import { parseChatBody, parseCompletionBody, type ParsedRequest } from './request-body.js'
 import { SessionPool } from './session-pool.js'
@@ -45,8 +45,9 @@ export interface OpenAiServerInit {
    */
   corsOrigin?: string
   /**
-   * The `n` choices of a request: compute the prompt once and let the other choices' sessions
-   * copy its caches (default true); false sends it on every choice's session (benchmarks).
+   * Sessions copy what they share with another (ChatSession.adopt) instead of computing it: the
+   * `n` choices of a request compute the prompt once, and a new conversation's session copies a
+   * system prompt from an idle one (default true); false: each computes its own (benchmarks).
    */
   sharePrompt?: boolean
   logger?: Logger
@@ -135,6 +136,7 @@ export class OpenAiServer {
     const sessions = await this.#pool.acquireMany(ids, request.n, aborter.signal)
     let healthy = false
     try {
+      await this.#copySharedPrefix(sessions[0] as ChatSession, ids)
       const head: ResponseHead = { id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: this.#init.modelId, endpoint }
       const results = await respond({ res, head, request, ids, sessions, tokenizer: this.#init.model.tokenizer, pieces: this.#pieces, defaults: this.#init.defaults, signal: aborter.signal, ...(this.#init.sharePrompt === false ? { sharePrompt: false } : {}) })
       healthy = true
@@ -144,6 +146,20 @@ export class OpenAiServer {
       // a session whose generation failed or was aborted may hold runs in flight: close it
       for (const session of sessions) this.#pool.release(session, healthy)
     }
+  }
+
+  /**
+   * When an idle session holds a longer prefix of `ids` than `session` does, by at least
+   * MIN_SHARED_TOKENS (a system prompt that other conversations began with), `session` copies
+   * it from there (ChatSession.adopt), so its first run sends only the rest.
+   */
+  async #copySharedPrefix (session: ChatSession, ids: readonly number[]): Promise<void> {
+    if (this.#init.sharePrompt === false) return
+    const held = session.heldPrefix(ids)
+    await this.#pool.withIdlePrefix(ids, held + MIN_SHARED_TOKENS, async (source, shared) => {
+      const length = Math.min(shared, source.tokens.length - 1, ids.length - 1) // what its caches surely hold of ids
+      if (length - held >= MIN_SHARED_TOKENS) await session.adopt(source, ids.slice(0, length + 1))
+    })
   }
 
   #chatIds (messages: Array<{ role: string, content: string }>): number[] {

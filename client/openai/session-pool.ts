@@ -97,6 +97,24 @@ export class SessionPool<S extends PooledSession> {
     throw failed.reason
   }
 
+  /**
+   * Lends the idle session sharing the longest prefix with `ids`, if it shares at least
+   * `minShared` tokens, to `use` (no request can take it meanwhile), then makes it idle again;
+   * undefined when there is none. A new conversation's session copies a system prompt from it.
+   */
+  async withIdlePrefix<T> (ids: readonly number[], minShared: number, use: (session: S, shared: number) => Promise<T>): Promise<T | undefined> {
+    const best = this.#bestIdle(ids)
+    const shared = best === undefined ? 0 : sharedPrefix(best.session.tokens, ids)
+    if (best === undefined || shared < minShared || this.#closed) return undefined
+    const session = this.#unidle(best)
+    this.#busy++
+    try {
+      return await use(session, shared)
+    } finally {
+      this.release(session, true) // it was only read from
+    }
+  }
+
   #unidle (entry: Idle<S>): S {
     this.#idle.splice(this.#idle.indexOf(entry), 1)
     clearTimeout(entry.timer)

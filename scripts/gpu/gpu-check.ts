@@ -212,6 +212,17 @@ async function parity (device: Device, specs: string[]): Promise<void> {
         let afterDiff = 0
         for (let t = 0; t < after.length; t++) afterDiff = Math.max(afterDiff, maxAbsDiff(after[t] as Float32Array, ref.logits[9 + t]))
         emit({ model: name, device, metric: 'parity_token_tree', rows: tokens.length, max_abs_diff_vs_chain: treeDiff, next_run_max_abs_diff_vs_reference: afterDiff })
+        // a sequence that adopts another's prefix (on the GPU path: the same device tensors) goes
+        // on as the reference, though the source then rolls back and grows
+        const source = model.newSession()
+        await source.forward(input.slice(0, 9), 0)
+        const copy = model.newSession()
+        copy.copyPrefix(source, 6)
+        await source.forward([3, 5, 7], 4)
+        const adopted = await copy.forward(input.slice(6), 6)
+        let adoptDiff = 0
+        for (let t = 0; t < adopted.length; t++) adoptDiff = Math.max(adoptDiff, maxAbsDiff(adopted[t] as Float32Array, ref.logits[6 + t]))
+        emit({ model: name, device, metric: 'parity_adopted_prefix', positions: adopted.length, max_abs_diff_vs_reference: adoptDiff })
       }
     } catch (err) {
       emit({ model: name, device, metric: 'run_error', error: String((err as Error)?.stack ?? err) })

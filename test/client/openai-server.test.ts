@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel } from '../../client/language-model.js'
 import { MIN_SHARED_TOKENS } from '../../client/openai/completion-request.js'
 import { OpenAiServer, type OpenAiServerInit } from '../../client/openai/openai-server.js'
+import { sharedPrefix } from '../../client/openai/session-pool.js'
 import type { GenerateOptions } from '../../client/text-generation.js'
 import { chatModelCopy } from '../helpers/chat-model.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
@@ -127,6 +128,32 @@ describe('OpenAI-compatible API', () => {
     // all of the first turn's prompt and reply were in the caches (but the reply's last token)
     expect(two.json.usage.prompt_tokens_details.cached_tokens).toBeGreaterThanOrEqual(one.json.usage.total_tokens - 2)
     expect(one.json.usage.prompt_tokens_details.cached_tokens).toBeLessThan(one.json.usage.prompt_tokens)
+  })
+
+  it('a new conversation\'s session copies the system prompt from an idle one; that conversation keeps its own session', async () => {
+    const system = { role: 'system', content: 'You tell short, warm stories about Lily, her dog Max and their friends in the park, and every story ends well.' }
+    const userA = { role: 'user', content: 'Tell me about the day Lily and Max found a big red ball under the old tree near the pond, and what they did with it.' }
+    const userB = { role: 'user', content: 'Who is Tom?' }
+    const ask = async (api: OpenAiServer, messages: unknown[]): Promise<any> => (await post(api, '/chat/completions', { messages, ...GREEDY })).json
+    const [a1, b1, a2] = await withServer({ model, maxSessions: 4 }, async api => {
+      const a1 = await ask(api, [system, userA])
+      const b1 = await ask(api, [system, userB])
+      const a2 = await ask(api, [system, userA, { role: 'assistant', content: a1.choices[0].message.content }, { role: 'user', content: 'And then?' }])
+      return [a1, b1, a2]
+    })
+    const rendered = (user: unknown): number[] => model.tokenizer.encode(model.chatTemplate!.render([system, user as { role: string, content: string }]), { addSpecialTokens: false }) // as the API encodes
+    const shared = sharedPrefix(rendered(userA), rendered(userB)) // the system prompt and the user turn's markup
+    expect(shared).toBeGreaterThan(MIN_SHARED_TOKENS)
+    expect(a1.usage.prompt_tokens_details.cached_tokens).toBe(0)
+    expect(b1.usage.prompt_tokens_details.cached_tokens).toBe(shared) // copied, not sent
+    expect(a2.usage.prompt_tokens_details.cached_tokens).toBeGreaterThan(a1.usage.prompt_tokens) // A's session still holds A
+    // what they answer is what a server whose sessions copy nothing answers
+    const plain = await withServer({ model, maxSessions: 4, sharePrompt: false }, async api => {
+      await ask(api, [system, userA])
+      return await ask(api, [system, userB])
+    })
+    expect(plain.usage.prompt_tokens_details.cached_tokens).toBe(0)
+    expect(b1.choices[0].message.content).toBe(plain.choices[0].message.content)
   })
 
   it('streams a chat: the role first, then the content deltas', async () => {

@@ -50,6 +50,10 @@ describe('benchmarks do not rot', () => {
       expect(byMetric[`api_choices_long_prompt_ttft_ms_${way}`].value).toBeGreaterThan(0)
       expect(byMetric[`api_choices_long_prompt_ms_${way}`].value).toBeGreaterThanOrEqual(byMetric[`api_choices_long_prompt_ttft_ms_${way}`].value)
     }
+    // the second conversation's session copied the system prompt, or (unshared) computed it
+    const system = byMetric.api_system_prompt_second_conversation_ttft_ms_shared
+    expect(system.config.cachedTokens).toBe(system.config.promptTokens)
+    expect(byMetric.api_system_prompt_second_conversation_ttft_ms_unshared.config.cachedTokens).toBe(0)
   }, 120_000)
 
   it('bench-batching --quick: both settings decode; with --max-batch 1 nothing is batched', async () => {

@@ -37,6 +37,30 @@ describe('SessionPool', () => {
     expect(opened).toHaveLength(2)
   })
 
+  it('lends the idle session sharing the longest prefix to be copied from: nobody takes it meanwhile, then it is idle again', async () => {
+    const { pool: p, opened } = pool({ maxSessions: 3 })
+    const [a, b] = await p.acquireMany([1], 2)
+    a!.tokens = [1, 2, 3, 4, 5, 6]
+    b!.tokens = [1, 9, 9, 9]
+    p.release(a!, true)
+    p.release(b!, true)
+    expect(await p.withIdlePrefix([1, 2, 3, 7], 4, async () => 'copied')).toBeUndefined() // shares only 3
+    const lent = Promise.withResolvers<void>()
+    const using = p.withIdlePrefix([1, 2, 3, 4, 8], 3, async (source, shared) => {
+      expect([source, shared]).toEqual([a, 4])
+      await lent.promise
+      return source.name
+    })
+    // meanwhile a request that would have taken a (it continues a's conversation) gets another session
+    const other = await p.acquire([1, 2, 3, 4, 5, 6, 7])
+    expect(other).not.toBe(a)
+    lent.resolve()
+    expect(await using).toBe('s0')
+    p.release(other, true)
+    expect(await p.acquire([1, 2, 3, 4, 5, 6, 7])).toBe(a) // idle again
+    expect(opened).toHaveLength(3)
+  })
+
   it('when full, lends the idle session sharing the longest prefix, least recently used on a tie', async () => {
     const { pool: p, opened } = pool({ maxSessions: 2 })
     const a = await p.acquire([1])
