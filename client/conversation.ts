@@ -64,6 +64,18 @@ export class Conversation {
     return result
   }
 
+  /**
+   * A conversation with the same messages on a fork of this one's session (ChatSession.fork:
+   * the caches copied where they are, not computed again): try another message, or fork before
+   * a turn to ask it twice. Each then goes on on its own.
+   */
+  async fork (): Promise<Conversation> {
+    const copy = new Conversation(await this.session.fork(), this.#template, this.#tokenizer)
+    copy.messages.push(...this.messages.map(m => ({ ...m })))
+    copy.#firstKept = this.#firstKept
+    return copy
+  }
+
   /** 1 with a system message first, else 0. */
   get #systemCount (): number {
     return this.messages[0]?.role === 'system' ? 1 : 0

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ChatTemplate } from '../../client/chat-template.js'
 import { LanguageModel } from '../../client/language-model.js'
+import { sharedPrefix } from '../../client/openai/session-pool.js'
 import type { GenerateChunk, GenerationResult } from '../../client/text-generation.js'
 import { CHATML_TEMPLATE, chatModelCopy, ZEPHYR_TEMPLATE } from '../helpers/chat-model.js'
 import { BUNDLED_MODEL } from '../helpers/fixtures.js'
@@ -93,6 +94,27 @@ describe('Conversation (local model)', () => {
     const fresh = await drain(model.generate(wholeIds, GREEDY))
     expect(second.tokens).toEqual(fresh.tokens)
     expect(second.tokens.length).toBeGreaterThan(0)
+  }, 30_000)
+
+  it('a fork holds the conversation (its caches copied) and goes on on its own, as a fresh generation of its history would', async () => {
+    const conversation = await model.conversation({ system: 'Tell a story.' })
+    await drain(conversation.say('Lily went to the park.', GREEDY))
+    const fork = await conversation.fork()
+    expect(fork.messages).toEqual(conversation.messages)
+    expect(fork.session.target.stats()).toMatchObject({ prefixesAdopted: 1, runsComputed: 0 })
+    const held = [...fork.session.tokens]
+    const [mine, theirs] = [await drain(conversation.say('What did she find?', GREEDY)), await drain(fork.say('Who came to help?', GREEDY))]
+    for (const [c, result] of [[conversation, mine], [fork, theirs]] as const) {
+      const seen = model.tokenizer.encode(model.chatTemplate!.render(c.messages.slice(0, -1)), { addSpecialTokens: false })
+      expect(result.tokens).toEqual((await drain(model.generate(seen, GREEDY))).tokens)
+      // only what the held history lacks went out
+      const kept = Math.min(sharedPrefix(held, seen), held.length - 1)
+      expect(kept).toBeGreaterThan(30)
+      expect(result.promptTokens).toEqual(seen.slice(kept))
+    }
+    expect(fork.messages[3]?.content).toBe('Who came to help?')
+    expect(conversation.messages[3]?.content).toBe('What did she find?')
+    await Promise.all([conversation.close(), fork.close()])
   }, 30_000)
 
   it('when the session is full the oldest turns leave the context, the system message stays, and replies stay exact', async () => {
