@@ -12,7 +12,7 @@ import { createCliLogger } from './logger.js'
 import { parseNumber } from './options.js'
 
 /** Flags that are GenerateOptions of the same name and meaning. */
-const PASSED_THROUGH = ['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'k', 'branches', 'branchLength'] as const
+const PASSED_THROUGH = ['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty', 'seed', 'k', 'branches', 'branchLength'] as const
 
 export interface GenerationFlags extends Pick<GenerateOptions, typeof PASSED_THROUGH[number] | 'speculation'> {
   model: string
@@ -39,6 +39,8 @@ export function addGenerationOptions (command: Command): Command {
     .option('--top-k <k>', 'sample among the k most likely tokens (0: off)', parseNumber('--top-k', { integer: true, min: 0 }))
     .option('--top-p <p>', 'nucleus sampling mass', parseNumber('--top-p', { min: 0, max: 1 }))
     .option('--repetition-penalty <r>', 'penalty for tokens already present (1: off)', parseNumber('--repetition-penalty', { min: 0 }))
+    .option('--presence-penalty <p>', 'subtracted from the logit of each token already generated (OpenAI\'s; 0: off)', parseNumber('--presence-penalty', { min: -2, max: 2 }))
+    .option('--frequency-penalty <f>', 'subtracted per time a token was generated (OpenAI\'s; 0: off)', parseNumber('--frequency-penalty', { min: -2, max: 2 }))
     .option('--seed <s>', 'random seed: the same seed gives the same text', parseNumber('--seed', { integer: true, min: 0 }))
     .option('--stop <text>', 'stop before this string (repeatable)', collect)
     .option('--bootstrap <multiaddr>', 'address of a swarm node (repeatable); without it the model runs locally', collect)

@@ -13,11 +13,18 @@ import { statusCommand } from './status-command.js'
 const verbose = process.argv.includes('--verbose')
 exitWithParent()
 
+const COMMANDS = ['demo', 'generate', 'chat', 'api', 'forward', 'export-client', 'serve', 'status']
+// a usage error is one line that names the help to read: the subcommand's, else the program's
+// (commander shares one output configuration between a program and its subcommands)
+const invoked = process.argv.slice(2).find(arg => !arg.startsWith('-'))
+const hint = invoked !== undefined && COMMANDS.includes(invoked) ? `(see petal-node ${invoked} --help)` : '(run with --help for usage)'
+const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, ' ')
+
 const program = new Command('petal-node')
   .description('Petal: run large language models collaboratively across volunteers\' machines')
   .option('--verbose', 'log details and print stack traces on errors')
-  .showHelpAfterError('(run with --help for usage)')
-  .configureOutput({ outputError: (text, write) => { write(`petal-node: ${text.replace(/^error: /, '')}`) } })
+  .showHelpAfterError(false)
+  .configureOutput({ outputError: (text, write) => { write(`petal-node: ${oneLine(text.replace(/^error: /, ''))} ${hint}\n`) } })
   .exitOverride(err => { process.exit(err.exitCode) })
 
 demoCommand(program)
@@ -28,6 +35,8 @@ forwardCommand(program)
 exportClientCommand(program)
 serveCommand(program)
 statusCommand(program)
+const unnamed = program.commands.map(c => c.name()).filter(name => !COMMANDS.includes(name))
+if (unnamed.length > 0) throw new Error(`COMMANDS lacks ${unnamed.join(', ')}`)
 
 try {
   await program.parseAsync(process.argv)

@@ -44,7 +44,6 @@ const DEFAULT_REBALANCE_INTERVAL_S = 120
 
 const DEVICES: readonly Device[] = ['cpu', 'webgpu', 'cuda']
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
-const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, ' ')
 
 /** `petal-node serve`: serve a span of a model's blocks to the swarm until SIGINT/SIGTERM. */
 export function serveCommand (program: Command): void {
@@ -74,8 +73,6 @@ export function serveCommand (program: Command): void {
     .option('--link-latency-ms <ms>', 'delay every frame this server sends by this one-way latency (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }), 0)
     .option('--simulated-run-ms <ms>', 'after computing a run, hold the device idle this long more, as a bigger model would (benchmarks)', parseNumber('--simulated-run-ms', { min: 0 }), 0)
     .option('--simulated-row-ms <ms>', 'and this long more per row of the run (benchmarks)', parseNumber('--simulated-row-ms', { min: 0 }), 0)
-    .showHelpAfterError(false)
-    .configureOutput({ outputError: (text, write) => { write(`petal-node: ${oneLine(text.replace(/^error: /, ''))} (see petal-node serve --help)\n`) } })
     .addHelpText('after', `
 Give exactly one of --blocks and --num-blocks. Logs are JSON lines on stderr.
 When ready, prints one line on stdout:

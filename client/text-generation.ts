@@ -15,6 +15,13 @@ export interface GenerateOptions {
   topK?: number
   topP?: number
   repetitionPenalty?: number
+  /**
+   * OpenAI's presence and frequency penalties: each token this generation has produced loses
+   * `presencePenalty` from its logit once and `frequencyPenalty` per time it was produced
+   * (after the repetition penalty, before logit bias). Default 0 (off).
+   */
+  presencePenalty?: number
+  frequencyPenalty?: number
   /** Added to these tokens' logits before sampling (OpenAI's logit_bias): -100 bans a token. */
   logitBias?: Readonly<Record<number, number>>
   seed?: number
@@ -99,6 +106,9 @@ export async function * generateText (
     topK: opts.topK ?? (genConfig.doSample ? genConfig.topK : 0),
     topP: opts.topP ?? (genConfig.doSample ? genConfig.topP : 1),
     repetitionPenalty: opts.repetitionPenalty ?? genConfig.repetitionPenalty,
+    presencePenalty: opts.presencePenalty ?? 0,
+    frequencyPenalty: opts.frequencyPenalty ?? 0,
+    generatedFrom: state.cachedTokens.length + promptIds.length, // the decoder's sequences start at position 0
     ...(opts.logitBias !== undefined ? { logitBias: new Map(Object.entries(opts.logitBias).map(([id, bias]) => [Number(id), bias])) } : {}),
     ...(opts.seed !== undefined ? { seed: opts.seed } : {})
   })

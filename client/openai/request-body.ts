@@ -1,7 +1,7 @@
 /**
  * Request bodies of OpenAI's `/v1/completions` and `/v1/chat/completions`, read into what
- * the SDK takes. Fields whose meaning Petal cannot honour (best_of > 1, presence and frequency
- * penalties other than 0, tools) are refused by name rather than silently ignored; fields that change nothing
+ * the SDK takes. Fields whose meaning Petal cannot honour (best_of > 1, tools) are refused by
+ * name rather than silently ignored; fields that change nothing
  * (user, metadata) are ignored.
  */
 import { MAX_TOP_LOGPROBS } from '../decoding/index.js'
@@ -78,8 +78,6 @@ function asBody (raw: unknown): Body {
 /** Sampling, length (at least `minTokens`), stop strings and streaming: the fields both endpoints share. */
 function parseCommon (body: Body, minTokens: number): Omit<ParsedRequest, 'logprobs'> {
   const n = body['n'] == null ? 1 : integer('n', body['n'], 1, MAX_CHOICES)
-  refuseUnless(body, 'presence_penalty', v => v === 0, 'presence_penalty is not supported (repetition_penalty is)')
-  refuseUnless(body, 'frequency_penalty', v => v === 0, 'frequency_penalty is not supported (repetition_penalty is)')
   const options: GenerateOptions = {}
   const maxTokens = body['max_completion_tokens'] ?? body['max_tokens']
   const maxParam = body['max_completion_tokens'] != null ? 'max_completion_tokens' : 'max_tokens'
@@ -89,6 +87,8 @@ function parseCommon (body: Body, minTokens: number): Omit<ParsedRequest, 'logpr
   if (body['top_k'] != null) options.topK = integer('top_k', body['top_k'], 0)
   if (body['repetition_penalty'] != null) options.repetitionPenalty = number('repetition_penalty', body['repetition_penalty'], Number.MIN_VALUE, 100)
   if (body['seed'] != null) options.seed = integer('seed', body['seed'], 0, 2 ** 47 - 1)
+  if (body['presence_penalty'] != null) options.presencePenalty = number('presence_penalty', body['presence_penalty'], -2, 2)
+  if (body['frequency_penalty'] != null) options.frequencyPenalty = number('frequency_penalty', body['frequency_penalty'], -2, 2)
   const bias = parseLogitBias(body['logit_bias'])
   if (bias !== undefined) options.logitBias = bias
   const stop = parseStop(body['stop'])

@@ -13,6 +13,15 @@ export interface LogitsOptions {
   repetitionPenalty?: number
   /** Tokens already in the sequence (prompt and generated), for the repetition penalty. */
   previousTokens?: Iterable<number>
+  /**
+   * OpenAI's presence and frequency penalties: subtracted from the logit of each token that
+   * the generated tokens hold, once (presence) and once per occurrence (frequency). 0 turns
+   * them off. Default 0.
+   */
+  presencePenalty?: number
+  frequencyPenalty?: number
+  /** Where the generated tokens begin in `previousTokens` (what presence and frequency count). Default 0. */
+  generatedFrom?: number
   /** Added to these tokens' logits after the penalty (OpenAI's logit_bias): -100 bans a token, +100 all but forces it. */
   logitBias?: ReadonlyMap<number, number>
 }
@@ -23,37 +32,45 @@ export interface ResolvedLogitsOptions {
   readonly topK: number
   readonly topP: number
   readonly repetitionPenalty: number
+  readonly presencePenalty: number
+  readonly frequencyPenalty: number
+  readonly generatedFrom: number
   readonly logitBias: ReadonlyMap<number, number>
 }
 
 /** Fills defaults and checks ranges; the RangeError states the bound and the value. */
 export function resolveLogitsOptions (opts: LogitsOptions = {}): ResolvedLogitsOptions {
-  const { temperature = 1, topK = 0, topP = 1, repetitionPenalty = 1, logitBias = new Map<number, number>() } = opts
+  const { temperature = 1, topK = 0, topP = 1, repetitionPenalty = 1, presencePenalty = 0, frequencyPenalty = 0, generatedFrom = 0, logitBias = new Map<number, number>() } = opts
   if (!(Number.isFinite(temperature) && temperature >= 0)) throw new RangeError(`Cannot sample with temperature ${temperature}: it must be a finite number >= 0`)
   if (!(Number.isInteger(topK) && topK >= 0)) throw new RangeError(`Cannot sample with top_k ${topK}: it must be an integer >= 0`)
   if (!(topP > 0 && topP <= 1)) throw new RangeError(`Cannot sample with top_p ${topP}: it must be in (0, 1]`)
   if (!(Number.isFinite(repetitionPenalty) && repetitionPenalty > 0)) throw new RangeError(`Cannot sample with repetition_penalty ${repetitionPenalty}: it must be a finite number > 0`)
+  if (!Number.isFinite(presencePenalty)) throw new RangeError(`Cannot sample with presence_penalty ${presencePenalty}: it must be a finite number`)
+  if (!Number.isFinite(frequencyPenalty)) throw new RangeError(`Cannot sample with frequency_penalty ${frequencyPenalty}: it must be a finite number`)
+  if (!(Number.isInteger(generatedFrom) && generatedFrom >= 0)) throw new RangeError(`Cannot count generated tokens from ${generatedFrom}: it must be an integer >= 0`)
   for (const [id, bias] of logitBias) {
     if (!(Number.isInteger(id) && id >= 0)) throw new RangeError(`Cannot bias token ${id}: a token id is an integer >= 0`)
     if (!Number.isFinite(bias)) throw new RangeError(`Cannot bias token ${id} by ${bias}: a bias is a finite number`)
   }
-  return { temperature, topK, topP, repetitionPenalty, logitBias }
+  return { temperature, topK, topP, repetitionPenalty, presencePenalty, frequencyPenalty, generatedFrom, logitBias }
 }
 
 /**
  * Logits -> the probability distribution that sampling draws from, in Hugging Face's order:
  * repetition penalty (positive logits of seen tokens divided by the penalty, negative ones
- * multiplied), temperature, top-k, top-p, softmax. Filtered tokens get probability exactly 0;
+ * multiplied), then OpenAI's presence and frequency penalties and logit bias, temperature,
+ * top-k, top-p, softmax. Filtered tokens get probability exactly 0;
  * at least one token always survives. Temperature 0 gives a one-hot row at the argmax of the
  * penalized logits.
  *
  * logits (V,) -> probs (V,), summing to 1
  */
 export function processLogits (logits: VocabRow, opts: LogitsOptions = {}): Float64Array {
-  const { temperature, topK, topP, repetitionPenalty, logitBias } = resolveLogitsOptions(opts)
+  const resolved = resolveLogitsOptions(opts)
+  const { temperature, topK, topP } = resolved
   const V = logits.length
   if (V === 0) throw new RangeError('Cannot build a distribution over an empty row: vocabulary size is 0')
-  const scores = addBias(penalize(logits, repetitionPenalty, opts.previousTokens), logitBias)
+  const scores = adjustScores(logits, resolved, opts.previousTokens)
 
   if (temperature === 0) {
     const probs = new Float64Array(V)
@@ -82,6 +99,33 @@ export function penalize (logits: VocabRow, penalty: number, previousTokens: Ite
     if (!(Number.isInteger(id) && id >= 0 && id < scores.length)) continue
     const s = scores[id] as number
     scores[id] = s < 0 ? s * penalty : s / penalty
+  }
+  return scores
+}
+
+/**
+ * Every adjustment before temperature: the repetition penalty, presence and frequency
+ * penalties, logit bias, as a float64 copy of the logits.
+ *
+ * logits (V,) -> scores (V,)
+ */
+export function adjustScores (logits: VocabRow, opts: ResolvedLogitsOptions, previousTokens: Iterable<number> | undefined): Float64Array {
+  const scores = penalize(logits, opts.repetitionPenalty, previousTokens)
+  if ((opts.presencePenalty !== 0 || opts.frequencyPenalty !== 0) && previousTokens !== undefined) {
+    penalizeGenerated(scores, [...previousTokens].slice(opts.generatedFrom), opts.presencePenalty, opts.frequencyPenalty)
+  }
+  return addBias(scores, opts.logitBias)
+}
+
+/**
+ * OpenAI's penalties, in place: each token the generated ones hold loses `presence` once and
+ * `frequency` per occurrence (ids past the vocabulary change nothing); returns `scores`.
+ */
+export function penalizeGenerated (scores: Float64Array, generated: readonly number[], presence: number, frequency: number): Float64Array {
+  const counts = new Map<number, number>()
+  for (const id of generated) counts.set(id, (counts.get(id) ?? 0) + 1)
+  for (const [id, n] of counts) {
+    if (Number.isInteger(id) && id >= 0 && id < scores.length) scores[id] = (scores[id] as number) - presence - frequency * n
   }
   return scores
 }

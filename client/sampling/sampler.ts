@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto'
 import { argmax, type VocabRow } from './argmax.js'
-import { addBias, penalize, processLogits, resolveLogitsOptions, type ResolvedLogitsOptions } from './process-logits.js'
+import { adjustScores, processLogits, resolveLogitsOptions, type ResolvedLogitsOptions } from './process-logits.js'
 import { createRng, type Rng } from './rng.js'
 import { sampleFromDistribution } from './sample-from-distribution.js'
 
@@ -17,6 +17,11 @@ export interface SamplerOptions {
   seed?: number
   /** Added to these tokens' logits (OpenAI's logit_bias), greedy or sampling. Default none. */
   logitBias?: ReadonlyMap<number, number>
+  /** OpenAI's presence and frequency penalties over the generated tokens (0: off). Default 0. */
+  presencePenalty?: number
+  frequencyPenalty?: number
+  /** Where the generated tokens begin in the sequences `next` and `distribution` are given. Default 0. */
+  generatedFrom?: number
 }
 
 /**
@@ -43,10 +48,10 @@ export class Sampler {
   /** The next token for logits (V,) given the tokens so far (prompt + generated, for the repetition penalty). */
   next (logits: VocabRow, previousTokens: Iterable<number> = []): number {
     if (this.greedy) {
-      const { repetitionPenalty, logitBias } = this.#opts
+      const { repetitionPenalty, logitBias, presencePenalty, frequencyPenalty } = this.#opts
       // the plain argmax copies nothing: no V-sized garbage per token
-      if (repetitionPenalty === 1 && logitBias.size === 0) return argmax(logits)
-      return argmax(addBias(penalize(logits, repetitionPenalty, previousTokens), logitBias))
+      if (repetitionPenalty === 1 && logitBias.size === 0 && presencePenalty === 0 && frequencyPenalty === 0) return argmax(logits)
+      return argmax(adjustScores(logits, this.#opts, previousTokens))
     }
     return sampleFromDistribution(this.distribution(logits, previousTokens), this.#rng)
   }

@@ -177,6 +177,10 @@ describe('errors are one clear line and a non-zero exit', () => {
     const r = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--top-p', '7')
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/--top-p must be a number >= 0 and <= 1/)
+    // commander's own usage errors name the subcommand's help, on the same line
+    const unknown = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--frobnicate')
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr.trim().split('\n')).toEqual(["petal-node: unknown option '--frobnicate' (see petal-node generate --help)"])
   })
 
   it('api: a --listen that is no host:port', async () => {

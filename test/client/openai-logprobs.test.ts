@@ -122,4 +122,23 @@ describe('OpenAI-compatible API: logprobs, echo and logit_bias', () => {
     expect(speculative.tokens).toEqual(sdk.tokens)
     expect((await post(server, '/completions', { ...body, logit_bias: { 999999: 1 } })).json.error.param).toBe('logit_bias')
   })
+
+  it('presence and frequency penalties: fewer repeats than plain greedy, as the SDK gives, in every decoding mode', async () => {
+    const prompt = 'Once upon a time'
+    const opts = { temperature: 0, maxNewTokens: 40, stopAtEos: false }
+    const repeats = (tokens: readonly number[]): number => tokens.length - new Set(tokens).size
+    const plain = await sdkResult(model.generate(prompt, opts))
+    const sdk = await sdkResult(model.generate(prompt, { ...opts, presencePenalty: 1.5, frequencyPenalty: 0.5 }))
+    expect(repeats(sdk.tokens)).toBeLessThan(repeats(plain.tokens))
+    const { json } = await post(server, '/completions', { prompt, temperature: 0, max_tokens: 40, presence_penalty: 1.5, frequency_penalty: 0.5 })
+    expect(json.choices[0].text).toBe(sdk.text)
+    for (const speculation of ['sync', 'pipelined'] as const) {
+      const speculative = await sdkResult(model.generate(prompt, { ...opts, presencePenalty: 1.5, frequencyPenalty: 0.5, speculation, drafter: new NgramDrafter() }))
+      expect(speculative.tokens).toEqual(sdk.tokens)
+    }
+    // sampling: same seed, same text in plain and speculative decoding
+    const sampled = { ...opts, temperature: 0.8, seed: 4, presencePenalty: 1, frequencyPenalty: 0.5 }
+    const sampledPlain = await sdkResult(model.generate(prompt, sampled))
+    expect((await sdkResult(model.generate(prompt, { ...sampled, speculation: 'pipelined', drafter: new NgramDrafter() }))).tokens).toEqual(sampledPlain.tokens)
+  })
 })

@@ -18,12 +18,12 @@ describe('OpenAI request bodies', () => {
     const parsed = parseCompletionBody({
       model: 'stories260k', prompt: 'Once', max_tokens: 40, temperature: 0.7, top_p: 0.9, top_k: 20,
       repetition_penalty: 1.1, seed: 5, stop: ['\n', 'The end'], stream: true, stream_options: { include_usage: true },
-      n: 1, presence_penalty: 0, logprobs: null, user: 'someone'
+      n: 1, presence_penalty: 0.25, logprobs: null, user: 'someone'
     })
     expect(parsed).toEqual({
       model: 'stories260k',
       prompt: 'Once',
-      options: { maxNewTokens: 40, temperature: 0.7, topP: 0.9, topK: 20, repetitionPenalty: 1.1, seed: 5, stopStrings: ['\n', 'The end'] },
+      options: { maxNewTokens: 40, temperature: 0.7, topP: 0.9, topK: 20, repetitionPenalty: 1.1, seed: 5, presencePenalty: 0.25, stopStrings: ['\n', 'The end'] },
       stream: true,
       includeUsage: true,
       logprobs: undefined,
@@ -63,8 +63,7 @@ describe('OpenAI request bodies', () => {
 
   it('refuses by name what it cannot honour, and accepts the values that change nothing', () => {
     const chat = { messages: [{ role: 'user', content: 'Hi' }] }
-    const refused: Array<[string, unknown]> = [['presence_penalty', 0.5],
-      ['frequency_penalty', 1], ['tools', [{ type: 'function' }]], ['tool_choice', 'auto'],
+    const refused: Array<[string, unknown]> = [['tools', [{ type: 'function' }]], ['tool_choice', 'auto'],
       ['response_format', { type: 'json_object' }]]
     for (const [field, value] of refused) {
       const err = refusal(() => parseChatBody({ ...chat, [field]: value }))
@@ -72,6 +71,10 @@ describe('OpenAI request bodies', () => {
     }
     expect(() => parseChatBody({ ...chat, n: 1, logprobs: false, tools: [], tool_choice: 'none', response_format: { type: 'text' }, logit_bias: {} })).not.toThrow()
     expect(parseChatBody({ ...chat, logit_bias: {} }).options.logitBias).toBeUndefined()
+    expect(parseChatBody({ ...chat, presence_penalty: 0.5, frequency_penalty: -1 }).options).toMatchObject({ presencePenalty: 0.5, frequencyPenalty: -1 })
+    for (const [field, value] of [['presence_penalty', 2.5], ['frequency_penalty', -3], ['presence_penalty', 'high']] as Array<[string, unknown]>) {
+      expect(refusal(() => parseChatBody({ ...chat, [field]: value })).param).toBe(field)
+    }
     expect(parseChatBody({ ...chat, logit_bias: { 42: -100, 7: 2.5 } }).options.logitBias).toEqual({ 42: -100, 7: 2.5 })
     for (const bias of [{ 42: 101 }, { x: 1 }, { '-1': 1 }, [1], 'ban', Object.fromEntries(Array.from({ length: 301 }, (_, i) => [i, 1]))]) {
       expect(refusal(() => parseChatBody({ ...chat, logit_bias: bias })).param).toBe('logit_bias')

@@ -157,6 +157,21 @@ describe('processLogits', () => {
     expect(() => processLogits(row, { logitBias: new Map([[1, Infinity]]) })).toThrow(RangeError)
   })
 
+  it('presence and frequency penalties count only the generated tokens, after the repetition penalty, before logit_bias', () => {
+    const row = [2, -1, 0.5, 3]
+    const previousTokens = [3, 3, 1, 3, 0, 3] // a prompt of 3, 3, 1; generated 3, 0, 3
+    const opts = { previousTokens, generatedFrom: 3, presencePenalty: 0.5, frequencyPenalty: 0.25, repetitionPenalty: 2, logitBias: new Map([[1, 1]]) }
+    // repetition (every seen token: 0, 1, 3), then token 3: -0.5 - 2 * 0.25, token 0: -0.5 - 0.25, then the bias
+    const scores = [2 / 2 - 0.75, -1 * 2 + 1, 0.5, 3 / 2 - 1]
+    expectCloseRows(processLogits(row, { ...opts, temperature: 0.5 }), softmaxByHand(scores.map(x => x / 0.5)))
+    expect(new Sampler({ temperature: 0, presencePenalty: 2, frequencyPenalty: 1, generatedFrom: 3 }).next(row, previousTokens)).toBe(2) // 3 falls to -1, 0 to -1
+    expect(new Sampler({ temperature: 0, presencePenalty: 2, generatedFrom: 6 }).next(row, previousTokens)).toBe(3) // nothing generated yet
+    expect(new Sampler({ temperature: 0, frequencyPenalty: -1, generatedFrom: 3 }).next([2, -1, 0.5, 1.5], previousTokens)).toBe(3) // negative: repeat more
+    expect(() => processLogits(row, { presencePenalty: NaN })).toThrow(RangeError)
+    expect(() => processLogits(row, { frequencyPenalty: Infinity })).toThrow(RangeError)
+    expect(() => processLogits(row, { generatedFrom: -1 })).toThrow(RangeError)
+  })
+
   it('refuses out-of-range options', () => {
     expect(() => processLogits(logits, { temperature: -1 })).toThrow(RangeError)
     expect(() => processLogits(logits, { topK: 1.5 })).toThrow(RangeError)
