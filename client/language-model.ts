@@ -34,6 +34,12 @@ export interface SwarmModelOptions extends OrtOptions {
   /** Simulated one-way latency of the client's outgoing frames, ms (benchmarks). */
   sendDelayMs?: number
   /**
+   * Send a long prompt as chunks that follow one another along the route, so that its servers
+   * compute different chunks at once: true always, false never, 'auto' (default) where the
+   * servers' announced speeds say it pays and no two of them share a host.
+   */
+  pipelinePrefill?: boolean | 'auto'
+  /**
    * When some blocks have no server (at the start, or after the one holding them failed),
    * wait up to this long for the swarm to cover them (a server joining, or one moving
    * there), ms. Default 0: fail at once.
@@ -124,6 +130,7 @@ export class LanguageModel {
       ...(opts.push !== undefined ? { push: opts.push } : {}),
       ...(opts.wireDtype !== undefined ? { wireDtype: opts.wireDtype } : {}),
       ...(opts.sendDelayMs !== undefined ? { sendDelayMs: opts.sendDelayMs } : {}),
+      ...(opts.pipelinePrefill !== undefined ? { pipelinePrefill: opts.pipelinePrefill } : {}),
       ...(opts.coverageWaitMs !== undefined ? { coverageWaitMs: opts.coverageWaitMs } : {}),
       ...(swarm.logger !== undefined ? { logger: swarm.logger } : {})
     })

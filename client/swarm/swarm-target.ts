@@ -13,6 +13,7 @@ import { ConnectionLostError } from './span-session.js'
 import type { ServerDirectory, WeightPolicy } from './server-directory.js'
 import { describeRoute, openHops, planCoveredRoute, short, type Hop } from './route-hops.js'
 import { ServerCounters } from './server-counters.js'
+import { hostsOf, MIN_PREFILL_CHUNK, prefillChunkSizes } from './prefill-plan.js'
 
 /** Routes tried when servers fail to open sessions before SwarmTarget.open gives up. */
 const OPEN_ATTEMPTS = 3
@@ -50,6 +51,14 @@ export interface SwarmTargetInit {
    * chunks. Default: what fits the servers' limits (4096 tokens, 16 MiB of activations).
    */
   maxRunTokens?: number
+  /**
+   * Send a long run (a prompt) as consecutive chunks, each going on to the next server as soon
+   * as it is through one, so the servers compute different chunks at once (pipeline
+   * parallelism) instead of all but one waiting: true always, false never, 'auto' (default)
+   * where the servers' announced speeds say it pays and no two of them share a host
+   * (prefill-plan.ts).
+   */
+  pipelinePrefill?: boolean | 'auto'
   logger?: Logger
 }
 
@@ -70,6 +79,8 @@ export class SwarmTarget implements TargetModel {
   readonly #histories = new Map<number, HiddenHistory>()
   readonly #repairs = new Map<Hop, Promise<void>>()
   readonly #cancelled = new Set<number>()
+  /** The runs a pipelined prefill was cut into, by the run id the caller knows. */
+  readonly #chunksOf = new Map<number, number[]>()
   #nextRunId = 0
   readonly #counters: ServerCounters
   readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[], hopsAdopted: 0, hopsReplayed: 0 }
@@ -139,16 +150,61 @@ export class SwarmTarget implements TargetModel {
   submit (ids: readonly number[], position: number, parents?: readonly number[], logitsFrom = 0): PendingRun {
     const runId = this.#nextRunId++
     this.#stats.runsSent++
-    const logits = this.#runChain(runId, ids, position, parents === undefined ? undefined : runLayout(position, ids.length, parents), logitsFrom)
+    const sizes = parents === undefined ? this.#prefillChunks(ids.length) : [ids.length]
+    const logits = sizes.length > 1
+      ? this.#runChunked(runId, ids, position, sizes, logitsFrom)
+      : this.#runChain(runId, ids, position, parents === undefined ? undefined : runLayout(position, ids.length, parents), logitsFrom)
     logits.catch(() => {}) // the caller may drop a cancelled run's promise
     return { runId, position, length: ids.length, logits }
   }
 
+  /** Sizes of the chunks a run of T tokens goes as along the current route ([T]: whole; prefill-plan.ts). */
+  #prefillChunks (T: number): number[] {
+    const { directory, pipelinePrefill = 'auto' } = this.#init
+    if (pipelinePrefill === false || T < 2 * MIN_PREFILL_CHUNK) return [T]
+    const stages = this.#hops.map(hop => {
+      const known = directory.get(hop.session.peerId.toString())
+      const speed = known?.info.throughput.prefillTokensPerSec ?? 0 // tokens/s through one block
+      return { msPerToken: speed > 0 ? (1000 * (hop.end - hop.start)) / speed : 0, rttMs: known?.rttMs ?? 0, hosts: hostsOf(known?.info.addrs ?? []) }
+    })
+    return prefillChunkSizes(T, stages, pipelinePrefill)
+  }
+
+  /**
+   * A long run as consecutive runs of `sizes` tokens, all submitted at once: each server
+   * computes them in order, and a chunk goes on to the next server while the one after it is
+   * computed here. -> logits (T, V) (rows before `logitsFrom` empty, as one run's).
+   */
+  async #runChunked (runId: number, ids: readonly number[], position: number, sizes: readonly number[], logitsFrom: number): Promise<Float32Array[]> {
+    const chunkIds = sizes.map(() => this.#nextRunId++)
+    this.#chunksOf.set(runId, chunkIds)
+    try {
+      let at = 0
+      const parts = sizes.map((n, i) => {
+        const from = at
+        at += n
+        return this.#runChain(chunkIds[i] as number, ids.slice(from, from + n), position + from, undefined, Math.min(n, Math.max(0, logitsFrom - from)))
+      })
+      for (const p of parts) p.catch(() => {}) // the first failure is thrown below; the rest are not left unhandled
+      const rows = await Promise.all(parts)
+      if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+      return rows.flat()
+    } catch (err) {
+      if (this.#cancelled.has(runId) || err instanceof CancelledError) throw new CancelledError(`Run ${runId} was cancelled`)
+      this.cancel([runId]) // the chunks still in flight are of no use now
+      throw err
+    } finally {
+      this.#chunksOf.delete(runId)
+    }
+  }
+
   cancel (runIds: readonly number[]): void {
-    const fresh = runIds.filter(id => !this.#cancelled.has(id))
+    const asked = runIds.filter(id => !this.#cancelled.has(id))
+    // a pipelined prefill's chunks go with it
+    const fresh = [...asked, ...asked.flatMap(id => this.#chunksOf.get(id) ?? [])].filter(id => !this.#cancelled.has(id))
     if (fresh.length === 0) return
     for (const id of fresh) this.#cancelled.add(id)
-    this.#stats.runsCancelled += fresh.length
+    this.#stats.runsCancelled += asked.length
     // every server at once, so queued copies are dropped before they start
     for (const hop of this.#hops) hop.session.cancel(fresh)
   }

@@ -56,6 +56,14 @@ describe('benchmarks do not rot', () => {
     expect(byMetric.api_system_prompt_second_conversation_ttft_ms_unshared.config.cachedTokens).toBe(0)
   }, 120_000)
 
+  it('bench-prefill --quick: both ways give a first token', async () => {
+    const lines = await bench('bench-prefill.ts')
+    const byMetric = Object.fromEntries(lines.map(l => [l.metric, l.value]))
+    expect(byMetric.prefill_ttft_ms_pipelined).toBeGreaterThan(0)
+    expect(byMetric.prefill_ttft_ms_whole).toBeGreaterThan(0)
+    expect(Number.isFinite(byMetric.prefill_ttft_whole_over_pipelined)).toBe(true)
+  }, 120_000)
+
   it('bench-batching --quick: both settings decode; with --max-batch 1 nothing is batched', async () => {
     const lines = await bench('bench-batching.ts')
     const byMetric = Object.fromEntries(lines.map(l => [l.metric, l.value]))
