@@ -24,6 +24,7 @@ export interface GenerationFlags extends Pick<GenerateOptions, typeof PASSED_THR
   coverageWait?: number
   exactWeights?: boolean
   quantizeClient?: 'none' | 'int8'
+  pipelinePrefill?: 'auto' | 'on' | 'off'
   draft?: string
   depth?: number
   linkLatencyMs?: number
@@ -49,6 +50,7 @@ export function addGenerationOptions (command: Command): Command {
     .addOption(new Option('--wire-dtype <dtype>', 'activations on the wire').choices(['float32', 'float16']))
     .addOption(new Option('--quantize-client <format>', 'hold the embedding and LM head as 8-bit weights (a swarm client: about 29% of their memory, a faster head, logits close to float32\'s)').choices(['none', 'int8']))
     .option('--exact-weights', 'use only servers holding float32 weights, not those started with --quantize')
+    .addOption(new Option('--pipeline-prefill <mode>', 'send a long prompt as chunks that follow one another along the route, so its servers compute them at once (auto: where their speeds say it pays and no two share a host)').choices(['auto', 'on', 'off']).default('auto'))
     .option('--coverage-wait <seconds>', 'when some blocks have no server (at the start, or after the one holding them failed), wait this long for the swarm to cover them (default 0: fail at once)', parseNumber('--coverage-wait', { min: 0 }))
     .option('--draft <dir|ngram>', 'speculative decoding drafter: a draft checkpoint folder, or "ngram" (prompt lookup)')
     .addOption(new Option('--speculation <mode>', 'speculative decoding mode').choices(['none', 'sync', 'pipelined']))
@@ -80,6 +82,7 @@ export async function withModel (flags: GenerationFlags, cmd: Command, use: (mod
         ...(flags.coverageWait !== undefined ? { coverageWaitMs: flags.coverageWait * 1000 } : {}),
         ...(flags.exactWeights === true ? { exactWeightsOnly: true } : {}),
         ...(flags.quantizeClient !== undefined ? { clientQuantization: flags.quantizeClient } : {}),
+        ...(flags.pipelinePrefill !== undefined && flags.pipelinePrefill !== 'auto' ? { pipelinePrefill: flags.pipelinePrefill === 'on' } : {}),
         ...(flags.linkLatencyMs !== undefined ? { sendDelayMs: flags.linkLatencyMs } : {})
       })
       : await LanguageModel.local(flags.model, flags.linkLatencyMs !== undefined ? { oneWayLatencyMs: flags.linkLatencyMs } : {})
