@@ -42,4 +42,32 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     await expect(gpu.forward(hiddenRows(1, C, 0), ref.newCache(), 0)).rejects.toMatchObject({ name: 'ShapeError' })
     await expect(gpu.forward(hiddenRows(1, C, 0), gpu.newCache(), 3)).rejects.toMatchObject({ name: 'ShapeError' })
   })
+
+  // a session adopting another's prefix (the wire's `adopt`): CPU caches copy rows, GPU caches share device tensors
+  for (const kind of ['cpu', 'gpu'] as const) {
+    it(`${kind} cache: a copied prefix goes on as the source would, and each then rolls back and grows on its own`, async () => {
+      const runner = kind === 'cpu' ? ref : gpu
+      const [source, copy, want] = [runner.newCache(), runner.newCache(), ref.newCache()]
+      const prefix = hiddenRows(7, C, 1)
+      await runner.forward(prefix, source, 0)
+      await ref.forward(prefix.subarray(0, 5 * C), want, 0)
+      copy.copyPrefix(source, 5)
+      expect(copy.length).toBe(5)
+      // the source moves on (a rollback and new rows): the copy must not see it
+      await runner.forward(hiddenRows(3, C, 2), source, 4)
+      if (kind === 'gpu') source.dispose() // shared device tensors outlive the source
+      const x = hiddenRows(2, C, 3)
+      expect(maxAbsDiff(await runner.forward(x, copy, 5), await ref.forward(x, want, 5))).toBeLessThan(1e-5)
+      const y = hiddenRows(1, C, 4)
+      expect(maxAbsDiff(await runner.forward(y, copy, 3), await ref.forward(y, want, 3))).toBeLessThan(1e-5)
+    })
+  }
+
+  it('a prefix copy refuses more positions than the source holds, and caches of other blocks or kinds', async () => {
+    const source = ref.newCache()
+    await ref.forward(hiddenRows(3, C, 5), source, 0)
+    expect(() => { ref.newCache().copyPrefix(source, 4) }).toThrow(expect.objectContaining({ name: 'ShapeError' }))
+    expect(() => { ref.newCache(0, 1).copyPrefix(source, 2) }).toThrow(expect.objectContaining({ name: 'ShapeError' }))
+    expect(() => { gpu.newCache().copyPrefix(source, 2) }).toThrow(expect.objectContaining({ name: 'ShapeError' }))
+  })
 })

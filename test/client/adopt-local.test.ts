@@ -1,0 +1,48 @@
+/**
+ * A session that takes another's prefix (adopt) goes on as one fed that prefix itself would,
+ * on the local model (the caches' part: test/model/gpu-span-runner.test.ts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LanguageModel, type ChatSession } from '../../client/language-model.js'
+import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
+
+describe('ChatSession.adopt on the local model', () => {
+  const ref = readReference('stories260k')
+  const promptIds: number[] = ref.prompts[1].prompt_ids
+  const expected: number[] = ref.prompts[1].greedy_new_ids.slice(0, 20)
+  let model: LanguageModel
+  let other: LanguageModel
+  beforeAll(async () => {
+    model = await LanguageModel.local(BUNDLED_MODEL)
+    other = await LanguageModel.local(BUNDLED_MODEL)
+  })
+  afterAll(async () => { await model.release(); await other.release() })
+
+  async function greedy (session: ChatSession): Promise<number[]> {
+    const gen = session.continueWith(promptIds, { maxNewTokens: 20, temperature: 0, stopAtEos: false })
+    for (;;) {
+      const step = await gen.next()
+      if (step.done === true) return step.value.tokens
+    }
+  }
+
+  it('copies the prompt from a session of the same model: one run saved, the reference tokens', async () => {
+    const [a, b] = [await model.session(), await model.session()]
+    await a.prefill(promptIds)
+    expect(await b.adopt(a)).toBe(true)
+    expect(b.target.stats()).toMatchObject({ prefixesAdopted: 1, runsComputed: 0 })
+    expect(await greedy(b)).toEqual(expected)
+    expect(await greedy(a)).toEqual(expected)
+    await Promise.all([a.close(), b.close()])
+  })
+
+  it('prefills instead when the source runs on another model\'s caches, with the same tokens', async () => {
+    const a = await other.session()
+    const b = await model.session()
+    await a.prefill(promptIds)
+    expect(await b.adopt(a)).toBe(false)
+    expect(b.target.stats()).toMatchObject({ prefixesAdopted: 0, runsComputed: 1 })
+    expect(await greedy(b)).toEqual(expected)
+    await Promise.all([a.close(), b.close()])
+  })
+})
