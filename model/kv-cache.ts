@@ -46,6 +46,7 @@ export class KvBuffer {
   copyPrefix (source: KvBuffer, length: number): void {
     if (source.rowSize !== this.rowSize) throw new ShapeError(`Cannot copy rows of ${source.rowSize} values into a cache with rows of ${this.rowSize}`)
     if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    if (source === this) return this.truncate(length)
     this.#length = 0
     this.append(source.view().subarray(0, length * this.rowSize))
   }
@@ -84,6 +85,7 @@ export class SpanCache {
   copyPrefix (source: SpanCache, length: number): void {
     if (source.start !== this.start || source.end !== this.end) throw new ShapeError(`Cannot copy the cache of blocks [${source.start}, ${source.end}) into one of [${this.start}, ${this.end})`)
     if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    if (source === this) return this.truncate(length) // a session adopting from itself keeps its own prefix
     this.keys.forEach((b, i) => { b.copyPrefix(source.keys[i] as KvBuffer, length) })
     this.values.forEach((b, i) => { b.copyPrefix(source.values[i] as KvBuffer, length) })
   }

@@ -238,6 +238,15 @@ describe('PetalServer over /petal/1/inference and /petal/1/info', () => {
       await stranger.stop()
     }
     expect((await run(b, 3, 7, randomHidden(1, C))).length).toBe(C) // b still serves
+    // a session adopting from itself keeps its prefix: a rollback, not an empty cache
+    await a.write({ type: 'adopt', runId: 3, fromSessionId: idA, length: 4 })
+    expect(await next(a)).toEqual({ type: 'adopted', runId: 3, length: 4 })
+    await a.write(runFrame(4, 5, randomHidden(1, C), C))
+    expect(await next(a)).toMatchObject({ type: 'error', runId: 4, code: 'GAP', cacheEnd: 4 })
+    const z = randomHidden(1, C, 24)
+    const mine = local.newCache()
+    await local.forward(prefix.subarray(0, 4 * C), mine, 0)
+    expect(maxAbsDiff(await run(a, 5, 4, z), await local.forward(z, mine, 4))).toBeLessThan(1e-5)
   })
 
   it('drops cancelled runs before they start: they are never computed', async () => {
