@@ -15,7 +15,7 @@ import { SwarmTarget } from './swarm/swarm-target.js'
 import type { SwarmClient } from './swarm/swarm-client.js'
 import type { WeightPolicy } from './swarm/server-directory.js'
 import { forwardOnce, type TargetModel } from './target-model.js'
-import { generateText, type GenerateChunk, type GenerateOptions, type GenerationResult } from './text-generation.js'
+import { drainGeneration, generateText, type GenerateChunk, type GenerateOptions, type GenerationResult } from './text-generation.js'
 import { Tokenizer } from './tokenizer/index.js'
 import type { WireDtype } from '../protocol/tensor-codec.js'
 
@@ -152,6 +152,37 @@ export class LanguageModel {
       return yield * session.generate(prompt, opts)
     } finally {
       await session.close()
+    }
+  }
+
+  /**
+   * `n` continuations of one prompt at once, each on a session of its own, so the servers
+   * compute their runs together: the prompt is computed once and the other sessions copy it
+   * (ChatSession.adopt). With a `seed`, continuation i samples with seed + i (as the API's `n`
+   * choices do). Resolves with the n results, in order; the first failure stops the others.
+   */
+  async generateMany (prompt: string | readonly number[], n: number, opts: GenerateOptions = {}): Promise<GenerationResult[]> {
+    if (!(Number.isInteger(n) && n >= 1)) throw new RangeError(`Cannot generate ${n} continuations: n must be an integer >= 1`)
+    const ids = typeof prompt === 'string' ? this.encode(prompt) : [...prompt]
+    if (ids.length === 0) throw new Error('Cannot generate from an empty prompt: it has no tokens')
+    const stop = new AbortController()
+    const signal = opts.signal === undefined ? stop.signal : AbortSignal.any([opts.signal, stop.signal])
+    const sessions: ChatSession[] = []
+    try {
+      for (let i = 0; i < n; i++) sessions.push(await this.session({ maxTokens: this.maxPositions }))
+      const [first, ...rest] = sessions as [ChatSession, ...ChatSession[]]
+      await first.prefill(ids)
+      await Promise.all(rest.map(async s => await s.adopt(first, ids)))
+      return await Promise.all(sessions.map(async (s, i) => {
+        try {
+          return await drainGeneration(s.continueWith(ids, { ...opts, signal, ...(opts.seed !== undefined ? { seed: opts.seed + i } : {}) }))
+        } catch (err) {
+          stop.abort(err)
+          throw err
+        }
+      }))
+    } finally {
+      await Promise.all(sessions.map(async s => { await s.close() }))
     }
   }
 

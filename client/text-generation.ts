@@ -93,6 +93,14 @@ export interface SequenceState {
   readonly speculationMemory?: SpeculationMemory
 }
 
+/** Runs a generation to its end, its chunks unread; returns its result. */
+export async function drainGeneration (stream: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
+  for (;;) {
+    const next = await stream.next()
+    if (next.done === true) return next.value
+  }
+}
+
 /**
  * Text in, text chunks out: tokenizes the prompt, runs a decoding strategy over the target
  * model, streams text that never splits a character, and applies stop strings.

@@ -8,7 +8,7 @@
 import type { ServerResponse } from 'node:http'
 import type { TokenLogprob } from '../decoding/index.js'
 import type { ChatSession } from '../language-model.js'
-import type { GenerateChunk, GenerateOptions, GenerationResult } from '../text-generation.js'
+import { drainGeneration, type GenerateChunk, type GenerateOptions, type GenerationResult } from '../text-generation.js'
 import type { Tokenizer, TokenPieces } from '../tokenizer/index.js'
 import { completeBody, finishChunk, textChunk, usageChunk, type ResponseHead } from './completion-responses.js'
 import { LogprobRenderer } from './logprob-renderer.js'
@@ -79,7 +79,7 @@ export async function respond (req: CompletionRequest): Promise<GenerationResult
       renderer: top === undefined ? undefined : new LogprobRenderer(req.head.endpoint, tokenizer, pieces, echo !== undefined ? [] : ids)
     }))
     if (request.stream) return await streamChoices(req, choices, echo, stop)
-    const results = await allOrAbort(choices.map(async c => await drain(c.stream)), stop)
+    const results = await allOrAbort(choices.map(async c => await drainGeneration(c.stream)), stop)
     const shown = choices.map((c, i) => {
       const result = results[i] as GenerationResult
       const shownIds = [...(echo?.ids ?? []), ...result.tokens]
@@ -196,14 +196,6 @@ async function * afterPriming (session: ChatSession, first: ChatSession, ids: re
   opts.signal?.throwIfAborted()
   await session.adopt(first, ids)
   return yield * session.continueWith(ids, opts)
-}
-
-/** Runs a generation to its end; returns its result. */
-async function drain (stream: AsyncGenerator<unknown, GenerationResult>): Promise<GenerationResult> {
-  for (;;) {
-    const next = await stream.next()
-    if (next.done === true) return next.value
-  }
 }
 
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {

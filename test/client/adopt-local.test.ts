@@ -45,4 +45,19 @@ describe('ChatSession.adopt on the local model', () => {
     expect(await greedy(b)).toEqual(expected)
     await Promise.all([a.close(), b.close()])
   })
+
+  it('generateMany: n continuations of one prompt, continuation i what generate samples with seed + i', async () => {
+    const opts = { temperature: 1, topK: 40, seed: 9, maxNewTokens: 12 }
+    const many = await model.generateMany(promptIds, 3, opts)
+    const one = await Promise.all([9, 10, 11].map(async seed => {
+      const gen = model.generate(promptIds, { ...opts, seed })
+      for (;;) {
+        const step = await gen.next()
+        if (step.done === true) return step.value
+      }
+    }))
+    expect(many.map(r => r.tokens)).toEqual(one.map(r => r.tokens))
+    expect(new Set(many.map(r => r.text)).size).toBeGreaterThan(1)
+    await expect(model.generateMany(promptIds, 0)).rejects.toThrow(RangeError)
+  })
 })

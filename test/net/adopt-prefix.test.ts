@@ -108,4 +108,11 @@ describe('adopting a prefix through a swarm of three servers', () => {
       await other.release()
     }
   }, 30_000)
+
+  it('generateMany: the prompt computed once, copied to the other sessions on every server; each the reference', async () => {
+    const before = counts(swarm.servers)
+    const results = await model.generateMany(promptIds, 3, { maxNewTokens: 16, temperature: 0, stopAtEos: false })
+    expect(results.map(r => r.tokens)).toEqual(Array(3).fill(expected.slice(0, 16)))
+    expect(counts(swarm.servers).adopted - before.adopted).toBe(2 * 3) // two sessions, three servers
+  }, 30_000)
 })
