@@ -78,6 +78,26 @@ describe('petal-node generate (local)', () => {
     expect(a.stdout.startsWith('Lily')).toBe(true)
     expect(a.stdout).toBe(b.stdout)
   }, 30_000)
+
+  it('--samples 3: three continuations at once, sample i what the SDK samples with seed + i', async () => {
+    const { code, stdout } = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'Lily', '--max-new-tokens', '12', '--temperature', '0.9', '--seed', '7', '--samples', '3', '--json')
+    expect(code).toBe(0)
+    const out = JSON.parse(stdout)
+    expect(out.samples).toHaveLength(3)
+    const model = await LanguageModel.local(BUNDLED_MODEL)
+    try {
+      for (const [i, sample] of (out.samples as Array<{ tokens: number[] }>).entries()) {
+        const gen = model.generate('Lily', { maxNewTokens: 12, temperature: 0.9, seed: 7 + i })
+        let step = await gen.next()
+        while (step.done !== true) step = await gen.next()
+        expect(sample.tokens).toEqual(step.value.tokens)
+      }
+    } finally {
+      await model.release()
+    }
+    const text = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'Lily', '--max-new-tokens', '4', '--samples', '2')
+    expect(text.stdout.match(/^--- sample \d of 2 ---$/gm)).toHaveLength(2)
+  }, 30_000)
 })
 
 /** Runs the CLI with `input` on stdin. */
