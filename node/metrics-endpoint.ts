@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { SERVER_STATES, type ServerInfo } from '../protocol/index.js'
+import { PROMETHEUS_CONTENT_TYPE, renderLabels, renderMetrics, single, type Metric } from '../protocol/prometheus-text.js'
 
 export interface MetricsEndpointInit {
   /** The server's current self-description (PetalServer.info). */
@@ -35,7 +36,7 @@ export class MetricsEndpoint {
         res.writeHead(500, { 'content-type': 'text/plain' }).end(`Cannot read the server's metrics: ${(err as Error).message}\n`)
         return
       }
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body)
+      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(body)
     })
     await new Promise<void>((resolve, reject) => {
       http.once('error', reject)
@@ -56,14 +57,6 @@ export class MetricsEndpoint {
   }
 }
 
-interface Metric {
-  name: string
-  type: 'gauge' | 'counter'
-  help: string
-  /** One sample per label set (labels already rendered, e.g. `{state="online"}`, or ''). */
-  samples: Array<[labels: string, value: number]>
-}
-
 /** ServerInfo -> Prometheus text exposition format (one HELP, TYPE and samples per metric). */
 export function formatMetrics (info: ServerInfo, residentBytes: number): string {
   const m = info.metrics
@@ -75,8 +68,8 @@ export function formatMetrics (info: ServerInfo, residentBytes: number): string 
     version: info.version,
     peer_id: info.peerId
   })
-  const gauge = (name: string, help: string, value: number): Metric => ({ name, type: 'gauge', help, samples: [['', value]] })
-  const counter = (name: string, help: string, value: number): Metric => ({ name, type: 'counter', help, samples: [['', value]] })
+  const gauge = (name: string, help: string, value: number): Metric => single('gauge', name, help, value)
+  const counter = (name: string, help: string, value: number): Metric => single('counter', name, help, value)
   const metrics: Metric[] = [
     { name: 'petal_server_info', type: 'gauge', help: 'What this server serves (always 1; the labels carry it).', samples: [[labels, 1]] },
     { name: 'petal_server_state', type: 'gauge', help: 'The server\'s state: 1 for the current one.', samples: SERVER_STATES.map(s => [renderLabels({ state: s }), s === info.state ? 1 : 0]) },
@@ -96,19 +89,5 @@ export function formatMetrics (info: ServerInfo, residentBytes: number): string 
     counter('petal_runs_refused_total', 'Runs refused: their session had the most waiting runs allowed.', m?.runsRefused ?? 0),
     gauge('process_resident_memory_bytes', 'Resident memory of the server process.', residentBytes)
   ]
-  return metrics.map(({ name, type, help, samples }) =>
-    [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples.map(([l, v]) => `${name}${l} ${formatValue(v)}`)].join('\n')
-  ).join('\n') + '\n'
-}
-
-/** {a="x",b="y"}, with \, " and newlines escaped as the format asks. */
-function renderLabels (labels: Record<string, string>): string {
-  const escape = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
-  return `{${Object.entries(labels).map(([k, v]) => `${k}="${escape(v)}"`).join(',')}}`
-}
-
-function formatValue (v: number): string {
-  if (Number.isNaN(v)) return 'NaN'
-  if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf'
-  return String(v)
+  return renderMetrics(metrics)
 }

@@ -16,6 +16,7 @@ import type { ChatSession, LanguageModel } from '../language-model.js'
 import type { GenerateOptions, GenerationResult } from '../text-generation.js'
 import { TokenPieces } from '../tokenizer/index.js'
 import { ApiError, invalidField } from './api-error.js'
+import { ApiMetrics, PROMETHEUS_CONTENT_TYPE } from './api-metrics.js'
 import { MIN_SHARED_TOKENS, respond, sendJson } from './completion-request.js'
 import type { Endpoint, ResponseHead } from './completion-responses.js'
 import { parseChatBody, parseCompletionBody, type ParsedRequest } from './request-body.js'
@@ -59,6 +60,7 @@ export class OpenAiServer {
   readonly #http: Server
   readonly #sessionTokens: number
   readonly #pieces: TokenPieces
+  readonly #metrics = new ApiMetrics()
 
   private constructor (init: OpenAiServerInit) {
     this.#init = init
@@ -106,15 +108,25 @@ export class OpenAiServer {
       this.#authorize(req)
       const path = (req.url ?? '/').split('?')[0] as string
       if (path === '/health' && req.method === 'GET') return sendJson(res, 200, { status: 'ok', model: this.#init.modelId, sessions: this.sessions })
+      if (path === '/metrics' && req.method === 'GET') {
+        res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(this.#metrics.render({ ...this.sessions, waiting: this.#pool.waitingCount }))
+        return
+      }
       if (path === '/v1/models' && req.method === 'GET') return sendJson(res, 200, { object: 'list', data: [this.#modelCard()] })
       if (path.startsWith('/v1/models/') && req.method === 'GET') {
         this.#checkModel(decodeURIComponent(path.slice('/v1/models/'.length)))
         return sendJson(res, 200, this.#modelCard())
       }
       const endpoint: Endpoint | undefined = path === '/v1/completions' ? 'completion' : path === '/v1/chat/completions' ? 'chat' : undefined
-      if (endpoint === undefined) throw new ApiError(404, `No route ${req.method ?? ''} ${path}: this server has GET /v1/models, POST /v1/completions, POST /v1/chat/completions and GET /health`, { code: 'not_found' })
+      if (endpoint === undefined) throw new ApiError(404, `No route ${req.method ?? ''} ${path}: this server has GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /health and GET /metrics`, { code: 'not_found' })
       if (req.method !== 'POST') throw new ApiError(405, `${path} takes POST`, { code: 'method_not_allowed' })
-      await this.#complete(endpoint, await readJson(req, this.#init.maxBodyBytes ?? 4 * 2 ** 20), req, res)
+      try {
+        await this.#complete(endpoint, await readJson(req, this.#init.maxBodyBytes ?? 4 * 2 ** 20), req, res)
+        this.#metrics.request(endpoint, 200)
+      } catch (err) {
+        this.#metrics.request(endpoint, asApiError(err).status)
+        throw err
+      }
     } catch (err) {
       this.#fail(res, err)
     }
@@ -140,6 +152,7 @@ export class OpenAiServer {
       const head: ResponseHead = { id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: this.#init.modelId, endpoint }
       const results = await respond({ res, head, request, ids, sessions, tokenizer: this.#init.model.tokenizer, pieces: this.#pieces, defaults: this.#init.defaults, signal: aborter.signal, ...(this.#init.sharePrompt === false ? { sharePrompt: false } : {}) })
       healthy = true
+      this.#metrics.results(ids.length, results)
       const first = results[0] as GenerationResult
       this.#init.logger?.info({ endpoint, choices: results.length, promptTokens: ids.length, sent: first.promptTokens.length, tokens: results.map(r => r.tokens.length), route: first.stats.target.route }, 'completed')
     } finally {

@@ -42,6 +42,8 @@ export class SessionPool<S extends PooledSession> {
 
   get idleCount (): number { return this.#idle.length }
   get busyCount (): number { return this.#busy }
+  /** Requests waiting for a session. */
+  get waitingCount (): number { return this.#waiting.length }
 
   /**
    * A session for a request whose sequence is `ids`: the idle one that `ids` continues (it

@@ -204,6 +204,28 @@ describe('OpenAI-compatible API', () => {
     }
   })
 
+  it('GET /metrics: requests by endpoint and status, tokens in and out, sessions, in Prometheus\'s text format', async () => {
+    await withServer({ model, maxSessions: 2 }, async api => {
+      const ok = [await post(api, '/completions', { prompt: 'Once upon a time', ...GREEDY, max_tokens: 5 }), await post(api, '/completions', { prompt: 'Once upon a time there', ...GREEDY, max_tokens: 5 })]
+      expect((await post(api, '/completions', { prompt: 'x', temperature: -1 })).status).toBe(400)
+      const res = await fetch(`${api.url.replace(/\/v1$/, '')}/metrics`)
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/)
+      const text = await res.text()
+      const value = (sample: string): number => Number(new RegExp(`^${sample.replace(/[{}"]/g, c => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1])
+      expect(value('petal_api_requests_total{endpoint="completion",status="200"}')).toBe(2)
+      expect(value('petal_api_requests_total{endpoint="completion",status="400"}')).toBe(1)
+      const usage = ok.map(r => r.json.usage)
+      expect(value('petal_api_prompt_tokens_total')).toBe(usage[0].prompt_tokens + usage[1].prompt_tokens)
+      expect(value('petal_api_prompt_tokens_cached_total')).toBe(usage[0].prompt_tokens_details.cached_tokens + usage[1].prompt_tokens_details.cached_tokens)
+      expect(value('petal_api_prompt_tokens_cached_total')).toBeGreaterThan(0) // the second prompt continues the first's session
+      expect(value('petal_api_completion_tokens_total')).toBe(usage[0].completion_tokens + usage[1].completion_tokens)
+      expect(value('petal_api_time_to_first_token_seconds_count')).toBe(2)
+      expect(value('petal_api_sessions{state="idle"}')).toBe(1)
+      expect(value('petal_api_sessions{state="busy"}')).toBe(0)
+      expect(text).toContain('# TYPE petal_api_requests_total counter')
+    })
+  })
+
   it('CORS: only with an allowed origin; the preflight needs no key', async () => {
     const cors = async (api: OpenAiServer): Promise<Array<string | null>> => {
       const preflight = await fetch(`${api.url}/chat/completions`, { method: 'OPTIONS', headers: { origin: 'https://ui.example', 'access-control-request-method': 'POST' } })
