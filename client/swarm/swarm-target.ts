@@ -191,7 +191,7 @@ export class SwarmTarget implements TargetModel {
       return rows.flat()
     } catch (err) {
       if (this.#cancelled.has(runId) || err instanceof CancelledError) throw new CancelledError(`Run ${runId} was cancelled`)
-      this.cancel([runId]) // the chunks still in flight are of no use now
+      this.#cancelRuns(chunkIds) // the chunks still in flight are of no use now
       throw err
     } finally {
       this.#chunksOf.delete(runId)
@@ -201,10 +201,15 @@ export class SwarmTarget implements TargetModel {
   cancel (runIds: readonly number[]): void {
     const asked = runIds.filter(id => !this.#cancelled.has(id))
     // a pipelined prefill's chunks go with it
-    const fresh = [...asked, ...asked.flatMap(id => this.#chunksOf.get(id) ?? [])].filter(id => !this.#cancelled.has(id))
+    this.#stats.runsCancelled += asked.length
+    this.#cancelRuns([...asked, ...asked.flatMap(id => this.#chunksOf.get(id) ?? [])])
+  }
+
+  /** Cancels runs by their ids on the wire (a pipelined prefill's chunks included), counting nothing. */
+  #cancelRuns (runIds: readonly number[]): void {
+    const fresh = runIds.filter(id => !this.#cancelled.has(id))
     if (fresh.length === 0) return
     for (const id of fresh) this.#cancelled.add(id)
-    this.#stats.runsCancelled += asked.length
     // every server at once, so queued copies are dropped before they start
     for (const hop of this.#hops) hop.session.cancel(fresh)
   }
