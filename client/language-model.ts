@@ -167,9 +167,11 @@ export class LanguageModel {
     if (ids.length === 0) throw new Error('Cannot generate from an empty prompt: it has no tokens')
     const stop = new AbortController()
     const signal = opts.signal === undefined ? stop.signal : AbortSignal.any([opts.signal, stop.signal])
-    const sessions: ChatSession[] = []
+    const opened = await Promise.allSettled(Array.from({ length: n }, async () => await this.session({ maxTokens: this.maxPositions })))
+    const sessions = opened.flatMap(o => o.status === 'fulfilled' ? [o.value] : [])
     try {
-      for (let i = 0; i < n; i++) sessions.push(await this.session({ maxTokens: this.maxPositions }))
+      const failed = opened.find(o => o.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
       const [first, ...rest] = sessions as [ChatSession, ...ChatSession[]]
       await first.prefill(ids)
       await Promise.all(rest.map(async s => await s.adopt(first, ids)))

@@ -83,11 +83,16 @@ export class SpanCache {
    * grow on its own.
    */
   copyPrefix (source: SpanCache, length: number): void {
-    if (source.start !== this.start || source.end !== this.end) throw new ShapeError(`Cannot copy the cache of blocks [${source.start}, ${source.end}) into one of [${this.start}, ${this.end})`)
-    if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    this.checkCopy(source, length)
     if (source === this) return this.truncate(length) // a session adopting from itself keeps its own prefix
     this.keys.forEach((b, i) => { b.copyPrefix(source.keys[i] as KvBuffer, length) })
     this.values.forEach((b, i) => { b.copyPrefix(source.values[i] as KvBuffer, length) })
+  }
+
+  /** ShapeError unless `source` covers the same blocks and holds `length` positions. */
+  protected checkCopy (source: SpanCache, length: number): void {
+    if (source.start !== this.start || source.end !== this.end) throw new ShapeError(`Cannot copy the cache of blocks [${source.start}, ${source.end}) into one of [${this.start}, ${this.end})`)
+    if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
   }
 
   block (index: number): { key: KvBuffer, value: KvBuffer } {

@@ -195,12 +195,8 @@ export class SessionManager {
       onDone(new CacheLimitError(`Cannot run positions [${start}, ${end}): the session reserved ${session.maxTokens}`))
       return
     }
-    const maxQueued = this.#init.maxQueuedRunsPerSession ?? DEFAULT_MAX_QUEUED_RUNS_PER_SESSION
-    if (this.#queue.queuedFor(session.id) >= maxQueued) {
-      this.counters.refused++
-      onDone(new TooLargeError(`Cannot queue run ${runId}: the session already has ${maxQueued} runs waiting`))
-      return
-    }
+    const full = this.#queueFull(session, `run ${runId}`)
+    if (full !== undefined) return onDone(full)
     const queued: QueuedRun = { session, runId, start, hidden, parents, rows: T, enqueuedAt: performance.now(), onDone }
     const task: ComputeTask = {
       sessionId: session.id,
@@ -231,11 +227,8 @@ export class SessionManager {
     if (source === undefined || source.owner !== session.owner) return onDone(new UnknownSessionError(`Cannot adopt from session ${fromSessionId}: no such session of this client on this server`))
     if (source.start !== session.start || source.end !== session.end) return onDone(new WrongSpanError(`Cannot adopt from a session over blocks [${source.start}, ${source.end}) into one over [${session.start}, ${session.end})`))
     if (length > session.maxTokens) return onDone(new CacheLimitError(`Cannot adopt ${length} positions: the session reserved ${session.maxTokens}`))
-    const maxQueued = this.#init.maxQueuedRunsPerSession ?? DEFAULT_MAX_QUEUED_RUNS_PER_SESSION
-    if (this.#queue.queuedFor(session.id) >= maxQueued) {
-      this.counters.refused++
-      return onDone(new TooLargeError(`Cannot queue adoption ${runId}: the session already has ${maxQueued} runs waiting`))
-    }
+    const full = this.#queueFull(session, `adoption ${runId}`)
+    if (full !== undefined) return onDone(full)
     const task: ComputeTask = {
       sessionId: session.id,
       runId,
@@ -254,6 +247,14 @@ export class SessionManager {
       }
     }
     this.#queue.push(task)
+  }
+
+  /** TOO_LARGE (counted as refused) when the session already has the most runs waiting, else undefined. */
+  #queueFull (session: ServerSession, what: string): TooLargeError | undefined {
+    const maxQueued = this.#init.maxQueuedRunsPerSession ?? DEFAULT_MAX_QUEUED_RUNS_PER_SESSION
+    if (this.#queue.queuedFor(session.id) < maxQueued) return undefined
+    this.counters.refused++
+    return new TooLargeError(`Cannot queue ${what}: the session already has ${maxQueued} runs waiting`)
   }
 
   async #runAlone (q: QueuedRun, signal: AbortSignal): Promise<void> {

@@ -1,8 +1,8 @@
 /**
  * One completion request once it holds its sessions: each of its `n` choices generates on a
  * session of its own (the servers batch them), and the response goes out whole or as
- * server-sent events. The prompt is computed once, on the first choice's session; the others
- * copy its caches (ChatSession.adopt). Echo and scoring (max_tokens 0) put the prompt, and with logprobs its
+ * server-sent events. A long prompt is computed once, on the first choice's session; the
+ * others copy its caches (ChatSession.adopt). Echo and scoring (max_tokens 0) put the prompt, and with logprobs its
  * tokens' scores, before each choice's completion.
  */
 import type { ServerResponse } from 'node:http'

@@ -67,8 +67,7 @@ export class GpuSpanCache extends SpanCache {
   /** Holds the first `length` positions of `source` (same blocks) by sharing its tensors. */
   override copyPrefix (source: SpanCache, length: number): void {
     if (!(source instanceof GpuSpanCache)) throw new ShapeError('Cannot copy a CPU cache into a GPU cache')
-    if (source.start !== this.start || source.end !== this.end) throw new ShapeError(`Cannot copy the cache of blocks [${source.start}, ${source.end}) into one of [${this.start}, ${this.end})`)
-    if (!Number.isInteger(length) || length < 0 || length > source.length) throw new ShapeError(`Cannot copy ${length} positions: the source holds ${source.length}`)
+    this.checkCopy(source, length)
     if (source === this) { this.#length = length; return }
     const shared = length === 0 ? [] : source.#blocks ?? []
     for (const kv of shared) hold(kv)
