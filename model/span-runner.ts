@@ -20,6 +20,12 @@ export interface SpanRunnerInit extends OrtOptions {
   quantization?: Quantization
   /** Called as weights are read: (bytes done, bytes total), in float32 bytes. */
   onProgress?: (done: number, total: number) => void
+  /**
+   * Most sessions' runs one forwardPacked pass takes. The CPU runners pack any number; on the
+   * GPU span path above 1 it loads a packed graph of that many slots, which holds the weights
+   * a second time on the device (default 1: no packed graph).
+   */
+  packLimit?: number
 }
 
 /** One ORT session over blocks [start, end). */
@@ -37,8 +43,8 @@ export class SpanRunner {
   readonly config: LlamaConfig
   readonly start: number
   readonly end: number
-  /** Whether forwardPacked may run several sessions' runs at once (not on the GPU span path). */
-  readonly canPack: boolean = true
+  /** Most sessions' runs forwardPacked takes at once: any number on the CPU. */
+  readonly packLimit: number = Number.POSITIVE_INFINITY
   readonly #segments: Segment[]
 
   private constructor (config: LlamaConfig, start: number, end: number, segments: Segment[]) {

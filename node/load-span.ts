@@ -14,6 +14,8 @@ export interface LoadSpanOptions {
   threads?: number
   /** Weights held quantized (CPU only): "int4", or "none" (the default). */
   quantization?: Quantization
+  /** Most sessions' runs computed in one pass (the server's --max-batch; on webgpu, the packed graph's slots). */
+  packLimit?: number
   onProgress?: (done: number, total: number) => void
   log: Logger
 }
@@ -26,7 +28,11 @@ export interface LoadSpanOptions {
 export async function loadSpan (ckpt: Checkpoint, start: number, end: number, options: LoadSpanOptions): Promise<{ runner: SpanRunner, device: Device }> {
   const { log, onProgress } = options
   const blocksPerGraph = options.graphBlocks ?? 1
-  const threads = { ...(options.threads !== undefined ? { threads: options.threads } : {}), ...(options.quantization !== undefined ? { quantization: options.quantization } : {}) }
+  const threads = {
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.quantization !== undefined ? { quantization: options.quantization } : {}),
+    ...(options.packLimit !== undefined ? { packLimit: options.packLimit } : {})
+  }
   let device = options.device
   if (device !== 'cpu' && !availableDevices().includes(device)) {
     log.warn({ device, available: availableDevices() }, `device ${device} is not available in this onnxruntime build: falling back to cpu`)

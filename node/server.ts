@@ -26,7 +26,7 @@ import { waitForAddress, watchReachability } from './reachability.js'
 import { keepNamedRelays } from './relay-rejoin.js'
 import { RunExecutor, type SessionLink } from './run-executor.js'
 import type { PetalServerInit } from './server-options.js'
-import { SessionManager } from './session-manager.js'
+import { DEFAULT_MAX_BATCH, SessionManager } from './session-manager.js'
 import { measureThroughput } from './throughput.js'
 
 export type { PetalServerInit } from './server-options.js'
@@ -223,6 +223,7 @@ export class PetalServer {
       ...(this.#init.graphBlocks !== undefined ? { graphBlocks: this.#init.graphBlocks } : {}),
       ...(this.#init.threads !== undefined ? { threads: this.#init.threads } : {}),
       ...(this.#init.quantization !== undefined ? { quantization: this.#init.quantization } : {}),
+      packLimit: this.#init.maxBatch ?? (this.#init.device === 'webgpu' ? 1 : DEFAULT_MAX_BATCH),
       log: this.#log,
       ...(this.#init.onProgress !== undefined ? { onProgress: this.#init.onProgress } : {})
     })

@@ -113,7 +113,7 @@ export class SessionManager {
     const kvBytesPerPosition = 2 * 4 * config.numKvHeads * config.headDim
     const maxPackedPast = Math.max(512, Math.floor(blockParameterCount(config) * 4 / kvBytesPerPosition / 4))
     this.#queue = new ComputeQueue({
-      maxBatch: init.runner.canPack && init.simulatedCompute === undefined ? init.maxBatch ?? DEFAULT_MAX_BATCH : 1,
+      maxBatch: init.simulatedCompute === undefined ? Math.min(init.maxBatch ?? DEFAULT_MAX_BATCH, init.runner.packLimit) : 1,
       runBatch: async (tasks, signals) => { await this.#runBatch(tasks, signals) },
       canJoin: (batch, task) => [...batch, task].reduce((n, t) => n + (this.#runs.get(t)?.start ?? 0), 0) <= maxPackedPast
     })

@@ -11,6 +11,9 @@
  *   npm run bench:batching                          # stories260k [0,5) and random 200M [0,4)
  *   npm run bench:batching -- --models random-200m --sessions 1,4,16
  *   npm run bench:batching -- --quick               # CI smoke run
+ *   node .gpu/bench-batching.mjs --device webgpu --models random-200m=/tmp/random-200m   # a GPU (scripts/gpu/device-batching.sh)
+ *
+ * --models takes names (stories260k, random-<size>) or name=DIR.
  */
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,10 +22,10 @@ import { Checkpoint } from '../model/checkpoint.js'
 import { PetalServer } from '../node/server.js'
 import { bareNode, inferenceStream, next, openSession, randomHidden, runFrame } from '../test/helpers/wire-client.js'
 import { emit, median } from './lib/bench-output.js'
-import { ensureRandomModel } from './lib/random-models.js'
+import type { Device } from '../model/ort-session.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, sessions: { type: 'string' }, tokens: { type: 'string' }, rounds: { type: 'string' } } })
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, device: { type: 'string', default: 'cpu' }, sessions: { type: 'string' }, tokens: { type: 'string' }, rounds: { type: 'string' } } })
 const sessionCounts = (args.sessions ?? (args.quick ? '1,4' : '1,2,4,8')).split(',').map(Number)
 const tokens = Number(args.tokens ?? (args.quick ? 4 : 24))
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3))
@@ -32,8 +35,11 @@ const PREFILL = 16
 const SETTINGS = [8, 1] as const
 
 const node = await bareNode()
-for (const name of (args.models ?? (args.quick ? 'stories260k' : 'stories260k,random-200m')).split(',')) {
-  const dir = name === 'stories260k' ? join(ROOT, 'models', 'stories260k') : ensureRandomModel(name.replace(/^random-/, '').toUpperCase())
+const device = args.device as Device
+for (const spec of (args.models ?? (args.quick ? 'stories260k' : 'stories260k,random-200m')).split(',')) {
+  const [name, given] = spec.split('=') as [string, string | undefined]
+  // imported only when used: bundled (scripts/gpu/build.sh), the random-model writer would take this script's argv as its own
+  const dir = given ?? (name === 'stories260k' ? join(ROOT, 'models', 'stories260k') : (await import('./lib/random-models.js')).ensureRandomModel(name.replace(/^random-/, '').toUpperCase()))
   const L = Checkpoint.open(dir).config.numLayers
   // a third of a big model, as one server of three holds it; a tiny one whole
   const blocks = { start: 0, end: L > 6 ? Math.round(L / 3) : L }
@@ -44,12 +50,12 @@ await node.stop()
 async function benchModel (name: string, dir: string, blocks: { start: number, end: number }): Promise<void> {
   const servers = new Map<number, PetalServer>()
   for (const maxBatch of SETTINGS) {
-    const server = new PetalServer({ modelDir: dir, blocks, maxBatch, maxSessions: 64, throughput: { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 } })
+    const server = new PetalServer({ modelDir: dir, blocks, maxBatch, device, maxSessions: 64, throughput: { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 } })
     await server.start()
     servers.set(maxBatch, server)
   }
   const C = Checkpoint.open(dir).config.hiddenSize
-  const config = { blocks: `[${blocks.start},${blocks.end})`, tokens, prefill: PREFILL, rounds }
+  const config = { blocks: `[${blocks.start},${blocks.end})`, tokens, prefill: PREFILL, rounds, device }
   const runsPerSecond = new Map<string, number[]>()
   const waits = new Map<string, number[]>()
   const batched = new Map<number, number>()

@@ -11,6 +11,7 @@
  *   node gpu-check.mjs bench --device webgpu --dir /tmp/random-200m --name random-200m [--steps 16] [--prefill 128]
  *   node gpu-check.mjs write-random --out /tmp/q3 --size 20M --model-type qwen3 --tokenizer-from models/stories260k
  *   node gpu-check.mjs agree --device webgpu --dir /tmp/q3 --name qwen3-20m    # the device's logits against cpu's
+ *   node gpu-check.mjs pack --device webgpu --dir /tmp/random-200m --name random-200m [--steps 16]   # batched decode on the GPU span path
  *
  * PETAL_ORT_SEVERITY=0..4 overrides every session's logSeverityLevel (0 = verbose: ORT then
  * logs which execution provider each node was placed on). PETAL_WEBGPU_OPTS='{"validationMode":"disabled"}'
@@ -24,6 +25,8 @@ import { Checkpoint } from '../../model/checkpoint.js'
 import { LocalModel } from '../../model/local-model.js'
 import { createOrtSession, type Device } from '../../model/ort-session.js'
 import { GraphBuilder } from '../../model/onnx/graph-builder.js'
+import type { SpanCache } from '../../model/kv-cache.js'
+import { SpanRunner } from '../../model/span-runner.js'
 import { pathTo } from '../../model/token-tree.js'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -275,6 +278,55 @@ async function bench (device: Device, dir: string, name: string, steps: number, 
   await model.release()
 }
 
+/**
+ * Batched decode on the GPU span path (GpuSpanRunner.forwardPacked): n sessions' decode steps
+ * as one packed run against the same steps one session after another, over every block of
+ * the model; each packed output checked against the lone run's. Also the packed graph's cost
+ * for unused slots: 2 sessions through a graph of 2 slots and one of 8.
+ */
+async function pack (device: Device, dir: string, name: string, steps: number): Promise<void> {
+  const ckpt = Checkpoint.open(dir)
+  const cfg = ckpt.config
+  const C = cfg.hiddenSize
+  const t0 = performance.now()
+  const wide = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 8 })
+  const narrow = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 2 })
+  emit({ model: name, device, metric: 'pack_load_seconds', value: (performance.now() - t0) / 1000, config: { L: cfg.numLayers, C } })
+  const rows = (n: number, salt: number): Float32Array => Float32Array.from({ length: n * C }, (_, i) => Math.sin(i * 0.37 + salt))
+  const CONTEXT = 128
+  for (const [runner, label] of [[wide, 'slots8'], [narrow, 'slots2']] as const) {
+    for (const n of label === 'slots8' ? [1, 2, 4, 8] : [2]) {
+      const packed = Array.from({ length: n }, () => runner.newCache())
+      const alone = Array.from({ length: n }, () => runner.newCache())
+      for (const [i, c] of [...packed, ...alone].entries()) await runner.forward(rows(CONTEXT, i % n), c, 0)
+      const items = (step: number): Array<{ hidden: Float32Array, cache: SpanCache, position: number }> => packed.map((cache, i) => ({ hidden: rows(1, 1000 * step + i), cache, position: cache.length }))
+      for (let w = 0; w < 3; w++) { await runner.forwardPacked(items(-1 - w)); for (const c of packed) c.truncate(CONTEXT) } // warm-up (shader compiles)
+      const packedMs: number[] = []
+      const aloneMs: number[] = []
+      let maxDiff = 0
+      for (let step = 0; step < steps; step++) {
+        const its = items(step)
+        let t = performance.now()
+        const outs = await runner.forwardPacked(its)
+        packedMs.push(performance.now() - t)
+        t = performance.now()
+        const wants: Float32Array[] = []
+        for (const [i, it] of its.entries()) wants.push(await runner.forward(it.hidden, alone[i] as SpanCache, it.position))
+        aloneMs.push(performance.now() - t)
+        for (const [i, want] of wants.entries()) for (let j = 0; j < want.length; j++) maxDiff = Math.max(maxDiff, Math.abs((outs[i] as Float32Array)[j] as number - (want[j] as number)))
+      }
+      const config = { sessions: n, context: CONTEXT, steps, slots: label }
+      emit({ model: name, device, metric: `pack_step_ms_sessions${n}_${label}`, value: median(packedMs), unit: 'ms', min: Math.min(...packedMs), config })
+      emit({ model: name, device, metric: `alone_steps_ms_sessions${n}_${label}`, value: median(aloneMs), unit: 'ms', min: Math.min(...aloneMs), config })
+      emit({ model: name, device, metric: `pack_gain_sessions${n}_${label}`, value: median(aloneMs) / median(packedMs), unit: 'x', config })
+      emit({ model: name, device, metric: `pack_max_abs_diff_sessions${n}_${label}`, value: maxDiff, config })
+      for (const c of [...packed, ...alone]) c.dispose()
+    }
+  }
+  await wide.release()
+  await narrow.release()
+}
+
 /** Sums ORT profile events (chrome trace JSON files in `dir`) by category, provider and op. */
 function profileSummary (dir: string): void {
   const files = readdirSync(dir).filter(f => f.endsWith('.json'))
@@ -387,6 +439,8 @@ if (mode === 'backends') {
   await agree(device, args.dir ?? '/tmp/random-200m', args.name)
 } else if (mode === 'bench') {
   await bench(device, args.dir ?? '/tmp/random-200m', args.name, Number(args.steps), Number(args.prefill))
+} else if (mode === 'pack') {
+  await pack(device, args.dir ?? '/tmp/random-200m', args.name, Number(args.steps))
 } else if (mode === 'latency') {
   await latency(device)
 } else if (mode === 'profile-summary') {

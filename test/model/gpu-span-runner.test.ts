@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Checkpoint } from '../../model/checkpoint.js'
 import { GpuSpanRunner } from '../../model/gpu/gpu-span-runner.js'
+import type { SpanCache } from '../../model/kv-cache.js'
 import { SpanRunner } from '../../model/span-runner.js'
 import { fixtureDir, maxAbsDiff } from '../helpers/fixtures.js'
 
@@ -19,7 +20,7 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
   let gpu: GpuSpanRunner
   beforeAll(async () => {
     ref = await SpanRunner.load(ckpt, 0, L)
-    gpu = await GpuSpanRunner.load(ckpt, 0, L, { device: 'cpu' })
+    gpu = await GpuSpanRunner.load(ckpt, 0, L, { device: 'cpu', packLimit: 4 })
   })
   afterAll(async () => { await ref.release(); await gpu.release() })
 
@@ -69,5 +70,50 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     expect(() => { ref.newCache().copyPrefix(source, 4) }).toThrow(expect.objectContaining({ name: 'ShapeError' }))
     expect(() => { ref.newCache(0, 1).copyPrefix(source, 2) }).toThrow(expect.objectContaining({ name: 'ShapeError' }))
     expect(() => { gpu.newCache().copyPrefix(source, 2) }).toThrow(expect.objectContaining({ name: 'ShapeError' }))
+  })
+
+  it('packs up to packLimit sessions\' runs into one pass: each equals its own run (1e-5), with rollbacks, a copied prefix and unused slots', async () => {
+    expect(gpu.packLimit).toBe(4)
+    const packed = [gpu.newCache(), gpu.newCache(), gpu.newCache()]
+    const alone = [ref.newCache(), ref.newCache(), ref.newCache()]
+    for (const [i, n] of [4, 9, 1].entries()) {
+      await gpu.forward(hiddenRows(n, C, 10 + i), packed[i]!, 0)
+      await ref.forward(hiddenRows(n, C, 10 + i), alone[i]!, 0)
+    }
+    // a fourth session copies session 1's first 6 positions (shared device tensors) and joins the batches
+    const copy = gpu.newCache()
+    copy.copyPrefix(packed[1]!, 6)
+    const copyRef = ref.newCache()
+    copyRef.copyPrefix(alone[1]!, 6)
+    packed.push(copy)
+    alone.push(copyRef)
+    // steps of 4, 2 and 3 sessions (one slot or two unused); session 1 sends 3 rows once, session 2 rolls back at step 2
+    const members = [[0, 1, 2, 3], [0, 1], [1, 2, 3], [3, 0, 2]]
+    for (const [step, who] of members.entries()) {
+      const rows = who.map(i => (i === 1 && step === 2 ? 3 : 1))
+      const positions = who.map(i => (i === 2 && step === 2 ? packed[i]!.length - 1 : packed[i]!.length))
+      const hidden = rows.map((r, k) => hiddenRows(r, C, 100 * step + k))
+      const outs = await gpu.forwardPacked(who.map((i, k) => ({ hidden: hidden[k]!, cache: packed[i]!, position: positions[k]! })))
+      for (const [k, i] of who.entries()) {
+        const want = await ref.forward(hidden[k]!, alone[i]!, positions[k]!)
+        expect(maxAbsDiff(outs[k]!, want), `step ${step}, session ${i}`).toBeLessThan(1e-5)
+        expect(packed[i]!.length).toBe(alone[i]!.length)
+      }
+    }
+    // the caches go on alone as they would have: one more lone run each
+    for (const [i, cache] of packed.entries()) {
+      const x = hiddenRows(2, C, 900 + i)
+      expect(maxAbsDiff(await gpu.forward(x, cache, cache.length), await ref.forward(x, alone[i]!, alone[i]!.length))).toBeLessThan(1e-5)
+    }
+  })
+
+  it('refuses more runs than its slots, one cache twice and a CPU cache, leaving every cache as it was', async () => {
+    const caches = Array.from({ length: 5 }, () => gpu.newCache())
+    for (const cache of caches) await gpu.forward(hiddenRows(2, C, 7), cache, 0)
+    const one = (cache: SpanCache, position = 2): { hidden: Float32Array, cache: SpanCache, position: number } => ({ hidden: hiddenRows(1, C, 8), cache, position })
+    await expect(gpu.forwardPacked(caches.map(c => one(c, 1)))).rejects.toThrow(/at most 4/)
+    await expect(gpu.forwardPacked([one(caches[0]!, 1), one(caches[0]!)])).rejects.toThrow(/one cache/)
+    await expect(gpu.forwardPacked([one(caches[1]!, 1), one(ref.newCache(), 0)])).rejects.toMatchObject({ name: 'ShapeError' })
+    expect(caches.map(c => c.length)).toEqual([2, 2, 2, 2, 2])
   })
 })

@@ -1,6 +1,7 @@
 /** The session manager's batches: runs of several sessions in one pass, each outcome its own. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Checkpoint } from '../../model/checkpoint.js'
+import { GpuSpanRunner } from '../../model/gpu/gpu-span-runner.js'
 import { SpanRunner } from '../../model/span-runner.js'
 import { SessionManager, type RunOutcome, type ServerSession } from '../../node/session-manager.js'
 import type { PetalError } from '../../protocol/errors.js'
@@ -69,5 +70,25 @@ describe('SessionManager batches', () => {
     await Promise.all([a, b, c].map(async (s, i) => await outcome(m, s, i, new Float32Array(2 * C).fill(0.1 * i))))
     expect(m.counters.batched).toBe(0)
     expect(m.counters.computed).toBe(3)
+  })
+
+  it('a GPU span runner packs at most its packed graph\'s slots: five runs queued behind another go as 3 and 2, each equal to its run alone', async () => {
+    const gpu = await GpuSpanRunner.load(Checkpoint.open(BUNDLED_MODEL), 0, 2, { device: 'cpu', packLimit: 3 }) // the GPU graph on the CPU EP
+    const packs: number[] = []
+    const forwardPacked = gpu.forwardPacked.bind(gpu)
+    gpu.forwardPacked = async (items, signal) => { packs.push(items.length); return await forwardPacked(items, signal) }
+    const m = new SessionManager({ modelId: 'stories260k', runner: gpu as unknown as SpanRunner, maxSessions: 8, cacheTokens: 512 })
+    const sessions = Array.from({ length: 6 }, () => m.open('stories260k', 0, 2, 64))
+    const first = outcome(m, sessions[0]!, 0, new Float32Array(32 * C).fill(0.2)) // the others queue behind it
+    const rest = sessions.slice(1).map(async (s, i) => await outcome(m, s, 1, new Float32Array(C).fill(0.1 * (i + 1))))
+    expect((await first)?.out?.runId).toBe(0)
+    const outs = await Promise.all(rest)
+    expect(packs.sort()).toEqual([2, 3])
+    expect(m.counters.batched).toBe(5)
+    for (const [i, done] of outs.entries()) {
+      const alone = await runner.forward(new Float32Array(C).fill(0.1 * (i + 1)), runner.newCache(0, 2), 0)
+      expect(maxAbsDiff(done?.out?.hidden as Float32Array, alone)).toBeLessThan(1e-5)
+    }
+    await gpu.release()
   })
 })
