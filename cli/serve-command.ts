@@ -18,7 +18,7 @@ interface ServeFlags {
   numBlocks?: number
   graphBlocks?: number
   threads?: number
-  maxBatch?: number
+  maxBatch: number
   quantize?: Quantization
   listen?: string[]
   metrics?: string
@@ -58,7 +58,7 @@ export function serveCommand (program: Command): void {
     .option('--bootstrap <multiaddr>', 'address (with /p2p/<id>) of any swarm node (repeatable)', collect)
     .option('--device <device>', 'cpu, webgpu or cuda (falls back to cpu when unavailable)', 'cpu')
     .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)
-    .option('--max-batch <n>', 'most sessions\' decode runs computed together in one pass over the weights (1: each alone; default 8 on cpu, 1 on webgpu, where more loads a packed graph that holds the weights twice on the GPU)', parseNumber('--max-batch', { integer: true, min: 1 }))
+    .option('--max-batch <n>', 'most sessions\' decode runs computed together in one pass over the weights (1: each alone)', parseNumber('--max-batch', { integer: true, min: 1 }), 8)
     .option('--cache-tokens <n>', 'KV cache positions all sessions together may reserve', parseNumber('--cache-tokens', { integer: true, min: 1 }), 16384)
     .option('--identity <file>', 'private key file: created on first run, keeps the peer id across restarts')
     .option('--model-id <id>', 'model id announced in the DHT (default: the checkpoint folder name)')
@@ -107,7 +107,7 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
     bootstrap: flags.bootstrap ?? [],
     device: flags.device as Device,
     maxSessions: flags.maxSessions,
-    ...(flags.maxBatch !== undefined ? { maxBatch: flags.maxBatch } : {}),
+    maxBatch: flags.maxBatch,
     cacheTokens: flags.cacheTokens,
     announceIntervalMs: flags.announceInterval * 1000,
     linkLatencyMs: flags.linkLatencyMs

@@ -21,9 +21,9 @@ export interface SpanRunnerInit extends OrtOptions {
   /** Called as weights are read: (bytes done, bytes total), in float32 bytes. */
   onProgress?: (done: number, total: number) => void
   /**
-   * Most sessions' runs one forwardPacked pass takes. The CPU runners pack any number; on the
-   * GPU span path above 1 it loads a packed graph of that many slots, which holds the weights
-   * a second time on the device (default 1: no packed graph).
+   * Most sessions' runs one forwardPacked pass takes on the GPU span path, which loads small
+   * graphs that pack and unpack 2..packLimit sessions' device caches (default 1: none). The
+   * CPU runners pack any number.
    */
   packLimit?: number
 }

@@ -48,9 +48,9 @@ export interface PetalServerInit {
    */
   quantization?: Quantization
   /**
-   * Most sessions' decode runs computed together in one pass over the weights (1: every run
-   * alone). Default 8 on the CPU; on webgpu 1, since above 1 the span loads a second, packed
-   * graph of that many slots, which holds its weights twice on the GPU (model/gpu/).
+   * Most sessions' decode runs computed together in one pass over the weights (default 8;
+   * 1: every run alone). On webgpu packing also runs two small graphs that put the sessions'
+   * device caches side by side and take them apart (model/gpu/gpu-kv-pack.ts).
    */
   maxBatch?: number
   /** Most sessions open at once (default 16). */

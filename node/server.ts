@@ -223,7 +223,7 @@ export class PetalServer {
       ...(this.#init.graphBlocks !== undefined ? { graphBlocks: this.#init.graphBlocks } : {}),
       ...(this.#init.threads !== undefined ? { threads: this.#init.threads } : {}),
       ...(this.#init.quantization !== undefined ? { quantization: this.#init.quantization } : {}),
-      packLimit: this.#init.maxBatch ?? (this.#init.device === 'webgpu' ? 1 : DEFAULT_MAX_BATCH),
+      packLimit: this.#init.maxBatch ?? DEFAULT_MAX_BATCH,
       log: this.#log,
       ...(this.#init.onProgress !== undefined ? { onProgress: this.#init.onProgress } : {})
     })

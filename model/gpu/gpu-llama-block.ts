@@ -13,16 +13,21 @@ export interface GpuBlockContext {
   /** (T,D/2) rotary cos of the new tokens' positions, row t for token t */ readonly cos: string
   /** (T,D/2) */ readonly sin: string
   /** (1,T) int64 0..T-1: token t reads row t of cos/sin */ readonly rows: string
-  /** (1,1,1,T,S) additive mask: 0 where key column s is visible to token t, else -1e30 */ readonly mask: string
+  /** (1,1,1,T,S) additive causal mask: 0 where slot s is visible to token t, else -1e30 */ readonly mask: string
+  /** (1) int64 positions of the past to keep: the cache is sliced to [0, past_len) */ readonly pastLen: string
 }
 
-/**
- * Where a block's new keys and values go: given the run's rows (keys after RoPE, transposed),
- * returns the keys and values the rows attend over, S columns in the order of ctx.mask's last
- * axis. The one-session graph appends them to its past; the packed graph to each slot's past.
- *   newKeys (1,Hkv,D,T), newValues (1,Hkv,T,D) -> keys (1,Hkv,D,S), values (1,Hkv,S,D)
- */
-export type AppendKv = (newKeys: string, newValues: string) => { keys: string, values: string }
+export interface GpuBlockIo {
+  /** (1,T,C) */ readonly hidden: string
+  /** (1,Hkv,D,P') keys after RoPE, stored transposed; P' >= past_len */ readonly pastKey: string
+  /** (1,Hkv,P',D) */ readonly pastValue: string
+}
+
+export interface GpuBlockOut {
+  /** (1,T,C) */ readonly hidden: string
+  /** (1,Hkv,D,S) past ++ new keys, S = past_len + T */ readonly presentKey: string
+  /** (1,Hkv,S,D) */ readonly presentValue: string
+}
 
 /** (out, in) row-major -> (in, out), so that MatMul(x, W^T) needs no Gemm and no reshape. */
 export function transposeRows (w: Float32Array, rows: number, cols: number): Float32Array {
@@ -52,16 +57,16 @@ function applyRotary (g: GraphBuilder, ctx: GpuBlockContext, x: string, heads: n
 
 /**
  * One Llama decoder block for the GPU-resident span: the same function as
- * onnx/llama-block.ts, but batch 1, every shape a constant, and the KV cache in head-major
- * layout (keys pre-transposed) so that no per-step transpose touches the whole cache.
- * hidden (1,T,C) -> hidden (1,T,C); `appendKv` keeps the new keys and values.
+ * onnx/llama-block.ts, but batch 1, every shape a constant, the KV cache in head-major
+ * layout (keys pre-transposed) so that no per-step transpose touches the whole cache, and
+ * the past sliced to `past_len` inside the graph (rollback costs nothing).
  */
-export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeights, ctx: GpuBlockContext, hidden: string, appendKv: AppendKv): string {
+export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeights, ctx: GpuBlockContext, io: GpuBlockIo): GpuBlockOut {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg
   const G = H / Hkv
 
   // --- attention ---
-  const xNorm = emitRmsNorm(g, hidden, w.inputNorm, cfg.rmsNormEps) // (1,T,C)
+  const xNorm = emitRmsNorm(g, io.hidden, w.inputNorm, cfg.rmsNormEps) // (1,T,C)
   // Attention's 1/sqrt(D) rides on the queries (RoPE is linear): on W_q and its bias, or, where
   // Qwen3 normalizes the query heads (which undoes any scale before it), on that norm's weight.
   const scale = 1 / Math.sqrt(D)
@@ -78,20 +83,22 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const kRot = applyRotary(g, ctx, headNorm(k, Hkv, w.kNorm), Hkv, D) // (1,T,Hkv,D)
   const vNew = g.op('Reshape', [v, g.ints([1, -1, Hkv, D])]) // (1,T,Hkv,D)
 
-  const { keys, values } = appendKv(g.op('Transpose', [kRot], { perm: [0, 2, 3, 1] }), g.op('Transpose', [vNew], { perm: [0, 2, 1, 3] })) // (1,Hkv,D,S), (1,Hkv,S,D)
+  const keep = (x: string, axis: number): string => g.op('Slice', [x, g.ints([0]), ctx.pastLen, g.ints([axis])])
+  const presentKey = g.op('Concat', [keep(io.pastKey, 3), g.op('Transpose', [kRot], { perm: [0, 2, 3, 1] })], { axis: 3 }) // (1,Hkv,D,S)
+  const presentValue = g.op('Concat', [keep(io.pastValue, 2), g.op('Transpose', [vNew], { perm: [0, 2, 1, 3] })], { axis: 2 }) // (1,Hkv,S,D)
 
   // (1,T,H,D) -> (1,H,T,D) -> (1,Hkv,G,T,D): query head h reads kv head h / G
   const qGrouped = g.op('Reshape', [g.op('Transpose', [qRot], { perm: [0, 2, 1, 3] }), g.ints([1, Hkv, G, -1, D])])
-  const kT = g.op('Unsqueeze', [keys, g.ints([2])]) // (1,Hkv,1,D,S)
+  const kT = g.op('Unsqueeze', [presentKey, g.ints([2])]) // (1,Hkv,1,D,S)
   const scores = g.op('MatMul', [qGrouped, kT]) // (1,Hkv,G,T,S), already scaled by 1/sqrt(D)
   const probs = g.op('Softmax', [g.op('Add', [scores, ctx.mask])], { axis: -1 })
-  const vU = g.op('Unsqueeze', [values, g.ints([2])]) // (1,Hkv,1,S,D)
+  const vU = g.op('Unsqueeze', [presentValue, g.ints([2])]) // (1,Hkv,1,S,D)
   const attn = g.op('MatMul', [probs, vU]) // (1,Hkv,G,T,D)
   const heads = g.op('Transpose', [g.op('Reshape', [attn, g.ints([1, H, -1, D])])], { perm: [0, 2, 1, 3] }) // (1,T,H,D)
   const flat = g.op('Reshape', [heads, g.ints([1, -1, H * D])]) // (1,T,H*D)
   const attnOutNoBias = g.op('MatMul', [flat, g.floats('w_o_t', transposeRows(w.o, C, H * D), [H * D, C])]) // (1,T,C)
   const attnOut = w.oBias === undefined ? attnOutNoBias : g.op('Add', [attnOutNoBias, g.floats('b_o', w.oBias, [C])])
-  const afterAttn = g.op('Add', [hidden, attnOut])
+  const afterAttn = g.op('Add', [io.hidden, attnOut])
 
   // --- MLP: down(silu(gate(x)) * up(x)) ---
   const mNorm = emitRmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps)
@@ -99,5 +106,5 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const [gate, up] = g.opN('Split', [gateUp, g.ints([F, F])], 2, { axis: -1 }) as [string, string]
   const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]) // (1,T,F)
   const mlpOut = g.op('MatMul', [act, g.floats('w_down_t', transposeRows(w.down, C, F), [F, C])]) // (1,T,C)
-  return g.op('Add', [afterAttn, mlpOut])
+  return { hidden: g.op('Add', [afterAttn, mlpOut]), presentKey, presentValue }
 }

@@ -281,50 +281,45 @@ async function bench (device: Device, dir: string, name: string, steps: number, 
 /**
  * Batched decode on the GPU span path (GpuSpanRunner.forwardPacked): n sessions' decode steps
  * as one packed run against the same steps one session after another, over every block of
- * the model; each packed output checked against the lone run's. Also the packed graph's cost
- * for unused slots: 2 sessions through a graph of 2 slots and one of 8.
+ * the model at a 128-token context; each packed output checked against the lone run's.
  */
 async function pack (device: Device, dir: string, name: string, steps: number): Promise<void> {
   const ckpt = Checkpoint.open(dir)
   const cfg = ckpt.config
   const C = cfg.hiddenSize
   const t0 = performance.now()
-  const wide = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 8 })
-  const narrow = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 2 })
+  const runner = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 8 })
   emit({ model: name, device, metric: 'pack_load_seconds', value: (performance.now() - t0) / 1000, config: { L: cfg.numLayers, C } })
   const rows = (n: number, salt: number): Float32Array => Float32Array.from({ length: n * C }, (_, i) => Math.sin(i * 0.37 + salt))
   const CONTEXT = 128
-  for (const [runner, label] of [[wide, 'slots8'], [narrow, 'slots2']] as const) {
-    for (const n of label === 'slots8' ? [1, 2, 4, 8] : [2]) {
-      const packed = Array.from({ length: n }, () => runner.newCache())
-      const alone = Array.from({ length: n }, () => runner.newCache())
-      for (const [i, c] of [...packed, ...alone].entries()) await runner.forward(rows(CONTEXT, i % n), c, 0)
-      const items = (step: number): Array<{ hidden: Float32Array, cache: SpanCache, position: number }> => packed.map((cache, i) => ({ hidden: rows(1, 1000 * step + i), cache, position: cache.length }))
-      for (let w = 0; w < 3; w++) { await runner.forwardPacked(items(-1 - w)); for (const c of packed) c.truncate(CONTEXT) } // warm-up (shader compiles)
-      const packedMs: number[] = []
-      const aloneMs: number[] = []
-      let maxDiff = 0
-      for (let step = 0; step < steps; step++) {
-        const its = items(step)
-        let t = performance.now()
-        const outs = await runner.forwardPacked(its)
-        packedMs.push(performance.now() - t)
-        t = performance.now()
-        const wants: Float32Array[] = []
-        for (const [i, it] of its.entries()) wants.push(await runner.forward(it.hidden, alone[i] as SpanCache, it.position))
-        aloneMs.push(performance.now() - t)
-        for (const [i, want] of wants.entries()) for (let j = 0; j < want.length; j++) maxDiff = Math.max(maxDiff, Math.abs((outs[i] as Float32Array)[j] as number - (want[j] as number)))
-      }
-      const config = { sessions: n, context: CONTEXT, steps, slots: label }
-      emit({ model: name, device, metric: `pack_step_ms_sessions${n}_${label}`, value: median(packedMs), unit: 'ms', min: Math.min(...packedMs), config })
-      emit({ model: name, device, metric: `alone_steps_ms_sessions${n}_${label}`, value: median(aloneMs), unit: 'ms', min: Math.min(...aloneMs), config })
-      emit({ model: name, device, metric: `pack_gain_sessions${n}_${label}`, value: median(aloneMs) / median(packedMs), unit: 'x', config })
-      emit({ model: name, device, metric: `pack_max_abs_diff_sessions${n}_${label}`, value: maxDiff, config })
-      for (const c of [...packed, ...alone]) c.dispose()
+  for (const n of [1, 2, 4, 8]) {
+    const packed = Array.from({ length: n }, () => runner.newCache())
+    const alone = Array.from({ length: n }, () => runner.newCache())
+    for (const [i, c] of [...packed, ...alone].entries()) await runner.forward(rows(CONTEXT, i % n), c, 0)
+    const items = (step: number): Array<{ hidden: Float32Array, cache: SpanCache, position: number }> => packed.map((cache, i) => ({ hidden: rows(1, 1000 * step + i), cache, position: cache.length }))
+    for (let w = 0; w < 3; w++) { await runner.forwardPacked(items(-1 - w)); for (const c of packed) c.truncate(CONTEXT) } // warm-up (shader compiles)
+    const packedMs: number[] = []
+    const aloneMs: number[] = []
+    let maxDiff = 0
+    for (let step = 0; step < steps; step++) {
+      const its = items(step)
+      let t = performance.now()
+      const outs = await runner.forwardPacked(its)
+      packedMs.push(performance.now() - t)
+      t = performance.now()
+      const wants: Float32Array[] = []
+      for (const [i, it] of its.entries()) wants.push(await runner.forward(it.hidden, alone[i] as SpanCache, it.position))
+      aloneMs.push(performance.now() - t)
+      for (const [i, want] of wants.entries()) for (let j = 0; j < want.length; j++) maxDiff = Math.max(maxDiff, Math.abs((outs[i] as Float32Array)[j] as number - (want[j] as number)))
     }
+    const config = { sessions: n, context: CONTEXT, steps }
+    emit({ model: name, device, metric: `pack_step_ms_sessions${n}`, value: median(packedMs), unit: 'ms', min: Math.min(...packedMs), config })
+    emit({ model: name, device, metric: `alone_steps_ms_sessions${n}`, value: median(aloneMs), unit: 'ms', min: Math.min(...aloneMs), config })
+    emit({ model: name, device, metric: `pack_gain_sessions${n}`, value: median(aloneMs) / median(packedMs), unit: 'x', config })
+    emit({ model: name, device, metric: `pack_max_abs_diff_sessions${n}`, value: maxDiff, config })
+    for (const c of [...packed, ...alone]) c.dispose()
   }
-  await wide.release()
-  await narrow.release()
+  await runner.release()
 }
 
 /** Sums ORT profile events (chrome trace JSON files in `dir`) by category, provider and op. */

@@ -72,7 +72,7 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     expect(() => { gpu.newCache().copyPrefix(source, 2) }).toThrow(expect.objectContaining({ name: 'ShapeError' }))
   })
 
-  it('packs up to packLimit sessions\' runs into one pass: each equals its own run (1e-5), with rollbacks, a copied prefix and unused slots', async () => {
+  it('packs up to packLimit sessions\' runs into one pass: each equals its own run (1e-5), with rollbacks and a copied prefix', async () => {
     expect(gpu.packLimit).toBe(4)
     const packed = [gpu.newCache(), gpu.newCache(), gpu.newCache()]
     const alone = [ref.newCache(), ref.newCache(), ref.newCache()]
@@ -87,7 +87,7 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     copyRef.copyPrefix(alone[1]!, 6)
     packed.push(copy)
     alone.push(copyRef)
-    // steps of 4, 2 and 3 sessions (one slot or two unused); session 1 sends 3 rows once, session 2 rolls back at step 2
+    // steps of 4, 2 and 3 sessions; session 1 sends 3 rows once, session 2 rolls back at step 2
     const members = [[0, 1, 2, 3], [0, 1], [1, 2, 3], [3, 0, 2]]
     for (const [step, who] of members.entries()) {
       const rows = who.map(i => (i === 1 && step === 2 ? 3 : 1))
