@@ -2,42 +2,96 @@ import type * as ort from 'onnxruntime-node'
 import { ShapeError } from '../errors.js'
 import { SpanCache } from '../kv-cache.js'
 
-/** One block's cache as the GPU span graph returns it. */
+/** One block's keys and values on the device, W columns (positions of one or more caches). */
 export interface GpuKv {
-  /** (1,Hkv,D,S') keys after RoPE, transposed */ readonly key: ort.Tensor
-  /** (1,Hkv,S',D) */ readonly value: ort.Tensor
+  /** (1,Hkv,D,W) keys after RoPE, transposed */ readonly key: ort.Tensor
+  /** (1,Hkv,W,D) */ readonly value: ort.Tensor
 }
 
 /**
- * Caches holding each device tensor beyond the first. A graph run never writes its past
- * tensors, it returns new presents, so a cache adopting another's prefix shares its tensors
- * (no copy) and a tensor is freed when its last holder lets go.
+ * Device tensors of a span's keys and values that one or more caches read their positions
+ * from, each cache knowing its own columns: the caches of sessions batched together
+ * (GpuSpanRunner.forwardPacked) and caches that copied another's prefix share one. A run
+ * returns the arena's columns with the run's new rows after them (the graph never writes its
+ * inputs), so every holder's columns stay where they were. Freed with its last holder, but
+ * not while a run reads it (pinned): a session closed mid-run leaves its batch partners' inputs alone.
  */
-const extraHolders = new WeakMap<ort.Tensor, number>()
+export class KvArena {
+  readonly #holders = new Set<GpuSpanCache>()
+  #pins = 0
+  #blocks: readonly GpuKv[]
 
-function hold (kv: GpuKv): void {
-  for (const t of [kv.key, kv.value]) extraHolders.set(t, (extraHolders.get(t) ?? 0) + 1)
+  constructor (blocks: readonly GpuKv[]) {
+    this.#blocks = blocks
+  }
+
+  /** Per block of the span, in order. */
+  get blocks (): readonly GpuKv[] { return this.#blocks }
+
+  /** Columns the tensors hold. */
+  get width (): number { return this.#blocks[0]?.key.dims[3] ?? 0 }
+
+  /** One past the highest column a holder reads: columns from here on are dead (rolled back). */
+  get usedWidth (): number {
+    let used = 0
+    for (const h of this.#holders) used = Math.max(used, (h.columns[h.columns.length - 1] ?? -1) + 1)
+    return used
+  }
+
+  /** Columns the holders read (a prefix two holders share counts twice). */
+  get liveColumns (): number {
+    let live = 0
+    for (const h of this.#holders) live += h.columns.length
+    return live
+  }
+
+  /** The run's presents replace the tensors: they hold every column below usedWidth where it was. */
+  grow (blocks: readonly GpuKv[]): void {
+    const old = this.#blocks
+    this.#blocks = blocks
+    disposeAll(old)
+  }
+
+  join (cache: GpuSpanCache): void { this.#holders.add(cache) }
+
+  leave (cache: GpuSpanCache): void {
+    this.#holders.delete(cache)
+    this.freeIfUnused()
+  }
+
+  /** Keeps the tensors while a run reads them, whoever leaves meanwhile. */
+  pin (): void { this.#pins++ }
+
+  unpin (): void {
+    this.#pins--
+    this.freeIfUnused()
+  }
+
+  /** Frees the tensors once no cache holds the arena and no run reads it. */
+  freeIfUnused (): void {
+    if (this.#holders.size > 0 || this.#pins > 0) return
+    disposeAll(this.#blocks)
+    this.#blocks = []
+  }
 }
 
-function letGo (kv: GpuKv): void {
-  for (const t of [kv.key, kv.value]) {
-    const extra = extraHolders.get(t) ?? 0
-    if (extra > 0) extraHolders.set(t, extra - 1)
-    else t.dispose()
-  }
+function disposeAll (blocks: readonly GpuKv[]): void {
+  for (const kv of blocks) { kv.key.dispose(); kv.value.dispose() }
 }
 
 /**
  * The caches of a span kept as ORT tensors (on the GPU when the runner's device is one),
- * addressed by position like SpanCache: slot p holds the token at position p. The tensors
- * may hold more rows than `length` after a rollback; the graph slices them to `length`, so
- * truncation is free. Extends SpanCache only so that callers typed against it accept this
- * one: the CPU row buffers are empty and `block()` is refused.
+ * addressed by position like SpanCache: position p lives in column `columns[p]` of its arena
+ * (columns increase with p). Truncation only forgets columns; a prefix copy shares the
+ * source's arena. Extends SpanCache only so that callers typed against it accept this one: the
+ * CPU row buffers are empty and `block()` is refused.
  */
 export class GpuSpanCache extends SpanCache {
   readonly #rowBytes: number
-  #blocks: GpuKv[] | undefined
-  #length = 0
+  #arena: KvArena | undefined
+  #columns: number[] = []
+  /** Set by dispose(): a run that ends afterwards leaves it empty. */
+  #disposed = false
 
   /** `rowSize` = Hkv*D floats per position per block. */
   constructor (start: number, end: number, rowSize: number) {
@@ -45,51 +99,53 @@ export class GpuSpanCache extends SpanCache {
     this.#rowBytes = rowSize * 4
   }
 
-  override get length (): number { return this.#length }
+  override get length (): number { return this.#columns.length }
 
-  /** The tensors of every block, in block order; undefined while the cache is empty. */
-  get blocks (): readonly GpuKv[] | undefined { return this.#length === 0 ? undefined : this.#blocks }
+  /** Where its positions live; undefined before its first run. */
+  get arena (): KvArena | undefined { return this.#arena }
+
+  /** The arena column of each position, increasing. */
+  get columns (): readonly number[] { return this.#columns }
 
   override truncate (length: number): void {
-    if (!Number.isInteger(length) || length < 0 || length > this.#length) throw new ShapeError(`Cannot truncate cache to ${length}: it holds ${this.#length} positions`)
-    this.#length = length
+    if (!Number.isInteger(length) || length < 0 || length > this.length) throw new ShapeError(`Cannot truncate cache to ${length}: it holds ${this.length} positions`)
+    this.#columns.length = length
   }
 
-  /** Takes the graph's presents (`length` rows each) and frees the tensors they replace. */
-  replace (blocks: GpuKv[], length: number): void {
-    if (blocks.length !== this.end - this.start) throw new ShapeError(`Cannot store ${blocks.length} blocks in a cache of ${this.end - this.start}`)
-    const old = this.#blocks
-    this.#blocks = blocks
-    this.#length = length
-    for (const kv of old ?? []) letGo(kv)
+  /** From now on its positions are `columns` (increasing) of `arena` (not once disposed). */
+  place (arena: KvArena, columns: number[]): void {
+    if (this.#disposed) return
+    if (arena !== this.#arena) {
+      arena.join(this)
+      this.#arena?.leave(this)
+      this.#arena = arena
+    }
+    this.#columns = columns
   }
 
-  /** Holds the first `length` positions of `source` (same blocks) by sharing its tensors. */
+  /** Holds the first `length` positions of `source` (same blocks) by sharing its arena. */
   override copyPrefix (source: SpanCache, length: number): void {
     if (!(source instanceof GpuSpanCache)) throw new ShapeError('Cannot copy a CPU cache into a GPU cache')
     this.checkCopy(source, length)
-    if (source === this) { this.#length = length; return }
-    const shared = length === 0 ? [] : source.#blocks ?? []
-    for (const kv of shared) hold(kv)
-    for (const kv of this.#blocks ?? []) letGo(kv)
-    this.#blocks = shared.length === 0 ? undefined : [...shared]
-    this.#length = length
+    if (source === this) return this.truncate(length)
+    if (source.#arena === undefined) return this.dispose()
+    this.place(source.#arena, source.#columns.slice(0, length))
   }
 
   override block (index: number): never {
     throw new ShapeError(`Block ${index} of a GPU cache has no CPU rows: its keys and values live on the device`)
   }
 
-  /** Bytes held on the device: the rows of the tensors now kept. */
+  /** Bytes of the positions it holds (an arena may hold more: rolled-back columns until it is compacted). */
   override get byteSize (): number {
-    const rows = this.#blocks?.[0]?.key.dims[3] ?? 0
-    return 2 * (this.end - this.start) * rows * this.#rowBytes
+    return 2 * (this.end - this.start) * this.length * this.#rowBytes
   }
 
-  /** Frees the device tensors now rather than at garbage collection. */
+  /** Lets go of its arena now (freed with its last holder) rather than at garbage collection; the cache is not used again. */
   override dispose (): void {
-    for (const kv of this.#blocks ?? []) letGo(kv)
-    this.#blocks = undefined
-    this.#length = 0
+    this.#disposed = true
+    this.#arena?.leave(this)
+    this.#arena = undefined
+    this.#columns = []
   }
 }

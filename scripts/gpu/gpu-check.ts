@@ -318,7 +318,35 @@ async function pack (device: Device, dir: string, name: string, steps: number): 
     emit({ model: name, device, metric: `pack_gain_sessions${n}`, value: median(aloneMs) / median(packedMs), unit: 'x', config })
     emit({ model: name, device, metric: `pack_max_abs_diff_sessions${n}`, value: maxDiff, config })
     for (const c of [...packed, ...alone]) c.dispose()
+    // what the span graph alone costs for such a step: one session's n rows over n contexts' columns
+    const one = runner.newCache()
+    await runner.forward(rows(n * CONTEXT, 7), one, 0)
+    for (let w = 0; w < 3; w++) await runner.forward(rows(n, 50 + w), one, n * CONTEXT)
+    const rowsMs: number[] = []
+    for (let step = 0; step < steps; step++) {
+      const t = performance.now()
+      await runner.forward(rows(n, 100 + step), one, n * CONTEXT)
+      rowsMs.push(performance.now() - t)
+    }
+    emit({ model: name, device, metric: `lone_rows${n}_ms_context${n * CONTEXT}`, value: median(rowsMs), unit: 'ms', min: Math.min(...rowsMs), config })
+    one.dispose()
   }
+  // a lone session's decode on this runner and on one that cannot pack, in turn
+  const plain = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 1 })
+  const lone = new Map<SpanRunner, number[]>([[runner, []], [plain, []]])
+  for (const [r, times] of lone) {
+    const cache = r.newCache()
+    await r.forward(rows(CONTEXT, 3), cache, 0)
+    for (let w = 0; w < 3; w++) await r.forward(rows(1, 60 + w), cache, CONTEXT)
+    for (let step = 0; step < 2 * steps; step++) {
+      const t = performance.now()
+      await r.forward(rows(1, 300 + step), cache, CONTEXT + (step % 2)) // decode and roll back, as speculation does
+      times.push(performance.now() - t)
+    }
+    cache.dispose()
+  }
+  for (const [r, times] of lone) emit({ model: name, device, metric: `lone_decode_ms_pack_limit${r.packLimit}`, value: median(times), unit: 'ms', min: Math.min(...times), config: { context: CONTEXT, steps: 2 * steps } })
+  await plain.release()
   await runner.release()
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Checkpoint } from '../../model/checkpoint.js'
+import { GpuSpanCache } from '../../model/gpu/gpu-span-cache.js'
 import { GpuSpanRunner } from '../../model/gpu/gpu-span-runner.js'
 import type { SpanCache } from '../../model/kv-cache.js'
 import { SpanRunner } from '../../model/span-runner.js'
@@ -115,5 +116,50 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     await expect(gpu.forwardPacked([one(caches[0]!, 1), one(caches[0]!)])).rejects.toThrow(/one cache/)
     await expect(gpu.forwardPacked([one(caches[1]!, 1), one(ref.newCache(), 0)])).rejects.toMatchObject({ name: 'ShapeError' })
     expect(caches.map(c => c.length)).toEqual([2, 2, 2, 2, 2])
+  })
+
+  it('sessions that keep meeting run straight from their shared arena, whose rolled-back columns stay bounded', async () => {
+    const [a, b] = [gpu.newCache() as GpuSpanCache, gpu.newCache() as GpuSpanCache]
+    const [ra, rb] = [ref.newCache(), ref.newCache()]
+    await gpu.forwardPacked([{ hidden: hiddenRows(3, C, 1), cache: a, position: 0 }, { hidden: hiddenRows(2, C, 2), cache: b, position: 0 }])
+    await ref.forward(hiddenRows(3, C, 1), ra, 0)
+    await ref.forward(hiddenRows(2, C, 2), rb, 0)
+    const arena = a.arena
+    expect(b.arena).toBe(arena)
+    const arenas = new Set([arena])
+    // a decodes a row a step; b, first in the batch, sends 4 rows and keeps 1: 3 dead columns a step before a's row
+    for (let step = 0; step < 100; step++) {
+      const xa = hiddenRows(1, C, 100 + step)
+      const xb = hiddenRows(4, C, 200 + step)
+      const [pa, pb] = [a.length, b.length]
+      const [ob, oa] = await gpu.forwardPacked([{ hidden: xb, cache: b, position: pb }, { hidden: xa, cache: a, position: pa }])
+      expect(maxAbsDiff(oa!, await ref.forward(xa, ra, pa)), `step ${step}`).toBeLessThan(1e-5)
+      expect(maxAbsDiff(ob!, await ref.forward(xb, rb, pb)), `step ${step}`).toBeLessThan(1e-5)
+      b.truncate(pb + 1)
+      rb.truncate(pb + 1)
+      expect(a.arena).toBe(b.arena)
+      arenas.add(a.arena)
+      expect(a.arena!.width).toBeLessThanOrEqual(2 * (a.length + b.length) + 64 + 5)
+    }
+    // in place but for a compaction into fresh tensors now and then (500 rows sent, 200 kept)
+    expect(arenas.size).toBeGreaterThan(1)
+    expect(arenas.size).toBeLessThan(5)
+    expect([a.length, b.length]).toEqual([103, 102])
+  })
+
+  it('a session closed while its batch runs leaves its partner\'s run and arena whole', async () => {
+    const [a, b] = [gpu.newCache(), gpu.newCache()]
+    const [ra, rb] = [ref.newCache(), ref.newCache()]
+    await gpu.forwardPacked([{ hidden: hiddenRows(4, C, 3), cache: a, position: 0 }, { hidden: hiddenRows(4, C, 4), cache: b, position: 0 }])
+    await ref.forward(hiddenRows(4, C, 3), ra, 0)
+    const running = gpu.forwardPacked([{ hidden: hiddenRows(1, C, 5), cache: a, position: 4 }, { hidden: hiddenRows(1, C, 6), cache: b, position: 4 }])
+    b.dispose() // closed mid-run: it must not free what a's run reads, nor come back to life
+    const [oa] = await running
+    expect(maxAbsDiff(oa!, await ref.forward(hiddenRows(1, C, 5), ra, 4))).toBeLessThan(1e-5)
+    expect(b.length).toBe(0)
+    expect((b as GpuSpanCache).arena).toBeUndefined()
+    const x = hiddenRows(2, C, 7)
+    expect(maxAbsDiff(await gpu.forward(x, a, 5), await ref.forward(x, ra, 5))).toBeLessThan(1e-5)
+    void rb
   })
 })
