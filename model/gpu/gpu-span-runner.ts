@@ -17,6 +17,13 @@ const HIDDEN = -1e30
 
 /** Rolled-back columns an arena may hold beyond twice its live ones before a run moves its caches to fresh tensors. */
 const ARENA_SLACK_COLUMNS = 64
+/**
+ * A run of more rows (a prompt) over an arena mostly of other sessions' columns gets its own
+ * arena first: each of its rows would attend over every column. Decode-sized runs (the
+ * session manager packs chains of up to 16 rows) stay: a few rows over more columns cost less
+ * than a gather.
+ */
+const SHARED_ARENA_MAX_ROWS = 16
 
 /** One cache's run: its rows (1,T,C), where they start, and their layout (a chain or a token tree). */
 interface CacheRun {
@@ -143,7 +150,11 @@ export class GpuSpanRunner {
     for (const { cache, position } of runs) cache.truncate(position)
     const sources = [...new Set(runs.filter(r => r.position > 0).map(r => r.cache.arena as KvArena))]
     const shared = sources.length === 1 ? sources[0] as KvArena : undefined
-    const inPlace = sources.length === 0 || (shared !== undefined && shared.usedWidth <= 2 * shared.liveColumns + ARENA_SLACK_COLUMNS)
+    const rowCount = runs.reduce((n, r) => n + r.layout.rows, 0)
+    const ownColumns = runs.reduce((n, r) => n + r.position, 0) + rowCount
+    const inPlace = sources.length === 0 || (shared !== undefined &&
+      shared.usedWidth <= 2 * shared.liveColumns + ARENA_SLACK_COLUMNS && // mostly live columns
+      (rowCount <= SHARED_ARENA_MAX_ROWS || shared.usedWidth <= 2 * ownColumns + ARENA_SLACK_COLUMNS)) // a prompt over mostly its own
     const temporaries: ort.Tensor[] = []
     for (const a of sources) a.pin()
     try {

@@ -162,4 +162,23 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     expect(maxAbsDiff(await gpu.forward(x, a, 5), await ref.forward(x, ra, 5))).toBeLessThan(1e-5)
     void rb
   })
+
+  it('a prompt-sized run of a cache that shares its arena with bigger ones moves to an arena of its own; a decode step stays', async () => {
+    const [big, small] = [gpu.newCache() as GpuSpanCache, gpu.newCache() as GpuSpanCache]
+    const [rBig, rSmall] = [ref.newCache(), ref.newCache()]
+    await gpu.forwardPacked([{ hidden: hiddenRows(120, C, 1), cache: big, position: 0 }, { hidden: hiddenRows(2, C, 2), cache: small, position: 0 }])
+    await ref.forward(hiddenRows(120, C, 1), rBig, 0)
+    await ref.forward(hiddenRows(2, C, 2), rSmall, 0)
+    const shared = small.arena
+    const step = hiddenRows(3, C, 3)
+    expect(maxAbsDiff(await gpu.forward(step, small, 2), await ref.forward(step, rSmall, 2))).toBeLessThan(1e-5)
+    expect(small.arena).toBe(shared)
+    const prompt = hiddenRows(20, C, 4)
+    expect(maxAbsDiff(await gpu.forward(prompt, small, 5), await ref.forward(prompt, rSmall, 5))).toBeLessThan(1e-5)
+    expect(small.arena).not.toBe(shared)
+    expect(small.arena!.width).toBe(25)
+    expect(big.arena).toBe(shared)
+    const next = hiddenRows(1, C, 5)
+    expect(maxAbsDiff(await gpu.forward(next, big, 120), await ref.forward(next, rBig, 120))).toBeLessThan(1e-5)
+  })
 })
