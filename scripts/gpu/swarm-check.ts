@@ -9,7 +9,8 @@
  * JSON lines: the servers' devices; for every prompt of the model's reference.json, whether
  * greedy tokens through the swarm (client-mediated, push, and pipelined speculation with
  * --draft) equal the reference; with --speed, decode ms/token of local generation on the same
- * device against the swarm. The `petal-node status` table goes to stderr.
+ * device against the swarm; whether every prompt generated four times at once (which the
+ * servers batch) still equals the reference. The `petal-node status` table goes to stderr.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
@@ -83,6 +84,20 @@ try {
     for (const c of cases) if (JSON.stringify(await greedy(model, c, extra)) === JSON.stringify(c.expected)) equal++
     await model.release()
     emit({ model: name, metric: `swarm_greedy_prompts_equal_reference_${mode}`, value: equal, unit: `of ${cases.length}`, device })
+  }
+
+  // every reference prompt four times at once: the servers batch their runs (--max-batch 8, the default)
+  if (cases.length > 0) {
+    const batchedRuns = async (): Promise<number> => (await client.refresh(name, L)).reduce((n, s) => n + (s.info.metrics?.runsBatched ?? 0), 0)
+    const before = await batchedRuns()
+    const model = await LanguageModel.swarm(client, dir, {})
+    const at = cases.flatMap(c => [c, c, c, c])
+    const t = performance.now()
+    const equal = (await Promise.all(at.map(async c => JSON.stringify(await greedy(model, c)) === JSON.stringify(c.expected)))).filter(Boolean).length
+    const seconds = (performance.now() - t) / 1000
+    await model.release()
+    emit({ model: name, metric: 'swarm_greedy_at_once_equal_reference', value: equal, unit: `of ${at.length}`, device, seconds })
+    emit({ model: name, metric: 'swarm_runs_batched_at_once', value: (await batchedRuns()) - before, unit: 'runs', device })
   }
 
   if (args.speed) {
