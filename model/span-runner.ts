@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node'
 import type { Checkpoint } from './checkpoint.js'
-import type { LlamaConfig } from './config.js'
+import { blockParameterCount, type LlamaConfig } from './config.js'
 import { ShapeError } from './errors.js'
 import { GpuSpanRunner } from './gpu/gpu-span-runner.js'
 import { SpanCache } from './kv-cache.js'
@@ -45,6 +45,15 @@ export class SpanRunner {
   readonly end: number
   /** Most sessions' runs forwardPacked takes at once: any number on the CPU. */
   readonly packLimit: number = Number.POSITIVE_INFINITY
+  /**
+   * Most cached positions, all runs together, that one forwardPacked pass should read. Packing
+   * copies the caches it reads into one buffer: their bytes stay under a quarter of the
+   * weights' (and at least 512 positions), so that the copy costs less than the pass it saves.
+   */
+  get maxPackedPositions (): number {
+    const kvBytesPerPosition = 2 * 4 * this.config.numKvHeads * this.config.headDim
+    return Math.max(512, Math.floor(blockParameterCount(this.config) * 4 / kvBytesPerPosition / 4))
+  }
   readonly #segments: Segment[]
 
   private constructor (config: LlamaConfig, start: number, end: number, segments: Segment[]) {

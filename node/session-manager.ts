@@ -6,7 +6,6 @@ import {
   CacheLimitError, DrainingError, GapError, PetalError, SessionLimitError, TooLargeError, UnknownSessionError, WrongSpanError
 } from '../protocol/errors.js'
 import type { ServerMetrics } from '../protocol/server-info.js'
-import { blockParameterCount } from '../model/config.js'
 import { ComputeQueue, type ComputeTask } from './compute-queue.js'
 
 /** Options of a SessionManager. */
@@ -108,10 +107,7 @@ export class SessionManager {
 
   constructor (init: SessionManagerInit) {
     this.#init = init
-    // packing copies the caches it reads: keep their bytes under a quarter of the weights' (and at least 512 positions)
-    const { config } = init.runner
-    const kvBytesPerPosition = 2 * 4 * config.numKvHeads * config.headDim
-    const maxPackedPast = Math.max(512, Math.floor(blockParameterCount(config) * 4 / kvBytesPerPosition / 4))
+    const maxPackedPast = init.runner.maxPackedPositions
     this.#queue = new ComputeQueue({
       maxBatch: init.simulatedCompute === undefined ? Math.min(init.maxBatch ?? DEFAULT_MAX_BATCH, init.runner.packLimit) : 1,
       runBatch: async (tasks, signals) => { await this.#runBatch(tasks, signals) },

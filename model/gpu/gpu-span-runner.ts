@@ -53,6 +53,12 @@ export class GpuSpanRunner {
   readonly end: number
   /** Most sessions' runs forwardPacked takes at once (SpanRunnerInit.packLimit). */
   readonly packLimit: number
+  /**
+   * No bound on the positions a packed run reads: every run of this graph copies its pasts
+   * into its presents anyway, lone or packed, and sessions that keep meeting run from their
+   * shared arena without a gather.
+   */
+  readonly maxPackedPositions: number = Number.POSITIVE_INFINITY
   readonly #session: ort.InferenceSession
   /** By source count, 1..packLimit: the graphs that gather arenas' columns into new tensors. */
   readonly #gathers: readonly ort.InferenceSession[]

@@ -91,4 +91,22 @@ describe('SessionManager batches', () => {
     }
     await gpu.release()
   })
+
+  it('long caches still batch on the GPU span path (no copy bound): four sessions of 300 positions decode as one run', async () => {
+    const gpu = await GpuSpanRunner.load(Checkpoint.open(BUNDLED_MODEL), 0, 2, { device: 'cpu', packLimit: 4 })
+    expect(runner.maxPackedPositions).toBeLessThan(1200) // the CPU runner would split them
+    const packs: number[] = []
+    const forwardPacked = gpu.forwardPacked.bind(gpu)
+    gpu.forwardPacked = async (items, signal) => { packs.push(items.length); return await forwardPacked(items, signal) }
+    const m = new SessionManager({ modelId: 'stories260k', runner: gpu as unknown as SpanRunner, maxSessions: 8, cacheTokens: 2048 })
+    const sessions = Array.from({ length: 4 }, () => m.open('stories260k', 0, 2, 400))
+    for (const [i, s] of sessions.entries()) await outcome(m, s, 0, new Float32Array(300 * C).fill(0.01 * (i + 1)))
+    const decode = async (s: ServerSession, value: number): Promise<RunOutcome | undefined> => await new Promise(resolve => {
+      m.enqueue(s, 1, 300, new Float32Array(C).fill(value), undefined, (_err, out) => { resolve(out) })
+    })
+    const outs = await Promise.all(sessions.map(async (s, i) => await decode(s, 0.5 + 0.1 * i)))
+    expect(outs.every(o => o !== undefined)).toBe(true)
+    expect(packs).toEqual([4])
+    await gpu.release()
+  })
 })
