@@ -65,7 +65,7 @@ export function serveCommand (program: Command): void {
     .option('--announce-interval <seconds>', 'seconds between DHT announcements', parseNumber('--announce-interval', { min: 1 }), 120)
     .option('--graph-blocks <n>', 'blocks per onnxruntime session (default 1: clients may use any part of the span; more is faster on many-core machines)', parseNumber('--graph-blocks', { integer: true, min: 1 }))
     .option('--threads <n>', 'compute threads per block (default: one per core; lower it to share the machine)', parseNumber('--threads', { integer: true, min: 1 }))
-    .addOption(new Option('--quantize <format>', 'hold the blocks as 8- or 4-bit weights (weights in 29% / 16% of float32\'s bytes, faster decode where memory bandwidth bounds it, outputs close to float32\'s; CPU only)').choices(['none', 'int8', 'int4']))
+    .addOption(new Option('--quantize <format>', 'hold the blocks as 8- or 4-bit weights (weights in 29% / 16% of float32\'s bytes, faster decode where memory bandwidth bounds it, outputs close to float32\'s; cpu and webgpu)').choices(['none', 'int8', 'int4']))
     .option('--throughput <tokens/s>', 'announce this speed (tokens/s through one block, decode and prefill alike) instead of measuring it at start, e.g. where the machine is busy', parseNumber('--throughput', { min: 1 }))
     .option('--rebalance-interval <seconds>', `with --num-blocks: look at the swarm every ~this many seconds and move to the blocks it serves worst when that makes it faster (0: never; default ${DEFAULT_REBALANCE_INTERVAL_S})`, parseNumber('--rebalance-interval', { min: 0 }))
     .option('--rebalance-min-gain <factor>', 'with --num-blocks: move only when the swarm\'s slowest block gets this many times faster (default 1.25)', parseNumber('--rebalance-min-gain', { min: 1 }))
@@ -131,7 +131,7 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
   if (flags.graphBlocks !== undefined) init.graphBlocks = flags.graphBlocks
   if (flags.threads !== undefined) init.threads = flags.threads
   if (flags.quantize !== undefined && flags.quantize !== 'none') {
-    if (flags.device !== 'cpu') throw new UsageError(`--quantize ${flags.quantize} runs on the CPU only: drop --device ${flags.device} or --quantize`)
+    if (flags.device === 'cuda') throw new UsageError(`--quantize ${flags.quantize} runs on cpu and webgpu only: drop --device ${flags.device} or --quantize`)
     init.quantization = flags.quantize
   }
   if (flags.identity !== undefined) init.privateKey = await loadOrCreateIdentity(flags.identity)

@@ -16,7 +16,7 @@ export interface SpanRunnerInit extends OrtOptions {
    * loads with a third of the peak memory; larger cuts per-run overhead on tiny models.
    */
   blocksPerGraph?: number
-  /** Weights held as read (float32, the default) or quantized to 4 bits (model/quantize.ts; CPU only). */
+  /** Weights held as read (float32, the default) or quantized to 8 or 4 bits (model/quantize.ts; CPU and webgpu). */
   quantization?: Quantization
   /** Called as weights are read: (bytes done, bytes total), in float32 bytes. */
   onProgress?: (done: number, total: number) => void
@@ -66,8 +66,8 @@ export class SpanRunner {
   static async load (ckpt: Checkpoint, start: number, end: number, init: SpanRunnerInit = {}): Promise<SpanRunner> {
     // WebGPU: one session per span with the KV cache kept on the device (model/gpu/). Same
     // public surface (checked there); PETAL_WEBGPU_PER_BLOCK=1 keeps the per-block graphs below.
-    if (init.device !== undefined && init.device !== 'cpu' && (init.quantization ?? 'none') !== 'none') throw new Error(`Cannot hold blocks as ${init.quantization} on ${init.device}: quantized blocks run on the CPU only`)
     if (init.device === 'webgpu' && process.env.PETAL_WEBGPU_PER_BLOCK !== '1') return await GpuSpanRunner.load(ckpt, start, end, init) as unknown as SpanRunner
+    if (init.device !== undefined && init.device !== 'cpu' && (init.quantization ?? 'none') !== 'none') throw new Error(`Cannot hold blocks as ${init.quantization} on ${init.device}: quantized blocks run on the CPU and on webgpu only`)
     const cfg = ckpt.config
     if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= cfg.numLayers)) {
       throw new ShapeError(`Cannot load blocks [${start}, ${end}): the model has ${cfg.numLayers} blocks`)

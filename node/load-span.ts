@@ -12,7 +12,7 @@ export interface LoadSpanOptions {
   graphBlocks?: number
   /** Intra-op threads per ORT session (default: onnxruntime's choice). */
   threads?: number
-  /** Weights held quantized (CPU only): "int4", or "none" (the default). */
+  /** Weights held quantized (cpu and webgpu): "int8", "int4", or "none" (the default). */
   quantization?: Quantization
   /** Most sessions' runs computed in one pass (the server's --max-batch; on webgpu, the packed graph's slots). */
   packLimit?: number

@@ -43,7 +43,7 @@ export interface PetalServerInit {
   /**
    * Hold the blocks quantized: "int8" keeps their weights in about 29% of float32's bytes, "int4"
    * 16% (a 200M server's 12 blocks: 0.42x and 0.35x of the RSS), and both decode faster where memory bandwidth bounds it, with outputs close to, not equal to,
-   * float32's (announced in info.quantization; clients may refuse such servers). CPU only.
+   * float32's (announced in info.quantization; clients may refuse such servers). CPU and webgpu.
    * Default "none".
    */
   quantization?: Quantization

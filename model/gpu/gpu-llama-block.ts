@@ -1,7 +1,8 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights } from '../weights.js'
 import type { GraphBuilder } from '../onnx/graph-builder.js'
-import { concatRows } from '../onnx/linear.js'
+import { concatRows, emitQuantizedLinear } from '../onnx/linear.js'
+import type { Quantization } from '../quantize.js'
 import { emitRmsNorm } from '../onnx/llama-block.js'
 
 /**
@@ -39,10 +40,18 @@ export function transposeRows (w: Float32Array, rows: number, cols: number): Flo
   return t
 }
 
-/** W (out_i, in) stacked along out, then transposed: x (1,T,in) @ result (in, sum out_i). */
-function stackedT (parts: readonly Float32Array[], inDim: number): Float32Array {
-  const stacked = concatRows(parts)
-  return transposeRows(stacked, stacked.length / inDim, inDim)
+/**
+ * x (1,T,in) @ W^T -> (1,T,out) for W (out_i, in) stacked along out (Hugging Face's layout):
+ * a MatMul over W transposed once here (no Gemm, no reshape), or with `int8`/`int4` a
+ * MatMulNBits over W quantized in blocks along `in`, row by row as the CPU graphs do, so
+ * stacking changes no row's codes; x stays float32 (accuracy level 0), so that a session's
+ * outputs do not depend on how many rows its batch has.
+ */
+function emitStackedLinear (g: GraphBuilder, x: string, name: string, parts: readonly Float32Array[], inDim: number, quantization: Quantization): string {
+  const stacked = parts.length === 1 ? parts[0] as Float32Array : concatRows(parts)
+  const outDim = stacked.length / inDim
+  if (quantization !== 'none') return emitQuantizedLinear(g, x, name, stacked, inDim, outDim, quantization, 0)
+  return g.op('MatMul', [x, g.floats(`${name}_t`, transposeRows(stacked, outDim, inDim), [inDim, outDim])])
 }
 
 /**
@@ -61,7 +70,7 @@ function applyRotary (g: GraphBuilder, ctx: GpuBlockContext, x: string, heads: n
  * layout (keys pre-transposed) so that no per-step transpose touches the whole cache, and
  * the past sliced to `past_len` inside the graph (rollback costs nothing).
  */
-export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeights, ctx: GpuBlockContext, io: GpuBlockIo): GpuBlockOut {
+export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWeights, ctx: GpuBlockContext, io: GpuBlockIo, quantization: Quantization = 'none'): GpuBlockOut {
   const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg
   const G = H / Hkv
 
@@ -72,7 +81,7 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const scale = 1 / Math.sqrt(D)
   const scaled = (x: Float32Array | undefined): Float32Array | undefined => x?.map(v => v * scale)
   const [wq, bq, qNormW] = w.qNorm === undefined ? [scaled(w.q) as Float32Array, scaled(w.qBias), undefined] : [w.q, w.qBias, scaled(w.qNorm)]
-  const qkvNoBias = g.op('MatMul', [xNorm, g.floats('w_qkv_t', stackedT([wq, w.k, w.v], C), [C, (H + 2 * Hkv) * D])]) // (1,T,(H+2Hkv)*D)
+  const qkvNoBias = emitStackedLinear(g, xNorm, 'w_qkv', [wq, w.k, w.v], C, quantization) // (1,T,(H+2Hkv)*D)
   const qkv = bq === undefined ? qkvNoBias : g.op('Add', [qkvNoBias, g.floats('b_qkv', concatRows([bq, w.kBias as Float32Array, w.vBias as Float32Array]), [(H + 2 * Hkv) * D])])
   const [q, k, v] = g.opN('Split', [qkv, g.ints([H * D, Hkv * D, Hkv * D])], 3, { axis: -1 }) as [string, string, string]
   // Qwen3 normalizes every query and key head (width D) before RoPE
@@ -96,15 +105,15 @@ export function emitGpuLlamaBlock (g: GraphBuilder, cfg: LlamaConfig, w: BlockWe
   const attn = g.op('MatMul', [probs, vU]) // (1,Hkv,G,T,D)
   const heads = g.op('Transpose', [g.op('Reshape', [attn, g.ints([1, H, -1, D])])], { perm: [0, 2, 1, 3] }) // (1,T,H,D)
   const flat = g.op('Reshape', [heads, g.ints([1, -1, H * D])]) // (1,T,H*D)
-  const attnOutNoBias = g.op('MatMul', [flat, g.floats('w_o_t', transposeRows(w.o, C, H * D), [H * D, C])]) // (1,T,C)
+  const attnOutNoBias = emitStackedLinear(g, flat, 'w_o', [w.o], H * D, quantization) // (1,T,C)
   const attnOut = w.oBias === undefined ? attnOutNoBias : g.op('Add', [attnOutNoBias, g.floats('b_o', w.oBias, [C])])
   const afterAttn = g.op('Add', [io.hidden, attnOut])
 
   // --- MLP: down(silu(gate(x)) * up(x)) ---
   const mNorm = emitRmsNorm(g, afterAttn, w.postNorm, cfg.rmsNormEps)
-  const gateUp = g.op('MatMul', [mNorm, g.floats('w_gate_up_t', stackedT([w.gate, w.up], C), [C, 2 * F])]) // (1,T,2F)
+  const gateUp = emitStackedLinear(g, mNorm, 'w_gate_up', [w.gate, w.up], C, quantization) // (1,T,2F)
   const [gate, up] = g.opN('Split', [gateUp, g.ints([F, F])], 2, { axis: -1 }) as [string, string]
   const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]) // (1,T,F)
-  const mlpOut = g.op('MatMul', [act, g.floats('w_down_t', transposeRows(w.down, C, F), [F, C])]) // (1,T,C)
+  const mlpOut = emitStackedLinear(g, act, 'w_down', [w.down], F, quantization) // (1,T,C)
   return { hidden: g.op('Add', [afterAttn, mlpOut]), presentKey, presentValue }
 }

@@ -1,6 +1,7 @@
 import type { LlamaConfig } from '../config.js'
 import type { BlockWeights } from '../weights.js'
 import { GraphBuilder } from '../onnx/graph-builder.js'
+import type { Quantization } from '../quantize.js'
 import { emitGpuLlamaBlock } from './gpu-llama-block.js'
 
 /** Graph input/output names of a GPU span; index by absolute block number. */
@@ -23,9 +24,10 @@ export const gpuSpanNames = {
  *   hidden (1,T,C), rope_cos/rope_sin (T,D/2), rope_rows (1,T) int64 0..T-1, attn_mask (1,1,1,T,S), past_len (1) int64,
  *   past_key_i (1,Hkv,D,P'), past_value_i (1,Hkv,P',D) with P' >= past_len
  *   -> hidden_out (1,T,C), present_key_i (1,Hkv,D,S), present_value_i (1,Hkv,S,D), S = past_len + T
- * The presents are fed back as the next run's pasts without leaving the device.
+ * The presents are fed back as the next run's pasts without leaving the device. With `int8` or
+ * `int4` the linear layers run as MatMulNBits over weights quantized here (model/quantize.ts).
  */
-export function buildGpuSpanGraph (cfg: LlamaConfig, start: number, weights: readonly BlockWeights[]): Uint8Array {
+export function buildGpuSpanGraph (cfg: LlamaConfig, start: number, weights: readonly BlockWeights[], quantization: Quantization = 'none'): Uint8Array {
   const { hiddenSize: C, numKvHeads: Hkv, headDim: D } = cfg
   const n = gpuSpanNames
   const g = new GraphBuilder()
@@ -41,7 +43,7 @@ export function buildGpuSpanGraph (cfg: LlamaConfig, start: number, weights: rea
     const block = start + i
     const pastKey = g.input(n.pastKey(block), 'float32', [1, Hkv, D, 'P'])
     const pastValue = g.input(n.pastValue(block), 'float32', [1, Hkv, 'P', D])
-    const out = emitGpuLlamaBlock(g, cfg, w, ctx, { hidden, pastKey, pastValue })
+    const out = emitGpuLlamaBlock(g, cfg, w, ctx, { hidden, pastKey, pastValue }, quantization)
     g.rename(out.presentKey, n.presentKey(block))
     g.rename(out.presentValue, n.presentValue(block))
     g.output(n.presentKey(block), 'float32', [1, Hkv, D, 'S'])

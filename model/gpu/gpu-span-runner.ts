@@ -87,7 +87,7 @@ export class GpuSpanRunner {
       weights.push(ckpt.readBlock(b, { onProgress: (d, t) => init.onProgress?.(base + (t > 0 ? d / t : 1) * blockBytes, total) }))
     }
     const blocks = Array.from({ length: end - start }, (_, i) => start + i)
-    const session = await deviceSession(buildGpuSpanGraph(cfg, start, weights), init, blocks.flatMap(b => [names.presentKey(b), names.presentValue(b)]))
+    const session = await deviceSession(buildGpuSpanGraph(cfg, start, weights, init.quantization), init, blocks.flatMap(b => [names.presentKey(b), names.presentValue(b)]))
     const gathers: ort.InferenceSession[] = []
     for (let n = 1; n <= Math.max(1, Math.floor(init.packLimit ?? 1)); n++) {
       gathers.push(await deviceSession(buildKvGatherGraph(cfg, start, end, n), init, blocks.flatMap(b => [gatherNames.key(b), gatherNames.value(b)])))

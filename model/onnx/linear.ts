@@ -40,13 +40,23 @@ export function concatRows (parts: readonly Float32Array[]): Float32Array {
  */
 export function emitWeightLinear (g: GraphBuilder, x: string, bt: string, prefix: string, weight: Float32Array, inDim: number, outDim: number, quantization: Quantization = 'none', bias?: string): string {
   if (quantization === 'none') return emitLinear(g, x, bt, g.floats(prefix, weight, [outDim, inDim]), inDim, outDim, bias)
+  const y = emitQuantizedLinear(g, x, prefix, weight, inDim, outDim, quantization)
+  return bias === undefined ? y : g.op('Add', [y, bias])
+}
+
+/**
+ * x (..., in) @ W^T through MatMulNBits, W (out, in) quantized here -> (..., out); no bias.
+ * `accuracyLevel` 4 (the default) lets the kernel quantize x to int8 per block; 0 keeps x in
+ * float32 (the GPU span graph's choice: onnxruntime's WebGPU kernel takes the int8 path only
+ * for several rows, so a session's outputs would depend on its batch).
+ */
+export function emitQuantizedLinear (g: GraphBuilder, x: string, prefix: string, weight: Float32Array, inDim: number, outDim: number, quantization: Exclude<Quantization, 'none'>, accuracyLevel: 0 | 4 = 4): string {
   const q = quantizeWeight(weight, outDim, inDim, quantizationBits(quantization))
   const kBlocks = Math.ceil(inDim / q.blockSize)
-  const y = g.op('MatMulNBits', [
+  return g.op('MatMulNBits', [
     x,
     g.bytes(`${prefix}_q${q.bits}`, q.codes, [outDim, kBlocks, (q.blockSize * q.bits) / 8]),
     g.floats(`${prefix}_scales`, q.scales, [outDim * kBlocks]),
     g.bytes(`${prefix}_zp`, q.zeroPoints, [q.zeroPoints.length])
-  ], { K: inDim, N: outDim, bits: q.bits, block_size: q.blockSize, accuracy_level: 4 }, 'com.microsoft') // (B,T,out)
-  return bias === undefined ? y : g.op('Add', [y, bias])
+  ], { K: inDim, N: outDim, bits: q.bits, block_size: q.blockSize, accuracy_level: accuracyLevel }, 'com.microsoft')
 }

@@ -13,10 +13,14 @@
  *   node gpu-check.mjs agree --device webgpu --dir /tmp/q3 --name qwen3-20m    # the device's logits against cpu's
  *   node gpu-check.mjs pack --device webgpu --dir /tmp/random-200m --name random-200m [--steps 16]   # batched decode on the GPU span path
  *
+ * --quantize int8|int4 holds the blocks quantized (bench, agree, pack); bench then also reads the
+ * GPU's used memory from nvidia-smi.
+ *
  * PETAL_ORT_SEVERITY=0..4 overrides every session's logSeverityLevel (0 = verbose: ORT then
  * logs which execution provider each node was placed on). PETAL_WEBGPU_OPTS='{"validationMode":"disabled"}'
  * replaces the plain 'webgpu' provider name with {name: 'webgpu', ...opts}.
  */
+import { execFileSync } from 'node:child_process'
 import { availableParallelism, cpus } from 'node:os'
 import { parseArgs } from 'node:util'
 import * as ort from 'onnxruntime-node'
@@ -24,6 +28,7 @@ import onnxProto from 'onnx-proto'
 import { Checkpoint } from '../../model/checkpoint.js'
 import { LocalModel } from '../../model/local-model.js'
 import { createOrtSession, type Device } from '../../model/ort-session.js'
+import type { Quantization } from '../../model/quantize.js'
 import { GraphBuilder } from '../../model/onnx/graph-builder.js'
 import type { SpanCache } from '../../model/kv-cache.js'
 import { SpanRunner } from '../../model/span-runner.js'
@@ -46,9 +51,21 @@ const { values: args, positionals } = parseArgs({
     label: { type: 'string' },
     'blocks-per-graph': { type: 'string' },
     'decode-only-ctx': { type: 'string' },
-    'model-type': { type: 'string', default: 'llama' }
+    'model-type': { type: 'string', default: 'llama' },
+    quantize: { type: 'string', default: 'none' }
   }
 })
+
+const quantization = args.quantize as Quantization
+
+/** The GPU memory in use (all processes), from nvidia-smi; undefined without one. */
+function gpuMemoryUsedMiB (): number | undefined {
+  try {
+    return Number(execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits'], { encoding: 'utf8' }).split('\n')[0])
+  } catch {
+    return undefined
+  }
+}
 
 function emit (fields: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ ...fields, ...(args.label !== undefined ? { label: args.label } : {}) }) + '\n')
@@ -151,14 +168,20 @@ async function greedy (model: LocalModel, promptIds: readonly number[], n: numbe
  */
 async function agree (device: Device, dir: string, name: string): Promise<void> {
   const ckpt = Checkpoint.open(dir)
-  const [cpu, dev] = [await LocalModel.load(ckpt), await LocalModel.load(ckpt, { device })]
+  const [cpu, dev] = [await LocalModel.load(ckpt, { quantization }), await LocalModel.load(ckpt, { device, quantization })]
   const ids = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % ckpt.config.vocabSize)
   const [want, got] = [await cpu.newSession().forward(ids), await dev.newSession().forward(ids)]
-  let diff = 0
-  for (let t = 0; t < want.length; t++) diff = Math.max(diff, maxAbsDiff(got[t] as Float32Array, want[t] as Float32Array))
+  const worst = (a: Float32Array[], b: Float32Array[]): number => a.reduce((m, row, t) => Math.max(m, maxAbsDiff(row, b[t] as Float32Array)), 0)
   const [greedyCpu, greedyDev] = [await greedy(cpu, ids, 16), await greedy(dev, ids, 16)]
-  emit({ model: name, device, metric: 'agree_with_cpu', modelType: ckpt.config.modelType, positions: ids.length, max_abs_diff: diff, greedy_identical: greedyCpu.every((t, k) => t === greedyDev[k]) })
-  await Promise.all([cpu.release(), dev.release()])
+  // quantized: how far each is from the float32 model's logits
+  const exact = quantization === 'none' ? undefined : await LocalModel.load(ckpt)
+  const floats = exact === undefined ? undefined : await exact.newSession().forward(ids)
+  emit({
+    model: name, device, metric: 'agree_with_cpu', modelType: ckpt.config.modelType, quantization, positions: ids.length, max_abs_diff: worst(got, want),
+    greedy_identical: greedyCpu.every((t, k) => t === greedyDev[k]),
+    ...(floats !== undefined ? { cpu_vs_float32: worst(want, floats), device_vs_float32: worst(got, floats), logit_range: Math.max(...floats.map(r => Math.max(...r.map(Math.abs)))) } : {})
+  })
+  await Promise.all([cpu.release(), dev.release(), exact?.release()])
 }
 
 async function parity (device: Device, specs: string[]): Promise<void> {
@@ -239,7 +262,7 @@ async function parity (device: Device, specs: string[]): Promise<void> {
 async function bench (device: Device, dir: string, name: string, steps: number, prefillTokens: number): Promise<void> {
   const t0 = performance.now()
   const bpg = args['blocks-per-graph'] !== undefined ? Number(args['blocks-per-graph']) : undefined
-  const model = await LocalModel.load(Checkpoint.open(dir), { device, ...(bpg !== undefined ? { blocksPerGraph: bpg } : {}) })
+  const model = await LocalModel.load(Checkpoint.open(dir), { device, quantization, ...(bpg !== undefined ? { blocksPerGraph: bpg } : {}) })
   const cfg = model.parts.config
   emit({ model: name, device, metric: 'load_seconds', value: (performance.now() - t0) / 1000, config: { L: cfg.numLayers, C: cfg.hiddenSize, V: cfg.vocabSize }, cores: availableParallelism(), cpu: cpus()[0]?.model })
   const V = cfg.vocabSize
@@ -274,7 +297,9 @@ async function bench (device: Device, dir: string, name: string, steps: number, 
   }
   if (rewrites > 0) emit({ model: name, device, metric: 'gemm_rewritten_as_matmul', value: rewrites })
   rewrites = 0
-  emit({ model: name, device, metric: 'peak_rss_mb', value: process.resourceUsage().maxRSS / 1024, unit: 'MiB' })
+  emit({ model: name, device, metric: 'peak_rss_mb', value: process.resourceUsage().maxRSS / 1024, unit: 'MiB', quantization })
+  const gpuMiB = gpuMemoryUsedMiB()
+  if (gpuMiB !== undefined) emit({ model: name, device, metric: 'gpu_memory_used_mib', value: gpuMiB, unit: 'MiB', quantization })
   await model.release()
 }
 
@@ -288,7 +313,7 @@ async function pack (device: Device, dir: string, name: string, steps: number): 
   const cfg = ckpt.config
   const C = cfg.hiddenSize
   const t0 = performance.now()
-  const runner = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 8 })
+  const runner = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 8, quantization })
   emit({ model: name, device, metric: 'pack_load_seconds', value: (performance.now() - t0) / 1000, config: { L: cfg.numLayers, C } })
   const rows = (n: number, salt: number): Float32Array => Float32Array.from({ length: n * C }, (_, i) => Math.sin(i * 0.37 + salt))
   const CONTEXT = 128
@@ -332,7 +357,7 @@ async function pack (device: Device, dir: string, name: string, steps: number): 
     one.dispose()
   }
   // a lone session's decode on this runner and on one that cannot pack, in turn
-  const plain = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 1 })
+  const plain = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 1, quantization })
   const lone = new Map<SpanRunner, number[]>([[runner, []], [plain, []]])
   for (const [r, times] of lone) {
     const cache = r.newCache()

@@ -209,10 +209,10 @@ describe('errors are one clear line and a non-zero exit', () => {
     expect(r.stderr).toMatch(/--listen must be host:port/)
   })
 
-  it('serve --quantize with a GPU device', async () => {
-    const r = await cli('serve', '--model', BUNDLED_MODEL, '--blocks', '0:5', '--quantize', 'int4', '--device', 'webgpu')
+  it('serve --quantize with the cuda device (quantized blocks run on cpu and webgpu)', async () => {
+    const r = await cli('serve', '--model', BUNDLED_MODEL, '--blocks', '0:5', '--quantize', 'int4', '--device', 'cuda')
     expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(/--quantize int4 runs on the CPU only/)
+    expect(r.stderr).toMatch(/--quantize int4 runs on cpu and webgpu only/)
   })
 
   it('--quantize-client without a swarm', async () => {

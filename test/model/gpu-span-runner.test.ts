@@ -181,4 +181,31 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     const next = hiddenRows(1, C, 5)
     expect(maxAbsDiff(await gpu.forward(next, big, 120), await ref.forward(next, rBig, 120))).toBeLessThan(1e-5)
   })
+
+  for (const quantization of ['int8', 'int4'] as const) {
+    it(`${quantization} blocks: the GPU graph's MatMulNBits layers are as close to float32 as the CPU runner's, and a batch changes no output`, async () => {
+      const [cpuQ, gpuQ] = [await SpanRunner.load(ckpt, 0, L, { quantization }), await GpuSpanRunner.load(ckpt, 0, L, { device: 'cpu', quantization, packLimit: 2 })]
+      const prompt = hiddenRows(6, C, 11)
+      const floats = await ref.forward(prompt, ref.newCache(), 0)
+      const range = Math.max(...floats.map(Math.abs))
+      const [a, b] = [gpuQ.newCache(), gpuQ.newCache()]
+      const gpuOut = await gpuQ.forward(prompt, a, 0)
+      const cpuOut = await cpuQ.forward(prompt, cpuQ.newCache(), 0)
+      // the GPU graph keeps activations in float32 (accuracy level 0), the CPU's quantizes them to int8 (level 4)
+      expect(maxAbsDiff(gpuOut, floats)).toBeGreaterThan(1e-4) // the weights really are quantized
+      expect(maxAbsDiff(gpuOut, floats)).toBeLessThanOrEqual(1.1 * maxAbsDiff(cpuOut, floats))
+      expect(maxAbsDiff(gpuOut, cpuOut) / range).toBeLessThan(0.02)
+      // packed runs equal lone runs of the same caches
+      const [lone1, lone2] = [gpuQ.newCache(), gpuQ.newCache()]
+      await gpuQ.forward(prompt, lone1, 0)
+      await gpuQ.forward(hiddenRows(3, C, 12), b, 0)
+      await gpuQ.forward(hiddenRows(3, C, 12), lone2, 0)
+      const [xa, xb] = [hiddenRows(1, C, 13), hiddenRows(2, C, 14)]
+      const [oa, ob] = await gpuQ.forwardPacked([{ hidden: xa, cache: a, position: 6 }, { hidden: xb, cache: b, position: 3 }])
+      expect(maxAbsDiff(oa!, await gpuQ.forward(xa, lone1, 6))).toBeLessThan(1e-5)
+      expect(maxAbsDiff(ob!, await gpuQ.forward(xb, lone2, 3))).toBeLessThan(1e-5)
+      await cpuQ.release()
+      await gpuQ.release()
+    })
+  }
 })

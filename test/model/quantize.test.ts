@@ -61,8 +61,8 @@ describe('block-wise quantization', () => {
     })
   }
 
-  it('is refused on a GPU device, not ignored', async () => {
-    await expect(SpanRunner.load(Checkpoint.open(BUNDLED_MODEL), 0, 1, { device: 'webgpu', quantization: 'int4' })).rejects.toThrow(/int4 on webgpu: quantized blocks run on the CPU only/)
+  it('is refused on the cuda device (the GPU span path of webgpu has it), not ignored', async () => {
+    await expect(SpanRunner.load(Checkpoint.open(BUNDLED_MODEL), 0, 1, { device: 'cuda', quantization: 'int4' })).rejects.toThrow(/int4 on cuda: quantized blocks run on the CPU and on webgpu only/)
   })
 
   it('refuses a weight of the wrong size and blocks that are no power of two', () => {
