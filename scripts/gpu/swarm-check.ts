@@ -10,7 +10,9 @@
  * greedy tokens through the swarm (client-mediated, push, and pipelined speculation with
  * --draft) equal the reference; with --speed, decode ms/token of local generation on the same
  * device against the swarm; whether every prompt generated four times at once (which the
- * servers batch) still equals the reference. The `petal-node status` table goes to stderr.
+ * servers batch) still equals the reference. With --quantize the servers hold their blocks in
+ * that format, and the expected tokens are a local model's of that format on the same device.
+ * The `petal-node status` table goes to stderr.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
@@ -23,6 +25,7 @@ import { SwarmClient } from '../../client/swarm/swarm-client.js'
 import { collectSwarmStatus } from '../../client/swarm/swarm-status.js'
 import { Checkpoint } from '../../model/checkpoint.js'
 import type { Device } from '../../model/ort-session.js'
+import type { Quantization } from '../../model/quantize.js'
 import { LocalSwarm } from '../../node/local-swarm.js'
 import { fullyCovered, waitForServers } from '../../test/helpers/swarm.js'
 import { decodeMsPerToken, emit } from '../lib/bench-output.js'
@@ -33,12 +36,15 @@ const { values: args } = parseArgs({
     device: { type: 'string', default: 'webgpu' },
     draft: { type: 'string' },
     speed: { type: 'boolean', default: false },
-    tokens: { type: 'string', default: '64' }
+    tokens: { type: 'string', default: '64' },
+    quantize: { type: 'string', default: 'none' }
   }
 })
 if (args.model === undefined) throw new Error('usage: swarm-check --model DIR [--device webgpu|cpu] [--draft DIR] [--speed] [--tokens N]')
 const dir = args.model
 const device = args.device as Device
+/** The servers' --quantize: their tokens are then checked against a local model of that format on the same device. */
+const quantization = args.quantize as Quantization
 const tokens = Number(args.tokens)
 const name = basename(dir)
 const L = Checkpoint.open(dir).config.numLayers
@@ -66,13 +72,19 @@ async function greedy (model: LanguageModel, c: Case, extra: Record<string, unkn
 const swarm = new LocalSwarm(dir)
 try {
   const t0 = performance.now()
-  for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: ['--device', device] })
+  for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: ['--device', device, '--quantize', quantization] })
   const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
   const servers = await waitForServers(client, name, L, fullyCovered(L), 60_000)
   emit({ model: name, metric: 'swarm_ready_s', value: (performance.now() - t0) / 1000, unit: 's', devices: servers.map(s => s.info.device), spans: servers.map(s => `[${s.info.start},${s.info.end})`), machine })
   process.stderr.write(formatStatus(await collectSwarmStatus(client, { modelId: name })))
 
-  const cases = referenceCases()
+  let cases = referenceCases()
+  const expected = quantization === 'none' ? 'reference.json' : `local ${quantization} model on ${device}`
+  if (quantization !== 'none') {
+    const local = await LanguageModel.local(dir, { device, quantization })
+    cases = await Promise.all(cases.map(async c => ({ promptIds: c.promptIds, expected: await greedy(local, c) })))
+    await local.release()
+  }
   const modes: Array<[string, SwarmModelOptions, Record<string, unknown>]> = [['client-mediated', {}, {}], ['push', { push: true }, {}]]
   if (args.draft !== undefined) {
     const draft = await loadDraftModel(Checkpoint.open(args.draft))
@@ -83,7 +95,7 @@ try {
     let equal = 0
     for (const c of cases) if (JSON.stringify(await greedy(model, c, extra)) === JSON.stringify(c.expected)) equal++
     await model.release()
-    emit({ model: name, metric: `swarm_greedy_prompts_equal_reference_${mode}`, value: equal, unit: `of ${cases.length}`, device })
+    emit({ model: name, metric: `swarm_greedy_prompts_equal_reference_${mode}`, value: equal, unit: `of ${cases.length}`, device, expected })
   }
 
   // every reference prompt four times at once: the servers batch their runs (--max-batch 8, the default)
@@ -96,7 +108,7 @@ try {
     const equal = (await Promise.all(at.map(async c => JSON.stringify(await greedy(model, c)) === JSON.stringify(c.expected)))).filter(Boolean).length
     const seconds = (performance.now() - t) / 1000
     await model.release()
-    emit({ model: name, metric: 'swarm_greedy_at_once_equal_reference', value: equal, unit: `of ${at.length}`, device, seconds })
+    emit({ model: name, metric: 'swarm_greedy_at_once_equal_reference', value: equal, unit: `of ${at.length}`, device, seconds, expected })
     emit({ model: name, metric: 'swarm_runs_batched_at_once', value: (await batchedRuns()) - before, unit: 'runs', device })
   }
 
