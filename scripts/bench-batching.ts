@@ -3,8 +3,8 @@
  * together in one pass over the weights (the default, --max-batch 8) or one by one
  * (--max-batch 1). Two servers of the same blocks in this process, one per setting, and N bare
  * clients on 127.0.0.1 each: open a session, prefill 16 rows, then decode one row at a time
- * (send, await the result, send the next), all N at once. The two servers take turns, round by
- * round. One JSON line per figure: the server's decode runs per second over all sessions, and
+ * (send, await the result, send the next), all N at once; two untimed runs each first. The two
+ * servers take turns, round by round. One JSON line per figure: the server's decode runs per second over all sessions, and
  * the median time a client waits for each of its runs, by N and setting; and the batched
  * setting's gain.
  *
@@ -32,6 +32,8 @@ const rounds = Number(args.rounds ?? (args.quick ? 1 : 3))
 if (!sessionCounts.every(n => Number.isInteger(n) && n >= 1)) throw new RangeError(`Cannot run --sessions ${args.sessions}: a list of integers >= 1`)
 if (!(Number.isInteger(tokens) && tokens >= 2)) throw new RangeError(`Cannot decode --tokens ${args.tokens}: an integer >= 2`)
 const PREFILL = 16
+/** Decode runs each client sends untimed before the timed ones. */
+const WARM_UP_RUNS = 2
 const SETTINGS = [8, 1] as const
 
 const node = await bareNode()
@@ -88,22 +90,28 @@ async function benchModel (name: string, dir: string, blocks: { start: number, e
 async function decodeTogether (server: PetalServer, modelId: string, blocks: { start: number, end: number }, C: number, n: number): Promise<{ elapsedMs: number, waitMs: number[] }> {
   const clients = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const framed = await inferenceStream(node, server.address)
-    await openSession(framed, modelId, blocks.start, blocks.end, PREFILL + tokens + 1)
+    await openSession(framed, modelId, blocks.start, blocks.end, PREFILL + WARM_UP_RUNS + tokens + 1)
     await framed.write(runFrame(0, 0, randomHidden(PREFILL, C, i), C))
     if ((await next(framed, 120_000))['type'] !== 'result') throw new Error('prefill failed')
     return framed
   }))
   const waitMs: number[] = []
+  /** Runs [from, to) of every client at once, one row each; the waits of timed ones are kept. */
+  const decode = async (from: number, to: number, timed: boolean): Promise<void> => {
+    await Promise.all(clients.map(async (framed, i) => {
+      for (let t = from; t < to; t++) {
+        const sent = performance.now()
+        await framed.write(runFrame(t + 1, PREFILL + t, randomHidden(1, C, 1000 * i + t), C))
+        const reply = await next(framed, 120_000)
+        if (reply['type'] !== 'result') throw new Error(`run ${t} of client ${i} failed: ${JSON.stringify(reply)}`)
+        if (timed) waitMs.push(performance.now() - sent)
+      }
+    }))
+  }
+  // untimed first: the device settles after the other server's runs (on a GPU the first runs after a change of batch sizes were slower)
+  await decode(0, WARM_UP_RUNS, false)
   const began = performance.now()
-  await Promise.all(clients.map(async (framed, i) => {
-    for (let t = 0; t < tokens; t++) {
-      const sent = performance.now()
-      await framed.write(runFrame(t + 1, PREFILL + t, randomHidden(1, C, 1000 * i + t), C))
-      const reply = await next(framed, 120_000)
-      if (reply['type'] !== 'result') throw new Error(`run ${t} of client ${i} failed: ${JSON.stringify(reply)}`)
-      waitMs.push(performance.now() - sent)
-    }
-  }))
+  await decode(WARM_UP_RUNS, WARM_UP_RUNS + tokens, true)
   const elapsedMs = performance.now() - began
   await Promise.all(clients.map(async c => { await c.close() }))
   return { elapsedMs, waitMs }
