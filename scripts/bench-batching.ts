@@ -4,9 +4,9 @@
  * (--max-batch 1). Two servers of the same blocks in this process, one per setting, and N bare
  * clients on 127.0.0.1 each: open a session, prefill 16 rows, then decode one row at a time
  * (send, await the result, send the next), all N at once; two untimed runs each first. The two
- * servers take turns, round by round. One JSON line per figure: the server's decode runs per second over all sessions, and
- * the median time a client waits for each of its runs, by N and setting; and the batched
- * setting's gain.
+ * servers take turns, round by round. One JSON line per figure: the server's decode runs per
+ * second over all sessions, and the median time a client waits for each of its runs, by N and
+ * setting; and the batched setting's gain.
  *
  *   npm run bench:batching                          # stories260k [0,5) and random 200M [0,4)
  *   npm run bench:batching -- --models random-200m --sessions 1,4,16
