@@ -7,13 +7,12 @@ import type { SpanRunner, SpanRunnerInit } from '../span-runner.js'
 import { concatRows } from '../onnx/linear.js'
 import { readFloats } from '../ort-session.js'
 import { ropeInverseFrequencies } from '../rope.js'
-import { runLayout, visibility, type ForwardOptions, type RunLayout } from '../token-tree.js'
+import { runLayout, type ForwardOptions, type RunLayout } from '../token-tree.js'
+import { arenaMask, rotaryInputs } from './gpu-run-inputs.js'
 import { GpuSpanCache, KvArena, type GpuKv } from './gpu-span-cache.js'
 import { buildKvGatherGraph, kvGatherNames as gatherNames } from './gpu-kv-pack.js'
 import { buildGpuSpanGraph, gpuSpanNames as names } from './gpu-span-graph.js'
 
-/** Additive mask value for hidden slots: finite, so no kernel sees an infinity. */
-const HIDDEN = -1e30
 
 /** Rolled-back columns an arena may hold beyond twice its live ones before a run moves its caches to fresh tensors. */
 const ARENA_SLACK_COLUMNS = 64
@@ -183,7 +182,7 @@ export class GpuSpanRunner {
       }
       const rows = runs.map(r => r.layout.rows)
       const T = rows.reduce((a, b) => a + b, 0)
-      const [cos, sin, rowIndex] = this.#rotary(runs.flatMap(r => r.layout.positions))
+      const [cos, sin, rowIndex] = rotaryInputs(this.#invFreq, runs.flatMap(r => r.layout.positions))
       const feeds: Record<string, ort.Tensor> = {
         [names.hidden]: new ort.Tensor('float32', runs.length === 1 ? (runs[0] as CacheRun).hidden : concatRows(runs.map(r => r.hidden)), [1, T, C]),
         [names.cos]: cos,
@@ -252,23 +251,6 @@ export class GpuSpanRunner {
     return blocks
   }
 
-  /** cos/sin (T,D/2) of the rows' positions, in float32 as the CPU graph computes them, and the row index of each token. */
-  #rotary (positions: readonly number[]): [ort.Tensor, ort.Tensor, ort.Tensor] {
-    const half = this.#invFreq.length
-    const T = positions.length
-    const cos = new Float32Array(T * half)
-    const sin = new Float32Array(T * half)
-    for (let t = 0; t < T; t++) {
-      for (let i = 0; i < half; i++) {
-        const f = Math.fround((positions[t] as number) * (this.#invFreq[i] as number))
-        cos[t * half + i] = Math.cos(f)
-        sin[t * half + i] = Math.sin(f)
-      }
-    }
-    const rows = new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), [1, T])
-    return [new ort.Tensor('float32', cos, [T, half]), new ort.Tensor('float32', sin, [T, half]), rows]
-  }
-
   async release (): Promise<void> {
     await this.#session.release()
     for (const g of this.#gathers) await g.release()
@@ -287,29 +269,6 @@ async function deviceSession (graph: Uint8Array, init: SpanRunnerInit, onDevice:
     ...(gpu ? { preferredOutputLocation: Object.fromEntries(onDevice.map(name => [name, 'gpu-buffer' as const])) } : {}),
     ...(init.spinning === true ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } })
   })
-}
-
-/**
- * (1,1,1,T,S) additive mask, S = `width` past columns + T new rows: run i's rows see its past
- * columns and, among its own rows, what model/token-tree.ts lets them see; every other column
- * is HIDDEN.
- */
-function arenaMask (runs: readonly CacheRun[], pastColumns: ReadonlyArray<readonly number[]>, width: number): ort.Tensor {
-  const T = runs.reduce((n, r) => n + r.layout.rows, 0)
-  const S = width + T
-  const m = new Float32Array(T * S).fill(HIDDEN)
-  let rowAt = 0
-  for (const [i, { layout }] of runs.entries()) {
-    const n = layout.rows
-    const own = visibility(layout, 0) // (n, n) among the run's rows
-    for (let t = 0; t < n; t++) {
-      const r = (rowAt + t) * S
-      for (const c of pastColumns[i] as readonly number[]) m[r + c] = 0
-      for (let j = 0; j < n; j++) if (own[t * n + j] === 1) m[r + width + rowAt + j] = 0
-    }
-    rowAt += n
-  }
-  return new ort.Tensor('float32', m, [1, 1, 1, T, S])
 }
 
 /** SpanRunner.load hands out a GpuSpanRunner as a SpanRunner: this fails to compile if their public surfaces drift apart. */
