@@ -379,6 +379,55 @@ async function pack (device: Device, dir: string, name: string, steps: number): 
   await runner.release()
 }
 
+/**
+ * Whether lone decode slows down after batches, and whose state that is: runner A decodes
+ * alone, runs 8 sessions' batches, then decodes alone again, round by round; a runner B that
+ * never batches decodes alone between A's rounds. Median ms of each round of 16 steps.
+ */
+async function transient (device: Device, dir: string, name: string): Promise<void> {
+  const ckpt = Checkpoint.open(dir)
+  const cfg = ckpt.config
+  const C = cfg.hiddenSize
+  const rows = (n: number, salt: number): Float32Array => Float32Array.from({ length: n * C }, (_, i) => Math.sin(i * 0.37 + salt))
+  const a = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 8, quantization })
+  const b = await SpanRunner.load(ckpt, 0, cfg.numLayers, { device, packLimit: 1, quantization })
+  const lone = async (r: SpanRunner): Promise<number> => {
+    const cache = r.newCache()
+    await r.forward(rows(128, 3), cache, 0)
+    const times: number[] = []
+    for (let step = 0; step < 16; step++) {
+      const t = performance.now()
+      await r.forward(rows(1, 300 + step), cache, 128 + (step % 2))
+      times.push(performance.now() - t)
+    }
+    cache.dispose()
+    return median(times)
+  }
+  const batches = async (): Promise<void> => {
+    const caches = Array.from({ length: 8 }, () => a.newCache())
+    for (const [i, c] of caches.entries()) await a.forward(rows(128, i), c, 0)
+    for (let step = 0; step < 32; step++) await a.forwardPacked(caches.map((cache, i) => ({ hidden: rows(1, 1000 * step + i), cache, position: cache.length })))
+    for (const c of caches) c.dispose()
+    // diagnosis: with node --expose-gc and PETAL_GC_AFTER_BATCHES=1, collect the batches' garbage now
+    if (process.env.PETAL_GC_AFTER_BATCHES === '1') (globalThis as { gc?: () => void }).gc?.()
+  }
+  const sequence: Array<[string, () => Promise<number | void>]> = [
+    ['a', async () => await lone(a)], ['b', async () => await lone(b)], ['a', async () => await lone(a)], ['b', async () => await lone(b)],
+    ['batches', batches],
+    ['a', async () => await lone(a)], ['b', async () => await lone(b)], ['a', async () => await lone(a)], ['b', async () => await lone(b)],
+    ['batches', batches],
+    ['b', async () => await lone(b)], ['a', async () => await lone(a)], ['b', async () => await lone(b)], ['a', async () => await lone(a)]
+  ]
+  const out: string[] = []
+  for (const [label, step] of sequence) {
+    const ms = await step()
+    out.push(ms === undefined ? label : `${label} ${ms.toFixed(2)}`)
+  }
+  emit({ model: name, device, metric: 'lone_decode_rounds_around_batches', value: out.join(' | '), unit: 'ms (median of 16 steps each)' })
+  await a.release()
+  await b.release()
+}
+
 /** Sums ORT profile events (chrome trace JSON files in `dir`) by category, provider and op. */
 function profileSummary (dir: string): void {
   const files = readdirSync(dir).filter(f => f.endsWith('.json'))
@@ -491,6 +540,8 @@ if (mode === 'backends') {
   await agree(device, args.dir ?? '/tmp/random-200m', args.name)
 } else if (mode === 'bench') {
   await bench(device, args.dir ?? '/tmp/random-200m', args.name, Number(args.steps), Number(args.prefill))
+} else if (mode === 'transient') {
+  await transient(device, args.dir ?? '/tmp/random-200m', args.name)
 } else if (mode === 'pack') {
   await pack(device, args.dir ?? '/tmp/random-200m', args.name, Number(args.steps))
 } else if (mode === 'latency') {
