@@ -12,6 +12,7 @@
  *   node gpu-check.mjs write-random --out /tmp/q3 --size 20M --model-type qwen3 --tokenizer-from models/stories260k
  *   node gpu-check.mjs agree --device webgpu --dir /tmp/q3 --name qwen3-20m    # the device's logits against cpu's
  *   node gpu-check.mjs pack --device webgpu --dir /tmp/random-200m --name random-200m [--steps 16]   # batched decode on the GPU span path
+ *   node gpu-check.mjs transient --device webgpu --dir /tmp/random-200m --name random-200m      # lone decode around batches
  *
  * --quantize int8|int4 holds the blocks quantized (bench, agree, pack); bench then also reads the
  * GPU's used memory from nvidia-smi.
