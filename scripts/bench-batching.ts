@@ -11,6 +11,7 @@
  *   npm run bench:batching                          # stories260k [0,5) and random 200M [0,4)
  *   npm run bench:batching -- --models random-200m --sessions 1,4,16
  *   npm run bench:batching -- --quick               # CI smoke run
+ *   npm run bench:batching -- --max-batches 8,8     # both servers batching: an A/A check of the method
  *   node .gpu/bench-batching.mjs --device webgpu --models random-200m=/tmp/random-200m   # a GPU (scripts/gpu/device-batching.sh)
  *
  * --models takes names (stories260k, random-<size>) or name=DIR.
@@ -25,7 +26,7 @@ import { emit, median } from './lib/bench-output.js'
 import type { Device } from '../model/ort-session.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, device: { type: 'string', default: 'cpu' }, sessions: { type: 'string' }, tokens: { type: 'string' }, rounds: { type: 'string' } } })
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, models: { type: 'string' }, device: { type: 'string', default: 'cpu' }, 'max-batches': { type: 'string', default: '8,1' }, sessions: { type: 'string' }, tokens: { type: 'string' }, rounds: { type: 'string' } } })
 const sessionCounts = (args.sessions ?? (args.quick ? '1,4' : '1,2,4,8')).split(',').map(Number)
 const tokens = Number(args.tokens ?? (args.quick ? 4 : 24))
 const rounds = Number(args.rounds ?? (args.quick ? 1 : 3))
@@ -34,7 +35,11 @@ if (!(Number.isInteger(tokens) && tokens >= 2)) throw new RangeError(`Cannot dec
 const PREFILL = 16
 /** Decode runs each client sends untimed before the timed ones. */
 const WARM_UP_RUNS = 2
-const SETTINGS = [8, 1] as const
+/** The two servers' --max-batch, batched first: the gain is the first's runs/s over the second's (8,8 is an A/A check). */
+const SETTINGS = (args['max-batches'] ?? '8,1').split(',').map(Number)
+if (!(SETTINGS.length === 2 && SETTINGS.every(n => Number.isInteger(n) && n >= 1))) throw new RangeError(`Cannot run --max-batches ${args['max-batches']}: two integers >= 1`)
+/** A setting's name in the figures: max_batch8, or max_batch8_a / max_batch8_b when both are the same. */
+const settingName = (i: number): string => `max_batch${SETTINGS[i]}${SETTINGS[0] === SETTINGS[1] ? (i === 0 ? '_a' : '_b') : ''}`
 
 const node = await bareNode()
 const device = args.device as Device
@@ -50,11 +55,11 @@ for (const spec of (args.models ?? (args.quick ? 'stories260k' : 'stories260k,ra
 await node.stop()
 
 async function benchModel (name: string, dir: string, blocks: { start: number, end: number }): Promise<void> {
-  const servers = new Map<number, PetalServer>()
+  const servers: PetalServer[] = []
   for (const maxBatch of SETTINGS) {
     const server = new PetalServer({ modelDir: dir, blocks, maxBatch, device, maxSessions: 64, throughput: { decodeTokensPerSec: 1000, prefillTokensPerSec: 1000 } })
     await server.start()
-    servers.set(maxBatch, server)
+    servers.push(server)
   }
   const C = Checkpoint.open(dir).config.hiddenSize
   const config = { blocks: `[${blocks.start},${blocks.end})`, tokens, prefill: PREFILL, rounds, device }
@@ -63,27 +68,27 @@ async function benchModel (name: string, dir: string, blocks: { start: number, e
   const batched = new Map<number, number>()
   for (let r = 0; r < rounds; r++) {
     for (const n of sessionCounts) {
-      for (const maxBatch of r % 2 === 0 ? SETTINGS : [...SETTINGS].reverse()) {
-        const server = servers.get(maxBatch) as PetalServer
+      for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
+        const server = servers[i] as PetalServer
         const before = server.info().metrics?.runsBatched ?? 0
         const { elapsedMs, waitMs } = await decodeTogether(server, name, blocks, C, n)
-        batched.set(maxBatch, (batched.get(maxBatch) ?? 0) + (server.info().metrics?.runsBatched ?? 0) - before)
-        const key = `${n}:${maxBatch}`
+        batched.set(i, (batched.get(i) ?? 0) + (server.info().metrics?.runsBatched ?? 0) - before)
+        const key = `${n}:${i}`
         runsPerSecond.set(key, [...(runsPerSecond.get(key) ?? []), (n * tokens) / (elapsedMs / 1000)])
         waits.set(key, [...(waits.get(key) ?? []), ...waitMs])
       }
     }
   }
   for (const n of sessionCounts) {
-    for (const maxBatch of SETTINGS) {
-      const key = `${n}:${maxBatch}`
-      emit({ model: name, metric: `decode_runs_per_second_sessions${n}_max_batch${maxBatch}`, value: median(runsPerSecond.get(key) ?? []), unit: 'runs/s', config })
-      emit({ model: name, metric: `run_wait_ms_p50_sessions${n}_max_batch${maxBatch}`, value: median(waits.get(key) ?? []), unit: 'ms', config })
+    for (const i of [0, 1]) {
+      const key = `${n}:${i}`
+      emit({ model: name, metric: `decode_runs_per_second_sessions${n}_${settingName(i)}`, value: median(runsPerSecond.get(key) ?? []), unit: 'runs/s', config })
+      emit({ model: name, metric: `run_wait_ms_p50_sessions${n}_${settingName(i)}`, value: median(waits.get(key) ?? []), unit: 'ms', config })
     }
-    emit({ model: name, metric: `batched_gain_sessions${n}`, value: median(runsPerSecond.get(`${n}:8`) ?? []) / median(runsPerSecond.get(`${n}:1`) ?? []), unit: 'x', config })
+    emit({ model: name, metric: `batched_gain_sessions${n}`, value: median(runsPerSecond.get(`${n}:0`) ?? []) / median(runsPerSecond.get(`${n}:1`) ?? []), unit: 'x', config })
   }
-  emit({ model: name, metric: 'runs_batched_max_batch1', value: batched.get(1) ?? 0, unit: 'runs', config })
-  for (const server of servers.values()) await server.stop()
+  emit({ model: name, metric: `runs_batched_${settingName(1)}`, value: batched.get(1) ?? 0, unit: 'runs', config })
+  for (const server of servers) await server.stop()
 }
 
 /** `n` sessions, each prefilled, then decoding `tokens` runs of one row at once; wall time of the decode and each run's wait. */
