@@ -25,6 +25,16 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
   })
   afterAll(async () => { await ref.release(); await gpu.release() })
 
+  /** Two GPU caches that start in one arena (a packed first run of `rowsA` and `rowsB` rows), and reference caches fed the same. */
+  const sharedPair = async (rowsA: number, rowsB: number): Promise<[GpuSpanCache, GpuSpanCache, SpanCache, SpanCache]> => {
+    const [a, b] = [gpu.newCache() as GpuSpanCache, gpu.newCache() as GpuSpanCache]
+    const [ra, rb] = [ref.newCache(), ref.newCache()]
+    await gpu.forwardPacked([{ hidden: hiddenRows(rowsA, C, 1), cache: a, position: 0 }, { hidden: hiddenRows(rowsB, C, 2), cache: b, position: 0 }])
+    await ref.forward(hiddenRows(rowsA, C, 1), ra, 0)
+    await ref.forward(hiddenRows(rowsB, C, 2), rb, 0)
+    return [a, b, ra, rb]
+  }
+
   it('matches SpanRunner (1e-5) over chunked prefill, decode and rollback', async () => {
     const [rc, gc] = [ref.newCache(), gpu.newCache()]
     const steps: Array<[T: number, position: number]> = [[5, 0], [3, 5], [1, 8], [1, 9], [2, 6], [1, 8], [4, 0]]
@@ -119,11 +129,7 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
   })
 
   it('sessions that keep meeting run straight from their shared arena, whose rolled-back columns stay bounded', async () => {
-    const [a, b] = [gpu.newCache() as GpuSpanCache, gpu.newCache() as GpuSpanCache]
-    const [ra, rb] = [ref.newCache(), ref.newCache()]
-    await gpu.forwardPacked([{ hidden: hiddenRows(3, C, 1), cache: a, position: 0 }, { hidden: hiddenRows(2, C, 2), cache: b, position: 0 }])
-    await ref.forward(hiddenRows(3, C, 1), ra, 0)
-    await ref.forward(hiddenRows(2, C, 2), rb, 0)
+    const [a, b, ra, rb] = await sharedPair(3, 2)
     const arena = a.arena
     expect(b.arena).toBe(arena)
     const arenas = new Set([arena])
@@ -148,27 +154,19 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
   })
 
   it('a session closed while its batch runs leaves its partner\'s run and arena whole', async () => {
-    const [a, b] = [gpu.newCache(), gpu.newCache()]
-    const [ra, rb] = [ref.newCache(), ref.newCache()]
-    await gpu.forwardPacked([{ hidden: hiddenRows(4, C, 3), cache: a, position: 0 }, { hidden: hiddenRows(4, C, 4), cache: b, position: 0 }])
-    await ref.forward(hiddenRows(4, C, 3), ra, 0)
+    const [a, b, ra] = await sharedPair(4, 4)
     const running = gpu.forwardPacked([{ hidden: hiddenRows(1, C, 5), cache: a, position: 4 }, { hidden: hiddenRows(1, C, 6), cache: b, position: 4 }])
     b.dispose() // closed mid-run: it must not free what a's run reads, nor come back to life
     const [oa] = await running
     expect(maxAbsDiff(oa!, await ref.forward(hiddenRows(1, C, 5), ra, 4))).toBeLessThan(1e-5)
     expect(b.length).toBe(0)
-    expect((b as GpuSpanCache).arena).toBeUndefined()
+    expect(b.arena).toBeUndefined()
     const x = hiddenRows(2, C, 7)
     expect(maxAbsDiff(await gpu.forward(x, a, 5), await ref.forward(x, ra, 5))).toBeLessThan(1e-5)
-    void rb
   })
 
   it('a prompt-sized run of a cache that shares its arena with bigger ones moves to an arena of its own; a decode step stays', async () => {
-    const [big, small] = [gpu.newCache() as GpuSpanCache, gpu.newCache() as GpuSpanCache]
-    const [rBig, rSmall] = [ref.newCache(), ref.newCache()]
-    await gpu.forwardPacked([{ hidden: hiddenRows(120, C, 1), cache: big, position: 0 }, { hidden: hiddenRows(2, C, 2), cache: small, position: 0 }])
-    await ref.forward(hiddenRows(120, C, 1), rBig, 0)
-    await ref.forward(hiddenRows(2, C, 2), rSmall, 0)
+    const [big, small, rBig, rSmall] = await sharedPair(120, 2)
     const shared = small.arena
     const step = hiddenRows(3, C, 3)
     expect(maxAbsDiff(await gpu.forward(step, small, 2), await ref.forward(step, rSmall, 2))).toBeLessThan(1e-5)
