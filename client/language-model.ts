@@ -11,6 +11,7 @@ import { Conversation, type ConversationOptions } from './conversation.js'
 import { newLogprobLog, SpeculationMemory, tokenLogprob, type TokenLogprob } from './decoding/index.js'
 import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
 import { LocalTarget } from './local-target.js'
+import { PrimedTarget, RowTap } from './primed-target.js'
 import { SwarmTarget } from './swarm/swarm-target.js'
 import type { SwarmClient } from './swarm/swarm-client.js'
 import type { WeightPolicy } from './swarm/server-directory.js'
@@ -234,6 +235,10 @@ export class ChatSession {
   readonly #model: LanguageModel
   /** Tokens in the caches, plus the last generated token, which is not yet (it is fed next turn). */
   #tokens: number[] = []
+  /** The latest generation's sequence and its prompt-row tap: what another session adopting it may take its first logits from. */
+  #lent: { tokens: readonly number[], tap: RowTap } | undefined
+  /** Set by an adopt that copied a whole sequence along with its last logits: the next continueWith of it sends no run for them. */
+  #primed: { tokens: readonly number[], row: Float32Array } | undefined
 
   constructor (model: LanguageModel, target: TargetModel, maxTokens: number) {
     this.#model = model
@@ -261,7 +266,13 @@ export class ChatSession {
     const kept = this.heldPrefix(ids)
     const cached = ids.slice(0, kept)
     const promptIds = ids.slice(kept)
-    const result = yield * generateText(this.target, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached, speculationMemory: this.#model.speculationMemory })
+    // an adopted sequence's last logits came with it: its last token's run is answered from them
+    const primed = this.#primed
+    this.#primed = undefined
+    const target = primed !== undefined && kept === ids.length - 1 && sameIds(primed.tokens, ids) ? new PrimedTarget(this.target, kept, primed.row) : this.target
+    const tap = new RowTap(target, ids.length - 1)
+    this.#lent = { tokens: [...ids], tap }
+    const result = yield * generateText(tap, this.#model.tokenizer, this.#model.generationConfig, promptIds, opts, { cachedTokens: cached, speculationMemory: this.#model.speculationMemory })
     this.#tokens = [...ids, ...result.tokens]
     result.promptTokens = promptIds
     return result
@@ -278,6 +289,7 @@ export class ChatSession {
     if (ids.length > this.maxTokens) throw new RangeError(`Cannot score ${ids.length} tokens: the session holds ${this.maxTokens} positions`)
     // the caches now hold something else than #tokens until the run is done: forget them first
     this.#tokens = []
+    this.#lent = undefined
     const rows = await forwardOnce(this.target, ids, 0)
     this.#tokens = [...ids]
     return ids.map((id, i) => i === 0 ? undefined : tokenLogprob(rows[i - 1] as Float32Array, id, top))
@@ -292,6 +304,7 @@ export class ChatSession {
     if (ids.length === 0) throw new Error('Cannot prefill an empty sequence')
     if (ids.length >= this.maxTokens) throw new RangeError(`Cannot prefill a sequence of ${ids.length} tokens: the session holds ${this.maxTokens} positions, and its reply needs one more`)
     const kept = this.heldPrefix(ids)
+    this.#lent = undefined
     if (kept < ids.length - 1) {
       this.#tokens = [] // the caches hold something else until the run is back
       const sent = ids.slice(kept, -1)
@@ -311,14 +324,21 @@ export class ChatSession {
    */
   async adopt (source: ChatSession, tokens: readonly number[] = source.tokens): Promise<boolean> {
     if (tokens.length >= this.maxTokens) throw new RangeError(`Cannot adopt a sequence of ${tokens.length} tokens: the session holds ${this.maxTokens} positions, and its reply needs one more`)
-    const length = tokens.length - 1 // what the source's caches surely hold
-    if (length < 1 || this.heldPrefix(tokens) >= length) {
+    this.#primed = undefined
+    this.#lent = undefined
+    // a generation of exactly these tokens whose prompt run is back holds them all, and its
+    // logits after the last: copy every position and take the logits too (no run for them)
+    const lent = source.#lent
+    const row = lent !== undefined && sameIds(lent.tokens, tokens) ? lent.tap.row : undefined
+    const length = row !== undefined ? tokens.length : tokens.length - 1 // what the source's caches surely hold
+    if (length < 1 || (row === undefined && this.heldPrefix(tokens) >= length)) {
       this.#tokens = [...tokens]
       return true
     }
     this.#tokens = [] // the caches hold something else until the copy is done
     if (await this.target.adoptPrefix?.(source.target, length) === true) {
       this.#tokens = [...tokens]
+      if (row !== undefined) this.#primed = { tokens: [...tokens], row: row.slice() }
       return true
     }
     await this.prefill(tokens)
@@ -382,4 +402,9 @@ function expectedBlockHashes (ckpt: Checkpoint, manifest: ClientManifest | undef
 /** Whether the folder holds the blocks too (not only the client parts), so their hashes can be checked. */
 function hasAllBlocks (ckpt: Checkpoint): boolean {
   return Array.from({ length: ckpt.config.numLayers }, (_, i) => ckpt.hasBlock(i)).every(Boolean)
+}
+
+/** Whether two token sequences are the same. */
+function sameIds (a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i])
 }

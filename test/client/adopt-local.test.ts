@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LanguageModel, type ChatSession } from '../../client/language-model.js'
+import { drainGeneration } from '../../client/text-generation.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 
 describe('ChatSession.adopt on the local model', () => {
@@ -34,6 +35,25 @@ describe('ChatSession.adopt on the local model', () => {
     expect(await greedy(b)).toEqual(expected)
     expect(await greedy(a)).toEqual(expected)
     await Promise.all([a.close(), b.close()])
+  })
+
+  it('copies a generation\'s whole prompt with its last logits: the first token needs no run, the tokens are the same', async () => {
+    const [a, b, c] = [await model.session(), await model.session(), await model.session()]
+    expect(await greedy(a)).toEqual(expected)
+    expect(await b.adopt(a, promptIds)).toBe(true)
+    expect(b.target.stats()).toMatchObject({ prefixesAdopted: 1, runsComputed: 0 })
+    expect(await greedy(b)).toEqual(expected)
+    // 20 tokens: the 19 runs after the first token, none for the prompt's last token
+    expect(b.target.stats()).toMatchObject({ runsSent: 19, runsComputed: 19 })
+    // sampled, with a repetition penalty: the copied logits give what a generation with the seed gives
+    const opts = { maxNewTokens: 12, temperature: 1, topK: 40, repetitionPenalty: 1.3, seed: 3 }
+    const sampled = async (s: ChatSession): Promise<number[]> => (await drainGeneration(s.continueWith(promptIds, opts))).tokens
+    const d = await model.session()
+    const want = await sampled(d)
+    expect(await c.adopt(d, promptIds)).toBe(true)
+    expect(await sampled(c)).toEqual(want)
+    expect(c.target.stats()).toMatchObject({ runsSent: 11 })
+    await Promise.all([a.close(), b.close(), c.close(), d.close()])
   })
 
   it('prefills instead when the source runs on another model\'s caches, with the same tokens', async () => {

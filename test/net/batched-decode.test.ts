@@ -71,10 +71,13 @@ describe('batched decode on one server [0,5)', () => {
       const long = [...(prompts[1] as number[]), ...(expected[1] as number[])] // a prompt and its reference story: no pooled session holds it
       expect(long.length).toBeGreaterThan(MIN_SHARED_TOKENS)
       const sdk = await generateGreedy(model, long, 24)
+      const computedBefore = swarm.servers[0]?.info().metrics?.runsComputed ?? 0
       const res2 = await fetch(`${api.url}/completions`, { method: 'POST', body: JSON.stringify({ prompt: long, max_tokens: 24, temperature: 0, n: 4 }) })
       const body2 = await res2.json() as { choices: Array<{ text: string }> }
       expect(body2.choices.map(c => c.text)).toEqual(Array(4).fill(sdk.text))
       expect((swarm.servers[0]?.info().metrics?.prefixesAdopted ?? 0) - adoptedBefore).toBe(3)
+      // choice 0: the prompt and 23 decode runs; the others copied the prompt with its last logits: 23 each
+      expect((swarm.servers[0]?.info().metrics?.runsComputed ?? 0) - computedBefore).toBe(24 + 3 * 23)
     } finally {
       await api.close()
       await model.release()
