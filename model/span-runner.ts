@@ -22,8 +22,8 @@ export interface SpanRunnerInit extends OrtOptions {
   onProgress?: (done: number, total: number) => void
   /**
    * Most sessions' runs one forwardPacked pass takes on the GPU span path, which loads small
-   * graphs that pack and unpack 2..packLimit sessions' device caches (default 1: none). The
-   * CPU runners pack any number.
+   * graphs that gather the device caches of 1..packLimit sessions into one arena (default 1:
+   * lone runs only). The CPU runners pack any number.
    */
   packLimit?: number
 }

@@ -14,7 +14,7 @@ export interface LoadSpanOptions {
   threads?: number
   /** Weights held quantized (cpu and webgpu): "int8", "int4", or "none" (the default). */
   quantization?: Quantization
-  /** Most sessions' runs computed in one pass (the server's --max-batch; on webgpu, the packed graph's slots). */
+  /** Most sessions' runs computed in one pass (the server's --max-batch; on webgpu, how many caches the gather graphs take). */
   packLimit?: number
   onProgress?: (done: number, total: number) => void
   log: Logger

@@ -49,8 +49,9 @@ export interface PetalServerInit {
   quantization?: Quantization
   /**
    * Most sessions' decode runs computed together in one pass over the weights (default 8;
-   * 1: every run alone). On webgpu packing also runs two small graphs that put the sessions'
-   * device caches side by side and take them apart (model/gpu/gpu-kv-pack.ts).
+   * 1: every run alone). On webgpu batched sessions share one set of device tensors for their
+   * caches (an arena), and a small graph gathers the caches of sessions that come from
+   * different ones (model/gpu/gpu-kv-gather.ts).
    */
   maxBatch?: number
   /** Most sessions open at once (default 16). */

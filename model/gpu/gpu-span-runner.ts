@@ -10,7 +10,7 @@ import { ropeInverseFrequencies } from '../rope.js'
 import { runLayout, type ForwardOptions, type RunLayout } from '../token-tree.js'
 import { arenaMask, rotaryInputs } from './gpu-run-inputs.js'
 import { GpuSpanCache, KvArena, type GpuKv } from './gpu-span-cache.js'
-import { buildKvGatherGraph, kvGatherNames as gatherNames } from './gpu-kv-pack.js'
+import { buildKvGatherGraph, kvGatherNames as gatherNames } from './gpu-kv-gather.js'
 import { buildGpuSpanGraph, gpuSpanNames as names } from './gpu-span-graph.js'
 
 
@@ -43,7 +43,7 @@ interface CacheRun {
  * WebGPU EP a decode step is made of kernel dispatches, which the sessions then share). Their
  * caches then live side by side in one arena (model/gpu/gpu-span-cache.ts), and the mask keeps
  * each session's rows to its own columns; sessions that keep meeting in batches run straight
- * from it. Caches of different arenas are first gathered into one (model/gpu/gpu-kv-pack.ts).
+ * from it. Caches of different arenas are first gathered into one (model/gpu/gpu-kv-gather.ts).
  * The weights are on the device once.
  */
 export class GpuSpanRunner {

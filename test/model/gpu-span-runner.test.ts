@@ -118,7 +118,7 @@ describe('GpuSpanRunner (graph on the CPU EP)', () => {
     }
   })
 
-  it('refuses more runs than its slots, one cache twice and a CPU cache, leaving every cache as it was', async () => {
+  it('refuses more runs than its packLimit, one cache twice and a CPU cache, leaving every cache as it was', async () => {
     const caches = Array.from({ length: 5 }, () => gpu.newCache())
     for (const cache of caches) await gpu.forward(hiddenRows(2, C, 7), cache, 0)
     const one = (cache: SpanCache, position = 2): { hidden: Float32Array, cache: SpanCache, position: number } => ({ hidden: hiddenRows(1, C, 8), cache, position })

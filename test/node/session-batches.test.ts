@@ -72,7 +72,7 @@ describe('SessionManager batches', () => {
     expect(m.counters.computed).toBe(3)
   })
 
-  it('a GPU span runner packs at most its packed graph\'s slots: five runs queued behind another go as 3 and 2, each equal to its run alone', async () => {
+  it('a GPU span runner packs at most its packLimit: five runs queued behind another go as 3 and 2, each equal to its run alone', async () => {
     const gpu = await GpuSpanRunner.load(Checkpoint.open(BUNDLED_MODEL), 0, 2, { device: 'cpu', packLimit: 3 }) // the GPU graph on the CPU EP
     const packs: number[] = []
     const forwardPacked = gpu.forwardPacked.bind(gpu)
