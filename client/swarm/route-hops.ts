@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { NoRouteError, planRoute, type RouteHop } from '../routing/route-planner.js'
-import type { PetalError } from '../../protocol/errors.js'
-import { SpanSession } from './span-session.js'
+import { PetalError } from '../../protocol/errors.js'
+import type { ServerDirectory } from './server-directory.js'
+import { SpanSession, UnreachableError } from './span-session.js'
 import type { SwarmTargetInit } from './swarm-target.js'
 
 /** One hop of the live route, and the runs in flight at it (run id -> first position). */
@@ -34,15 +35,26 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
   const failed = sessions.findIndex(s => s.status === 'rejected')
   if (failed >= 0) {
     for (const s of sessions) if (s.status === 'fulfilled') void s.value.close().catch(() => {})
-    const peer = (route[failed] as RouteHop).peerId
-    init.directory.ban(peer)
-    throw (sessions[failed] as PromiseRejectedResult).reason
+    const reason: unknown = (sessions[failed] as PromiseRejectedResult).reason
+    noteRefusal(init.directory, (route[failed] as RouteHop).peerId, reason)
+    throw reason
   }
   return sessions.map(s => {
     const session = (s as PromiseFulfilledResult<SpanSession>).value
     init.directory.noteSession(session.peerId.toString(), 1)
     return { start: session.start, end: session.end, session, inFlight: new Map() }
   })
+}
+
+/**
+ * What a server's refusal of a session says about it: nothing listening there (forgotten until
+ * a discovery finds it), leaving (draining), full for now (no ban: busy is not broken), or failed (banned).
+ */
+function noteRefusal (directory: ServerDirectory, peerId: string, reason: unknown): void {
+  if (reason instanceof UnreachableError) directory.forget(peerId)
+  else if (reason instanceof PetalError && reason.code === 'DRAINING') directory.markDraining(peerId)
+  else if (reason instanceof PetalError && (reason.code === 'SESSION_LIMIT' || reason.code === 'CACHE_LIMIT')) directory.markFull(peerId)
+  else directory.ban(peerId)
 }
 
 /**

@@ -100,6 +100,26 @@ export class ServerDirectory {
   }
 
   /**
+   * A server that could not be reached at all (its address refuses connections: it stopped, or
+   * restarted under a new identity): dropped until a discovery lists it again, which only
+   * servers that answer get into. Also banned, so that a stale discovery cannot bring it
+   * straight back.
+   */
+  forget (peerId: string, now = Date.now()): void {
+    this.#servers.delete(peerId)
+    this.ban(peerId, now)
+  }
+
+  /**
+   * A server refused a session for want of room (SESSION_LIMIT, CACHE_LIMIT): not a failure, so
+   * no ban; routing counts it full until a discovery says otherwise.
+   */
+  markFull (peerId: string): void {
+    const known = this.#servers.get(peerId)
+    if (known !== undefined) this.#servers.set(peerId, { ...known, info: { ...known.info, openSessions: known.info.maxSessions, freeCacheTokens: 0 } })
+  }
+
+  /**
    * This client opened (+1) or closed (-1) a session on a server: routing counts it until a
    * discovery that began after it, so that sessions opened one after another spread over equal servers.
    */

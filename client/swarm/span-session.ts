@@ -12,7 +12,12 @@ import { decodeTensor, encodeTensor, type WireDtype } from '../../protocol/tenso
 export class ConnectionLostError extends Error {
   static readonly code = 'ERR_CONNECTION_LOST'
   readonly code = ConnectionLostError.code
-  override readonly name = 'ConnectionLostError'
+  override readonly name: string = 'ConnectionLostError'
+}
+
+/** The server could not be reached at all: the dial failed (nothing listens there now). */
+export class UnreachableError extends ConnectionLostError {
+  override readonly name = 'UnreachableError'
 }
 
 export interface SpanSessionInit {
@@ -83,7 +88,7 @@ export class SpanSession {
     try {
       stream = await init.host.dialProtocol(init.peerId, PROTOCOL_INFERENCE, { signal })
     } catch (err) {
-      throw new ConnectionLostError(`Cannot reach ${init.peerId.toString()}: ${(err as Error).message}`, { cause: err })
+      throw new UnreachableError(`Cannot reach ${init.peerId.toString()}: ${(err as Error).message}`, { cause: err })
     }
     stream.inactivityTimeout = 10 * 60_000
     let session: SpanSession | undefined
@@ -160,12 +165,16 @@ export class SpanSession {
    */
   expect (runId: number, start: number, rows: number): Promise<Float32Array> {
     if (this.#lost !== undefined) return Promise.reject(this.#lost)
+    // a run sent again under its id (a push that went on hop by hop) supersedes the earlier wait
+    this.#settle(runId, undefined, new ConnectionLostError(`Run ${runId} was sent to ${this.peerId.toString()} again`))
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
+        if (this.#pending.get(runId) !== entry) return
         this.#pending.delete(runId)
         reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${this.#init.timeoutMs ?? 30_000} ms`))
       }, this.#init.timeoutMs ?? 30_000)
-      this.#pending.set(runId, { rows, start, resolve, reject, timer })
+      const entry: Pending = { rows, start, resolve, reject, timer }
+      this.#pending.set(runId, entry)
     })
   }
 
@@ -181,9 +190,13 @@ export class SpanSession {
     if (this.#lost === undefined) this.#writer.send({ type: 'cancel', runIds: [...runIds] }).catch(() => {})
   }
 
+  /**
+   * Ends the session. Runs still waiting here fail as lost, not cancelled: a failover closes the
+   * session of a hop it replaced while other runs may wait on it, and those go on by the new route.
+   */
   async close (): Promise<void> {
-    for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, new CancelledError('session closed'))
-    this.#lost ??= new ConnectionLostError('session closed')
+    this.#lost ??= new ConnectionLostError(`Session on ${this.peerId.toString()} closed`)
+    for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, this.#lost)
     try {
       await this.#framed.write({ type: 'close' })
       await this.#framed.close({ signal: AbortSignal.timeout(1000) })

@@ -96,10 +96,11 @@ export class SwarmTarget implements TargetModel {
 
   /**
    * Plans a route over every block and opens a session on each of its servers. A server that
-   * fails to open one (its connection drops, it is full or draining) is banned and the route
-   * planned again without it, up to OPEN_ATTEMPTS times, as a failover mid-generation would.
-   * When the servers banned this way were the only ones for some blocks, they get one more
-   * chance after a pause (a server full for a moment, a dropped connection).
+   * fails to open one is routed around, up to OPEN_ATTEMPTS times, as a failover mid-generation
+   * would: one that cannot be reached is forgotten, one draining is left, one whose connection
+   * drops is banned, and one that is full counts as full (asked again after a pause when no
+   * other has room). When the servers banned this way were the only ones for some blocks, they
+   * get one more chance after a pause (a dropped connection).
    */
   static async open (init: SwarmTargetInit): Promise<SwarmTarget> {
     const failures = { handle: (_runId: number, _err: PetalError): void => {} }
@@ -130,6 +131,8 @@ export class SwarmTarget implements TargetModel {
         if (!retryable || attempt >= OPEN_ATTEMPTS) throw err
         bannedHere.push(...route.map(h => h.peerId).filter(p => init.directory.isBanned(p)))
         init.logger?.info({ err, attempt }, 'a server failed to open a session: routing around it')
+        // a full server is not banned (route-hops.ts): when no other has room it is asked again, after a pause
+        if (err instanceof PetalError && (err.code === 'SESSION_LIMIT' || err.code === 'CACHE_LIMIT')) await sleep(OPEN_RETRY_PAUSE_MS * attempt)
       }
     }
     const target = new SwarmTarget(init, hops)
@@ -187,10 +190,10 @@ export class SwarmTarget implements TargetModel {
       })
       for (const p of parts) p.catch(() => {}) // the first failure is thrown below; the rest are not left unhandled
       const rows = await Promise.all(parts)
-      if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+      if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
       return rows.flat()
     } catch (err) {
-      if (this.#cancelled.has(runId) || err instanceof CancelledError) throw new CancelledError(`Run ${runId} was cancelled`)
+      if (this.#stopped(runId) || err instanceof CancelledError) throw new CancelledError(`Run ${runId} was cancelled`)
       this.#cancelRuns(chunkIds) // the chunks still in flight are of no use now
       throw err
     } finally {
@@ -203,6 +206,11 @@ export class SwarmTarget implements TargetModel {
     // a pipelined prefill's chunks go with it
     this.#stats.runsCancelled += asked.length
     this.#cancelRuns([...asked, ...asked.flatMap(id => this.#chunksOf.get(id) ?? [])])
+  }
+
+  /** A run whose result nobody waits for any more: cancelled, or the target closed. */
+  #stopped (runId: number): boolean {
+    return this.#closed || this.#cancelled.has(runId)
   }
 
   /** Cancels runs by their ids on the wire (a pipelined prefill's chunks included), counting nothing. */
@@ -285,14 +293,14 @@ export class SwarmTarget implements TargetModel {
     let recorded = false
     if (this.#init.push === true && this.#hops.length > 1 && T <= this.#maxRunTokens) ({ x, b, recorded } = await this.#runPushed(runId, x, position, tree, cached))
     while (b < this.#numBlocks) {
-      if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+      if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
       const hop = this.#hopAt(b)
       if (!recorded) this.#history(b).write(position, x.subarray(0, cached))
       recorded = false
       if (hop.session.draining) {
         // the server is leaving: move its blocks elsewhere before sending it more work
         await this.#repair(hop, new DrainingError(`${hop.session.peerId.toString()} is draining`), position)
-        if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         recorded = true
         continue
       }
@@ -300,13 +308,13 @@ export class SwarmTarget implements TargetModel {
       try {
         x = await this.#runOnHop(hop, runId, position, x, tree?.parents)
       } catch (err) {
-        if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        if (err instanceof CancelledError || this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         if (err instanceof PetalError && !err.retryable && err.code !== 'GAP' && err.code !== 'UNKNOWN_SESSION') throw err
         if (++failovers > (this.#init.maxFailoversPerRun ?? 8)) throw err
         await this.#repair(hop, err as Error)
         // a rollback while we waited supersedes this run (and has rewritten the history past it);
         // otherwise x, this hop's input, is what the history holds at b
-        if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         recorded = true
         continue
       } finally {
@@ -314,7 +322,7 @@ export class SwarmTarget implements TargetModel {
       }
       b = hop.end
     }
-    if (this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+    if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
     return await this.#init.parts.logits(x, logitsFrom)
   }
 
@@ -357,8 +365,10 @@ export class SwarmTarget implements TargetModel {
       try {
         x = await (outs[i] as Promise<Float32Array>) // on failure x stays this hop's input
       } catch (err) {
-        if (err instanceof CancelledError || this.#cancelled.has(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
-        for (const h of hops.slice(i + 1)) h.session.cancel([runId])
+        if (err instanceof CancelledError || this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        // stop waiting here for the later hops' results, without telling their servers: the run
+        // goes on to them hop by hop under the same id, and a server drops a run it was told to cancel
+        for (const h of hops.slice(i + 1)) h.session.reject(runId, err as Error)
         return { x, b: hop.start, recorded: true }
       }
       if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x.subarray(0, cached))
@@ -399,15 +409,22 @@ export class SwarmTarget implements TargetModel {
       if (!(err instanceof NoRouteError)) throw err
       throw new NoRouteError(hop.start, hop.end, err.uncovered, { context: `(after ${short(dead)} failed: ${cause.message})`, cause })
     })
-    // rebuild the new servers' caches from the inputs we kept: rows [0, replayEnd)
-    for (let from = 0; from < replayEnd; from += this.#maxRunTokens) {
-      const to = Math.min(replayEnd, from + this.#maxRunTokens)
-      let x = this.#history(hop.start).read(from, to)
-      for (const h of fresh) {
-        // boundaries inside the replaced span are new: record what enters them (the outer one already holds it)
-        if (h.start !== hop.start) this.#history(h.start).write(from, x)
-        x = await h.session.run(this.#nextRunId++, from, x)
+    try {
+      // rebuild the new servers' caches from the inputs we kept: rows [0, replayEnd)
+      for (let from = 0; from < replayEnd && !this.#closed; from += this.#maxRunTokens) {
+        const to = Math.min(replayEnd, from + this.#maxRunTokens)
+        let x = this.#history(hop.start).read(from, to)
+        for (const h of fresh) {
+          // boundaries inside the replaced span are new: record what enters them (the outer one already holds it)
+          if (h.start !== hop.start) this.#history(h.start).write(from, x)
+          x = await h.session.run(this.#nextRunId++, from, x)
+        }
       }
+      // the target closed while the new route opened: its sessions would be left open on the servers
+      if (this.#closed) throw new CancelledError('The target closed while its route was repaired')
+    } catch (err) {
+      await Promise.all(fresh.map(async h => { await h.session.close() }))
+      throw err
     }
     await this.#counters.record(fresh.map(h => h.session.peerId.toString()))
     this.#hops = [...this.#hops.filter(h => h !== hop), ...fresh].sort((a, b) => a.start - b.start)

@@ -43,6 +43,29 @@ describe('ServerDirectory', () => {
     expect(dir.all()).toHaveLength(2)
   })
 
+  it('an unreachable server is dropped until a discovery lists it again, and a stale one cannot bring it straight back', () => {
+    const dir = new ServerDirectory({ baseMs: 1000, maxMs: 3000 })
+    dir.update([known('a', 0, 5), known('b', 0, 5)])
+    dir.forget('a', 0)
+    expect(dir.all().map(s => s.info.peerId)).toEqual(['b'])
+    dir.update([known('a', 0, 5), known('b', 0, 5)], 0) // a discovery that began before it went away
+    expect(ids(dir, 500)).toEqual(['b'])
+    expect(ids(dir, 1000)).toEqual(['a', 'b']) // it answered a later discovery: it is back
+  })
+
+  it('a server that refused a session for want of room counts as full, not banned: routing still takes it when it must', () => {
+    const dir = new ServerDirectory()
+    dir.update([known('a', 0, 5), known('b', 0, 5, { openSessions: 1 })])
+    dir.markFull('a')
+    expect(dir.isBanned('a')).toBe(false)
+    const a = dir.candidates().find(c => c.peerId === 'a')
+    expect(a?.hasCacheRoom).toBe(false)
+    expect(planRoute(dir.candidates(), 0, 5).map(h => h.peerId)).toEqual(['b'])
+    dir.update([known('a', 0, 5)]) // alone now: full or not, it is the route
+    dir.markFull('a')
+    expect(planRoute(dir.candidates(), 0, 5).map(h => h.peerId)).toEqual(['a'])
+  })
+
   it('hands routing each server\'s open sessions and cache room', () => {
     const dir = new ServerDirectory()
     dir.update([known('b', 0, 5, { openSessions: 3 }), known('f', 0, 5, { freeCacheTokens: 0 })])

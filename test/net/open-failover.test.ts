@@ -52,6 +52,19 @@ describe('a server that fails to open a session', () => {
     await target.close()
   }, 30_000)
 
+  it('a server nothing listens for any more is forgotten, not just banned: the directory no longer offers it', async () => {
+    const gone = await bareNode()
+    const goneInfo = { ...swarm.servers[0]!.info(), peerId: gone.peerId.toString(), addrs: gone.getMultiaddrs().map(a => a.toString()), throughput: { decodeTokensPerSec: 10_000, prefillTokensPerSec: 10_000 } }
+    await client.peerStore.merge(gone.peerId, { multiaddrs: gone.getMultiaddrs() })
+    await gone.stop() // its port now refuses connections, as a killed server's does
+    const directory = new ServerDirectory()
+    directory.update([{ info: goneInfo, rttMs: 1 }, { info: swarm.servers[0]!.info(), rttMs: 1 }])
+    const target = await SwarmTarget.open({ host: client, directory, rediscover: async () => {}, parts, modelId: 'stories260k', maxTokens: 64, timeoutMs: 5000 })
+    expect(target.route.map(h => h.peerId)).toEqual([swarm.servers[0]!.info().peerId])
+    expect(directory.all().map(s => s.info.peerId)).not.toContain(gone.peerId.toString())
+    await target.close()
+  }, 30_000)
+
   it('the only server of the blocks, full for a moment, gets one more chance after a pause', async () => {
     const full = new InProcessSwarm()
     try {
