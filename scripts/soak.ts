@@ -4,7 +4,9 @@
  *
  * - every greedy generation decodes the reference tokens (reference.json), whatever the mode
  *   (plain, sync, pipelined; client-mediated or push), through failovers, in chat turns that
- *   continue a session and in n choices that copy one prompt;
+ *   continue a session and in n choices that copy one prompt; every sampled speculative one
+ *   decodes what a local sync chain does with its seed; the OpenAI-compatible API server's
+ *   completions (1 or 2 choices) say what the local model says;
  * - a generation aborted by its caller ends with an AbortError and nothing else;
  * - malformed frames get error frames or a closed stream, and no server dies of them;
  * - no server dies that the soak did not kill, every block stays served, and once the
@@ -28,6 +30,7 @@ import { pino } from 'pino'
 import type { Libp2p } from 'libp2p'
 import { DraftModelDrafter, loadDraftModel } from '../client/decoding/index.js'
 import { LanguageModel } from '../client/language-model.js'
+import { OpenAiServer } from '../client/openai/openai-server.js'
 import { SwarmClient } from '../client/swarm/swarm-client.js'
 import type { GenerateOptions, GenerationResult, SpeculationMode } from '../client/text-generation.js'
 import { Checkpoint } from '../model/checkpoint.js'
@@ -45,6 +48,12 @@ const BLOCKS = 5
 const BOOTSTRAP_SPAN = '0:1'
 /** Every block has 3 of these or more besides the bootstrap's, so one down leaves two. */
 const SPANS = ['0:2', '1:3', '2:4', '3:5', '0:3', '2:5', '4:5']
+/**
+ * Room for every session the workers and the API server may hold on one server while another
+ * is down (up to 3 each, and 4 kept by the API): the soak is about churn, not capacity; a full
+ * server's refusal is tested on its own (test/net/open-failover.test.ts).
+ */
+const SERVER_ARGS = ['--max-sessions', '64']
 
 const { values: args } = parseArgs({
   options: {
@@ -95,11 +104,16 @@ const victims = new Set<ServerProcess>()
 const clients: SwarmClient[] = []
 const models: Array<{ name: string, model: LanguageModel }> = []
 let rogueNode: Libp2p | undefined
+let api: OpenAiServer | undefined
+/** The same model run whole here: what sampled and API generations must say. */
+let local: LanguageModel | undefined
+let localDrafter: DraftModelDrafter | undefined
+const expected = new Map<string, Promise<GenerationResult>>()
 let stopping = false
 let ok = true
 
 try {
-  for (const blocks of [BOOTSTRAP_SPAN, ...SPANS]) watch((await swarm.add({ blocks }))[0] as ServerProcess)
+  for (const blocks of [BOOTSTRAP_SPAN, ...SPANS]) watch((await swarm.add({ blocks, args: SERVER_ARGS }))[0] as ServerProcess)
   for (let c = 0; c < 2; c++) {
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap], ...(clientLog !== undefined ? { logger: clientLog.child({ client: c }) } : {}) })
     clients.push(client)
@@ -108,6 +122,10 @@ try {
   }
   rogueNode = await bareNode()
   const draft = await loadDraftModel(Checkpoint.open(DRAFT))
+  local = await LanguageModel.local(TARGET)
+  localDrafter = new DraftModelDrafter(draft)
+  // the API server generates through the first client, pushing, with sessions it keeps and reuses
+  api = await OpenAiServer.listen({ model: (models[1] as { model: LanguageModel }).model, modelId: MODEL_ID, maxSessions: 4 }, { port: 0 })
   const began = Date.now()
   // memory once warm (a third of the way, at most a minute in): what grows after that is what would leak
   let rssAtStart = new Map<string, number>()
@@ -118,7 +136,9 @@ try {
   stopping = true
   clearTimeout(warm)
   await chaos
+  await api.close()
   for (const { model } of models) await model.release()
+  await local.release()
   const sessionsLeft = await openSessionsLeft()
   const rssAtEnd = serverRss()
   const heapAtEnd = clientHeapMb()
@@ -184,7 +204,7 @@ async function chaosLoop (until: number): Promise<void> {
     if (signal === 'SIGTERM' && code !== 0) tally.serverDeaths.push(`[${victim.blocks}) drained with exit code ${String(code)}`)
     await sleep(downMs)
     if (stopping) break
-    const back = (await swarm.add({ blocks: victim.blocks }))[0] as ServerProcess
+    const back = (await swarm.add({ blocks: victim.blocks, args: SERVER_ARGS }))[0] as ServerProcess
     note(`restarted [${back.blocks}) as ${back.address.slice(-6)}`)
     watch(back)
   }
@@ -193,11 +213,13 @@ async function chaosLoop (until: number): Promise<void> {
 /** One worker: operations picked at random until `until`. */
 async function workerLoop (w: number, drafter: DraftModelDrafter, until: number): Promise<void> {
   const ops: Array<[string, number, () => Promise<void>]> = [
-    ['generate', 0.35, async () => { await generateOp(w, drafter) }],
-    ['chat', 0.2, async () => { await chatOp(w) }],
-    ['abort', 0.15, async () => { await abortOp(w) }],
-    ['choices', 0.15, async () => { await choicesOp(w) }],
-    ['rogue', 0.15, async () => { await rogueOp(w) }]
+    ['generate', 0.25, async () => { await generateOp(w, drafter) }],
+    ['sampled', 0.15, async () => { await sampledOp(w, drafter) }],
+    ['chat', 0.15, async () => { await chatOp(w) }],
+    ['abort', 0.1, async () => { await abortOp(w) }],
+    ['choices', 0.1, async () => { await choicesOp(w) }],
+    ['api', 0.15, async () => { await apiOp(w) }],
+    ['rogue', 0.1, async () => { await rogueOp(w) }]
   ]
   while (Date.now() < until) {
     let r = random()
@@ -231,6 +253,55 @@ async function generateOp (w: number, drafter: DraftModelDrafter): Promise<void>
   const opts: GenerateOptions = { maxNewTokens: n, temperature: 0, stopAtEos: false, speculation: mode, ...(mode !== 'none' ? { drafter, k: pick([2, 4, 8]), maxInFlight: pick([2, 4]) } : {}) }
   const result = await drain(model.generate(ref.prompt_ids, opts), w)
   check(`generate ${mode} ${name}`, result.tokens, ref.greedy_new_ids.slice(0, n))
+}
+
+/**
+ * Sampled speculative decoding (temperature 0.8, a seed): any speculative mode and setting
+ * decodes the text a local sync chain decodes with that seed, since each position's draw is
+ * keyed by (seed, position).
+ */
+async function sampledOp (w: number, drafter: DraftModelDrafter): Promise<void> {
+  const r = Math.floor(random() * references.length)
+  const seed = 1 + Math.floor(random() * 3)
+  const n = 8 + Math.floor(random() * 40)
+  const { name, model } = pick(models)
+  const mode = pick<SpeculationMode>(['sync', 'pipelined'])
+  doing[w] = `sampled ${mode} seed ${seed} ${name} ${n} tokens`
+  const sampling = { temperature: 0.8, seed, stopAtEos: false }
+  const want = await localResult(`sampled ${r} ${seed}`, { ...sampling, maxNewTokens: 48, speculation: 'sync', k: 4 }, r)
+  const result = await drain(model.generate((references[r] as Reference).prompt_ids, { ...sampling, maxNewTokens: n, speculation: mode, drafter, k: pick([2, 4, 8]), maxInFlight: pick([2, 4]) }), w)
+  check(`sampled ${mode} seed ${seed} ${name}`, result.tokens, want.tokens.slice(0, n))
+}
+
+/** /v1/completions through the API server (greedy, 1 or 2 choices): each choice's text is the local model's. */
+async function apiOp (w: number): Promise<void> {
+  const r = Math.floor(random() * references.length)
+  const n = 4 + Math.floor(random() * 28)
+  const choices = 1 + Math.floor(random() * 2)
+  doing[w] = `api ${choices} choices ${n} tokens`
+  const want = await localResult(`api ${r} ${n}`, { maxNewTokens: n, temperature: 0 }, r)
+  const res = await fetch(`${api?.url ?? ''}/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL_ID, prompt: (references[r] as Reference).prompt_ids, max_tokens: n, temperature: 0, n: choices })
+  })
+  const body = await res.json() as { choices?: Array<{ text: string }>, error?: { message: string } }
+  if (res.status !== 200) throw new Error(`the API answered ${res.status}: ${body.error?.message ?? JSON.stringify(body).slice(0, 200)}`)
+  for (const [i, c] of (body.choices ?? []).entries()) {
+    if (c.text !== want.text) tally.wrongTokens.push(`api choice ${i}: got ${JSON.stringify(c.text)} want ${JSON.stringify(want.text)}`)
+  }
+  if (body.choices?.length !== choices) throw new Error(`the API gave ${body.choices?.length ?? 0} choices for n ${choices}`)
+}
+
+/** A generation by the local model (once per key): what the swarm's must equal. One at a time, as its drafter wants. */
+async function localResult (key: string, opts: GenerateOptions, r: number): Promise<GenerationResult> {
+  let p = expected.get(key)
+  if (p === undefined) {
+    const before = [...expected.values()]
+    p = Promise.allSettled(before).then(async () => await drain((local as LanguageModel).generate((references[r] as Reference).prompt_ids, { ...opts, ...(opts.speculation !== undefined ? { drafter: localDrafter } : {}) })))
+    expected.set(key, p)
+  }
+  return await p
 }
 
 /** Two turns of one session: the second sends only the first turn's reply and continues the text. */

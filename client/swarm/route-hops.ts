@@ -58,10 +58,17 @@ function noteRefusal (directory: ServerDirectory, peerId: string, reason: unknow
 }
 
 /**
+ * Looks at the swarm this many times before a route is given up even with no coverage wait:
+ * a discovery right after a server restarts can miss it (its first announcements are still
+ * out), and the next one, a quarter second later, finds it.
+ */
+const MIN_LOOKS = 2
+
+/**
  * The fastest route over blocks [from, to). When the servers known hold none, looks at the
- * swarm again, and again with growing pauses (0.25, 0.5, 1, then 2 s) for up to
- * init.coverageWaitMs: the swarm may heal (a server joins, or a --num-blocks server moves
- * there). Rejects with NoRouteError after that.
+ * swarm again (twice at least, a quarter second apart), and again with growing pauses (0.25,
+ * 0.5, 1, then 2 s) for up to init.coverageWaitMs: the swarm may heal (a server joins, or a
+ * --num-blocks server moves there). Rejects with NoRouteError after that.
  */
 export async function planCoveredRoute (init: Pick<SwarmTargetInit, 'directory' | 'weights' | 'rediscover' | 'coverageWaitMs' | 'logger'>, from: number, to: number): Promise<RouteHop[]> {
   const began = performance.now()
@@ -72,7 +79,11 @@ export async function planCoveredRoute (init: Pick<SwarmTargetInit, 'directory' 
     } catch (err) {
       if (!(err instanceof NoRouteError)) throw err
       if (looks > 0) {
-        if (performance.now() - began + pauseMs > waitMs) throw err
+        if (looks >= MIN_LOOKS && performance.now() - began + pauseMs > waitMs) {
+          const leftOut = init.directory.leftOut(err.uncovered, init.weights)
+          if (leftOut.length > 0) err.message += ` (known, left out: ${leftOut.join(', ')})`
+          throw err
+        }
         init.logger?.warn({ uncovered: err.uncovered, waitedMs: Math.round(performance.now() - began) }, 'no server holds these blocks: waiting for the swarm to cover them')
         await sleep(pauseMs)
       }

@@ -134,6 +134,25 @@ export class ServerDirectory {
     return ban !== undefined && ban.until > now
   }
 
+  /**
+   * Why the servers it knows for `blocks` are no route candidates, one phrase each (banned,
+   * draining, other weights): what a "no route" error adds, since such a server looks alive
+   * to whoever reads it.
+   */
+  leftOut (blocks: readonly number[], weights: WeightPolicy = {}, now = Date.now()): string[] {
+    const out: string[] = []
+    for (const s of this.all()) {
+      const { peerId, start, end, state } = s.info
+      if (!blocks.some(b => b >= start && b < end)) continue
+      const ban = this.#bans.get(peerId)
+      const why = ban !== undefined && ban.until > now
+        ? `banned ${((ban.until - now) / 1000).toFixed(1)} s more after ${ban.strikes} failure${ban.strikes > 1 ? 's' : ''}`
+        : state !== 'online' ? state : !this.hasExpectedWeights(s.info, weights) ? 'other weights' : undefined
+      if (why !== undefined) out.push(`…${peerId.slice(-6)}[${start},${end}) ${why}`)
+    }
+    return out
+  }
+
   /** Servers left out because their weights are not the ones `weights` asks for. */
   refusedForWeights (weights: WeightPolicy): KnownServer[] {
     return this.all().filter(s => !this.hasExpectedWeights(s.info, weights))

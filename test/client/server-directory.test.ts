@@ -66,6 +66,15 @@ describe('ServerDirectory', () => {
     expect(planRoute(dir.candidates(), 0, 5).map(h => h.peerId)).toEqual(['a'])
   })
 
+  it('says why the servers it knows for some blocks are no candidates: banned (how much longer), draining', () => {
+    const dir = new ServerDirectory({ baseMs: 1000, maxMs: 3000 })
+    dir.update([known('peer-aaaaaa', 0, 3), known('peer-bbbbbb', 2, 5), known('peer-cccccc', 3, 5)])
+    dir.ban('peer-aaaaaa', 0)
+    dir.markDraining('peer-bbbbbb')
+    expect(dir.leftOut([2], {}, 250)).toEqual(['…aaaaaa[0,3) banned 0.8 s more after 1 failure', '…bbbbbb[2,5) draining'])
+    expect(dir.leftOut([4], {}, 250)).toEqual(['…bbbbbb[2,5) draining']) // …cccccc is a candidate
+  })
+
   it('hands routing each server\'s open sessions and cache room', () => {
     const dir = new ServerDirectory()
     dir.update([known('b', 0, 5, { openSessions: 3 }), known('f', 0, 5, { freeCacheTokens: 0 })])

@@ -118,7 +118,7 @@ describe('benchmarks do not rot', () => {
     const lines = stdout.trim().split('\n').map(l => JSON.parse(l))
     const byMetric = Object.fromEntries(lines.map(l => [l.metric, l]))
     expect(byMetric.soak_servers_taken_down?.value).toBeGreaterThanOrEqual(2)
-    for (const op of ['generate', 'chat', 'abort', 'choices', 'rogue']) expect(byMetric[`soak_ops_${op}`]?.value, op).toBeGreaterThan(0)
+    for (const op of ['generate', 'sampled', 'chat', 'abort', 'choices', 'api', 'rogue']) expect(byMetric[`soak_ops_${op}`]?.value, op).toBeGreaterThan(0)
     expect(byMetric.soak_wrong_tokens?.examples).toEqual([])
     expect(byMetric.soak_unexpected_errors?.messages).toEqual({})
     expect(byMetric.soak_servers_died_unasked?.which).toEqual([])
