@@ -166,7 +166,7 @@ export class SpanSession {
   expect (runId: number, start: number, rows: number): Promise<Float32Array> {
     if (this.#lost !== undefined) return Promise.reject(this.#lost)
     // a run sent again under its id (a push that went on hop by hop) supersedes the earlier wait
-    this.#settle(runId, undefined, new ConnectionLostError(`Run ${runId} was sent to ${this.peerId.toString()} again`))
+    if (this.#pending.has(runId)) this.#settle(runId, undefined, new ConnectionLostError(`Run ${runId} was sent to ${this.peerId.toString()} again`))
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.#pending.get(runId) !== entry) return
