@@ -31,6 +31,7 @@ import type { Libp2p } from 'libp2p'
 import { DraftModelDrafter, loadDraftModel } from '../client/decoding/index.js'
 import { LanguageModel } from '../client/language-model.js'
 import { OpenAiServer } from '../client/openai/openai-server.js'
+import { createRng } from '../client/sampling/rng.js'
 import { SwarmClient } from '../client/swarm/swarm-client.js'
 import type { GenerateOptions, GenerationResult, SpeculationMode } from '../client/text-generation.js'
 import { Checkpoint } from '../model/checkpoint.js'
@@ -72,7 +73,9 @@ const downMs = 1000 * Number(args.down ?? (args.quick ? 3 : 4))
 for (const [name, v] of Object.entries({ minutes: durationMs, workers, 'kill-every': killEveryMs, down: downMs })) {
   if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`Cannot soak with --${name} ${String(args[name as keyof typeof args])}: a positive number`)
 }
-const random = seeded(Number(args.seed))
+// the same --seed picks the same operations (their timing, and so the chaos they meet, still varies)
+const rng = createRng(Number(args.seed))
+const random = (): number => rng.next()
 /** PETAL_SOAK_LOG=FILE: the clients' warnings and route changes (pino JSON lines), to read a stall against. */
 const clientLog = process.env.PETAL_SOAK_LOG === undefined ? undefined : pino({ level: 'info' }, pino.destination(process.env.PETAL_SOAK_LOG))
 
@@ -438,17 +441,5 @@ function pct (xs: readonly number[], p: number): number {
 
 async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
-}
-
-/** A small seeded PRNG (mulberry32): the same --seed picks the same operations. */
-function seeded (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
 }
 
