@@ -73,7 +73,7 @@ const downMs = 1000 * Number(args.down ?? (args.quick ? 3 : 4))
 for (const [name, v] of Object.entries({ minutes: durationMs, workers, 'kill-every': killEveryMs, down: downMs })) {
   if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`Cannot soak with --${name} ${String(args[name as keyof typeof args])}: a positive number`)
 }
-// the same --seed picks the same operations (their timing, and so the chaos they meet, still varies)
+// --seed fixes the generator; workers and chaos draw from it in whatever order their timing gives, so two runs still differ
 const rng = createRng(Number(args.seed))
 const random = (): number => rng.next()
 /** PETAL_SOAK_LOG=FILE: the clients' warnings and route changes (pino JSON lines), to read a stall against. */
@@ -131,9 +131,9 @@ try {
   api = await OpenAiServer.listen({ model: (models[1] as { model: LanguageModel }).model, modelId: MODEL_ID, maxSessions: 4 }, { port: 0 })
   const began = Date.now()
   // memory once warm (a third of the way, at most a minute in): what grows after that is what would leak
-  let rssAtStart = new Map<string, number>()
-  let heapAtStart = 0
-  const warm = setTimeout(() => { rssAtStart = serverRss(); heapAtStart = clientHeapMb() }, Math.min(60_000, durationMs / 3))
+  let rssWhenWarm = new Map<string, number>()
+  let heapWhenWarm = 0
+  const warm = setTimeout(() => { rssWhenWarm = serverRss(); heapWhenWarm = clientHeapMb() }, Math.min(60_000, durationMs / 3))
   const chaos = chaosLoop(began + durationMs)
   await Promise.all(Array.from({ length: workers }, async (_, w) => { await workerLoop(w, new DraftModelDrafter(draft), began + durationMs) }))
   stopping = true
@@ -159,10 +159,10 @@ try {
   emit({ metric: 'soak_servers_died_unasked', value: tally.serverDeaths.length, unit: 'servers', which: tally.serverDeaths })
   emit({ metric: 'soak_sessions_left_open', value: sessionsLeft, unit: 'sessions' })
   for (const [span, mb] of rssAtEnd) {
-    const start = rssAtStart.get(span)
+    const start = rssWhenWarm.get(span)
     if (start !== undefined) emit({ metric: 'soak_server_rss_mb', value: mb, unit: 'MiB', span, whenWarm: start, growth: mb - start })
   }
-  emit({ metric: 'soak_client_heap_mb', value: heapAtEnd, unit: 'MiB', whenWarm: heapAtStart, growth: heapAtEnd - heapAtStart })
+  emit({ metric: 'soak_client_heap_mb', value: heapAtEnd, unit: 'MiB', whenWarm: heapWhenWarm, growth: heapAtEnd - heapWhenWarm })
   if (tally.events.length > 0) process.stderr.write(`soak events:\n${tally.events.join('\n')}\n`)
   ok = tally.wrongTokens.length === 0 && tally.unexpectedErrors.size === 0 && tally.serverDeaths.length === 0 && sessionsLeft === 0
 } catch (err) {
