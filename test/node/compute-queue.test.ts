@@ -166,7 +166,9 @@ describe('ComputeQueue lockstep sessions', () => {
 
   it('sessions whose runs go elsewhere between two here, out of phase at first, come to run together', async () => {
     // 30 ms between a result and the next run: the other servers of the route, and the client
-    const starts = await decodeTogether(['a', 'b', 'c', 'd'], [0, 3, 6, 9], 12, 30)
+    // 20 runs each: on a loaded machine (CI) timer jitter kept one session out of phase for 9
+    // of 12 runs once; they met after that, so the last runs still show whether they stay together
+    const starts = await decodeTogether(['a', 'b', 'c', 'd'], [0, 3, 6, 9], 20, 30)
     // once they meet they stay together: most of the last runs go as one batch of four
     const lastRuns = starts.slice(-6)
     expect(lastRuns.filter(s => s === 'a+b+c+d').length, starts.join(' ')).toBeGreaterThanOrEqual(4)
