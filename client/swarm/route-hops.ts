@@ -46,6 +46,11 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
   })
 }
 
+/** A refusal for want of room (SESSION_LIMIT, CACHE_LIMIT): the server is busy, not broken. */
+export function isFullRefusal (err: unknown): boolean {
+  return err instanceof PetalError && (err.code === 'SESSION_LIMIT' || err.code === 'CACHE_LIMIT')
+}
+
 /**
  * What a server's refusal of a session says about it: nothing listening there (forgotten until
  * a discovery finds it), leaving (draining), full for now (no ban: busy is not broken), or failed (banned).
@@ -53,7 +58,7 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
 function noteRefusal (directory: ServerDirectory, peerId: string, reason: unknown): void {
   if (reason instanceof UnreachableError) directory.forget(peerId)
   else if (reason instanceof PetalError && reason.code === 'DRAINING') directory.markDraining(peerId)
-  else if (reason instanceof PetalError && (reason.code === 'SESSION_LIMIT' || reason.code === 'CACHE_LIMIT')) directory.markFull(peerId)
+  else if (isFullRefusal(reason)) directory.markFull(peerId)
   else directory.ban(peerId)
 }
 

@@ -11,7 +11,7 @@ import { runLayout, type RunLayout } from '../../model/token-tree.js'
 import { HiddenHistory } from './hidden-history.js'
 import { ConnectionLostError } from './span-session.js'
 import type { ServerDirectory, WeightPolicy } from './server-directory.js'
-import { describeRoute, openHops, planCoveredRoute, short, type Hop } from './route-hops.js'
+import { describeRoute, isFullRefusal, openHops, planCoveredRoute, short, type Hop } from './route-hops.js'
 import { ServerCounters } from './server-counters.js'
 import { hostsOf, MIN_PREFILL_CHUNK, prefillChunkSizes } from './prefill-plan.js'
 
@@ -132,7 +132,7 @@ export class SwarmTarget implements TargetModel {
         bannedHere.push(...route.map(h => h.peerId).filter(p => init.directory.isBanned(p)))
         init.logger?.info({ err, attempt }, 'a server failed to open a session: routing around it')
         // a full server is not banned (route-hops.ts): when no other has room it is asked again, after a pause
-        if (err instanceof PetalError && (err.code === 'SESSION_LIMIT' || err.code === 'CACHE_LIMIT')) await sleep(OPEN_RETRY_PAUSE_MS * attempt)
+        if (isFullRefusal(err)) await sleep(OPEN_RETRY_PAUSE_MS * attempt)
       }
     }
     const target = new SwarmTarget(init, hops)
