@@ -67,6 +67,10 @@ export class SpanSession {
   readonly #pending = new Map<number, Pending>()
   readonly #init: SpanSessionInit
   #lost: Error | undefined
+  /** Whether #lost is this side's close(), not a broken connection. */
+  #closedHere = false
+  /** Told once when the connection is lost (not when this side closes the session). */
+  readonly #lostListeners = new Set<(cause: Error) => void>()
   readonly #idleWaiters: Array<() => void> = []
   /** Set when the server announced it is draining. */
   draining = false
@@ -125,6 +129,21 @@ export class SpanSession {
   }
 
   get lost (): boolean { return this.#lost !== undefined }
+
+  /**
+   * Calls `listener` with the cause once the connection to the server breaks (reset, closed by
+   * the server, a faulty answer), never when this side closes the session; at once when it
+   * already broke. Returns the function that unsubscribes it.
+   */
+  onConnectionLost (listener: (cause: Error) => void): () => void {
+    const lost = this.#lost
+    if (lost !== undefined && !this.#closedHere) {
+      queueMicrotask(() => { listener(lost) })
+      return () => {}
+    }
+    this.#lostListeners.add(listener)
+    return () => { this.#lostListeners.delete(listener) }
+  }
 
   /**
    * Sends run `runId` for positions start.. with hidden (1,T,C); resolves with this
@@ -195,7 +214,11 @@ export class SpanSession {
    * session of a hop it replaced while other runs may wait on it, and those go on by the new route.
    */
   async close (): Promise<void> {
-    this.#lost ??= new ConnectionLostError(`Session on ${this.peerId.toString()} closed`)
+    if (this.#lost === undefined) {
+      this.#closedHere = true
+      this.#lostListeners.clear()
+      this.#lost = new ConnectionLostError(`Session on ${this.peerId.toString()} closed`)
+    }
     for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, this.#lost)
     try {
       await this.#framed.write({ type: 'close' })
@@ -259,6 +282,8 @@ export class SpanSession {
   #onLost (err: Error): void {
     if (this.#lost !== undefined) return
     this.#lost = err instanceof PetalError ? err : new ConnectionLostError(`Lost ${this.peerId.toString()}: ${err.message}`, { cause: err })
+    for (const listener of this.#lostListeners) listener(this.#lost)
+    this.#lostListeners.clear()
     for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, this.#lost)
   }
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { ClientParts } from '../../model/client-parts.js'
 import type { PetalHost } from '../../net/host.js'
-import { CancelledError, DrainingError, PetalError } from '../../protocol/errors.js'
+import { CancelledError, DrainingError, GapError, PetalError } from '../../protocol/errors.js'
 import { DEFAULT_LIMITS } from '../../protocol/limits.js'
 import type { WireDtype } from '../../protocol/tensor-codec.js'
 import { NoRouteError, type RouteHop } from '../routing/route-planner.js'
@@ -17,6 +17,8 @@ import { hostsOf, MIN_PREFILL_CHUNK, prefillChunkSizes } from './prefill-plan.js
 
 /** Routes tried when servers fail to open sessions before SwarmTarget.open gives up. */
 const OPEN_ATTEMPTS = 3
+/** GAP answers one run may mend (#mendGap) before the server counts as failed. */
+const MAX_GAPS_MENDED = 3
 /** Pause before servers that failed to open a session, and alone hold some blocks, are tried again. */
 const OPEN_RETRY_PAUSE_MS = 250
 
@@ -79,11 +81,13 @@ export class SwarmTarget implements TargetModel {
   readonly #histories = new Map<number, HiddenHistory>()
   readonly #repairs = new Map<Hop, Promise<void>>()
   readonly #cancelled = new Set<number>()
+  /** Runs on their way through the hops, by id (#runChain). */
+  readonly #running = new Map<number, Promise<Float32Array[]>>()
   /** The runs a pipelined prefill was cut into, by the run id the caller knows. */
   readonly #chunksOf = new Map<number, number[]>()
   #nextRunId = 0
   readonly #counters: ServerCounters
-  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[], hopsAdopted: 0, hopsReplayed: 0 }
+  readonly #stats = { runsSent: 0, runsCancelled: 0, failovers: 0, routeChanges: [] as string[], hopsAdopted: 0, hopsReplayed: 0, gapsMet: 0, gapsFilled: 0 }
   #closed = false
 
   private constructor (init: SwarmTargetInit, hops: Hop[]) {
@@ -276,11 +280,55 @@ export class SwarmTarget implements TargetModel {
     await Promise.all(this.#hops.map(async h => { await h.session.close() }))
   }
 
+  /** One run through every hop (#chain), known to later runs until it settles (#earlierRunsSettled). */
+  #runChain (runId: number, ids: readonly number[], position: number, tree: RunLayout | undefined, logitsFrom: number): Promise<Float32Array[]> {
+    const chain = this.#chain(runId, ids, position, tree, logitsFrom)
+    this.#running.set(runId, chain)
+    chain.catch(() => {}).finally(() => { this.#running.delete(runId) })
+    return chain
+  }
+
+  /**
+   * Waits until every run submitted before `runId` has settled (at most the result timeout);
+   * false when there was none.
+   */
+  async #earlierRunsSettled (runId: number): Promise<boolean> {
+    const earlier = [...this.#running].filter(([id]) => id < runId).map(([, chain]) => chain)
+    if (earlier.length === 0) return false
+    const timer = Promise.withResolvers<void>()
+    const timeout = setTimeout(timer.resolve, this.#init.timeoutMs ?? 30_000)
+    await Promise.race([Promise.allSettled(earlier), timer.promise])
+    clearTimeout(timeout)
+    return true
+  }
+
+  /**
+   * A server answered GAP: its cache ends before the run's position. After a failover that is
+   * a race, not a fault: earlier runs going on hop by hop reach it after later ones that were
+   * pushed, or a run sent again after its pusher was lost cut the cache back. So wait for the
+   * earlier runs; the first time that was needed, the caller just sends the run again. Else
+   * send the server what it lacks from the history, rows [cacheEnd, position), first. False
+   * when the history does not reach that far: the caller then treats the server as failed.
+   */
+  async #mendGap (hop: Hop, runId: number, position: number, gap: GapError, attempt: number): Promise<boolean> {
+    const waited = await this.#earlierRunsSettled(runId)
+    if (this.#stopped(runId) || (waited && attempt === 1)) return true
+    const history = this.#history(hop.start)
+    if (gap.cacheEnd >= position || history.length < position) return gap.cacheEnd >= position
+    this.#init.logger?.info({ peer: hop.session.peerId.toString(), runId, from: gap.cacheEnd, to: position }, 'filling a gap in a server\'s cache from the history')
+    this.#stats.gapsFilled++
+    for (let from = gap.cacheEnd; from < position; from += this.#maxRunTokens) {
+      const to = Math.min(position, from + this.#maxRunTokens)
+      await hop.session.run(this.#nextRunId++, from, history.read(from, to))
+    }
+    return true
+  }
+
   /**
    * One run through every hop. `tree` (a token-tree run) travels whole with every hop;
    * only its trunk rows enter the histories, as only they enter the servers' caches.
    */
-  async #runChain (runId: number, ids: readonly number[], position: number, tree: RunLayout | undefined, logitsFrom: number): Promise<Float32Array[]> {
+  async #chain (runId: number, ids: readonly number[], position: number, tree: RunLayout | undefined, logitsFrom: number): Promise<Float32Array[]> {
     const T = ids.length
     if (tree !== undefined && T > this.#maxRunTokens) throw new RangeError(`Cannot send a token tree of ${T} rows: one frame carries at most ${this.#maxRunTokens}`)
     const C = this.#init.parts.config.hiddenSize
@@ -288,6 +336,7 @@ export class SwarmTarget implements TargetModel {
     let x = this.#init.parts.embed(ids) // (1,T,C)
     let b = 0
     let failovers = 0
+    let gapsMended = 0
     // whether x is already recorded in the history at b (a retry must not rewrite it: that would
     // truncate the rows that later runs recorded meanwhile)
     let recorded = false
@@ -310,6 +359,12 @@ export class SwarmTarget implements TargetModel {
       } catch (err) {
         if (err instanceof CancelledError || this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         if (err instanceof PetalError && !err.retryable && err.code !== 'GAP' && err.code !== 'UNKNOWN_SESSION') throw err
+        if (err instanceof GapError) this.#stats.gapsMet++
+        if (err instanceof GapError && gapsMended++ < MAX_GAPS_MENDED && await this.#mendGap(hop, runId, position, err, gapsMended).catch(() => false)) {
+          if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+          recorded = true
+          continue
+        }
         if (++failovers > (this.#init.maxFailoversPerRun ?? 8)) throw err
         await this.#repair(hop, err as Error)
         // a rollback while we waited supersedes this run (and has rewritten the history past it);
@@ -363,17 +418,33 @@ export class SwarmTarget implements TargetModel {
     let x = x0
     for (const [i, hop] of hops.entries()) {
       try {
-        x = await (outs[i] as Promise<Float32Array>) // on failure x stays this hop's input
+        // on failure x stays this hop's input
+        x = i === 0 ? await (outs[0] as Promise<Float32Array>) : await this.#pushedResult(runId, outs[i] as Promise<Float32Array>, hops[i - 1] as Hop)
       } catch (err) {
         if (err instanceof CancelledError || this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+        if (err instanceof GapError) this.#stats.gapsMet++
         // stop waiting here for the later hops' results, without telling their servers: the run
         // goes on to them hop by hop under the same id, and a server drops a run it was told to cancel
-        for (const h of hops.slice(i + 1)) h.session.reject(runId, err as Error)
+        for (const h of hops.slice(i)) h.session.reject(runId, err as Error)
         return { x, b: hop.start, recorded: true }
       }
       if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x.subarray(0, cached))
     }
     return { x, b: this.#numBlocks, recorded: true }
+  }
+
+  /**
+   * A later hop's result for a pushed run, or a ConnectionLostError when the hop before it (the
+   * one that pushes to it) is lost first: its output reached us, but its push may not have left
+   * it (a SIGKILL between the two writes), and the later server would never answer.
+   */
+  async #pushedResult (runId: number, result: Promise<Float32Array>, pusher: Hop): Promise<Float32Array> {
+    return await new Promise((resolve, reject) => {
+      const unsubscribe = pusher.session.onConnectionLost(cause => {
+        reject(new ConnectionLostError(`Run ${runId} may not have been pushed on: ${short(pusher.session.peerId.toString())} was lost (${cause.message})`))
+      })
+      result.then(resolve, reject).finally(unsubscribe)
+    })
   }
 
   /** Replaces a failed hop by a new route over its blocks and rebuilds their caches. One repair per hop at a time. */

@@ -1,0 +1,161 @@
+/**
+ * Push mode, where servers' pushes and the client's own sends race:
+ * - the first server dies between its two writes of a run: its output reached the client, its
+ *   push never left it. The client must not wait out the next server's timeout for a run that
+ *   server never got (a CI run of push-first-hop.test.ts stalled 30 s on this): once the
+ *   pusher's connection is lost, the run goes on to the next server hop by hop;
+ * - a run reaches a server before the run it follows (`npm run soak` met this after a
+ *   failover): the server answers GAP, and the client must mend the order, not take the
+ *   healthy server for a failed one.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.js'
+import { LanguageModel } from '../../client/language-model.js'
+import type { SwarmClient } from '../../client/swarm/swarm-client.js'
+import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
+import { PushForwarder } from '../../node/push-forwarder.js'
+import type { PetalServer } from '../../node/server.js'
+import { Checkpoint } from '../../model/checkpoint.js'
+import { BUNDLED_MODEL, fixtureDir, readReference } from '../helpers/fixtures.js'
+import { InProcessSwarm } from '../helpers/in-process-swarm.js'
+
+/** Like a SIGKILL: every connection of the server reset, and nothing listens any more. */
+async function killAbruptly (server: PetalServer): Promise<void> {
+  for (const c of server.host.getConnections()) c.abort(new Error('killed'))
+  await server.host.stop()
+}
+
+describe('push mode: the pusher dies after answering, before its push left', () => {
+  const swarm = new InProcessSwarm()
+  let client: SwarmClient
+  const ref = readReference('stories260k').prompts[1]
+  const victims: PetalServer[] = []
+
+  beforeAll(async () => {
+    // [3,5) alone holds its blocks: the test fails if the client gives up on it
+    client = await swarm.serving([[3, 5], [0, 3], [0, 3]])
+  }, 60_000)
+  afterAll(async () => {
+    vi.restoreAllMocks()
+    await swarm.close()
+    await Promise.all(victims.map(async v => { await v.stop().catch(() => {}) }))
+  })
+
+  it('sends the run on to the next server itself: tokens unchanged, one failover, no stall', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true })
+    const session = await model.session({ maxTokens: 128 })
+    const target = session.target as SwarmTarget
+    let armed = false
+    let lostRun: number | undefined
+    const forward = PushForwarder.prototype.forward
+    vi.spyOn(PushForwarder.prototype, 'forward').mockImplementation(async function (this: PushForwarder, peerId, message) {
+      if (!armed) return await forward.call(this, peerId, message)
+      armed = false
+      lostRun = message.runId
+      // the route's first server: it sends its result right after this call, then dies
+      const victim = swarm.servers.find(s => s.host.peerId.toString() === target.route[0]?.peerId)
+      if (victim === undefined) throw new Error(`no server starts the route ${JSON.stringify(target.route)}`)
+      victims.push(victim)
+      swarm.servers.splice(swarm.servers.indexOf(victim), 1)
+      setTimeout(() => { void killAbruptly(victim) }, 20)
+      return await new Promise<void>(() => {}) // the push never leaves
+    })
+    const gen = session.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false })
+    const arrivals: number[] = []
+    let step = await gen.next()
+    while (step.done !== true) {
+      arrivals.push(performance.now())
+      if (arrivals.length === 10) armed = true
+      step = await gen.next()
+    }
+    const result = step.value
+    expect(lostRun).toBeDefined()
+    expect(result.tokens).toEqual(ref.greedy_new_ids)
+    // the dead server was replaced, [3,5) was never given up
+    expect(result.stats.target.failovers).toBe(1)
+    expect(result.stats.target.route).toContain(swarm.servers[0]?.host.peerId.toString().slice(-6))
+    // the run was not left to the next server's 30 s result timeout
+    const stall = Math.max(...arrivals.slice(1).map((t, i) => t - (arrivals[i] as number)))
+    expect(stall).toBeLessThan(10_000)
+    await session.close()
+    await model.release()
+  }, 60_000)
+})
+
+describe('push mode: a run overtakes the one it follows', () => {
+  const swarm = new InProcessSwarm()
+  let client: SwarmClient
+  const ref = readReference('stories260k').prompts[1]
+
+  beforeAll(async () => {
+    // one server for each span: a ban of either leaves no route, and the test fails
+    client = await swarm.serving([[3, 5], [0, 3]])
+  }, 60_000)
+  afterEach(() => { vi.restoreAllMocks() })
+  afterAll(async () => {
+    await swarm.close()
+  })
+
+  it('the server\'s GAP is mended from the history: no failover, tokens unchanged', async () => {
+    const draft = await loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
+    // latency keeps several runs in flight at once
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: 20 })
+    let delayed: number | undefined
+    let armed = false
+    const forward = PushForwarder.prototype.forward
+    vi.spyOn(PushForwarder.prototype, 'forward').mockImplementation(async function (this: PushForwarder, peerId, message) {
+      if (armed && delayed === undefined) {
+        // hold one push back: the runs pushed after it reach [3,5) first
+        delayed = message.runId
+        await new Promise(resolve => setTimeout(resolve, 150))
+      }
+      return await forward.call(this, peerId, message)
+    })
+    const gen = model.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draft) })
+    let step = await gen.next()
+    let seen = 0
+    while (step.done !== true) {
+      seen += step.value.tokens.length
+      armed = seen >= 8
+      step = await gen.next()
+    }
+    const result = step.value
+    expect(delayed).toBeDefined()
+    expect(result.tokens).toEqual(ref.greedy_new_ids)
+    expect(result.stats.target.gapsMet).toBeGreaterThanOrEqual(1)
+    expect(result.stats.target.failovers).toBe(0)
+    await model.release()
+    await draft.release()
+  }, 60_000)
+
+  it('a cache cut back behind the client\'s back is filled again from the history: no failover, tokens unchanged', async () => {
+    const draft = await loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: 20 })
+    let duplicated: number | undefined
+    let armed = false
+    const forward = PushForwarder.prototype.forward
+    vi.spyOn(PushForwarder.prototype, 'forward').mockImplementation(async function (this: PushForwarder, peerId, message) {
+      if (armed && duplicated === undefined) {
+        // the same push again, once later runs are through [3,5): it cuts that cache back to its end
+        duplicated = message.runId
+        setTimeout(() => { void forward.call(this, peerId, message).catch(() => {}) }, 100)
+      }
+      return await forward.call(this, peerId, message)
+    })
+    const gen = model.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draft) })
+    let step = await gen.next()
+    let seen = 0
+    while (step.done !== true) {
+      seen += step.value.tokens.length
+      armed = seen >= 8
+      step = await gen.next()
+    }
+    const result = step.value
+    expect(duplicated).toBeDefined()
+    expect(result.tokens).toEqual(ref.greedy_new_ids)
+    expect(result.stats.target.gapsFilled).toBeGreaterThanOrEqual(1)
+    expect(result.stats.target.failovers).toBe(0)
+    await model.release()
+    await draft.release()
+  }, 60_000)
+})
