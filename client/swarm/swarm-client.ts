@@ -8,6 +8,12 @@ export interface SwarmClientInit {
   bootstrap: string[]
   /** How long one discovery may take, ms. Default 5 s. */
   discoveryTimeoutMs?: number
+  /**
+   * How often each model's servers are discovered again in the background, ms (default 30 s;
+   * 0: only when a route cannot be found). New sessions then use servers that joined since, and
+   * leave out the ones that left, without waiting for a failure.
+   */
+  refreshIntervalMs?: number
   logger?: Logger
 }
 
@@ -20,6 +26,8 @@ export class SwarmClient {
   readonly logger: Logger | undefined
   readonly #init: SwarmClientInit
   readonly #directories = new Map<string, ServerDirectory>()
+  readonly #refreshTimers: Array<ReturnType<typeof setInterval>> = []
+  #closed = false
 
   private constructor (host: PetalHost, init: SwarmClientInit) {
     this.host = host
@@ -39,8 +47,25 @@ export class SwarmClient {
       dir = new ServerDirectory()
       this.#directories.set(modelId, dir)
       await this.refresh(modelId, numBlocks)
+      this.#refreshInBackground(modelId, numBlocks)
     }
     return dir
+  }
+
+  /** Rediscovers the model's servers every refreshIntervalMs, one discovery at a time; never keeps the process alive. */
+  #refreshInBackground (modelId: string, numBlocks: number): void {
+    const every = this.#init.refreshIntervalMs ?? 30_000
+    if (!(every > 0) || this.#closed) return
+    let running = false
+    const timer = setInterval(() => {
+      if (running || this.#closed) return
+      running = true
+      this.refresh(modelId, numBlocks)
+        .catch((err: unknown) => { if (!this.#closed) this.logger?.debug({ modelId, err: (err as Error).message }, 'background discovery failed') })
+        .finally(() => { running = false })
+    }, every)
+    timer.unref()
+    this.#refreshTimers.push(timer)
   }
 
   /** Asks the DHT again who serves the model's blocks, then each server for its info and RTT. */
@@ -58,6 +83,8 @@ export class SwarmClient {
   }
 
   async close (): Promise<void> {
+    this.#closed = true
+    for (const timer of this.#refreshTimers.splice(0)) clearInterval(timer)
     await this.host.stop()
   }
 }
