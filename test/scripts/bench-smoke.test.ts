@@ -111,4 +111,19 @@ describe('benchmarks do not rot', () => {
     expect(value('deaf_client_frames_before_reset')).toBeLessThan(50_000)
     expect(lines.find(l => l.metric === 'deaf_client_frames_before_reset')?.config.reset).toBe(true)
   }, 60_000)
+
+  it('soak --quick: servers killed and restarted under mixed load; every generation keeps the reference tokens, nothing is left open', async () => {
+    // a failed check exits 1: its lines still say which
+    const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', 'scripts/soak.ts', '--quick'], { cwd: ROOT, maxBuffer: 16 * 2 ** 20 })
+      .catch((err: { stdout?: string, stderr?: string }) => ({ stdout: `${err.stdout ?? ''}`, stderr: err.stderr }))
+    const lines = stdout.trim().split('\n').map(l => JSON.parse(l))
+    const byMetric = Object.fromEntries(lines.map(l => [l.metric, l]))
+    expect(byMetric.soak_servers_taken_down?.value).toBeGreaterThanOrEqual(2)
+    for (const op of ['generate', 'sampled', 'chat', 'abort', 'choices', 'api', 'rogue']) expect(byMetric[`soak_ops_${op}`]?.value, op).toBeGreaterThan(0)
+    expect(byMetric.soak_wrong_tokens?.examples).toEqual([])
+    expect(byMetric.soak_unexpected_errors?.messages).toEqual({})
+    expect(byMetric.soak_servers_died_unasked?.which).toEqual([])
+    expect(byMetric.soak_sessions_left_open?.value).toBe(0)
+    expect(byMetric.soak_ok?.value).toBe(1)
+  }, 180_000)
 })
