@@ -23,7 +23,7 @@
  * from priors instead of from what the earlier prompts of the configuration taught it),
  * --temperature T and --seed S (sampled decoding, top-p 1, every prompt with seed S; plain
  * decoding then draws from the target directly, so its text differs from the speculative one),
- * --rounds R (default 1: the speculative modes' chosen settings are measured R times, in an
+ * --device cpu|webgpu|cuda (what the servers compute on; default cpu), --rounds R (default 1: the speculative modes' chosen settings are measured R times, in an
  * order rotated each round, and each line reports the median round; the goal ratios are
  * medians of the rounds' ratios: this machine's speed swings by a few percent between
  * measurements minutes apart, more than the ratios' margins).
@@ -82,6 +82,7 @@ const { values: args } = parseArgs({
     temperature: { type: 'string' },
     rounds: { type: 'string' },
     seed: { type: 'string' },
+    device: { type: 'string' },
     'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
 })
@@ -97,7 +98,8 @@ const serverCost = { msPerRun: Number(args['server-run-ms'] ?? 0), msPerRow: Num
 const sampling: SamplerOptions = { temperature: Number(args.temperature ?? 0), seed: Number(args.seed ?? 1) }
 const greedy = sampling.temperature === 0
 const rounds = Number(args.rounds ?? 1)
-const serverCostArgs = ['--simulated-run-ms', String(serverCost.msPerRun), '--simulated-row-ms', String(serverCost.msPerRow)]
+const serverDevice = args.device ?? 'cpu'
+const serverArgs = ['--simulated-run-ms', String(serverCost.msPerRun), '--simulated-row-ms', String(serverCost.msPerRow), '--device', serverDevice]
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
 if (latencies.some(l => !(Number.isFinite(l) && l >= 0))) throw new RangeError(`Cannot use --latency-ms ${args['latency-ms']}: it must be a comma list of numbers >= 0`)
 if (!(Number.isInteger(tokens) && tokens >= 1)) throw new RangeError(`Cannot generate --tokens ${args.tokens}: it must be an integer >= 1`)
@@ -105,6 +107,7 @@ if (!(Number.isFinite(draftCostMs) && draftCostMs >= 0)) throw new RangeError(`C
 if (!(serverCost.msPerRun >= 0 && serverCost.msPerRow >= 0)) throw new RangeError(`Cannot use --server-run-ms ${args['server-run-ms']} --server-row-ms ${args['server-row-ms']}: they must be numbers >= 0`)
 if (!(Number.isFinite(sampling.temperature) && (sampling.temperature as number) >= 0)) throw new RangeError(`Cannot use --temperature ${args.temperature}: it must be a number >= 0`)
 if (!(Number.isSafeInteger(sampling.seed) && (sampling.seed as number) >= 0)) throw new RangeError(`Cannot use --seed ${args.seed}: it must be an integer >= 0`)
+if (!['cpu', 'webgpu', 'cuda'].includes(serverDevice)) throw new RangeError(`Cannot serve on --device ${serverDevice}: it must be cpu, webgpu or cuda`)
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot use --rounds ${args.rounds}: it must be an integer >= 1`)
 if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
 
@@ -137,7 +140,7 @@ async function runUnderKernelDelay (): Promise<void> {
     const argv = (kind: string): string[] => [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--netns-child', kind, '--latency-ms', String(L),
       '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs),
       '--server-run-ms', String(serverCost.msPerRun), '--server-row-ms', String(serverCost.msPerRow),
-      '--temperature', String(sampling.temperature), '--seed', String(sampling.seed), '--rounds', String(rounds),
+      '--temperature', String(sampling.temperature), '--seed', String(sampling.seed), '--rounds', String(rounds), '--device', serverDevice,
       ...(sweep ? [] : ['--no-sweep']), ...(args['cold-speculation'] ? ['--cold-speculation'] : [])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
     if (code !== 0) throw new Error(`The benchmark at kernel latency ${L} ms exited with code ${code}`)
@@ -160,7 +163,7 @@ async function benchLatency (L: number): Promise<void> {
   const inProcess = delay === 'in-process' ? L : 0
   const cleanup: Array<() => Promise<void>> = [] // undone in reverse order, also on error
   try {
-    const swarm = await startSpecSwarm(TARGET, inProcess, serverCostArgs)
+    const swarm = await startSpecSwarm(TARGET, inProcess, serverArgs)
     cleanup.push(swarm.close)
     const draft = await loadDrafter()
     cleanup.push(draft.release)
@@ -170,7 +173,7 @@ async function benchLatency (L: number): Promise<void> {
       return model
     }
     const models = { client: await open(false), push: await open(true) }
-    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(greedy ? {} : { sampling }), ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}), ...(args['cold-speculation'] ? { coldSpeculation: true } : {}) }
+    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(greedy ? {} : { sampling }), ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}), ...(args['cold-speculation'] ? { coldSpeculation: true } : {}), ...(serverDevice !== 'cpu' ? { serverDevice } : {}) }
     const measure = async (cfg: SpecConfig): Promise<Measured> => {
       const before = await swarm.totals()
       const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg, { coldSpeculation: args['cold-speculation'], sampler: sampling })

@@ -50,4 +50,11 @@ describe('bench-speculation --quick', () => {
     expect(byRound).toHaveLength(3)
     expect(goal?.bestPipelinedOverSync).toBe([...byRound].sort((a, b) => a - b)[1])
   }, 90_000)
+
+  it('--device names what the servers compute on: an unknown one is refused before any server starts', async () => {
+    const failed = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'bench-speculation.ts'), '--quick', '--device', 'tpu'], { cwd: ROOT, timeout: 30_000 })
+      .then(() => undefined, (err: { code?: number, stderr?: string }) => err)
+    expect(failed?.code).toBe(1)
+    expect(failed?.stderr).toContain('Cannot serve on --device tpu: it must be cpu, webgpu or cuda')
+  }, 40_000)
 })
