@@ -19,7 +19,8 @@
  *   npm run soak -- --minutes 10            # 8 servers, 6 workers, a server down every 8 s for 4 s
  *   npm run soak -- --quick                 # CI smoke: 25 s
  *
- * Options: --workers N, --kill-every S, --down S, --seed N. One JSON line per figure; the
+ * Options: --workers N, --kill-every S, --down S, --seed N, --latency-ms L (every frame a server or
+ * client sends waits L ms: more runs in flight at once). One JSON line per figure; the
  * last is `soak_ok` (1 when every check held). Exits 1 when a check failed.
  */
 import { appendFileSync, readFileSync } from 'node:fs'
@@ -54,7 +55,7 @@ const SPANS = ['0:2', '1:3', '2:4', '3:5', '0:3', '2:5', '4:5']
  * is down (up to 3 each, and 4 kept by the API): the soak is about churn, not capacity; a full
  * server's refusal is tested on its own (test/net/open-failover.test.ts).
  */
-const SERVER_ARGS = ['--max-sessions', '64']
+const BASE_SERVER_ARGS = ['--max-sessions', '64']
 
 const { values: args } = parseArgs({
   options: {
@@ -63,7 +64,8 @@ const { values: args } = parseArgs({
     workers: { type: 'string' },
     'kill-every': { type: 'string' },
     down: { type: 'string' },
-    seed: { type: 'string', default: '1' }
+    seed: { type: 'string', default: '1' },
+    'latency-ms': { type: 'string', default: '0' }
   }
 })
 const durationMs = 60_000 * Number(args.minutes ?? (args.quick ? 25 / 60 : 5))
@@ -73,11 +75,15 @@ const downMs = 1000 * Number(args.down ?? (args.quick ? 3 : 4))
 for (const [name, v] of Object.entries({ minutes: durationMs, workers, 'kill-every': killEveryMs, down: downMs })) {
   if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`Cannot soak with --${name} ${String(args[name as keyof typeof args])}: a positive number`)
 }
+/** Simulated one-way latency on every frame a server or client sends: more runs in flight, more races. */
+const latencyMs = Number(args['latency-ms'])
+if (!(Number.isFinite(latencyMs) && latencyMs >= 0)) throw new RangeError(`Cannot soak with --latency-ms ${args['latency-ms']}: a number >= 0`)
+const SERVER_ARGS = [...BASE_SERVER_ARGS, ...(latencyMs > 0 ? ['--link-latency-ms', String(latencyMs)] : [])]
 // --seed fixes the generator; workers and chaos draw from it in whatever order their timing gives, so two runs still differ
 const rng = createRng(Number(args.seed))
 const random = (): number => rng.next()
-/** PETAL_SOAK_LOG=FILE: the clients' warnings and route changes (pino JSON lines), to read a stall against. */
-const clientLog = process.env.PETAL_SOAK_LOG === undefined ? undefined : pino({ level: 'info' }, pino.destination(process.env.PETAL_SOAK_LOG))
+/** PETAL_SOAK_LOG=FILE: the clients' warnings and route changes (pino JSON lines), to read a stall against; PETAL_SOAK_LOG_LEVEL=debug adds every discovery's result. */
+const clientLog = process.env.PETAL_SOAK_LOG === undefined ? undefined : pino({ level: process.env.PETAL_SOAK_LOG_LEVEL ?? 'info' }, pino.destination(process.env.PETAL_SOAK_LOG))
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
 const references = (JSON.parse(readFileSync(join(TARGET, 'reference.json'), 'utf8')) as { prompts: Reference[] }).prompts
@@ -121,7 +127,7 @@ try {
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap], ...(clientLog !== undefined ? { logger: clientLog.child({ client: c }) } : {}) })
     clients.push(client)
     await waitForServers(client, MODEL_ID, BLOCKS, s => fullyCovered(BLOCKS)(s) && s.length === live.size, 60_000)
-    for (const push of [false, true]) models.push({ name: `client${c}-${push ? 'push' : 'mediated'}`, model: await LanguageModel.swarm(client, TARGET, { push }) })
+    for (const push of [false, true]) models.push({ name: `client${c}-${push ? 'push' : 'mediated'}`, model: await LanguageModel.swarm(client, TARGET, { push, sendDelayMs: latencyMs }) })
   }
   rogueNode = await bareNode()
   const draft = await loadDraftModel(Checkpoint.open(DRAFT))

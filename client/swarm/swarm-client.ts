@@ -42,11 +42,18 @@ export class SwarmClient {
 
   /** The directory of a model's servers (discovered on first use). */
   async directory (modelId: string, numBlocks: number): Promise<ServerDirectory> {
+    const known = this.#directories.get(modelId)
+    if (known !== undefined) return known
+    await this.refresh(modelId, numBlocks)
+    return this.#directoryOf(modelId, numBlocks)
+  }
+
+  /** The model's directory, created empty (and kept fresh in the background from then on) on first use. */
+  #directoryOf (modelId: string, numBlocks: number): ServerDirectory {
     let dir = this.#directories.get(modelId)
     if (dir === undefined) {
       dir = new ServerDirectory()
       this.#directories.set(modelId, dir)
-      await this.refresh(modelId, numBlocks)
       this.#refreshInBackground(modelId, numBlocks)
     }
     return dir
@@ -72,13 +79,8 @@ export class SwarmClient {
   async refresh (modelId: string, numBlocks: number): Promise<KnownServer[]> {
     const began = performance.now()
     const servers = await findServers(this.host, modelId, numBlocks, { timeoutMs: this.#init.discoveryTimeoutMs ?? 5000 })
-    let dir = this.#directories.get(modelId)
-    if (dir === undefined) {
-      dir = new ServerDirectory()
-      this.#directories.set(modelId, dir)
-    }
-    dir.update(servers, began)
-    this.logger?.debug({ modelId, servers: servers.length }, 'discovered servers')
+    this.#directoryOf(modelId, numBlocks).update(servers, began)
+    this.logger?.debug({ modelId, ms: Math.round(performance.now() - began), servers: servers.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end}) ${s.info.state}`) }, 'discovered servers')
     return servers
   }
 

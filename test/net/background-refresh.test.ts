@@ -26,6 +26,8 @@ describe('background discovery', () => {
   beforeAll(async () => {
     await swarm.start({ blocks: { start: 0, end: 5 } })
     client = await SwarmClient.connect({ bootstrap: [swarm.servers[0]?.address ?? ''], refreshIntervalMs: 300 })
+    // a first discovery of the caller's own (as waitForServers does) also starts the background ones
+    await client.refresh('stories260k', 5)
     directory = await client.directory('stories260k', 5)
   }, 30_000)
   afterAll(async () => {
