@@ -103,6 +103,12 @@ const t0 = Date.now()
 /** What each worker is doing, for the event log. */
 const doing: string[] = []
 const note = (line: string): void => { tally.events.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${line}`) }
+/** An operation running this long is reported as hung. */
+const STUCK_MS = 90_000
+/** Workers whose current operation the watchdog reported. */
+const stuck = new Set<number>()
+/** Workers whose loop has ended. */
+const finished = new Set<number>()
 
 const swarm = new LocalSwarm(TARGET)
 const live = new Set<ServerProcess>()
@@ -141,13 +147,21 @@ try {
   let heapWhenWarm = 0
   const warm = setTimeout(() => { rssWhenWarm = serverRss(); heapWhenWarm = clientHeapMb() }, Math.min(60_000, durationMs / 3))
   const chaos = chaosLoop(began + durationMs)
-  await Promise.all(Array.from({ length: workers }, async (_, w) => { await workerLoop(w, new DraftModelDrafter(draft), began + durationMs) }))
+  const loops = Promise.all(Array.from({ length: workers }, async (_, w) => { await workerLoop(w, new DraftModelDrafter(draft), began + durationMs) }))
+  // workers end after their current operation; one that hangs (the watchdog named it) is not waited for
+  await Promise.race([loops, untilOnlyStuckLeft(began + durationMs)])
   stopping = true
   clearTimeout(warm)
+  // each step of the wind-down on stderr as it starts: a hang there shows where
+  const step = (what: string): void => { process.stderr.write(`soak wind-down: ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`) }
+  step('chaos')
   await chaos
+  step('API server')
   await api.close()
+  step('models')
   for (const { model } of models) await model.release()
   await local.release()
+  step('sessions left')
   const sessionsLeft = await openSessionsLeft()
   const rssAtEnd = serverRss()
   const heapAtEnd = clientHeapMb()
@@ -237,6 +251,13 @@ async function workerLoop (w: number, drafter: DraftModelDrafter, until: number)
     tally.ops.set(name, t)
     const started = performance.now()
     doing[w] = name
+    // a hung operation is a finding too: say what it was doing, once, and let the soak end
+    const watchdog = setTimeout(() => {
+      const message = `${name}: still running after ${STUCK_MS / 1000} s (${doing[w] ?? name})`
+      tally.unexpectedErrors.set(message, (tally.unexpectedErrors.get(message) ?? 0) + 1)
+      note(`worker ${w} ${message}`)
+      stuck.add(w)
+    }, STUCK_MS)
     try {
       await op()
       t.ok++
@@ -246,10 +267,13 @@ async function workerLoop (w: number, drafter: DraftModelDrafter, until: number)
       tally.unexpectedErrors.set(message, (tally.unexpectedErrors.get(message) ?? 0) + 1)
       note(`worker ${w} (${doing[w] ?? name}) ${message}\n${(err as Error).stack?.split('\n').slice(1, 6).join('\n') ?? ''}`)
     }
+    clearTimeout(watchdog)
+    stuck.delete(w)
     const ms = performance.now() - started
     t.ms.push(ms)
     if (ms > 10_000) note(`worker ${w} (${doing[w] ?? name}) took ${(ms / 1000).toFixed(1)} s, from ${new Date(Date.now() - ms).toISOString()}`)
   }
+  finished.add(w)
 }
 
 /** A greedy generation in a random mode through a random client: the reference's tokens. */
@@ -449,3 +473,10 @@ async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
 }
 
+/** Resolves once the soak's time is over and every worker still busy is one the watchdog reported hung. */
+async function untilOnlyStuckLeft (until: number): Promise<void> {
+  for (;;) {
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    if (Date.now() >= until && stuck.size > 0 && Array.from({ length: workers }, (_, w) => w).every(w => finished.has(w) || stuck.has(w))) return
+  }
+}
