@@ -13,6 +13,7 @@ import { DraftModelDrafter, loadDraftModel } from '../../client/decoding/index.j
 import { LanguageModel } from '../../client/language-model.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
 import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
+import type { GenerationResult } from '../../client/text-generation.js'
 import { PushForwarder } from '../../node/push-forwarder.js'
 import type { PetalServer } from '../../node/server.js'
 import { Checkpoint } from '../../model/checkpoint.js'
@@ -96,20 +97,22 @@ describe('push mode: a run overtakes the one it follows', () => {
     await swarm.close()
   })
 
-  it('the server\'s GAP is mended from the history: no failover, tokens unchanged', async () => {
+  /**
+   * Pipelined greedy decoding with the draft model, push mode, 20 ms latency (several runs in
+   * flight at once); from the 8th token on, the first push goes through `tamper` instead of
+   * straight out. Resolves with the result and the run id tampered with.
+   */
+  async function generateTampering (tamper: (send: () => Promise<void>) => Promise<void>): Promise<{ result: GenerationResult, tampered: number | undefined }> {
     const draft = await loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
-    // latency keeps several runs in flight at once
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: 20 })
-    let delayed: number | undefined
+    let tampered: number | undefined
     let armed = false
     const forward = PushForwarder.prototype.forward
     vi.spyOn(PushForwarder.prototype, 'forward').mockImplementation(async function (this: PushForwarder, peerId, message) {
-      if (armed && delayed === undefined) {
-        // hold one push back: the runs pushed after it reach [3,5) first
-        delayed = message.runId
-        await new Promise(resolve => setTimeout(resolve, 150))
-      }
-      return await forward.call(this, peerId, message)
+      const send = async (): Promise<void> => { await forward.call(this, peerId, message) }
+      if (!armed || tampered !== undefined) return await send()
+      tampered = message.runId
+      await tamper(send)
     })
     const gen = model.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draft) })
     let step = await gen.next()
@@ -119,43 +122,32 @@ describe('push mode: a run overtakes the one it follows', () => {
       armed = seen >= 8
       step = await gen.next()
     }
-    const result = step.value
-    expect(delayed).toBeDefined()
+    await model.release()
+    await draft.release()
+    return { result: step.value, tampered }
+  }
+
+  it('the server\'s GAP is mended from the history: no failover, tokens unchanged', async () => {
+    // hold one push back: the runs pushed after it reach [3,5) first
+    const { result, tampered } = await generateTampering(async send => {
+      await new Promise(resolve => setTimeout(resolve, 150))
+      await send()
+    })
+    expect(tampered).toBeDefined()
     expect(result.tokens).toEqual(ref.greedy_new_ids)
     expect(result.stats.target.gapsMet).toBeGreaterThanOrEqual(1)
     expect(result.stats.target.failovers).toBe(0)
-    await model.release()
-    await draft.release()
   }, 60_000)
 
   it('a cache cut back behind the client\'s back is filled again from the history: no failover, tokens unchanged', async () => {
-    const draft = await loadDraftModel(Checkpoint.open(fixtureDir('stories260k-draft')))
-    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: 20 })
-    let duplicated: number | undefined
-    let armed = false
-    const forward = PushForwarder.prototype.forward
-    vi.spyOn(PushForwarder.prototype, 'forward').mockImplementation(async function (this: PushForwarder, peerId, message) {
-      if (armed && duplicated === undefined) {
-        // the same push again, once later runs are through [3,5): it cuts that cache back to its end
-        duplicated = message.runId
-        setTimeout(() => { void forward.call(this, peerId, message).catch(() => {}) }, 100)
-      }
-      return await forward.call(this, peerId, message)
+    // the same push again, once later runs are through [3,5): it cuts that cache back to its end
+    const { result, tampered } = await generateTampering(async send => {
+      setTimeout(() => { void send().catch(() => {}) }, 100)
+      await send()
     })
-    const gen = model.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false, speculation: 'pipelined', drafter: new DraftModelDrafter(draft) })
-    let step = await gen.next()
-    let seen = 0
-    while (step.done !== true) {
-      seen += step.value.tokens.length
-      armed = seen >= 8
-      step = await gen.next()
-    }
-    const result = step.value
-    expect(duplicated).toBeDefined()
+    expect(tampered).toBeDefined()
     expect(result.tokens).toEqual(ref.greedy_new_ids)
     expect(result.stats.target.gapsFilled).toBeGreaterThanOrEqual(1)
     expect(result.stats.target.failovers).toBe(0)
-    await model.release()
-    await draft.release()
   }, 60_000)
 })
