@@ -254,7 +254,7 @@ async function workerLoop (w: number, drafter: DraftModelDrafter, until: number)
     // a hung operation is a finding too: say what it was doing, once, and let the soak end
     const watchdog = setTimeout(() => {
       const message = `${name}: still running after ${STUCK_MS / 1000} s (${doing[w] ?? name})`
-      tally.unexpectedErrors.set(message, (tally.unexpectedErrors.get(message) ?? 0) + 1)
+      countError(message)
       note(`worker ${w} ${message}`)
       stuck.add(w)
     }, STUCK_MS)
@@ -264,7 +264,7 @@ async function workerLoop (w: number, drafter: DraftModelDrafter, until: number)
     } catch (err) {
       t.failed++
       const message = `${name}: ${(err as Error).message ?? String(err)}`.slice(0, 300)
-      tally.unexpectedErrors.set(message, (tally.unexpectedErrors.get(message) ?? 0) + 1)
+      countError(message)
       note(`worker ${w} (${doing[w] ?? name}) ${message}\n${(err as Error).stack?.split('\n').slice(1, 6).join('\n') ?? ''}`)
     }
     clearTimeout(watchdog)
@@ -473,10 +473,20 @@ async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
 }
 
-/** Resolves once the soak's time is over and every worker still busy is one the watchdog reported hung. */
+/**
+ * Resolves once the soak's time is over and every worker still busy is one the watchdog reported
+ * hung (or once every worker has finished: then the caller is already past waiting).
+ */
 async function untilOnlyStuckLeft (until: number): Promise<void> {
+  const all = Array.from({ length: workers }, (_, w) => w)
   for (;;) {
     await new Promise(resolve => setTimeout(resolve, 1000))
-    if (Date.now() >= until && stuck.size > 0 && Array.from({ length: workers }, (_, w) => w).every(w => finished.has(w) || stuck.has(w))) return
+    if (finished.size === workers) return
+    if (Date.now() >= until && stuck.size > 0 && all.every(w => finished.has(w) || stuck.has(w))) return
   }
+}
+
+/** Counts an operation's failure (or hang) under its message. */
+function countError (message: string): void {
+  tally.unexpectedErrors.set(message, (tally.unexpectedErrors.get(message) ?? 0) + 1)
 }
