@@ -1,4 +1,4 @@
-import { yamux } from '@chainsafe/libp2p-yamux'
+import { lazyWindowYamux } from './lazy-window-yamux.js'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -72,7 +72,8 @@ export interface PetalHostInit {
 const MAX_PING_STREAMS = 8
 
 /**
- * A libp2p node as every Petal peer runs it: TCP, noise, yamux, identify, ping, and a
+ * A libp2p node as every Petal peer runs it: TCP, noise (each message one write), yamux
+ * (window updates every half window), identify, ping, and a
  * Kademlia DHT under Petal's own protocol id that keeps loopback and LAN addresses
  * (`passthroughMapper`), so a swarm on one machine or a LAN works. Circuit relay v2 lets any
  * node dial a peer behind a NAT through its relay; a node with `relay` also acts as one.
@@ -85,7 +86,7 @@ export async function createPetalHost (init: PetalHostInit): Promise<PetalHost> 
     // every node can dial (and, with a /p2p-circuit listen address, be reached) through a relay
     transports: [tcp(), circuitRelayTransport()],
     connectionEncrypters: [wholeMessageNoise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [lazyWindowYamux()],
     ...(init.monitorPingIntervalMs !== undefined ? { connectionMonitor: { pingInterval: init.monitorPingIntervalMs } } : {}),
     ...(init.relay !== undefined ? { connectionGater: { denyInboundRelayReservation: async (peer: PeerId) => self === undefined || !(await speaksPetalDht(self, peer)) } } : {}),
     services: {
