@@ -40,6 +40,12 @@ export interface FindServersOptions extends AbortOptions {
   includeConnected?: boolean
   /** Also ask the servers that answering servers say they are connected to (default true). */
   peerExchange?: boolean
+  /**
+   * Filled with the id of every peer asked for its info: a known server missing from the
+   * result but in here failed to answer (or serves something else); one not in here was not
+   * found this time (a lookup that timed out, records not yet spread).
+   */
+  asked?: Set<string>
 }
 
 /** What findServers needs of a libp2p node. */
@@ -62,6 +68,7 @@ export async function findServers (host: DiscoveryHost, modelId: string, numBloc
   const ask = (peer: PeerId): void => {
     const key = peer.toString()
     if (asked.has(key)) return
+    options.asked?.add(key)
     asked.set(key, probe(host, peer, anySignal(signal, AbortSignal.timeout(infoTimeoutMs))).then(async found => {
       // peer exchange: the servers it is connected to are worth asking too
       for (const addr of options.peerExchange === false ? [] : found?.info.knownServers ?? []) {

@@ -4,6 +4,9 @@ import type { ServerCandidate } from '../routing/route-planner.js'
 /** Most session notes kept between two discoveries. */
 const MAX_OWN_SESSION_NOTES = 10_000
 
+/** Discoveries in a row that may miss a server (not find it, never ask it) before it is dropped. */
+const MAX_DISCOVERIES_MISSED = 1
+
 /** A server as the client last saw it. */
 export interface KnownServer {
   readonly info: ServerInfo
@@ -35,6 +38,8 @@ export interface WeightPolicy {
 export class ServerDirectory {
   readonly #servers = new Map<string, KnownServer>()
   readonly #bans = new Map<string, { until: number, strikes: number }>()
+  /** Known servers the last discoveries in a row did not find, and how many of them. */
+  readonly #missed = new Map<string, number>()
   /**
    * Sessions this client opened (+1) or closed (-1), with when: those noted since the last
    * discovery began are not in its servers' counts yet.
@@ -58,15 +63,31 @@ export class ServerDirectory {
   }
 
   /**
-   * Replaces what is known with a fresh discovery result. `began`: when that discovery started
-   * asking, on performance.now()'s clock (default now). Servers' session counts include this client's sessions from before
-   * then; the ones noted since still count on top, so that a discovery running while sessions
-   * open does not forget them.
+   * Takes in a fresh discovery result. `began`: when that discovery started asking, on
+   * performance.now()'s clock (default now). Servers' session counts include this client's
+   * sessions from before then; the ones noted since still count on top, so that a discovery
+   * running while sessions open does not forget them.
+   *
+   * Without `asked` the result replaces what is known. With it (the peers the discovery asked
+   * for their info), a known server the discovery never asked is kept, as last seen, through
+   * MAX_DISCOVERIES_MISSED discoveries in a row: a DHT lookup that timed out halfway, or
+   * records not yet spread, must not empty a directory of live servers. One that was asked
+   * and is not in the result failed to answer, and is dropped.
    */
-  update (servers: readonly KnownServer[], began = performance.now()): void {
+  update (servers: readonly KnownServer[], began = performance.now(), asked?: ReadonlySet<string>): void {
+    const kept = asked === undefined ? [] : this.all().filter(s => !asked.has(s.info.peerId) && (this.#missed.get(s.info.peerId) ?? 0) < MAX_DISCOVERIES_MISSED)
     this.#servers.clear()
     this.#ownSessions = this.#ownSessions.filter(n => n.at >= began)
-    for (const s of servers) this.#servers.set(s.info.peerId, s)
+    for (const s of servers) {
+      this.#servers.set(s.info.peerId, s)
+      this.#missed.delete(s.info.peerId)
+    }
+    // (every server found was asked: none of these is in the result)
+    for (const s of kept) {
+      this.#servers.set(s.info.peerId, s)
+      this.#missed.set(s.info.peerId, (this.#missed.get(s.info.peerId) ?? 0) + 1)
+    }
+    for (const peerId of this.#missed.keys()) if (!this.#servers.has(peerId)) this.#missed.delete(peerId)
   }
 
   get (peerId: string): KnownServer | undefined {

@@ -78,9 +78,12 @@ export class SwarmClient {
   /** Asks the DHT again who serves the model's blocks, then each server for its info and RTT. */
   async refresh (modelId: string, numBlocks: number): Promise<KnownServer[]> {
     const began = performance.now()
-    const servers = await findServers(this.host, modelId, numBlocks, { timeoutMs: this.#init.discoveryTimeoutMs ?? 5000 })
-    this.#directoryOf(modelId, numBlocks).update(servers, began)
-    this.logger?.debug({ modelId, ms: Math.round(performance.now() - began), servers: servers.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end}) ${s.info.state}`) }, 'discovered servers')
+    const asked = new Set<string>()
+    const servers = await findServers(this.host, modelId, numBlocks, { timeoutMs: this.#init.discoveryTimeoutMs ?? 5000, asked })
+    const directory = this.#directoryOf(modelId, numBlocks)
+    directory.update(servers, began, asked)
+    const keptUnfound = directory.all().filter(k => !servers.some(s => s.info.peerId === k.info.peerId))
+    this.logger?.debug({ modelId, ms: Math.round(performance.now() - began), servers: servers.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end}) ${s.info.state}`), keptUnfound: keptUnfound.map(k => `…${k.info.peerId.slice(-6)}`) }, 'discovered servers')
     return servers
   }
 

@@ -53,6 +53,31 @@ describe('ServerDirectory', () => {
     expect(ids(dir, 1000)).toEqual(['a', 'b']) // it answered a later discovery: it is back
   })
 
+  it('a discovery that did not find a known server without asking it keeps it once; one that asked it and got no answer drops it', () => {
+    const dir = new ServerDirectory()
+    dir.update([known('a', 0, 3), known('b', 3, 5), known('c', 3, 5)])
+    // a lookup timed out: b was never asked; c was asked and did not answer
+    dir.update([known('a', 0, 3)], undefined, new Set(['a', 'c']))
+    expect(ids(dir)).toEqual(['a', 'b'])
+    // found again: its count of misses starts over
+    dir.update([known('a', 0, 3), known('b', 3, 5)], undefined, new Set(['a', 'b']))
+    dir.update([known('a', 0, 3)], undefined, new Set(['a']))
+    expect(ids(dir)).toEqual(['a', 'b'])
+    // missed by two discoveries in a row: dropped
+    dir.update([known('a', 0, 3)], undefined, new Set(['a']))
+    expect(ids(dir)).toEqual(['a'])
+    // kept servers keep what was learnt of them: a draining one stays no candidate
+    dir.update([known('a', 0, 3), known('d', 3, 5)], undefined, new Set(['a', 'd']))
+    dir.markDraining('d')
+    dir.update([known('a', 0, 3)], undefined, new Set(['a']))
+    expect(dir.get('d')?.info.state).toBe('draining')
+    expect(ids(dir)).toEqual(['a'])
+    // and one the client forgot (unreachable) is not brought back by a discovery that missed it
+    dir.forget('a')
+    dir.update([], undefined, new Set())
+    expect(dir.get('a')).toBeUndefined()
+  })
+
   it('a server that refused a session for want of room counts as full, not banned: routing still takes it when it must', () => {
     const dir = new ServerDirectory()
     dir.update([known('a', 0, 5), known('b', 0, 5, { openSessions: 1 })])

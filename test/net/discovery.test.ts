@@ -42,15 +42,20 @@ describe('findServers', () => {
     // a fresh client that knows only a, and lookups that time out at once: without peer
     // exchange it finds a alone; with it, b comes from a's info (knownServers)
     const fresh = await createPetalHost({ dhtServer: false, bootstrap: [a.address] })
-    expect(spans(await findServers(fresh, 'stories260k', 5, { timeoutMs: 1, peerExchange: false }))).toEqual([[0, 2]])
-    expect(spans(await findServers(fresh, 'stories260k', 5, { timeoutMs: 1 }))).toEqual([[0, 2], [2, 5]])
+    const asked = new Set<string>()
+    expect(spans(await findServers(fresh, 'stories260k', 5, { timeoutMs: 1, peerExchange: false, asked }))).toEqual([[0, 2]])
+    expect([...asked]).toEqual([a.host.peerId.toString()]) // b was not missed for want of an answer: nobody asked it
+    expect(spans(await findServers(fresh, 'stories260k', 5, { timeoutMs: 1, asked }))).toEqual([[0, 2], [2, 5]])
+    expect(asked).toContain(b.host.peerId.toString())
     await fresh.stop()
   })
 
   it('does not list a server that has left, although its provider records remain', async () => {
     await b.stop()
-    const found = await findServers(client, 'stories260k', 5, { timeoutMs: 2000 })
+    const asked = new Set<string>()
+    const found = await findServers(client, 'stories260k', 5, { timeoutMs: 2000, asked })
     expect(spans(found)).toEqual([[0, 2]])
+    expect(asked).toContain(b.host.peerId.toString()) // asked, and no answer: a client's directory drops it
   })
 
   it('rejects with the caller signal reason', async () => {
