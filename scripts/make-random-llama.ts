@@ -272,7 +272,8 @@ function main (): void {
     `${(res.dataBytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// run as a script, not imported; in a bundle (scripts/gpu) import.meta.url is the bundle's, named otherwise
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href && /make-random-llama\.[jt]s$/.test(process.argv[1])) {
   try {
     main()
   } catch (err: any) {
