@@ -1,4 +1,3 @@
-import { lazyWindowYamux } from './lazy-window-yamux.js'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -9,6 +8,7 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { DHT_PROTOCOL } from '../protocol/ids.js'
+import { lazyWindowYamux } from './lazy-window-yamux.js'
 import { wholeMessageNoise } from './whole-message-noise.js'
 
 export type PetalServices = {
