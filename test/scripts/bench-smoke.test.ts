@@ -34,6 +34,8 @@ describe('benchmarks do not rot', () => {
     expect(Number.isFinite(byMetric['overhead_per_hop_ms_client-mediated'])).toBe(true)
     expect(byMetric.pipeline_client_head_ms).toBeGreaterThan(0)
     expect(byMetric.client_head_back_to_back_ms).toBeGreaterThan(0)
+    // CPU per token: the swarm's processes together use more than the local model alone
+    expect(byMetric['swarm_cpu_ms_per_token_client-mediated']).toBeGreaterThan(byMetric.local_cpu_ms_per_token)
   }, 120_000)
 
   it('bench-api --quick: a pooled session sends each later turn less than the whole conversation', async () => {
