@@ -37,7 +37,7 @@ import { ClientParts } from '../model/client-parts.js'
 import { argmax } from '../client/sampling/index.js'
 import { decodeMsPerToken, emit, median } from './lib/bench-output.js'
 import { ensureRandomModel } from './lib/random-models.js'
-import { processTreeCpuMs } from './lib/process-cpu.js'
+import { CpuTally } from './lib/process-cpu.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: args } = parseArgs({
@@ -104,27 +104,17 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
     // ms/token: localMs[i] and swarmMs[m][i] are the same prompt, timed one after the other
     const localMs: number[] = []
     const swarmMs: number[][] = modes.map(() => [])
-    // CPU ms over all timed generations: [client, ...servers], local and per mode
-    const pids = swarm.servers.map(s => s.child.pid as number)
-    const localCpu = [0]
-    const swarmCpu = modes.map(() => [0, ...pids.map(() => 0)])
-    const timed = async (cpu: number[], run: () => Promise<number>): Promise<number> => {
-      const client = process.cpuUsage()
-      const servers = pids.map(processTreeCpuMs)
-      const ms = await run()
-      const used = process.cpuUsage(client)
-      cpu[0] = (cpu[0] as number) + (used.user + used.system) / 1000
-      if (cpu.length > 1) pids.forEach((pid, i) => { cpu[i + 1] = (cpu[i + 1] as number) + processTreeCpuMs(pid) - (servers[i] as number) })
-      return ms
-    }
+    // CPU ms over all timed generations: this process, and (swarm) each server
+    const localCpu = new CpuTally()
+    const swarmCpu = modes.map(() => new CpuTally(swarm.servers.map(s => s.child.pid as number)))
     for (let r = 0; r < ROUNDS; r++) {
       for (const prompt of prompts) {
-        localMs.push(await timed(localCpu, async () => await decodeMsPerToken(local, [prompt], tokens)))
-        for (const [m, model] of models.entries()) swarmMs[m]?.push(await timed(swarmCpu[m] as number[], async () => await decodeMsPerToken(model, [prompt], tokens)))
+        localMs.push(await localCpu.measure(async () => await decodeMsPerToken(local, [prompt], tokens)))
+        for (const [m, model] of models.entries()) swarmMs[m]?.push(await (swarmCpu[m] as CpuTally).measure(async () => await decodeMsPerToken(model, [prompt], tokens)))
       }
     }
     const generated = ROUNDS * prompts.length * tokens
-    emit({ model: name, metric: `local_cpu_ms_per_token${suffix}`, value: (localCpu[0] as number) / generated, unit: 'ms', config: { ...config, wallMsPerToken: median(localMs) } })
+    emit({ model: name, metric: `local_cpu_ms_per_token${suffix}`, value: (localCpu.ms[0] as number) / generated, unit: 'ms', config: { ...config, wallMsPerToken: median(localMs) } })
     for (const model of models) await model.release()
     const spans = cuts.slice(0, 3).map((c, i) => `[${c},${cuts[i + 1]})`).join(' ')
     for (const [m, [mode]] of modes.entries()) {
@@ -135,7 +125,7 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
       const hops = mode === 'push' ? 2 : 3
       emit({ model: name, metric: `overhead_per_hop_ms_${mode}${suffix}`, value: median(ms.map((x, i) => (x - (localMs[i] as number)) / hops)), unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
       // per generated token, prompts included: the client, each server, and their sum
-      const [client, ...servers] = (swarmCpu[m] as number[]).map(c => c / generated)
+      const [client, ...servers] = (swarmCpu[m] as CpuTally).ms.map(c => c / generated)
       emit({ model: name, metric: `swarm_cpu_ms_per_token_${mode}${suffix}`, value: (client as number) + servers.reduce((a, b) => a + b, 0), unit: 'ms', config: { ...config, client, servers, wallMsPerToken: median(ms), cores: availableParallelism() } })
     }
     await client.close()

@@ -41,3 +41,24 @@ function childrenOf (pid: number): number[] {
     }
   })
 }
+
+/** CPU ms used during measured calls: this process's (first), then each of `pids`' trees. */
+export class CpuTally {
+  readonly ms: number[]
+  readonly #pids: readonly number[]
+
+  constructor (pids: readonly number[] = []) {
+    this.#pids = pids
+    this.ms = [0, ...pids.map(() => 0)]
+  }
+
+  async measure<T> (run: () => Promise<T>): Promise<T> {
+    const own = process.cpuUsage()
+    const before = this.#pids.map(processTreeCpuMs)
+    const out = await run()
+    const used = process.cpuUsage(own)
+    this.ms[0] = (this.ms[0] as number) + (used.user + used.system) / 1000
+    this.#pids.forEach((pid, i) => { this.ms[i + 1] = (this.ms[i + 1] as number) + processTreeCpuMs(pid) - (before[i] as number) })
+    return out
+  }
+}
