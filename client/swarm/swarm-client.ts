@@ -82,8 +82,11 @@ export class SwarmClient {
     const servers = await findServers(this.host, modelId, numBlocks, { timeoutMs: this.#init.discoveryTimeoutMs ?? 5000, asked })
     const directory = this.#directoryOf(modelId, numBlocks)
     directory.update(servers, began, asked)
-    const keptUnfound = directory.all().filter(k => !servers.some(s => s.info.peerId === k.info.peerId))
-    this.logger?.debug({ modelId, ms: Math.round(performance.now() - began), servers: servers.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end}) ${s.info.state}`), keptUnfound: keptUnfound.map(k => `…${k.info.peerId.slice(-6)}`) }, 'discovered servers')
+    if (this.logger?.isLevelEnabled('debug') === true) {
+      const found = new Set(servers.map(s => s.info.peerId))
+      const keptUnfound = directory.all().filter(k => !found.has(k.info.peerId)).map(k => `…${k.info.peerId.slice(-6)}`)
+      this.logger.debug({ modelId, ms: Math.round(performance.now() - began), servers: servers.map(s => `…${s.info.peerId.slice(-6)}[${s.info.start},${s.info.end}) ${s.info.state}`), keptUnfound }, 'discovered servers')
+    }
     return servers
   }
 

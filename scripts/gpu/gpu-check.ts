@@ -526,12 +526,7 @@ if (mode === 'backends') {
 } else if (mode === 'parity') {
   await parity(device, args.model ?? [])
 } else if (mode === 'write-random') {
-  // make-random-llama runs its CLI when import.meta.url is argv[1], which holds inside a bundle:
-  // hide argv[1] while it loads (esbuild evaluates a dynamically imported module lazily).
-  const argv1 = process.argv[1]
-  process.argv[1] = '/not-this-file'
   const { parseCount, shapeForParams, writeRandomLlama } = await import('../make-random-llama.js')
-  process.argv[1] = argv1 as string
   const t0 = performance.now()
   const shape = shapeForParams(parseCount(args.size), {})
   const modelType = args['model-type'] as 'llama' | 'qwen2' | 'qwen3'
