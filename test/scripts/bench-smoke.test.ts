@@ -101,6 +101,16 @@ describe('benchmarks do not rot', () => {
     for (const l of lines) expect(Number.isFinite(l.value) && l.value > 0, l.method).toBe(true)
   }, 60_000)
 
+  it('bench-wakeup --quick: echo round trips and CPU per echo, raw TCP and Petal frames, back to back and after idling', async () => {
+    const lines = await bench('bench-wakeup.ts')
+    const rows = ['rtt_ms', 'cpu_ms_sender', 'cpu_ms_echoer'].flatMap(m => [`echo_${m}_back_to_back`, `echo_${m}_after_idle`])
+    for (const transport of ['tcp', 'libp2p']) {
+      const mine = lines.filter(l => l.transport === transport)
+      expect(mine.map(l => l.metric).sort()).toEqual([...rows].sort())
+      for (const l of mine) expect(Number.isFinite(l.value) && l.value > 0, `${transport} ${l.metric}`).toBe(true)
+    }
+  }, 60_000)
+
   it('bench-fairness --quick: the flood past the per-session limit is refused, and the honest client is served', async () => {
     const lines = await bench('bench-fairness.ts')
     const value = (metric: string): number => lines.find(l => l.metric === metric)?.value as number
