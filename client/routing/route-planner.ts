@@ -31,6 +31,15 @@ export interface PlanOptions {
   hopOverheadMs?: number
   /** Added to a server without cache room, so it is used only when nothing else covers. Default 10 s. */
   fullPenaltyMs?: number
+  /**
+   * Scales each server's hop costs by its own random factor in [1, 1 + jitter), drawn once per
+   * plan (default 0: none). Clients that see the same swarm would otherwise all pick the same
+   * one of several near-equal servers until a discovery shows it busy; with jitter they spread,
+   * at a cost of at most `jitter` of the hop's time. Servers that differ by more stay ranked.
+   */
+  jitter?: number
+  /** Random numbers in [0, 1) for the jitter (default Math.random). */
+  random?: () => number
 }
 
 /** No set of servers covers the blocks asked for. */
@@ -50,12 +59,15 @@ export class NoRouteError extends Error {
 /**
  * The fastest chain of servers through blocks [from, to): Dijkstra over block boundaries,
  * where an edge a -> b on server s costs s.rtt + overhead + (b - a) / s.speed times
- * (1 + s.openSessions). Every hop pays its RTT, so one server covering more blocks beats
- * several short hops.
+ * (1 + s.openSessions), all times s's jitter factor. Every hop pays its RTT, so one server
+ * covering more blocks beats several short hops.
  */
 export function planRoute (servers: readonly ServerCandidate[], from: number, to: number, opts: PlanOptions = {}): RouteHop[] {
   const overhead = opts.hopOverheadMs ?? 1
   const fullPenalty = opts.fullPenaltyMs ?? 10_000
+  const jitter = opts.jitter ?? 0
+  const random = opts.random ?? Math.random
+  const scale = new Map(servers.map(s => [s.peerId, jitter > 0 ? 1 + jitter * random() : 1]))
   const n = to - from
   const cost = new Array<number>(n + 1).fill(Infinity)
   const prev = new Array<RouteHop | undefined>(n + 1).fill(undefined)
@@ -72,7 +84,7 @@ export function planRoute (servers: readonly ServerCandidate[], from: number, to
       const perBlockMs = (1 + (s.openSessions ?? 0)) * 1000 / Math.max(s.blocksPerSecond, 1e-6)
       for (let b = block + 1; b <= Math.min(s.end, to); b++) {
         if (!isCut(s, b)) continue
-        const c = (cost[u] as number) + s.rttMs + overhead + (b - block) * perBlockMs + (s.hasCacheRoom ? 0 : fullPenalty)
+        const c = (cost[u] as number) + (s.rttMs + overhead + (b - block) * perBlockMs) * (scale.get(s.peerId) as number) + (s.hasCacheRoom ? 0 : fullPenalty)
         const v = b - from
         if (c < (cost[v] as number)) {
           cost[v] = c

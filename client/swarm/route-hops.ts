@@ -69,18 +69,22 @@ function noteRefusal (directory: ServerDirectory, peerId: string, reason: unknow
  */
 const MIN_LOOKS = 2
 
+/** Default SwarmTargetInit.routeJitter: a route may cost up to 10% more than the cheapest. */
+export const ROUTE_JITTER = 0.1
+
 /**
- * The fastest route over blocks [from, to). When the servers known hold none, looks at the
+ * The fastest route over blocks [from, to), within init.routeJitter (near-equal servers are
+ * picked at random, so clients spread over them). When the servers known hold none, looks at the
  * swarm again (twice at least, a quarter second apart), and again with growing pauses (0.25,
  * 0.5, 1, then 2 s) for up to init.coverageWaitMs: the swarm may heal (a server joins, or a
  * --num-blocks server moves there). Rejects with NoRouteError after that.
  */
-export async function planCoveredRoute (init: Pick<SwarmTargetInit, 'directory' | 'weights' | 'rediscover' | 'coverageWaitMs' | 'logger'>, from: number, to: number): Promise<RouteHop[]> {
+export async function planCoveredRoute (init: Pick<SwarmTargetInit, 'directory' | 'weights' | 'rediscover' | 'coverageWaitMs' | 'routeJitter' | 'logger'>, from: number, to: number): Promise<RouteHop[]> {
   const began = performance.now()
   const waitMs = init.coverageWaitMs ?? 0
   for (let looks = 0, pauseMs = 250; ; looks++, pauseMs = Math.min(2000, pauseMs * 2)) {
     try {
-      return planRoute(init.directory.candidates(Date.now(), init.weights), from, to)
+      return planRoute(init.directory.candidates(Date.now(), init.weights), from, to, { jitter: init.routeJitter ?? ROUTE_JITTER })
     } catch (err) {
       if (!(err instanceof NoRouteError)) throw err
       if (looks > 0) {

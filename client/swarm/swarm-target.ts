@@ -49,6 +49,12 @@ export interface SwarmTargetInit {
    */
   coverageWaitMs?: number
   /**
+   * How far routing may stray from the cheapest route to spread clients over near-equal
+   * servers: each plan scales each server's hop costs by a random factor in [1, 1 + this).
+   * Default 0.1; 0: always the cheapest (ties by discovery order).
+   */
+  routeJitter?: number
+  /**
    * Longest run sent in one frame, tokens; longer ones (a long prompt) go as consecutive
    * chunks. Default: what fits the servers' limits (4096 tokens, 16 MiB of activations).
    */

@@ -46,6 +46,29 @@ describe('planRoute', () => {
     expect(planRoute([server('a', 0, 6, { graphBlocks: 4 })], 4, 6)).toEqual([{ peerId: 'a', start: 4, end: 6 }])
   })
 
+  it('with jitter, spreads plans over near-equal servers and keeps a clearly better one', () => {
+    const random = seeded(7)
+    const picks = (servers: ServerCandidate[]): Map<string, number> => {
+      const counts = new Map<string, number>()
+      for (let i = 0; i < 400; i++) {
+        const id = planRoute(servers, 0, 2, { jitter: 0.1, random })[0]?.peerId as string
+        counts.set(id, (counts.get(id) ?? 0) + 1)
+      }
+      return counts
+    }
+    // equal servers: each about half the plans (without jitter, always the first)
+    const even = picks([server('a', 0, 2), server('b', 0, 2)])
+    expect(even.get('a')).toBeGreaterThan(140)
+    expect(even.get('b')).toBeGreaterThan(140)
+    expect(planRoute([server('a', 0, 2), server('b', 0, 2)], 0, 2)[0]?.peerId).toBe('a')
+    // 2.5% apart: both still used, the cheaper one more
+    const near = picks([server('a', 0, 2), server('b', 0, 2, { rttMs: 1.1 })])
+    expect(near.get('b')).toBeGreaterThan(40)
+    expect(near.get('a')).toBeGreaterThan(near.get('b') as number)
+    // a hop 19% more expensive is never chosen
+    expect(picks([server('a', 0, 2), server('b', 0, 2, { rttMs: 1.75 })]).get('b')).toBeUndefined()
+  })
+
   it('plans a part of the model (failover of a broken span)', () => {
     expect(planRoute([server('a', 0, 5)], 2, 4)).toEqual([{ peerId: 'a', start: 2, end: 4 }])
   })
@@ -57,3 +80,12 @@ describe('planRoute', () => {
     expect(uncoveredBlocks(servers, 0, 6)).toEqual([2, 5])
   })
 })
+
+/** A deterministic generator of numbers in [0, 1) (an LCG), so the counts above do not vary by run. */
+function seeded (seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0
+    return state / 2 ** 32
+  }
+}
