@@ -12,6 +12,7 @@ import { newLogprobLog, SpeculationMemory, tokenLogprob, type TokenLogprob } fro
 import { readGenerationConfig, type GenerationConfig } from './generation-config.js'
 import { LocalTarget } from './local-target.js'
 import { PrimedTarget, RowTap } from './primed-target.js'
+import { sharedPromptGenerations } from './shared-prompt.js'
 import { SwarmTarget } from './swarm/swarm-target.js'
 import type { SwarmClient } from './swarm/swarm-client.js'
 import type { WeightPolicy } from './swarm/server-directory.js'
@@ -158,9 +159,11 @@ export class LanguageModel {
 
   /**
    * `n` continuations of one prompt at once, each on a session of its own, so the servers
-   * compute their runs together: the prompt is computed once and the other sessions copy it
-   * (ChatSession.adopt). With a `seed`, continuation i samples with seed + i (as the API's `n`
-   * choices do). Resolves with the n results, in order; the first failure stops the others.
+   * compute their runs together: the first session computes the prompt, and the others copy
+   * its caches and the logits after it once that run is back (client/shared-prompt.ts), so
+   * their first token costs no run. With a `seed`, continuation i samples with seed + i (as
+   * the API's `n` choices do). Resolves with the n results, in order; the first failure stops
+   * the others.
    */
   async generateMany (prompt: string | readonly number[], n: number, opts: GenerateOptions = {}): Promise<GenerationResult[]> {
     if (!(Number.isInteger(n) && n >= 1)) throw new RangeError(`Cannot generate ${n} continuations: n must be an integer >= 1`)
@@ -173,12 +176,10 @@ export class LanguageModel {
     try {
       const failed = opened.find(o => o.status === 'rejected')
       if (failed !== undefined) throw failed.reason
-      const [first, ...rest] = sessions as [ChatSession, ...ChatSession[]]
-      await first.prefill(ids)
-      await Promise.all(rest.map(async s => await s.adopt(first, ids)))
-      return await Promise.all(sessions.map(async (s, i) => {
+      const streams = sharedPromptGenerations(sessions, ids, i => ({ ...opts, signal, ...(opts.seed !== undefined ? { seed: opts.seed + i } : {}) }))
+      return await Promise.all(streams.map(async stream => {
         try {
-          return await drainGeneration(s.continueWith(ids, { ...opts, signal, ...(opts.seed !== undefined ? { seed: opts.seed + i } : {}) }))
+          return await drainGeneration(stream)
         } catch (err) {
           stop.abort(err)
           throw err

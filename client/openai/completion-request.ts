@@ -8,6 +8,7 @@
 import type { ServerResponse } from 'node:http'
 import type { TokenLogprob } from '../decoding/index.js'
 import type { ChatSession } from '../language-model.js'
+import { sharedPromptGenerations } from '../shared-prompt.js'
 import { drainGeneration, type GenerateChunk, type GenerateOptions, type GenerationResult } from '../text-generation.js'
 import type { Tokenizer, TokenPieces } from '../tokenizer/index.js'
 import { completeBody, finishChunk, textChunk, usageChunk, type ResponseHead } from './completion-responses.js'
@@ -59,23 +60,18 @@ export async function respond (req: CompletionRequest): Promise<GenerationResult
   // n choices: the first computes the prompt, the others copy it from its caches once it has
   const lacking = Math.max(0, ...sessions.slice(1).map(s => ids.length - 1 - s.heldPrefix(ids)))
   const share = !scoreOnly && req.sharePrompt !== false && lacking >= MIN_SHARED_TOKENS
-  const primed = Promise.withResolvers<void>()
-  primed.promise.catch(() => {}) // the other choices are told; the first choice's own error ends the request
   // a choice that fails stops the others
   const stop = new AbortController()
   const onAbort = (): void => { stop.abort(req.signal.reason) }
   req.signal.addEventListener('abort', onAbort, { once: true })
   if (req.signal.aborted) onAbort() // the client left while the prompt was scored
   try {
+    const shared = share ? sharedPromptGenerations(sessions, ids, index => choiceOptions(req, index, stop.signal)) : []
     const choices: Choice[] = sessions.map((session, index) => ({
       index,
       stream: scoreOnly
         ? promptOnly(session, ids)
-        : !share
-            ? session.continueWith(ids, choiceOptions(req, index, stop.signal))
-            : index === 0
-              ? priming(session.continueWith(ids, choiceOptions(req, index, stop.signal)), primed)
-              : afterPriming(session, first, ids, primed.promise, choiceOptions(req, index, stop.signal)),
+        : shared[index] ?? session.continueWith(ids, choiceOptions(req, index, stop.signal)),
       renderer: top === undefined ? undefined : new LogprobRenderer(req.head.endpoint, tokenizer, pieces, echo !== undefined ? [] : ids)
     }))
     if (request.stream) return await streamChoices(req, choices, echo, stop)
@@ -172,31 +168,6 @@ async function * promptOnly (session: ChatSession, ids: readonly number[]): Asyn
  * an idle session (bench:api's "shared" and "system" parts measure both ways).
  */
 export const MIN_SHARED_TOKENS = 32
-
-/**
- * The first choice's generation when the others share its prompt: `primed` resolves once its
- * first run is back (its first chunk, or its end), when its caches hold the prompt.
- */
-async function * priming (stream: AsyncGenerator<GenerateChunk, GenerationResult>, primed: PromiseWithResolvers<void>): AsyncGenerator<GenerateChunk, GenerationResult> {
-  try {
-    const next = await stream.next()
-    primed.resolve()
-    if (next.done === true) return next.value
-    yield next.value
-    return yield * stream
-  } finally {
-    primed.reject(new Error('The first choice ended before its prompt was computed')) // no-op once resolved
-    await stream.return(undefined as never) // a consumer that stopped early stops the generation too
-  }
-}
-
-/** Another choice: once the first holds the prompt, its session copies it from there, then generates. */
-async function * afterPriming (session: ChatSession, first: ChatSession, ids: readonly number[], primed: Promise<void>, opts: GenerateOptions): AsyncGenerator<GenerateChunk, GenerationResult> {
-  await primed
-  opts.signal?.throwIfAborted()
-  await session.adopt(first, ids)
-  return yield * session.continueWith(ids, opts)
-}
 
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)

@@ -109,10 +109,14 @@ describe('adopting a prefix through a swarm of three servers', () => {
     }
   }, 30_000)
 
-  it('generateMany: the prompt computed once, copied to the other sessions on every server; each the reference', async () => {
+  it('generateMany: the prompt computed once, copied to the other sessions on every server with its last logits; each the reference', async () => {
     const before = counts(swarm.servers)
     const results = await model.generateMany(promptIds, 3, { maxNewTokens: 16, temperature: 0, stopAtEos: false })
     expect(results.map(r => r.tokens)).toEqual(Array(3).fill(expected.slice(0, 16)))
-    expect(counts(swarm.servers).adopted - before.adopted).toBe(2 * 3) // two sessions, three servers
+    const after = counts(swarm.servers)
+    expect(after.adopted - before.adopted).toBe(2 * 3) // two sessions, three servers
+    // on each server: the prompt's one run, then 15 runs per session for tokens 2..16; the
+    // others' first token comes from the prompt run's logits, copied with the caches
+    expect(after.computed - before.computed).toBe(3 * (1 + 3 * 15))
   }, 30_000)
 })
