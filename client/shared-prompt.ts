@@ -34,8 +34,11 @@ async function * priming (stream: AsyncGenerator<GenerateChunk, GenerationResult
     if (next.done === true) return next.value
     yield next.value
     return yield * stream
+  } catch (err) {
+    primed.reject(err) // before its prompt was back: the others fail with the first's own error
+    throw err
   } finally {
-    primed.reject(new Error('The first generation ended before its prompt was computed')) // no-op once resolved
+    primed.reject(new Error('The first generation ended before its prompt was computed')) // no-op once settled
     await stream.return(undefined as never) // a consumer that stopped early stops the generation too
   }
 }

@@ -9,9 +9,8 @@
  * run's size) and waits for the echo, then, in the "idle" rows, sleeps `--gap-ms` before the
  * next one. Two transports: raw TCP (node:net, no framing, no encryption: the floor) and
  * Petal's message path (TCP + noise + yamux, msgpack frames on one open stream, as runs and
- * results travel). One JSON line per
- * transport and gap: median round trip, and CPU per echo of each side (Linux /proc; user +
- * system, so the kernel's loopback work counts).
+ * results travel). One JSON line per transport, row and figure: median round trip, and CPU per
+ * echo of each side (Linux /proc; user + system, so the kernel's loopback work counts).
  *
  *   npm run bench:wakeup                   # 2 rounds of 1000 echoes per row, gap 4 ms
  *   npm run bench:wakeup -- --gap-ms 8 --echoes 500

@@ -80,4 +80,9 @@ describe('ChatSession.adopt on the local model', () => {
     expect(new Set(many.map(r => r.text)).size).toBeGreaterThan(1)
     await expect(model.generateMany(promptIds, 0)).rejects.toThrow(RangeError)
   })
+
+  it('generateMany: when the first session cannot take the prompt, every continuation fails with its reason', async () => {
+    const tooLong = Array.from({ length: model.maxPositions }, (_, i) => 1 + (i % 50))
+    await expect(model.generateMany(tooLong, 3, { maxNewTokens: 2 })).rejects.toThrow(/Cannot continue a sequence of 512 tokens/)
+  })
 })
