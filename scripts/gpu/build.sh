@@ -6,6 +6,7 @@
 #   .gpu/bench-batching.mjs  scripts/bench-batching.ts bundled (batched decode through in-process servers)
 #   .gpu/bench-speculation.mjs  scripts/bench-speculation.ts bundled (servers spawned as .gpu/petal-node.mjs)
 #   .gpu/bench-swarm.mjs  scripts/bench-swarm.ts bundled (servers spawned as .gpu/petal-node.mjs)
+#   .gpu/bench-wakeup.mjs scripts/bench-wakeup.ts bundled (echo servers spawned as itself)
 #   .gpu/node.xz          node_modules/node/bin/node (Node 22), xz-compressed
 #   .gpu/ort.tar.xz       node_modules/{onnxruntime-node (linux x64 only), onnxruntime-common}
 #   .gpu/gl/*.deb         Vulkan/GL loaders (libvulkan1 ...), see the device README
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .gpu
 source scripts/gpu/bundle.sh
-for entry in scripts/gpu/gpu-check.ts:gpu-check cli/main.ts:petal-node scripts/gpu/swarm-check.ts:swarm-check scripts/bench-batching.ts:bench-batching scripts/bench-speculation.ts:bench-speculation scripts/bench-swarm.ts:bench-swarm; do
+for entry in scripts/gpu/gpu-check.ts:gpu-check cli/main.ts:petal-node scripts/gpu/swarm-check.ts:swarm-check scripts/bench-batching.ts:bench-batching scripts/bench-speculation.ts:bench-speculation scripts/bench-swarm.ts:bench-swarm scripts/bench-wakeup.ts:bench-wakeup; do
   bundle "${entry%%:*}" ".gpu/${entry##*:}.mjs"
 done
 [ -f .gpu/node.xz ] || xz -T8 -6 -c node_modules/node/bin/node > .gpu/node.xz
