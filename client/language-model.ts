@@ -48,6 +48,12 @@ export interface SwarmModelOptions extends OrtOptions {
    */
   coverageWaitMs?: number
   /**
+   * How far a route may stray from the cheapest to spread clients over near-equal servers:
+   * each route plan scales each server's hop cost by a random factor in [1, 1 + this).
+   * Default 0.1; 0: always the cheapest route.
+   */
+  routeJitter?: number
+  /**
    * Refuse servers whose block weights hash differently from this checkpoint's (reads the
    * blocks once to hash them). Default: on when the folder holds every block's tensors and
    * they total at most 4 GiB (hashing a 70B checkpoint at every start would take minutes),
@@ -134,6 +140,7 @@ export class LanguageModel {
       ...(opts.sendDelayMs !== undefined ? { sendDelayMs: opts.sendDelayMs } : {}),
       ...(opts.pipelinePrefill !== undefined ? { pipelinePrefill: opts.pipelinePrefill } : {}),
       ...(opts.coverageWaitMs !== undefined ? { coverageWaitMs: opts.coverageWaitMs } : {}),
+      ...(opts.routeJitter !== undefined ? { routeJitter: opts.routeJitter } : {}),
       ...(swarm.logger !== undefined ? { logger: swarm.logger } : {})
     })
     return new LanguageModel(dir, ckpt.config.maxPositions, target, async () => { await parts.release() })
