@@ -100,10 +100,11 @@ describe('push mode: a run overtakes the one it follows', () => {
    * Pipelined greedy decoding, push mode, 20 ms latency (several runs in flight at once); from
    * the 8th token on, the first push goes through `tamper` instead of straight out. Resolves
    * with the result and the run id tampered with. The drafter proposes the reference text, so
-   * no draft is rejected and no run cancelled: a cancelled run's late or repeated push is
-   * dropped by the server, which would leave nothing to race (with the draft model, 1 run in 3
-   * of the second case below met no gap). One draft a run keeps the tokens coming for long after
-   * the tampered push (about 25 runs, 4 in flight).
+   * no draft is rejected and the runs after the tampered one only move forward. With the draft
+   * model, 6 of 8 runs of the second case met no gap though the tampered run was never
+   * cancelled: a rejection sends the next runs back to its position, and a run that starts at
+   * or before where the repeated push cut the cache finds nothing missing. One draft a run
+   * keeps the tokens coming for long after the tampered push (about 25 runs, 4 in flight).
    */
   async function generateTampering (tamper: (send: () => Promise<void>) => Promise<void>): Promise<{ result: GenerationResult, tampered: number | undefined }> {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, sendDelayMs: 20 })
