@@ -2,15 +2,11 @@ import { describe, expect, it } from 'vitest'
 import { planCoveredRoute, ROUTE_JITTER } from '../../client/swarm/route-hops.js'
 import { ServerDirectory, type KnownServer } from '../../client/swarm/server-directory.js'
 import type { ServerInfo } from '../../protocol/server-info.js'
+import { knownServer } from '../helpers/known-server.js'
 
+/** A server holding all 5 blocks. */
 function known (peerId: string, extra: Partial<ServerInfo> = {}): KnownServer {
-  const info: ServerInfo = {
-    peerId, addrs: [], modelId: 'm', numBlocks: 5, start: 0, end: 5, state: 'online',
-    throughput: { decodeTokensPerSec: 100, prefillTokensPerSec: 100 },
-    freeCacheTokens: 1000, openSessions: 0, maxSessions: 4, device: 'cpu', version: 'test',
-    blockHashes: Array.from({ length: 5 }, () => '0'.repeat(64)), updatedAt: 0, ...extra
-  }
-  return { info, rttMs: 1 }
+  return knownServer(peerId, 0, 5, extra)
 }
 
 /** Which server each of `n` route plans starts with, counted. */

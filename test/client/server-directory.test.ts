@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { planRoute } from '../../client/routing/route-planner.js'
-import { ServerDirectory, type KnownServer } from '../../client/swarm/server-directory.js'
-import type { ServerInfo } from '../../protocol/server-info.js'
-
-function known (peerId: string, start: number, end: number, extra: Partial<ServerInfo> = {}): KnownServer {
-  const info: ServerInfo = {
-    peerId, addrs: [], modelId: 'm', numBlocks: 5, start, end, state: 'online',
-    throughput: { decodeTokensPerSec: 100, prefillTokensPerSec: 100 },
-    freeCacheTokens: 1000, openSessions: 0, maxSessions: 4, device: 'cpu', version: 'test',
-    blockHashes: Array.from({ length: end - start }, () => '0'.repeat(64)), updatedAt: 0, ...extra
-  }
-  return { info, rttMs: 1 }
-}
+import { ServerDirectory } from '../../client/swarm/server-directory.js'
+import { knownServer as known } from '../helpers/known-server.js'
 
 const ids = (dir: ServerDirectory, now?: number): string[] => dir.candidates(now).map(c => c.peerId)
 
