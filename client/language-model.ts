@@ -31,6 +31,12 @@ export interface SwarmModelOptions extends OrtOptions {
   modelId?: string
   /** Servers forward activations to each other (push mode). */
   push?: boolean
+  /**
+   * Push mode: a run's last server returns every server's output in one message when they
+   * add at most this many bytes to it (default 32 KiB, CARRY_MAX_BYTES); 0: each server
+   * replies on its own (fewer bytes on the critical path, more messages).
+   */
+  carryMaxBytes?: number
   /** Activations on the wire: float32 (default) or float16. */
   wireDtype?: WireDtype
   /** Simulated one-way latency of the client's outgoing frames, ms (benchmarks). */
@@ -136,6 +142,7 @@ export class LanguageModel {
       modelId,
       maxTokens,
       ...(opts.push !== undefined ? { push: opts.push } : {}),
+      ...(opts.carryMaxBytes !== undefined ? { carryMaxBytes: opts.carryMaxBytes } : {}),
       ...(opts.wireDtype !== undefined ? { wireDtype: opts.wireDtype } : {}),
       ...(opts.sendDelayMs !== undefined ? { sendDelayMs: opts.sendDelayMs } : {}),
       ...(opts.pipelinePrefill !== undefined ? { pipelinePrefill: opts.pipelinePrefill } : {}),

@@ -158,13 +158,16 @@ class InferenceStream {
     this.#link = { session, log, send: (message) => { this.send(message) } }
     this.#init.links.set(session.id, this.#link)
     log.debug({ start: open.start, end: open.end, maxTokens: open.maxTokens }, 'session opened')
-    this.send({ type: 'opened', sessionId: session.id, start: session.start, end: session.end, maxTokens: session.maxTokens })
+    this.send({ type: 'opened', sessionId: session.id, start: session.start, end: session.end, maxTokens: session.maxTokens, carriesOutputs: true })
   }
 
   #run (frame: unknown): void {
     const run = parseRun(frame, this.#init.limits)
+    const push = run.push ?? []
     this.#init.executor.submit(this.#requireLink('run'), {
-      runId: run.runId, start: run.start, hidden: run.hidden, parents: run.parents, push: run.push ?? [], replyOutput: run.replyOutput
+      runId: run.runId, start: run.start, hidden: run.hidden, parents: run.parents, push, replyOutput: run.replyOutput,
+      // the first hop of a carrying route: its input is the client's own, so nothing to carry yet
+      ...(run.carry === true && push.length > 0 ? { carried: [] } : {})
     })
   }
 

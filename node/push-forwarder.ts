@@ -5,7 +5,7 @@
 import type { Libp2p } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
-import { InternalError } from '../protocol/errors.js'
+import { PushFailedError } from '../protocol/errors.js'
 import { FramedStream } from '../protocol/framed-stream.js'
 import { PROTOCOL_PUSH } from '../protocol/ids.js'
 import type { Limits } from '../protocol/limits.js'
@@ -27,8 +27,8 @@ export interface PushForwarderInit {
 
 /**
  * Forwards runs' outputs to the next server of their route. A dead stream is
- * replaced once per push; when that fails too, forward() rejects with an
- * InternalError naming the peer, so that the client can fail over.
+ * replaced once per push; when that fails too, forward() rejects with a
+ * PushFailedError naming the peer, so that the client can fail over.
  */
 export class PushForwarder {
   readonly #init: PushForwarderInit
@@ -40,7 +40,7 @@ export class PushForwarder {
     this.#init = init
   }
 
-  /** Sends `message` to `peerId` over the shared push stream; rejects with InternalError naming the peer. */
+  /** Sends `message` to `peerId` over the shared push stream; rejects with PushFailedError naming the peer. */
   async forward (peerId: string, message: PushMessage): Promise<void> {
     let lastError: unknown
     for (let attempt = 0; attempt < 2 && !this.#stopped; attempt++) {
@@ -56,7 +56,7 @@ export class PushForwarder {
       }
     }
     const reason = lastError instanceof Error ? lastError.message : 'this server is stopping'
-    throw new InternalError(`Cannot push run ${message.runId} to the next server ${peerId}: it is unreachable (${reason})`, { cause: lastError })
+    throw new PushFailedError(`Cannot push run ${message.runId} to the next server ${peerId}: it is unreachable (${reason})`, { cause: lastError })
   }
 
   /** Closes every push stream once its queued pushes are sent. */

@@ -61,7 +61,9 @@ export function pushHandler (init: PushHandlerInit): StreamHandler {
           else log.debug({ sessionId: push.sessionId, runId: push.runId }, 'push for an unknown session dropped')
           return
         }
-        init.executor.submit(link, { runId: push.runId, start: push.start, hidden: push.hidden, parents: push.parents, push: push.push, replyOutput: true })
+        // carrying, this hop's input (the sender's output) joins the outputs it passes on
+        const carried = push.carried !== undefined ? { carried: [...push.carried, push.hidden] } : {}
+        init.executor.submit(link, { runId: push.runId, start: push.start, hidden: push.hidden, parents: push.parents, push: push.push, replyOutput: true, ...carried })
       },
       onEnd: (err) => {
         if (err !== undefined) log.debug({ err }, 'push stream failed')

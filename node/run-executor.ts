@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino'
 import { assertActivations, assertHiddenSize, type HiddenTensor } from '../protocol/hidden.js'
-import { InternalError, toErrorFrame, type PetalError } from '../protocol/errors.js'
+import { PushFailedError, toErrorFrame, type PetalError } from '../protocol/errors.js'
 import type { Limits } from '../protocol/limits.js'
 import type { PushHop, PushMessage } from '../protocol/push-message.js'
 import { decodeTensor, encodeTensor } from '../protocol/tensor-codec.js'
@@ -34,8 +34,14 @@ export interface RunRequest {
   parents: readonly number[] | undefined
   /** Servers that get the output next, in order (empty: none). */
   push: readonly PushHop[]
-  /** Send the output back to the client. */
+  /** Send the output back to the client (when not carrying). */
   replyOutput: boolean
+  /**
+   * Set when the route carries outputs (RunMessage.carry): the outputs of the hops before
+   * this one, this run's input included when it came by push. The output then goes on with
+   * the list (push) or, at the last hop, back to the client with it; no other reply.
+   */
+  carried?: readonly HiddenTensor[]
 }
 
 /** Options of a RunExecutor. */
@@ -81,21 +87,23 @@ export class RunExecutor {
     if (link.session.closed) return
     const hidden = encodeTensor(out.hidden, run.hidden.dims, run.hidden.dtype) as HiddenTensor // (1,T,C)
     const [next, ...rest] = run.push
+    const carried = run.carried
     if (next !== undefined && next.peerId === this.#init.selfPeerId) {
       // the next hop is another session on this very server (a route can use two parts of one span)
       const nextLink = this.#init.links?.get(next.sessionId)
-      if (nextLink === undefined) this.#fail(link, run.runId, new InternalError(`Cannot pass run ${run.runId} on: session ${next.sessionId} is not open here`))
-      else this.submit(nextLink, { runId: run.runId, start: run.start, hidden, parents: run.parents, push: rest, replyOutput: true })
+      if (nextLink === undefined) this.#fail(link, run.runId, new PushFailedError(`Cannot pass run ${run.runId} on: session ${next.sessionId} is not open here`))
+      else this.submit(nextLink, { runId: run.runId, start: run.start, hidden, parents: run.parents, push: rest, replyOutput: true, ...(carried !== undefined ? { carried: [...carried, hidden] } : {}) })
     } else if (next !== undefined) {
       // the next server is on the critical path: hand its frame over first
-      const push: PushMessage = { type: 'push', sessionId: next.sessionId, runId: run.runId, start: run.start, hidden, ...(run.parents !== undefined ? { parents: [...run.parents] } : {}), push: rest }
+      const push: PushMessage = { type: 'push', sessionId: next.sessionId, runId: run.runId, start: run.start, hidden, ...(run.parents !== undefined ? { parents: [...run.parents] } : {}), push: rest, ...(carried !== undefined ? { carried: [...carried] } : {}) }
       this.#init.forwarder.forward(next.peerId, push).catch((err: unknown) => {
         link.log.warn({ err, runId: run.runId, next: next.peerId }, 'cannot forward run to the next server')
-        this.#fail(link, run.runId, err instanceof InternalError ? err : new InternalError(`Cannot push run ${run.runId} to the next server ${next.peerId}`, { cause: err }))
+        this.#fail(link, run.runId, err instanceof PushFailedError ? err : new PushFailedError(`Cannot push run ${run.runId} to the next server ${next.peerId}`, { cause: err }))
       })
     }
-    if (run.replyOutput) {
-      link.send({ type: 'result', runId: run.runId, start: run.start, hidden, computeMs: out.computeMs, queuedMs: out.queuedMs })
+    // carrying, only the last hop replies: with the earlier hops' outputs
+    if (carried !== undefined ? next === undefined : run.replyOutput) {
+      link.send({ type: 'result', runId: run.runId, start: run.start, hidden, computeMs: out.computeMs, queuedMs: out.queuedMs, ...(carried !== undefined && carried.length > 0 ? { carried: [...carried] } : {}) })
     }
   }
 

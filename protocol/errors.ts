@@ -19,7 +19,8 @@ export const ERROR_CODES = [
   'DRAINING', // server shutting down
   'INTERNAL',
   'TIMEOUT',
-  'CANCELLED'
+  'CANCELLED',
+  'PUSH_FAILED' // the run was computed, but its output could not be pushed on to the next hop
 ] as const
 
 /** A stable error code. */
@@ -27,7 +28,7 @@ export type ErrorCode = typeof ERROR_CODES[number]
 
 /** Codes where the failure is the server's state, not the caller's bug: try another server. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'DRAINING', 'INTERNAL', 'TIMEOUT', 'SESSION_LIMIT', 'CACHE_LIMIT'
+  'DRAINING', 'INTERNAL', 'TIMEOUT', 'SESSION_LIMIT', 'CACHE_LIMIT', 'PUSH_FAILED'
 ])
 
 /** True when `value` is one of {@link ERROR_CODES}. */
@@ -51,7 +52,7 @@ export class PetalError extends Error {
     this.code = code
   }
 
-  /** True when a client may retry on another server (DRAINING, INTERNAL, TIMEOUT, SESSION_LIMIT, CACHE_LIMIT). */
+  /** True when a client may retry on another server (DRAINING, INTERNAL, TIMEOUT, SESSION_LIMIT, CACHE_LIMIT, PUSH_FAILED). */
   get retryable (): boolean {
     return isRetryable(this.code)
   }
@@ -133,6 +134,17 @@ export class InternalError extends PetalError {
   constructor (message: string, options?: ErrorOptions) { super('INTERNAL', message, options) }
 }
 
+/**
+ * Push mode: the server computed the run but could not hand its output to the next hop (it is
+ * unreachable, or the named session is not open there). Whoever was to get the push never
+ * will; the client goes on hop by hop. Older clients read it as INTERNAL.
+ */
+export class PushFailedError extends PetalError {
+  static readonly code = 'PUSH_FAILED'
+  override readonly name = 'PushFailedError'
+  constructor (message: string, options?: ErrorOptions) { super('PUSH_FAILED', message, options) }
+}
+
 /** An operation ran past its deadline. */
 export class TimeoutError extends PetalError {
   static readonly code = 'TIMEOUT'
@@ -193,7 +205,8 @@ const FACTORIES: Record<ErrorCode, (message: string, frame: ErrorFrame) => Petal
   DRAINING: (m) => new DrainingError(m),
   INTERNAL: (m) => new InternalError(m),
   TIMEOUT: (m) => new TimeoutError(m),
-  CANCELLED: (m) => new CancelledError(m)
+  CANCELLED: (m) => new CancelledError(m),
+  PUSH_FAILED: (m) => new PushFailedError(m)
 }
 
 /**

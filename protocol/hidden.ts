@@ -2,6 +2,7 @@
 import { BadMessageError, BadShapeError, TooLargeError } from './errors.js'
 import { DEFAULT_LIMITS, type Limits } from './limits.js'
 import { parseWireTensor, type WireTensor } from './tensor-codec.js'
+import { readOptList, type Fields } from './validate.js'
 
 /** Hidden states of T consecutive tokens: dims (B=1, T, C). */
 export interface HiddenTensor extends WireTensor {
@@ -50,4 +51,19 @@ export function assertActivations (data: Float32Array, what: string): void {
       throw new BadMessageError(`Invalid ${what}: value ${v} at index ${i}; activations must be finite and within ±${MAX_ACTIVATION}`)
     }
   }
+}
+
+/**
+ * Parses the optional `carried` list of a push or result (push mode with run.carry): the
+ * outputs of the route's earlier hops, in route order, each the same shape and dtype as the
+ * message's own `hidden` (BAD_SHAPE otherwise), at most `maxLength` of them.
+ */
+export function parseCarried (obj: Fields, what: string, hidden: HiddenTensor, limits: Pick<Limits, 'maxTensorElements' | 'maxTokensPerRun'>, maxLength: number): HiddenTensor[] | undefined {
+  return readOptList(obj, 'carried', what, (value, path) => {
+    const t = parseHidden(value, path, limits)
+    if (t.dtype !== hidden.dtype || t.dims.some((d, i) => d !== hidden.dims[i])) {
+      throw new BadShapeError(`Invalid ${path}: expected ${hidden.dtype} [${hidden.dims.join(', ')}] like ${what}.hidden, got ${t.dtype} [${t.dims.join(', ')}]`)
+    }
+    return t
+  }, maxLength)
 }

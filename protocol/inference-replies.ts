@@ -1,8 +1,9 @@
 /** Inference stream, server -> client (protocol /petal/1/inference). */
 import { BadMessageError, type ErrorFrame } from './errors.js'
-import { parseHidden, type HiddenTensor } from './hidden.js'
+import { parseCarried, parseHidden, type HiddenTensor } from './hidden.js'
 import { MAX_ID_LENGTH, MAX_TEXT_LENGTH, resolveLimits, type Limits } from './limits.js'
-import { describe, expectFields, expectType, readEnum, readInt, readNumber, readOptInt, readString } from './validate.js'
+import { MAX_PUSH_HOPS } from './push-message.js'
+import { describe, expectFields, expectType, readBool, readEnum, readInt, readNumber, readOptInt, readString } from './validate.js'
 
 /** The session is open over blocks [start, end) with a cache budget of `maxTokens` positions. */
 export interface OpenedMessage {
@@ -11,6 +12,8 @@ export interface OpenedMessage {
   start: number
   end: number
   maxTokens: number
+  /** The server carries outputs along push chains (RunMessage.carry). Absent: older servers, which do not. */
+  carriesOutputs?: boolean
 }
 
 /**
@@ -25,6 +28,8 @@ export interface ResultMessage {
   hidden: HiddenTensor // (1, T, C)
   computeMs: number
   queuedMs: number
+  /** The last hop of a run sent with `carry`: the earlier hops' outputs, in route order, each (1, T, C). */
+  carried?: HiddenTensor[]
 }
 
 /** Run `runId` was an `adopt`: the session's cache now holds `length` positions copied from the other session. */
@@ -57,14 +62,16 @@ export function parseOpened (value: unknown): OpenedMessage {
   const start = readInt(obj, 'start', 'opened')
   const end = readInt(obj, 'end', 'opened', start + 1)
   const maxTokens = readInt(obj, 'maxTokens', 'opened', 1)
-  return { type: 'opened', sessionId, start, end, maxTokens }
+  const msg: OpenedMessage = { type: 'opened', sessionId, start, end, maxTokens }
+  if (readBool(obj, 'carriesOutputs', 'opened', false)) msg.carriesOutputs = true
+  return msg
 }
 
 /** Parses a `result` message; hidden must be (1, T, C) with T <= maxTokensPerRun. */
 export function parseResult (value: unknown, limits?: Partial<Limits>): ResultMessage {
   const obj = expectFields(value, 'result')
   expectType(obj, 'result', 'result')
-  return {
+  const msg: ResultMessage = {
     type: 'result',
     runId: readInt(obj, 'runId', 'result'),
     start: readInt(obj, 'start', 'result'),
@@ -72,6 +79,9 @@ export function parseResult (value: unknown, limits?: Partial<Limits>): ResultMe
     computeMs: readNumber(obj, 'computeMs', 'result'),
     queuedMs: readNumber(obj, 'queuedMs', 'result')
   }
+  const carried = parseCarried(obj, 'result', msg.hidden, resolveLimits(limits), MAX_PUSH_HOPS)
+  if (carried !== undefined) msg.carried = carried
+  return msg
 }
 
 /** Parses an `adopted` message. */

@@ -23,6 +23,10 @@ export interface OpenMessage {
  * The server first truncates its cache to `start` (rollback is implicit).
  * `push` names the servers that get the output next, in order; with
  * `replyOutput` false (default true) the output is not sent back here.
+ * With `push` and `carry` (a server that says `carriesOutputs` when opened), no hop
+ * replies on its own: each passes the earlier hops' outputs on with its push
+ * (PushMessage.carried) and the last hop returns them all in one result
+ * (ResultMessage.carried), one message to the client per run instead of one per hop.
  * With `parents` the T rows are a token tree (model/token-tree.ts): row i
  * continues row parents[i] (-1: the cached past) and only the trunk is cached.
  */
@@ -34,6 +38,7 @@ export interface RunMessage {
   parents?: number[] // (T)
   push?: PushHop[]
   replyOutput: boolean
+  carry?: boolean
 }
 
 /**
@@ -94,6 +99,7 @@ export function parseRun (value: unknown, limits?: Partial<Limits>): RunMessage 
   if (push !== undefined) msg.push = push
   const parents = readOptParents(obj, 'parents', 'run', msg.hidden.dims[1])
   if (parents !== undefined) msg.parents = parents
+  if (readBool(obj, 'carry', 'run', false)) msg.carry = true
   return msg
 }
 

@@ -4,7 +4,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { BadMessageError } from './errors.js'
-import { parseHidden, type HiddenTensor } from './hidden.js'
+import { parseCarried, parseHidden, type HiddenTensor } from './hidden.js'
 import { resolveLimits, type Limits, MAX_ID_LENGTH } from './limits.js'
 import { expectFields, expectType, readInt, readList, readOptParents, readString } from './validate.js'
 
@@ -28,6 +28,13 @@ export interface PushMessage {
   /** The run's token tree, as in RunMessage. */
   parents?: number[] // (T)
   push: PushHop[]
+  /**
+   * Set when the client asked the route to carry outputs (run.carry): the outputs of the hops
+   * before the one that sent this push, in route order (empty from the first hop). B adds
+   * its input (the sender's output) and passes the list on; the last hop returns it in its
+   * result instead of every hop replying to the client on its own.
+   */
+  carried?: HiddenTensor[]
 }
 
 /** Most hops a run or push may name. */
@@ -59,5 +66,7 @@ export function parsePush (value: unknown, limits?: Partial<Limits>): PushMessag
   }
   const parents = readOptParents(obj, 'parents', 'push', msg.hidden.dims[1])
   if (parents !== undefined) msg.parents = parents
+  const carried = parseCarried(obj, 'push', msg.hidden, resolveLimits(limits), MAX_PUSH_HOPS)
+  if (carried !== undefined) msg.carried = carried
   return msg
 }

@@ -47,9 +47,25 @@ interface Pending {
   /** Rows the result must have: the run's T (0: an adoption, answered by `adopted`). */
   rows: number
   start: number
-  resolve: (hidden: Float32Array) => void
+  /** Outputs of earlier hops the result must carry (expectCarried); undefined: none. */
+  carried?: number
+  /**
+   * A run sent with a push list, or a pushed run's result awaited here: a PUSH_FAILED may end
+   * it. A run sent here alone (hop by hop) cannot fail to push, so one arriving for it is a
+   * stale answer to an earlier try under the same id, and is ignored.
+   */
+  viaPush: boolean
+  resolve: (result: RunResult) => void
   reject: (err: Error) => void
   timer: ReturnType<typeof setTimeout>
+}
+
+/** A run's output at one server, and the earlier hops' outputs when the route carried them. */
+export interface RunResult {
+  /** (1,T,C) */
+  hidden: Float32Array
+  /** Each (1,T,C), in route order: only from expectCarried. */
+  carried: Float32Array[]
 }
 
 /**
@@ -74,9 +90,12 @@ export class SpanSession {
   readonly #idleWaiters: Array<() => void> = []
   /** Set when the server announced it is draining. */
   draining = false
+  /** The server carries outputs along push chains (`run` with carry; it said so when opened). */
+  readonly carriesOutputs: boolean
 
-  private constructor (init: SpanSessionInit, framed: FramedStream, sessionId: string) {
+  private constructor (init: SpanSessionInit, framed: FramedStream, sessionId: string, carriesOutputs: boolean) {
     this.#init = init
+    this.carriesOutputs = carriesOutputs
     this.peerId = init.peerId
     this.start = init.start
     this.end = init.end
@@ -124,7 +143,7 @@ export class SpanSession {
       framed.abort(err)
       throw err
     }
-    session = new SpanSession(init, framed, msg.sessionId)
+    session = new SpanSession(init, framed, msg.sessionId, msg.carriesOutputs === true)
     return session
   }
 
@@ -148,18 +167,21 @@ export class SpanSession {
   /**
    * Sends run `runId` for positions start.. with hidden (1,T,C); resolves with this
    * server's output (1,T,C). With `push`, the server forwards its output along the hops;
-   * with `parents`, the rows are a token tree (model/token-tree.ts).
+   * with `parents`, the rows are a token tree (model/token-tree.ts). With `carry` (and a
+   * push) no hop replies but the last, which returns every output (expectCarried there):
+   * this promise then only rejects, on this server's error or loss.
    */
-  run (runId: number, start: number, hidden: Float32Array, push?: PushHop[], parents?: readonly number[]): Promise<Float32Array> {
+  run (runId: number, start: number, hidden: Float32Array, push?: PushHop[], parents?: readonly number[], carry = false): Promise<Float32Array> {
     const T = hidden.length / this.#init.hiddenSize
-    const result = this.expect(runId, start, T)
+    const result = this.#expect(runId, start, T, { viaPush: push !== undefined && push.length > 0 }).then(r => r.hidden)
     const msg = {
       type: 'run',
       runId,
       start,
       hidden: encodeTensor(hidden, [1, T, this.#init.hiddenSize], this.#init.wireDtype ?? 'float32'),
       ...(push !== undefined && push.length > 0 ? { push } : {}),
-      ...(parents !== undefined ? { parents: [...parents] } : {})
+      ...(parents !== undefined ? { parents: [...parents] } : {}),
+      ...(carry ? { carry } : {})
     }
     this.#writer.send(msg).catch(err => { this.#onLost(err as Error) })
     return result
@@ -172,7 +194,7 @@ export class SpanSession {
    * that predates adoption answers BAD_MESSAGE): the caller then sends those positions itself.
    */
   adopt (runId: number, fromSessionId: string, length: number): Promise<void> {
-    const done = this.expect(runId, length, 0)
+    const done = this.#expect(runId, length, 0, { viaPush: false })
     this.#writer.send({ type: 'adopt', runId, fromSessionId, length }).catch(err => { this.#onLost(err as Error) })
     return done.then(() => {})
   }
@@ -183,6 +205,18 @@ export class SpanSession {
    * the session is then lost, and the client moves its blocks elsewhere.
    */
   expect (runId: number, start: number, rows: number): Promise<Float32Array> {
+    return this.#expect(runId, start, rows, { viaPush: true }).then(r => r.hidden)
+  }
+
+  /**
+   * expect() at the last hop of a run sent with `carry`: the result must also hold the
+   * outputs of the `earlierHops` hops before this one (else the server is faulty and lost).
+   */
+  expectCarried (runId: number, start: number, rows: number, earlierHops: number): Promise<RunResult> {
+    return this.#expect(runId, start, rows, { viaPush: true, carried: earlierHops })
+  }
+
+  #expect (runId: number, start: number, rows: number, { viaPush, carried }: { viaPush: boolean, carried?: number }): Promise<RunResult> {
     if (this.#lost !== undefined) return Promise.reject(this.#lost)
     // a run sent again under its id (a push that went on hop by hop) supersedes the earlier wait
     if (this.#pending.has(runId)) this.#settle(runId, undefined, new ConnectionLostError(`Run ${runId} was sent to ${this.peerId.toString()} again`))
@@ -192,7 +226,7 @@ export class SpanSession {
         this.#pending.delete(runId)
         reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${this.#init.timeoutMs ?? 30_000} ms`))
       }, this.#init.timeoutMs ?? 30_000)
-      const entry: Pending = { rows, start, resolve, reject, timer }
+      const entry: Pending = { rows, start, resolve, reject, timer, viaPush, ...(carried !== undefined ? { carried } : {}) }
       this.#pending.set(runId, entry)
     })
   }
@@ -200,6 +234,11 @@ export class SpanSession {
   /** Fails the local wait for a run's result (the server is not told). */
   reject (runId: number, err: Error): void {
     this.#settle(runId, undefined, err)
+  }
+
+  /** reject(), only where the wait is for a pushed run (not for the run sent again here hop by hop). */
+  rejectPushed (runId: number, err: Error): void {
+    if (this.#pending.get(runId)?.viaPush === true) this.#settle(runId, undefined, err)
   }
 
   /** Tells the server to drop these runs; their promises reject with CancelledError. */
@@ -239,13 +278,16 @@ export class SpanSession {
     if (msg.type === 'result') {
       const pending = this.#pending.get(msg.runId)
       const [, T, C] = msg.hidden.dims
-      if (pending !== undefined && (pending.rows === 0 || T !== pending.rows || C !== this.#init.hiddenSize || msg.start !== pending.start)) {
-        const err = new ConnectionLostError(`${this.peerId.toString()} answered run ${msg.runId} with dims [${msg.hidden.dims.join(', ')}] from position ${msg.start}, expected [1, ${pending.rows}, ${this.#init.hiddenSize}] from ${pending.start}: a faulty server`)
+      const carried = msg.carried ?? []
+      if (pending !== undefined && (pending.rows === 0 || T !== pending.rows || C !== this.#init.hiddenSize || msg.start !== pending.start || carried.length !== (pending.carried ?? 0))) {
+        const carriedCounts = carried.length !== (pending.carried ?? 0) ? ` (${carried.length} carried outputs, expected ${pending.carried ?? 0})` : ''
+        const err = new ConnectionLostError(`${this.peerId.toString()} answered run ${msg.runId} with dims [${msg.hidden.dims.join(', ')}] from position ${msg.start}, expected [1, ${pending.rows}, ${this.#init.hiddenSize}] from ${pending.start}${carriedCounts}: a faulty server`)
         this.#onLost(err)
         this.#framed.abort(err)
         return
       }
-      this.#settle(msg.runId, decodeTensor(msg.hidden).data)
+      // carried tensors have the dims of `hidden` (parseResult checks)
+      this.#settle(msg.runId, decodeTensor(msg.hidden).data, undefined, carried.map(t => decodeTensor(t).data))
     } else if (msg.type === 'adopted') {
       const pending = this.#pending.get(msg.runId)
       if (pending !== undefined && (pending.rows !== 0 || msg.length !== pending.start)) {
@@ -257,9 +299,11 @@ export class SpanSession {
       this.#settle(msg.runId, new Float32Array(0))
     } else if (msg.type === 'error') {
       const err = errorFromFrame(msg)
+      const pending = msg.runId !== undefined ? this.#pending.get(msg.runId) : undefined
       if (msg.runId === undefined) this.#onLost(err)
-      else if (this.#pending.has(msg.runId)) this.#settle(msg.runId, undefined, err)
-      else this.#init.onPushFailure?.(msg.runId, err)
+      else if (pending === undefined) this.#init.onPushFailure?.(msg.runId, err) // answered already: its push failed
+      else if (err.code !== 'PUSH_FAILED' || pending.viaPush) this.#settle(msg.runId, undefined, err)
+      // else a push failure of an earlier try of a run that now goes hop by hop: nothing waits for it
     } else if (msg.type === 'notice') this.draining = true
   }
 
@@ -269,14 +313,14 @@ export class SpanSession {
     await new Promise<void>(resolve => { this.#idleWaiters.push(resolve) })
   }
 
-  #settle (runId: number, hidden: Float32Array | undefined, err?: Error): void {
+  #settle (runId: number, hidden: Float32Array | undefined, err?: Error, carried: Float32Array[] = []): void {
     const p = this.#pending.get(runId)
     if (p === undefined) return
     this.#pending.delete(runId)
     if (this.#pending.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake()
     clearTimeout(p.timer)
     if (err !== undefined) p.reject(err)
-    else p.resolve(hidden as Float32Array)
+    else p.resolve({ hidden: hidden as Float32Array, carried })
   }
 
   #onLost (err: Error): void {

@@ -35,6 +35,13 @@ export interface SwarmTargetInit {
   maxTokens: number
   /** Servers forward hidden states to the next server themselves (N+1 one-way trips, not 2N). */
   push?: boolean
+  /**
+   * Push mode: the route carries the servers' outputs to its last hop, which returns them all
+   * in one message (RunMessage.carry), when they add at most this many bytes to it; larger
+   * runs, and routes with a server that cannot carry, have every server reply on its own.
+   * Default CARRY_MAX_BYTES; 0: never carry.
+   */
+  carryMaxBytes?: number
   wireDtype?: WireDtype
   /** Simulated one-way latency on every frame the client sends, ms. */
   sendDelayMs?: number
@@ -72,6 +79,15 @@ export interface SwarmTargetInit {
 
 /** Activation bytes in one run frame (servers accept 64 MiB frames; stay well under). */
 const MAX_RUN_BYTES = 16 * 2 ** 20
+
+/**
+ * Most bytes of earlier hops' outputs a pushed run's last hop carries back (carryMaxBytes).
+ * Carried outputs ride the critical path, while replies of their own travel beside it; but
+ * each reply costs a message's CPU on both ends, which on a loopback swarm of a 200M model
+ * is 4-5% of a token (scripts/MEASUREMENTS.md). 32 KiB is a few decode steps' worth: two hops
+ * of a C=8192 model in float16, and well under a millisecond at 1 Gbit/s.
+ */
+export const CARRY_MAX_BYTES = 32 * 1024
 
 /**
  * The target model of one sequence, computed by a chain of servers. Runs travel the
@@ -415,6 +431,7 @@ export class SwarmTarget implements TargetModel {
    */
   async #runPushed (runId: number, x0: Float32Array, position: number, tree: RunLayout | undefined, cached: number): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
     const hops = [...this.#hops]
+    if (this.#carries(hops, x0.length)) return await this.#runCarried(runId, x0, position, tree, cached, hops)
     const rows = x0.length / this.#init.parts.config.hiddenSize
     const later = hops.slice(1).map(h => h.session.expect(runId, position, rows))
     for (const p of later) p.catch(() => {})
@@ -437,6 +454,52 @@ export class SwarmTarget implements TargetModel {
       if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x.subarray(0, cached))
     }
     return { x, b: this.#numBlocks, recorded: true }
+  }
+
+  /** Whether a pushed run of `elements` activations goes with outputs carried (carryMaxBytes). */
+  #carries (hops: readonly Hop[], elements: number): boolean {
+    const bytes = (hops.length - 1) * elements * (this.#init.wireDtype === 'float16' ? 2 : 4)
+    return bytes <= (this.#init.carryMaxBytes ?? CARRY_MAX_BYTES) && hops.every(h => h.session.carriesOutputs)
+  }
+
+  /**
+   * #runPushed with outputs carried: only the last hop answers, with every hop's output. Any
+   * failure on the way (an error, a lost server) leaves the client without the outputs before
+   * it, so the run then goes on hop by hop from the first hop: the servers before the failure
+   * compute it again from the same input (a run truncates to its start), which is rare and
+   * costs one run's compute there. It waits for the runs before it first: the histories take
+   * positions in order, and an earlier run still on its way writes its carried outputs there
+   * when it arrives (a run that overtook it met a GAP at the last hop).
+   */
+  async #runCarried (runId: number, x0: Float32Array, position: number, tree: RunLayout | undefined, cached: number, hops: readonly Hop[]): Promise<{ x: Float32Array, b: number, recorded: boolean }> {
+    const rows = x0.length / this.#init.parts.config.hiddenSize
+    const last = hops[hops.length - 1] as Hop
+    const tail = last.session.expectCarried(runId, position, rows, hops.length - 1)
+    this.#history(0).write(position, x0.subarray(0, cached))
+    const pushTo = hops.slice(1).map(h => ({ peerId: h.session.peerId.toString(), sessionId: h.session.sessionId }))
+    // the earlier hops answer only to fail (or, faultily, to reply anyway): either ends the wait
+    const earlier = [(hops[0] as Hop).session.run(runId, position, x0, pushTo, tree?.parents, true), ...hops.slice(1, -1).map(h => h.session.expect(runId, position, rows))]
+    const anyEarlier = Promise.race(earlier.map(async p => { await p; throw new ConnectionLostError(`Run ${runId} was answered before the last hop, though sent to carry its outputs there`) }))
+    anyEarlier.catch(() => {})
+    // a lost pusher means the push may never have reached the hops after it
+    const unsubscribe = hops.slice(0, -1).map(h => h.session.onConnectionLost(cause => { last.session.reject(runId, cause) }))
+    try {
+      const { hidden, carried } = await Promise.race([tail, anyEarlier])
+      for (const [i, hop] of hops.slice(0, -1).entries()) {
+        hop.session.reject(runId, new CancelledError(`Run ${runId} was answered by the last hop`)) // nothing else comes for it
+        this.#history(hop.end).write(position, (carried[i] as Float32Array).subarray(0, cached))
+      }
+      return { x: hidden, b: this.#numBlocks, recorded: true }
+    } catch (err) {
+      if (err instanceof CancelledError || this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+      if (err instanceof GapError) this.#stats.gapsMet++
+      for (const h of hops) h.session.reject(runId, err as Error)
+      await this.#earlierRunsSettled(runId)
+      if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
+      return { x: x0, b: 0, recorded: true }
+    } finally {
+      for (const off of unsubscribe) off()
+    }
   }
 
   /**
@@ -528,7 +591,8 @@ export class SwarmTarget implements TargetModel {
   /** A server could not push a run on: whoever was to receive it never will, so stop waiting for them. */
   #onPushFailure (runId: number, err: PetalError): void {
     this.#init.logger?.warn({ runId, err: err.message }, 'push failed: continuing the run hop by hop')
-    for (const hop of this.#hops) hop.session.reject(runId, err)
+    // only the waits for pushed results: the run may already be going on hop by hop under the same id
+    for (const hop of this.#hops) hop.session.rejectPushed(runId, err)
   }
 
   #hopAt (block: number): Hop {

@@ -16,7 +16,7 @@ import { bareNode } from '../helpers/wire-client.js'
 const C = 64
 
 /** How the fake server gets a run wrong. */
-type Fault = 'more rows' | 'other hidden size' | 'other start' | 'other span'
+type Fault = 'more rows' | 'other hidden size' | 'other start' | 'carried outputs' | 'other span'
 
 describe('a server that answers with the wrong shape', () => {
   let server: Libp2p
@@ -37,7 +37,10 @@ describe('a server that answers with the wrong shape', () => {
             const T = (msg.hidden.dims[1] ?? 1) + (fault === 'more rows' ? 1 : 0)
             const width = fault === 'other hidden size' ? C / 2 : C
             const start = fault === 'other start' ? msg.start + 1 : msg.start
-            void framed.write({ type: 'result', runId: msg.runId, start, hidden: encodeTensor(new Float32Array(T * width), [1, T, width]), computeMs: 0, queuedMs: 0 })
+            const hidden = encodeTensor(new Float32Array(T * width), [1, T, width])
+            // outputs of earlier hops, carried though the run asked for none
+            const carried = fault === 'carried outputs' ? { carried: [hidden] } : {}
+            void framed.write({ type: 'result', runId: msg.runId, start, hidden, computeMs: 0, queuedMs: 0, ...carried })
           }
         }
       })
@@ -55,13 +58,13 @@ describe('a server that answers with the wrong shape', () => {
     return await SpanSession.open({ host: client, peerId: server.peerId, modelId: 'stories260k', start: 0, end: 2, maxTokens: 64, hiddenSize: C, timeoutMs: 5000 })
   }
 
-  for (const f of ['more rows', 'other hidden size', 'other start'] as const) {
+  for (const f of ['more rows', 'other hidden size', 'other start', 'carried outputs'] as const) {
     it(`${f}: the run fails as the server's fault, and so do the runs after it`, async () => {
       fault = f
       const session = await open()
       const err = await session.run(1, 0, new Float32Array(2 * C)).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(ConnectionLostError) // the client's failover bans it and re-routes
-      expect((err as Error).message).toMatch(/answered run 1 with dims .* expected \[1, 2, 64\] from 0: a faulty server/)
+      expect((err as Error).message).toMatch(f === 'carried outputs' ? /expected \[1, 2, 64\] from 0 \(1 carried outputs, expected 0\): a faulty server/ : /answered run 1 with dims .* expected \[1, 2, 64\] from 0: a faulty server/)
       expect(session.lost).toBe(true)
       await expect(session.run(2, 0, new Float32Array(C))).rejects.toBeInstanceOf(ConnectionLostError)
     })

@@ -84,7 +84,42 @@ describe('push mode between two servers', () => {
     expect(await next(a)).toMatchObject({ type: 'result', runId: 2 })
   })
 
-  it('reports an unreachable next server to the client as INTERNAL naming the peer', async () => {
+  it('with carry only the last hop answers, with every earlier hop\'s output (a self-hop on the way)', async () => {
+    // route [0,2) on first -> [2,3) on second -> [3,5) on second (pushed to itself)
+    const [a, b23, b35] = [await dial(first), await dial(second), await dial(second)]
+    const opened = await (async () => { await a.write({ type: 'open', modelId: MODEL, start: 0, end: 2, maxTokens: 64 }); return await next(a) })()
+    expect(opened).toMatchObject({ type: 'opened', carriesOutputs: true })
+    const s23 = await openSession(b23, MODEL, 2, 3)
+    const s35 = await openSession(b35, MODEL, 3, 5)
+    const peer = second.host.peerId.toString()
+    const push = [{ peerId: peer, sessionId: s23 }, { peerId: peer, sessionId: s35 }]
+    const ckpt = Checkpoint.open(BUNDLED_MODEL)
+    const [local23, local35] = await Promise.all([SpanRunner.load(ckpt, 2, 3), SpanRunner.load(ckpt, 3, 5)])
+    const [cacheA, cache23, cache35] = [localA.newCache(), local23.newCache(), local35.newCache()]
+    try {
+      for (const [runId, start, T] of [[1, 0, 3], [2, 3, 1]] as const) {
+        const x = randomHidden(T, C, 10 + runId)
+        await a.write(runFrame(runId, start, x, C, 'float32', { push, carry: true }))
+        const reply = await next(b35)
+        const outA = await localA.forward(x, cacheA, start)
+        const out23 = await local23.forward(outA, cache23, start)
+        expect(reply).toMatchObject({ type: 'result', runId, start })
+        expect(reply['carried']).toHaveLength(2)
+        expect(decodeTensor(reply['carried'][0]).data).toEqual(outA)
+        expect(decodeTensor(reply['carried'][1]).data).toEqual(out23)
+        expect(decodeTensor(reply['hidden']).data).toEqual(await local35.forward(out23, cache35, start))
+      }
+      // nothing came back on the earlier hops' streams: their next frame answers a plain run
+      await a.write(runFrame(3, 4, randomHidden(1, C), C))
+      expect(await next(a)).toMatchObject({ type: 'result', runId: 3 })
+      await b23.write(runFrame(4, 4, randomHidden(1, C), C))
+      expect(await next(b23)).toMatchObject({ type: 'result', runId: 4 })
+    } finally {
+      await Promise.all([local23.release(), local35.release()])
+    }
+  })
+
+  it('reports an unreachable next server to the client as PUSH_FAILED naming the peer', async () => {
     const a = await dial(first)
     await openSession(a, MODEL, 0, 2)
     const ghost = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
@@ -92,7 +127,7 @@ describe('push mode between two servers', () => {
     const replies = [await next(a), await next(a)] // the result of this hop, and the push failure
     expect(replies).toContainEqual(expect.objectContaining({ type: 'result', runId: 1 }))
     const error = replies.find(r => r['type'] === 'error')
-    expect(error).toMatchObject({ runId: 1, code: 'INTERNAL' })
+    expect(error).toMatchObject({ runId: 1, code: 'PUSH_FAILED' })
     expect(error?.['message']).toContain(ghost)
   })
 

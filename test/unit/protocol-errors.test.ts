@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import {
   BadMessageError, BadShapeError, CacheLimitError, CancelledError, DrainingError, ERROR_CODES, errorFromFrame, GapError,
-  InternalError, isErrorCode, PetalError, SessionLimitError, TimeoutError, toErrorFrame, TooLargeError, UnknownSessionError,
-  WrongSpanError
+  InternalError, isErrorCode, PetalError, PushFailedError, SessionLimitError, TimeoutError, toErrorFrame, TooLargeError,
+  UnknownSessionError, WrongSpanError
 } from '../../protocol/errors.js'
 import { encodeFrame, FrameDecoder } from '../../protocol/frames.js'
 import { parseErrorFrame } from '../../protocol/inference-replies.js'
@@ -10,7 +10,7 @@ import { parseErrorFrame } from '../../protocol/inference-replies.js'
 const all: PetalError[] = [
   new BadMessageError('m'), new BadShapeError('m'), new TooLargeError('m'), new UnknownSessionError('m'),
   new SessionLimitError('m'), new CacheLimitError('m'), new GapError('m', 17), new WrongSpanError('m'),
-  new DrainingError('m'), new InternalError('m'), new TimeoutError('m'), new CancelledError('m')
+  new DrainingError('m'), new InternalError('m'), new TimeoutError('m'), new CancelledError('m'), new PushFailedError('m')
 ]
 
 describe('errors', () => {
@@ -42,7 +42,7 @@ describe('errors', () => {
 
   it('marks server-state failures retryable and caller bugs not', () => {
     const retryable = all.filter((e) => e.retryable).map((e) => e.code).sort()
-    expect(retryable).toEqual(['CACHE_LIMIT', 'DRAINING', 'INTERNAL', 'SESSION_LIMIT', 'TIMEOUT'])
+    expect(retryable).toEqual(['CACHE_LIMIT', 'DRAINING', 'INTERNAL', 'PUSH_FAILED', 'SESSION_LIMIT', 'TIMEOUT'])
     expect(new BadMessageError('x').retryable).toBe(false)
     expect(new BadShapeError('x').retryable).toBe(false)
   })

@@ -52,6 +52,20 @@ describe('inference messages', () => {
     expect(parsePush(wire(push)).hidden.dtype).toBe('float16')
   })
 
+  it('carry outputs along a push chain: run.carry, push.carried, result.carried, opened.carriesOutputs', () => {
+    expect(parseRun(wire({ ...run, carry: true })).carry).toBe(true)
+    expect(parseRun(wire(run))).not.toHaveProperty('carry')
+    expect(parseRun(wire({ ...run, carry: false }))).not.toHaveProperty('carry')
+    const carriedPush = parsePush(wire({ ...push, carried: [hidden(2, 4, 'float16'), hidden(2, 4, 'float16')] }))
+    expect(carriedPush.carried?.map(t => t.dims)).toEqual([[1, 2, 4], [1, 2, 4]])
+    expect(parsePush(wire({ ...push, carried: [] })).carried).toEqual([]) // from the first hop
+    expect(parsePush(wire(push))).not.toHaveProperty('carried')
+    expect(parseResult(wire({ ...result, carried: [hidden()] })).carried?.[0]?.dims).toEqual([1, 2, 4])
+    expect(parseResult(wire(result))).not.toHaveProperty('carried')
+    expect(parseOpened(wire({ ...opened, carriesOutputs: true }))).toEqual({ ...opened, carriesOutputs: true })
+    expect(parseOpened(wire(opened))).not.toHaveProperty('carriesOutputs') // an older server
+  })
+
   it('dispatch on type', () => {
     expect(parseClientMessage(wire(open)).type).toBe('open')
     expect(parseClientMessage(wire(run)).type).toBe('run')
@@ -124,7 +138,15 @@ describe('inference messages', () => {
     ['notice: unknown state', () => parseNotice({ type: 'notice', state: 'online' }), 'BAD_MESSAGE'],
     ['push: missing push list', () => parsePush({ ...push, push: undefined }), 'BAD_MESSAGE'],
     ['push: missing sessionId', () => parsePush({ ...push, sessionId: undefined }), 'BAD_MESSAGE'],
-    ['push: hidden inconsistent', () => parsePush({ ...push, hidden: { ...hidden(2, 4, 'float16'), dims: [1, 3, 4] } }), 'BAD_SHAPE']
+    ['push: hidden inconsistent', () => parsePush({ ...push, hidden: { ...hidden(2, 4, 'float16'), dims: [1, 3, 4] } }), 'BAD_SHAPE'],
+    ['run: carry string', () => parseRun({ ...run, carry: 'yes' }), 'BAD_MESSAGE'],
+    ['push: carried not a list', () => parsePush({ ...push, carried: hidden(2, 4, 'float16') }), 'BAD_MESSAGE'],
+    ['push: a carried output of other rows', () => parsePush({ ...push, carried: [hidden(3, 4, 'float16')] }), 'BAD_SHAPE'],
+    ['push: a carried output of another dtype', () => parsePush({ ...push, carried: [hidden(2, 4, 'float32')] }), 'BAD_SHAPE'],
+    ['push: a carried output whose bytes are short', () => parsePush({ ...push, carried: [{ ...hidden(2, 4, 'float16'), data: new Uint8Array(4) }] }), 'BAD_SHAPE'],
+    ['push: more carried outputs than hops', () => parsePush({ ...push, carried: Array(65).fill(hidden(2, 4, 'float16')) }), 'BAD_MESSAGE'],
+    ['result: a carried output of another hidden size', () => parseResult({ ...result, carried: [hidden(2, 8)] }), 'BAD_SHAPE'],
+    ['opened: carriesOutputs number', () => parseOpened({ ...opened, carriesOutputs: 1 }), 'BAD_MESSAGE']
   ]
   for (const [name, parse, c] of bad) {
     it(`rejects ${name} with ${c}`, () => { expect(parse).toThrow(code(c)) })
