@@ -23,7 +23,9 @@
  * from priors instead of from what the earlier prompts of the configuration taught it),
  * --temperature T and --seed S (sampled decoding, top-p 1, every prompt with seed S; plain
  * decoding then draws from the target directly, so its text differs from the speculative one),
- * --device cpu|webgpu|cuda (what the servers compute on; default cpu), --rounds R (default 1: the speculative modes' chosen settings are measured R times, in an
+ * --carry-max-bytes N (push mode: the most bytes of outputs a run's last server carries back;
+ * 0: every server replies on its own; default the SDK's), --device cpu|webgpu|cuda (what the
+ * servers compute on; default cpu), --rounds R (default 1: the speculative modes' chosen settings are measured R times, in an
  * order rotated each round, and each line reports the median round; the goal ratios are
  * medians of the rounds' ratios: this machine's speed swings by a few percent between
  * measurements minutes apart, more than the ratios' margins).
@@ -83,6 +85,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     seed: { type: 'string' },
     device: { type: 'string' },
+    'carry-max-bytes': { type: 'string' },
     'netns-child': { type: 'string' } // internal: already inside a namespace delayed this way
   }
 })
@@ -98,6 +101,8 @@ const serverCost = { msPerRun: Number(args['server-run-ms'] ?? 0), msPerRow: Num
 const sampling: SamplerOptions = { temperature: Number(args.temperature ?? 0), seed: Number(args.seed ?? 1) }
 const greedy = sampling.temperature === 0
 const rounds = Number(args.rounds ?? 1)
+/** Push mode's carryMaxBytes (undefined: the SDK's default). */
+const carryMaxBytes = args['carry-max-bytes'] !== undefined ? Number(args['carry-max-bytes']) : undefined
 const serverDevice = args.device ?? 'cpu'
 const serverArgs = ['--simulated-run-ms', String(serverCost.msPerRun), '--simulated-row-ms', String(serverCost.msPerRow), '--device', serverDevice]
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new RangeError(`Cannot run mode ${m}: it must be one of ${ALL_MODES.join(', ')}`)
@@ -109,6 +114,7 @@ if (!(Number.isFinite(sampling.temperature) && (sampling.temperature as number) 
 if (!(Number.isSafeInteger(sampling.seed) && (sampling.seed as number) >= 0)) throw new RangeError(`Cannot use --seed ${args.seed}: it must be an integer >= 0`)
 if (!['cpu', 'webgpu', 'cuda'].includes(serverDevice)) throw new RangeError(`Cannot serve on --device ${serverDevice}: it must be cpu, webgpu or cuda`)
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`Cannot use --rounds ${args.rounds}: it must be an integer >= 1`)
+if (carryMaxBytes !== undefined && !(Number.isInteger(carryMaxBytes) && carryMaxBytes >= 0)) throw new RangeError(`Cannot use --carry-max-bytes ${args['carry-max-bytes']}: it must be an integer >= 0`)
 if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= 3)) throw new RangeError(`Cannot use --prompts ${args.prompts}: there are 3 reference prompts`)
 
 interface Reference { prompt_ids: number[], greedy_new_ids: number[] }
@@ -141,7 +147,8 @@ async function runUnderKernelDelay (): Promise<void> {
       '--tokens', String(tokens), '--prompts', String(numPrompts), '--modes', [...modes].join(','), '--draft', draftDir, '--draft-cost-ms', String(draftCostMs),
       '--server-run-ms', String(serverCost.msPerRun), '--server-row-ms', String(serverCost.msPerRow),
       '--temperature', String(sampling.temperature), '--seed', String(sampling.seed), '--rounds', String(rounds), '--device', serverDevice,
-      ...(sweep ? [] : ['--no-sweep']), ...(args['cold-speculation'] ? ['--cold-speculation'] : [])]
+      ...(sweep ? [] : ['--no-sweep']), ...(args['cold-speculation'] ? ['--cold-speculation'] : []),
+      ...(carryMaxBytes !== undefined ? ['--carry-max-bytes', String(carryMaxBytes)] : [])]
     const code = await runInDelayedNamespace(`petal-bench-${process.pid}`, L, argv)
     if (code !== 0) throw new Error(`The benchmark at kernel latency ${L} ms exited with code ${code}`)
   }
@@ -168,12 +175,12 @@ async function benchLatency (L: number): Promise<void> {
     const draft = await loadDrafter()
     cleanup.push(draft.release)
     const open = async (push: boolean): Promise<LanguageModel> => {
-      const model = await LanguageModel.swarm(swarm.client, TARGET, { push, sendDelayMs: inProcess })
+      const model = await LanguageModel.swarm(swarm.client, TARGET, { push, sendDelayMs: inProcess, ...(carryMaxBytes !== undefined ? { carryMaxBytes } : {}) })
       cleanup.push(async () => { await model.release() })
       return model
     }
     const models = { client: await open(false), push: await open(true) }
-    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(greedy ? {} : { sampling }), ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}), ...(args['cold-speculation'] ? { coldSpeculation: true } : {}), ...(serverDevice !== 'cpu' ? { serverDevice } : {}) }
+    const config = { tokens, prompts: prompts.length, spans: swarm.spans, drafter: draft.kind, model: 'stories260k', ...(greedy ? {} : { sampling }), ...(draftCostMs > 0 ? { draftCostMs } : {}), ...(serverCost.msPerRun + serverCost.msPerRow > 0 ? { serverCost } : {}), ...(args['cold-speculation'] ? { coldSpeculation: true } : {}), ...(serverDevice !== 'cpu' ? { serverDevice } : {}), ...(carryMaxBytes !== undefined ? { carryMaxBytes } : {}) }
     const measure = async (cfg: SpecConfig): Promise<Measured> => {
       const before = await swarm.totals()
       const r = await measureConfig(cfg.push ? models.push : models.client, draft.drafter, prompts, tokens, cfg, { coldSpeculation: args['cold-speculation'], sampler: sampling })

@@ -13,6 +13,8 @@
  * layouts, each against local generation with the same engine: servers with one ORT session per
  * block against a local model with one per block ("per-block", the defaults), and servers with one
  * session each (--graph-blocks) against a local model with one session for all blocks ("per-server").
+ * Push mode twice: "push" as the SDK sends it (a decode step's outputs carried back by the last
+ * server, one message per run) and "push-replied" (carryMaxBytes 0: every server replies on its own).
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
  * one round trip (send, queue, compute is the same as local, reply). Two anatomies take a hop
  * apart (round trip vs the compute the server reports): back to back on one server ("hop_*")
@@ -98,7 +100,9 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
     for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: extra })
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
     await waitForServers(client, basename(dir), L, fullyCovered(L))
-    const modes: Array<[string, SwarmModelOptions]> = [['client-mediated', {}], ['push', { push: true }]]
+    // push: the last server returns every server's output (carried, the default for small runs);
+    // push-replied: each server replies on its own, as before carrying
+    const modes: Array<[string, SwarmModelOptions]> = [['client-mediated', {}], ['push', { push: true }], ['push-replied', { push: true, carryMaxBytes: 0 }]]
     const models = await Promise.all(modes.map(async ([, opts]) => await LanguageModel.swarm(client, dir, opts)))
     for (const model of models) await decodeMsPerToken(model, prompts.slice(0, 1), tokens) // warm-up
     // ms/token: localMs[i] and swarmMs[m][i] are the same prompt, timed one after the other
@@ -108,9 +112,14 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
     const localCpu = new CpuTally()
     const swarmCpu = modes.map(() => new CpuTally(swarm.servers.map(s => s.child.pid as number)))
     for (let r = 0; r < ROUNDS; r++) {
-      for (const prompt of prompts) {
+      for (const [p, prompt] of prompts.entries()) {
         localMs.push(await localCpu.measure(async () => await decodeMsPerToken(local, [prompt], tokens)))
-        for (const [m, model] of models.entries()) swarmMs[m]?.push(await (swarmCpu[m] as CpuTally).measure(async () => await decodeMsPerToken(model, [prompt], tokens)))
+        // the swarm's modes in an order rotated prompt by prompt, so that none always goes first
+        const turn = r * prompts.length + p
+        for (let j = 0; j < models.length; j++) {
+          const m = (turn + j) % models.length
+          swarmMs[m]?.push(await (swarmCpu[m] as CpuTally).measure(async () => await decodeMsPerToken(models[m] as LanguageModel, [prompt], tokens)))
+        }
       }
     }
     const generated = ROUNDS * prompts.length * tokens
@@ -122,8 +131,9 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
       emit({ model: name, metric: `swarm_tokens_per_second_${mode}${suffix}`, value: 1000 / median(ms), unit: 'tokens/s', config: { ...config, servers: spans } })
       emit({ model: name, metric: `swarm_vs_local_${mode}${suffix}`, value: median(ms.map((x, i) => (localMs[i] as number) / x)), unit: 'x', config: { ...config, local_tokens_per_second: 1000 / median(localMs) } })
       // client-mediated: 3 round trips; push: 4 one-way trips (about 2 round trips' worth)
-      const hops = mode === 'push' ? 2 : 3
-      emit({ model: name, metric: `overhead_per_hop_ms_${mode}${suffix}`, value: median(ms.map((x, i) => (x - (localMs[i] as number)) / hops)), unit: 'ms', config: { ...config, hops: mode === 'push' ? '4 one-way trips' : 3 } })
+      const pushed = mode !== 'client-mediated'
+      const hops = pushed ? 2 : 3
+      emit({ model: name, metric: `overhead_per_hop_ms_${mode}${suffix}`, value: median(ms.map((x, i) => (x - (localMs[i] as number)) / hops)), unit: 'ms', config: { ...config, hops: pushed ? '4 one-way trips' : 3 } })
       // per generated token, prompts included: the client, each server, and their sum
       const [client, ...servers] = (swarmCpu[m] as CpuTally).ms.map(c => c / generated)
       emit({ model: name, metric: `swarm_cpu_ms_per_token_${mode}${suffix}`, value: (client as number) + servers.reduce((a, b) => a + b, 0), unit: 'ms', config: { ...config, client, servers, wallMsPerToken: median(ms), cores: availableParallelism() } })
