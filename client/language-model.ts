@@ -33,8 +33,9 @@ export interface SwarmModelOptions extends OrtOptions {
   push?: boolean
   /**
    * Push mode: a run's last server returns every server's output in one message when they
-   * add at most this many bytes to it (default 32 KiB, CARRY_MAX_BYTES); 0: each server
-   * replies on its own (fewer bytes on the critical path, more messages).
+   * add at most this many bytes to it, instead of each server replying on its own: fewer
+   * messages for the client, more bytes on the critical path. Default 0 (off); a client short
+   * of CPU may gain from CARRY_SUGGESTED_BYTES (32 KiB).
    */
   carryMaxBytes?: number
   /** Activations on the wire: float32 (default) or float16. */

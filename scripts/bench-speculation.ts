@@ -23,8 +23,8 @@
  * from priors instead of from what the earlier prompts of the configuration taught it),
  * --temperature T and --seed S (sampled decoding, top-p 1, every prompt with seed S; plain
  * decoding then draws from the target directly, so its text differs from the speculative one),
- * --carry-max-bytes N (push mode: the most bytes of outputs a run's last server carries back;
- * 0: every server replies on its own; default the SDK's), --device cpu|webgpu|cuda (what the
+ * --carry-max-bytes N (push mode: the most bytes of outputs a run's last server carries back
+ * instead of every server replying; default 0, the SDK's), --device cpu|webgpu|cuda (what the
  * servers compute on; default cpu), --rounds R (default 1: the speculative modes' chosen settings are measured R times, in an
  * order rotated each round, and each line reports the median round; the goal ratios are
  * medians of the rounds' ratios: this machine's speed swings by a few percent between

@@ -13,8 +13,9 @@
  * layouts, each against local generation with the same engine: servers with one ORT session per
  * block against a local model with one per block ("per-block", the defaults), and servers with one
  * session each (--graph-blocks) against a local model with one session for all blocks ("per-server").
- * Push mode twice: "push" as the SDK sends it (a decode step's outputs carried back by the last
- * server, one message per run) and "push-replied" (carryMaxBytes 0: every server replies on its own).
+ * Push mode twice: "push" as the SDK sends it by default (every server also replies on its own)
+ * and "push-carried" (carryMaxBytes CARRY_SUGGESTED_BYTES: the last server returns every
+ * server's output, one message per run).
  * per-hop overhead = (swarm ms/token - local ms/token) / hops, client-mediated: each hop is
  * one round trip (send, queue, compute is the same as local, reply). Two anatomies take a hop
  * apart (round trip vs the compute the server reports): back to back on one server ("hop_*")
@@ -30,6 +31,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { LanguageModel, type SwarmModelOptions } from '../client/language-model.js'
 import { SwarmClient } from '../client/swarm/swarm-client.js'
+import { CARRY_SUGGESTED_BYTES } from '../client/swarm/swarm-target.js'
 import { Checkpoint } from '../model/checkpoint.js'
 import { LocalSwarm } from '../node/local-swarm.js'
 import { fullyCovered, waitForServers } from '../test/helpers/swarm.js'
@@ -100,9 +102,9 @@ async function benchSwarm (name: string, dir: string, L: number, cuts: number[],
     for (let i = 0; i < 3; i++) await swarm.add({ blocks: `${cuts[i]}:${cuts[i + 1]}`, args: extra })
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap] })
     await waitForServers(client, basename(dir), L, fullyCovered(L))
-    // push: the last server returns every server's output (carried, the default for small runs);
-    // push-replied: each server replies on its own, as before carrying
-    const modes: Array<[string, SwarmModelOptions]> = [['client-mediated', {}], ['push', { push: true }], ['push-replied', { push: true, carryMaxBytes: 0 }]]
+    // push: each server also replies on its own (the SDK's default); push-carried: the last
+    // server returns every server's output (carryMaxBytes, one message per run)
+    const modes: Array<[string, SwarmModelOptions]> = [['client-mediated', {}], ['push', { push: true }], ['push-carried', { push: true, carryMaxBytes: CARRY_SUGGESTED_BYTES }]]
     const models = await Promise.all(modes.map(async ([, opts]) => await LanguageModel.swarm(client, dir, opts)))
     for (const model of models) await decodeMsPerToken(model, prompts.slice(0, 1), tokens) // warm-up
     // ms/token: localMs[i] and swarmMs[m][i] are the same prompt, timed one after the other

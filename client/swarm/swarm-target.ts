@@ -39,7 +39,7 @@ export interface SwarmTargetInit {
    * Push mode: the route carries the servers' outputs to its last hop, which returns them all
    * in one message (RunMessage.carry), when they add at most this many bytes to it; larger
    * runs, and routes with a server that cannot carry, have every server reply on its own.
-   * Default CARRY_MAX_BYTES; 0: never carry.
+   * Default 0 (never; see CARRY_SUGGESTED_BYTES for when to turn it on).
    */
   carryMaxBytes?: number
   wireDtype?: WireDtype
@@ -81,13 +81,15 @@ export interface SwarmTargetInit {
 const MAX_RUN_BYTES = 16 * 2 ** 20
 
 /**
- * Most bytes of earlier hops' outputs a pushed run's last hop carries back (carryMaxBytes).
- * Carried outputs ride the critical path, while replies of their own travel beside it; but
- * each reply costs a message's CPU on both ends, which on a loopback swarm of a 200M model
- * is 4-5% of a token (scripts/MEASUREMENTS.md). 32 KiB is a few decode steps' worth: two hops
- * of a C=8192 model in float16, and well under a millisecond at 1 Gbit/s.
+ * A carryMaxBytes for a client short of CPU: a few decode steps' worth (two hops of a C=8192
+ * model in float16), well under a millisecond at 1 Gbit/s. Carried outputs ride the critical
+ * path, while replies of their own travel beside it and are read while the pipeline still
+ * runs; carrying saves the client a message per server and run. Measured at 20 ms one way
+ * (pipelined tree speculation over sync, scripts/MEASUREMENTS.md): where the client shares
+ * two cores with three servers, +3% (1.471 against 1.426 on average, 4 alternated pairs);
+ * where it has cores of its own, -1% (1.48 against 1.50, 2 pairs). So it is off by default.
  */
-export const CARRY_MAX_BYTES = 32 * 1024
+export const CARRY_SUGGESTED_BYTES = 32 * 1024
 
 /**
  * The target model of one sequence, computed by a chain of servers. Runs travel the
@@ -459,7 +461,7 @@ export class SwarmTarget implements TargetModel {
   /** Whether a pushed run of `elements` activations goes with outputs carried (carryMaxBytes). */
   #carries (hops: readonly Hop[], elements: number): boolean {
     const bytes = (hops.length - 1) * elements * (this.#init.wireDtype === 'float16' ? 2 : 4)
-    return bytes <= (this.#init.carryMaxBytes ?? CARRY_MAX_BYTES) && hops.every(h => h.session.carriesOutputs)
+    return bytes <= (this.#init.carryMaxBytes ?? 0) && hops.every(h => h.session.carriesOutputs)
   }
 
   /**

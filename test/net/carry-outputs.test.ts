@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { LanguageModel, type SwarmModelOptions } from '../../client/language-model.js'
 import type { SwarmClient } from '../../client/swarm/swarm-client.js'
-import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
+import { CARRY_SUGGESTED_BYTES, type SwarmTarget } from '../../client/swarm/swarm-target.js'
 import type { GenerateChunk, GenerationResult } from '../../client/text-generation.js'
 import type { PetalServer } from '../../node/server.js'
 import { FrameSender } from '../../protocol/frame-sender.js'
@@ -53,9 +53,9 @@ describe('push mode carries the servers\' outputs to the last one', () => {
     return { tokens: result.tokens, results, runs }
   }
 
-  it('one result per run, from the last server, where every server used to answer; tokens unchanged', async () => {
-    const carried = await generateCounting({ push: true })
-    const replied = await generateCounting({ push: true, carryMaxBytes: 0 })
+  it('one result per run, from the last server, where every server answers without; tokens unchanged', async () => {
+    const carried = await generateCounting({ push: true, carryMaxBytes: CARRY_SUGGESTED_BYTES })
+    const replied = await generateCounting({ push: true })
     expect(carried.tokens).toEqual(ref.greedy_new_ids)
     expect(replied.tokens).toEqual(ref.greedy_new_ids)
     expect(carried.runs).toBe(replied.runs)
@@ -84,7 +84,7 @@ describe('push mode with carried outputs: a server lost between turns', () => {
     for (const ids of turns) expected.push((await drain(localChat.generate(ids, { maxNewTokens: 12, ...GREEDY }))).tokens)
     await local.release()
 
-    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, routeJitter: 0 })
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, carryMaxBytes: CARRY_SUGGESTED_BYTES, routeJitter: 0 })
     const chat = await model.session({ maxTokens: 128 })
     const target = chat.target as SwarmTarget
     const got = [(await drain(chat.generate(turns[0] as number[], { maxNewTokens: 12, ...GREEDY }))).tokens]
@@ -98,6 +98,43 @@ describe('push mode with carried outputs: a server lost between turns', () => {
     expect(second.stats.target.failovers).toBeGreaterThanOrEqual(1)
     expect(target.route.find(h => h.start === 2)?.peerId).not.toBe(onRoute)
     await chat.close()
+    await model.release()
+  }, 60_000)
+})
+
+describe('push mode with carried outputs: a server killed mid-generation', () => {
+  const swarm = new InProcessSwarm()
+  let client: SwarmClient
+
+  beforeAll(async () => {
+    client = await swarm.serving([[0, 2], [2, 3], [2, 3], [3, 5]])
+  }, 60_000)
+  afterAll(async () => {
+    await swarm.close()
+  })
+
+  it('the runs it took down go on hop by hop from the first server: tokens unchanged', async () => {
+    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, carryMaxBytes: CARRY_SUGGESTED_BYTES, routeJitter: 0, sendDelayMs: 2 })
+    const session = await model.session({ maxTokens: 128 })
+    const target = session.target as SwarmTarget
+    const gen = session.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, ...GREEDY })
+    let seen = 0
+    let victim: string | undefined
+    let step = await gen.next()
+    while (step.done !== true) {
+      seen += step.value.tokens.length
+      if (victim === undefined && seen >= 10) {
+        victim = target.route.find(h => h.start === 2)?.peerId
+        const server = swarm.servers.find(s => s.host.peerId.toString() === victim) as PetalServer
+        for (const c of server.host.getConnections()) c.abort(new Error('killed'))
+        void server.host.stop()
+      }
+      step = await gen.next()
+    }
+    expect(step.value.tokens).toEqual(ref.greedy_new_ids)
+    expect(step.value.stats.target.failovers).toBe(1)
+    expect(target.route.find(h => h.start === 2)?.peerId).not.toBe(victim)
+    await session.close()
     await model.release()
   }, 60_000)
 })
