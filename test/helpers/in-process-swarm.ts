@@ -45,3 +45,9 @@ export class InProcessSwarm {
     await Promise.all(this.servers.splice(0).map(async s => { await s.stop() }))
   }
 }
+
+/** Like a SIGKILL: every connection of the server reset, and nothing listens any more. */
+export async function killAbruptly (server: PetalServer): Promise<void> {
+  for (const c of server.host.getConnections()) c.abort(new Error('killed'))
+  await server.host.stop()
+}

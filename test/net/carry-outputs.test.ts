@@ -11,7 +11,7 @@ import type { GenerateChunk, GenerationResult } from '../../client/text-generati
 import type { PetalServer } from '../../node/server.js'
 import { FrameSender } from '../../protocol/frame-sender.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
-import { InProcessSwarm } from '../helpers/in-process-swarm.js'
+import { InProcessSwarm, killAbruptly } from '../helpers/in-process-swarm.js'
 
 const ref = readReference('stories260k').prompts[0]
 const GREEDY = { temperature: 0, stopAtEos: false } as const
@@ -64,19 +64,26 @@ describe('push mode carries the servers\' outputs to the last one', () => {
   }, 60_000)
 })
 
-describe('push mode with carried outputs: a server lost between turns', () => {
+describe('push mode with carried outputs: a server on the route lost', () => {
   const swarm = new InProcessSwarm()
   let client: SwarmClient
 
   beforeAll(async () => {
-    // [2,3) twice: the one off the route takes over, rebuilt from the inputs the client kept
-    client = await swarm.serving([[0, 2], [2, 3], [2, 3], [3, 5]])
+    // [2,3) three times: each test kills the one on its route, and another takes over
+    client = await swarm.serving([[0, 2], [2, 3], [2, 3], [2, 3], [3, 5]])
   }, 60_000)
   afterAll(async () => {
     await swarm.close()
   })
 
-  it('is rebuilt from the outputs the last server carried back: the next turn\'s tokens equal local decoding', async () => {
+  /** Kills the [2,3) server on `target`'s route; returns its peer id. */
+  async function killRoutes23 (target: SwarmTarget): Promise<string | undefined> {
+    const onRoute = target.route.find(h => h.start === 2)?.peerId
+    await killAbruptly(swarm.servers.find(s => s.host.peerId.toString() === onRoute) as PetalServer)
+    return onRoute
+  }
+
+  it('between turns: it is rebuilt from the outputs the last server carried back, and the next turn\'s tokens equal local decoding', async () => {
     const turns = [ref.prompt_ids, ref.greedy_new_ids.slice(0, 4)]
     const local = await LanguageModel.local(BUNDLED_MODEL)
     const expected: number[][] = []
@@ -88,52 +95,33 @@ describe('push mode with carried outputs: a server lost between turns', () => {
     const chat = await model.session({ maxTokens: 128 })
     const target = chat.target as SwarmTarget
     const got = [(await drain(chat.generate(turns[0] as number[], { maxNewTokens: 12, ...GREEDY }))).tokens]
-    const onRoute = target.route.find(h => h.start === 2)?.peerId
-    const victim = swarm.servers.find(s => s.host.peerId.toString() === onRoute) as PetalServer
-    for (const c of victim.host.getConnections()) c.abort(new Error('killed'))
-    await victim.host.stop()
+    const killed = await killRoutes23(target)
     const second = await drain(chat.generate(turns[1] as number[], { maxNewTokens: 12, ...GREEDY }))
     got.push(second.tokens)
     expect(got).toEqual(expected)
     expect(second.stats.target.failovers).toBeGreaterThanOrEqual(1)
-    expect(target.route.find(h => h.start === 2)?.peerId).not.toBe(onRoute)
+    expect(target.route.find(h => h.start === 2)?.peerId).not.toBe(killed)
     await chat.close()
     await model.release()
   }, 60_000)
-})
 
-describe('push mode with carried outputs: a server killed mid-generation', () => {
-  const swarm = new InProcessSwarm()
-  let client: SwarmClient
-
-  beforeAll(async () => {
-    client = await swarm.serving([[0, 2], [2, 3], [2, 3], [3, 5]])
-  }, 60_000)
-  afterAll(async () => {
-    await swarm.close()
-  })
-
-  it('the runs it took down go on hop by hop from the first server: tokens unchanged', async () => {
+  it('mid-generation: the runs it took down go on hop by hop from the first server, tokens unchanged', async () => {
     const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { push: true, carryMaxBytes: CARRY_SUGGESTED_BYTES, routeJitter: 0, sendDelayMs: 2 })
     const session = await model.session({ maxTokens: 128 })
     const target = session.target as SwarmTarget
     const gen = session.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, ...GREEDY })
     let seen = 0
-    let victim: string | undefined
+    let killing: Promise<string | undefined> | undefined
     let step = await gen.next()
     while (step.done !== true) {
       seen += step.value.tokens.length
-      if (victim === undefined && seen >= 10) {
-        victim = target.route.find(h => h.start === 2)?.peerId
-        const server = swarm.servers.find(s => s.host.peerId.toString() === victim) as PetalServer
-        for (const c of server.host.getConnections()) c.abort(new Error('killed'))
-        void server.host.stop()
-      }
+      if (killing === undefined && seen >= 10) killing = killRoutes23(target)
       step = await gen.next()
     }
+    const killed = await killing
     expect(step.value.tokens).toEqual(ref.greedy_new_ids)
     expect(step.value.stats.target.failovers).toBe(1)
-    expect(target.route.find(h => h.start === 2)?.peerId).not.toBe(victim)
+    expect(target.route.find(h => h.start === 2)?.peerId).not.toBe(killed)
     await session.close()
     await model.release()
   }, 60_000)

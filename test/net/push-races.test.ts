@@ -17,13 +17,7 @@ import type { GenerationResult } from '../../client/text-generation.js'
 import { PushForwarder } from '../../node/push-forwarder.js'
 import type { PetalServer } from '../../node/server.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
-import { InProcessSwarm } from '../helpers/in-process-swarm.js'
-
-/** Like a SIGKILL: every connection of the server reset, and nothing listens any more. */
-async function killAbruptly (server: PetalServer): Promise<void> {
-  for (const c of server.host.getConnections()) c.abort(new Error('killed'))
-  await server.host.stop()
-}
+import { InProcessSwarm, killAbruptly } from '../helpers/in-process-swarm.js'
 
 describe('push mode: the pusher dies after answering, before its push left', () => {
   const swarm = new InProcessSwarm()
