@@ -86,7 +86,7 @@ const MAX_RUN_BYTES = 16 * 2 ** 20
  * path, while replies of their own travel beside it and are read while the pipeline still
  * runs; carrying saves the client a message per server and run. Measured at 20 ms one way
  * (pipelined tree speculation over sync, scripts/MEASUREMENTS.md): where the client shares
- * two cores with three servers, +3% (1.471 against 1.426 on average, 4 alternated pairs);
+ * two cores with three servers, +3% (1.467 against 1.426 on average, 4 alternated pairs);
  * where it has cores of its own, -1% (1.48 against 1.50, 2 pairs). So it is off by default.
  */
 export const CARRY_SUGGESTED_BYTES = 32 * 1024
