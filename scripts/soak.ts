@@ -3,7 +3,7 @@
  * are killed and restarted, checking what must hold the whole time:
  *
  * - every greedy generation decodes the reference tokens (reference.json), whatever the mode
- *   (plain, sync, pipelined; client-mediated or push), through failovers, in chat turns that
+ *   (plain, sync, pipelined; client-mediated, push, or push with carried outputs), through failovers, in chat turns that
  *   continue a session and in n choices that copy one prompt; every sampled speculative one
  *   decodes what a local sync chain does with its seed; the OpenAI-compatible API server's
  *   completions (1 or 2 choices) say what the local model says;
@@ -34,6 +34,7 @@ import { LanguageModel } from '../client/language-model.js'
 import { OpenAiServer } from '../client/openai/openai-server.js'
 import { createRng } from '../client/sampling/rng.js'
 import { SwarmClient } from '../client/swarm/swarm-client.js'
+import { CARRY_SUGGESTED_BYTES } from '../client/swarm/swarm-target.js'
 import type { GenerateOptions, GenerationResult, SpeculationMode } from '../client/text-generation.js'
 import { Checkpoint } from '../model/checkpoint.js'
 import { LocalSwarm, type ServerProcess } from '../node/local-swarm.js'
@@ -133,7 +134,10 @@ try {
     const client = await SwarmClient.connect({ bootstrap: [swarm.bootstrap], ...(clientLog !== undefined ? { logger: clientLog.child({ client: c }) } : {}) })
     clients.push(client)
     await waitForServers(client, MODEL_ID, BLOCKS, s => fullyCovered(BLOCKS)(s) && s.length === live.size, 60_000)
-    for (const push of [false, true]) models.push({ name: `client${c}-${push ? 'push' : 'mediated'}`, model: await LanguageModel.swarm(client, TARGET, { push, sendDelayMs: latencyMs }) })
+    models.push({ name: `client${c}-mediated`, model: await LanguageModel.swarm(client, TARGET, { sendDelayMs: latencyMs }) })
+    models.push({ name: `client${c}-push`, model: await LanguageModel.swarm(client, TARGET, { push: true, sendDelayMs: latencyMs }) })
+    // push with the servers' outputs carried to the last one (opt-in): failures mid-route go on hop by hop from the first
+    models.push({ name: `client${c}-push-carried`, model: await LanguageModel.swarm(client, TARGET, { push: true, carryMaxBytes: CARRY_SUGGESTED_BYTES, sendDelayMs: latencyMs }) })
   }
   rogueNode = await bareNode()
   const draft = await loadDraftModel(Checkpoint.open(DRAFT))
