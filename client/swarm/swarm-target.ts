@@ -264,7 +264,8 @@ export class SwarmTarget implements TargetModel {
     if (boundaries(this) !== boundaries(source)) return false
     if (source.#hops.some(h => (source.#histories.get(h.start)?.length ?? 0) < length)) return false
     // what entered each boundary: a failover here replays it, as it would have been sent
-    for (const hop of this.#hops) this.#history(hop.start).write(0, source.#history(hop.start).read(0, length))
+    // ordered after every run sent so far (none, for a fresh target), before the next
+    for (const hop of this.#hops) this.#history(hop.start).write(0, source.#history(hop.start).read(0, length), this.#nextRunId - 0.5)
     const done = await Promise.allSettled(this.#hops.map(async hop => { await this.#adoptOnHop(hop, source, length) }))
     return done.every(d => d.status === 'fulfilled')
   }
@@ -368,11 +369,11 @@ export class SwarmTarget implements TargetModel {
     while (b < this.#numBlocks) {
       if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
       const hop = this.#hopAt(b)
-      if (!recorded) this.#history(b).write(position, x.subarray(0, cached))
+      if (!recorded) this.#history(b).write(position, x.subarray(0, cached), runId)
       recorded = false
       if (hop.session.draining) {
         // the server is leaving: move its blocks elsewhere before sending it more work
-        await this.#repair(hop, new DrainingError(`${hop.session.peerId.toString()} is draining`), position)
+        await this.#repair(hop, new DrainingError(`${hop.session.peerId.toString()} is draining`), { runId, position })
         if (this.#stopped(runId)) throw new CancelledError(`Run ${runId} was cancelled`)
         recorded = true
         continue
@@ -437,7 +438,7 @@ export class SwarmTarget implements TargetModel {
     const rows = x0.length / this.#init.parts.config.hiddenSize
     const later = hops.slice(1).map(h => h.session.expect(runId, position, rows))
     for (const p of later) p.catch(() => {})
-    this.#history(0).write(position, x0.subarray(0, cached))
+    this.#history(0).write(position, x0.subarray(0, cached), runId)
     const pushTo = hops.slice(1).map(h => ({ peerId: h.session.peerId.toString(), sessionId: h.session.sessionId }))
     const outs = [(hops[0] as Hop).session.run(runId, position, x0, pushTo, tree?.parents), ...later]
     let x = x0
@@ -453,7 +454,7 @@ export class SwarmTarget implements TargetModel {
         for (const h of hops.slice(i)) h.session.reject(runId, err as Error)
         return { x, b: hop.start, recorded: true }
       }
-      if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x.subarray(0, cached))
+      if (hop.end < this.#numBlocks) this.#history(hop.end).write(position, x.subarray(0, cached), runId)
     }
     return { x, b: this.#numBlocks, recorded: true }
   }
@@ -477,7 +478,7 @@ export class SwarmTarget implements TargetModel {
     const rows = x0.length / this.#init.parts.config.hiddenSize
     const last = hops[hops.length - 1] as Hop
     const tail = last.session.expectCarried(runId, position, rows, hops.length - 1)
-    this.#history(0).write(position, x0.subarray(0, cached))
+    this.#history(0).write(position, x0.subarray(0, cached), runId)
     const pushTo = hops.slice(1).map(h => ({ peerId: h.session.peerId.toString(), sessionId: h.session.sessionId }))
     // the earlier hops answer only to fail (or, faultily, to reply anyway): either ends the wait
     const earlier = [(hops[0] as Hop).session.run(runId, position, x0, pushTo, tree?.parents, true), ...hops.slice(1, -1).map(h => h.session.expect(runId, position, rows))]
@@ -489,7 +490,7 @@ export class SwarmTarget implements TargetModel {
       const { hidden, carried } = await Promise.race([tail, anyEarlier])
       for (const [i, hop] of hops.slice(0, -1).entries()) {
         hop.session.reject(runId, new CancelledError(`Run ${runId} was answered by the last hop`)) // nothing else comes for it
-        this.#history(hop.end).write(position, (carried[i] as Float32Array).subarray(0, cached))
+        this.#history(hop.end).write(position, (carried[i] as Float32Array).subarray(0, cached), runId)
       }
       return { x: hidden, b: this.#numBlocks, recorded: true }
     } catch (err) {
@@ -519,14 +520,16 @@ export class SwarmTarget implements TargetModel {
   }
 
   /** Replaces a failed hop by a new route over its blocks and rebuilds their caches. One repair per hop at a time. */
-  async #repair (hop: Hop, cause: Error, from?: number): Promise<void> {
+  async #repair (hop: Hop, cause: Error, from?: { runId: number, position: number }): Promise<void> {
     const running = this.#repairs.get(hop)
     if (running !== undefined) return await running
     if (!this.#hops.includes(hop)) return // already replaced: the caller retries on the new route
     // rebuild what the lost server had: everything before the earliest run that did not get
-    // through it (a draining server still finishes what it has, so only what comes next)
-    const replayEnd = from ?? Math.min(...hop.inFlight.values())
-    const repair = this.#replace(hop, replayEnd, cause)
+    // through it (a draining server still finishes what it has, so only what comes next);
+    // in the histories the replay comes just before the first of those runs
+    const replayEnd = from?.position ?? Math.min(...hop.inFlight.values())
+    const replayRun = (from?.runId ?? Math.min(...hop.inFlight.keys())) - 0.5
+    const repair = this.#replace(hop, replayEnd, replayRun, cause)
     this.#repairs.set(hop, repair)
     try {
       await repair
@@ -535,7 +538,7 @@ export class SwarmTarget implements TargetModel {
     }
   }
 
-  async #replace (hop: Hop, replayEnd: number, cause: Error): Promise<void> {
+  async #replace (hop: Hop, replayEnd: number, replayRun: number, cause: Error): Promise<void> {
     const { directory, logger } = this.#init
     const dead = hop.session.peerId.toString()
     this.#stats.failovers++
@@ -552,13 +555,15 @@ export class SwarmTarget implements TargetModel {
       throw new NoRouteError(hop.start, hop.end, err.uncovered, { context: `(after ${short(dead)} failed: ${cause.message})`, cause })
     })
     try {
+      // boundaries inside the replaced span are new (whatever an older route left there is stale)
+      for (const h of fresh) if (h.start !== hop.start) this.#histories.set(h.start, new HiddenHistory(this.#init.parts.config.hiddenSize))
       // rebuild the new servers' caches from the inputs we kept: rows [0, replayEnd)
       for (let from = 0; from < replayEnd && !this.#closed; from += this.#maxRunTokens) {
         const to = Math.min(replayEnd, from + this.#maxRunTokens)
         let x = this.#history(hop.start).read(from, to)
         for (const h of fresh) {
-          // boundaries inside the replaced span are new: record what enters them (the outer one already holds it)
-          if (h.start !== hop.start) this.#history(h.start).write(from, x)
+          // record what enters the new boundaries (the outer one already holds it)
+          if (h.start !== hop.start) this.#history(h.start).write(from, x, replayRun)
           x = await h.session.run(this.#nextRunId++, from, x)
         }
       }
