@@ -151,6 +151,8 @@ export class PetalServer {
       if (protocols.includes(PROTOCOL_INFO) && addr !== undefined) this.#serverPeers.set(peer, addr.endsWith(`/p2p/${peer}`) ? addr : `${addr}/p2p/${peer}`)
     }
     this.#host.addEventListener('peer:identify', evt => { remember(evt.detail.peerId.toString(), evt.detail.protocols, evt.detail.listenAddrs) })
+    // only connected servers are offered, and a churning swarm brings new peer ids all the time
+    this.#host.addEventListener('peer:disconnect', evt => { this.#serverPeers.delete(evt.detail.toString()) })
     for (const peer of this.#host.getPeers()) {
       const known = await this.#host.peerStore.get(peer).catch(() => undefined)
       if (known !== undefined) remember(peer.toString(), known.protocols, known.addresses.map(a => a.multiaddr))
