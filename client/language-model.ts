@@ -79,6 +79,12 @@ export interface SwarmModelOptions extends OrtOptions {
    * float32's, not equal. Default "none".
    */
   clientQuantization?: 'none' | 'int8'
+  /**
+   * A run that has waited `afterMs` (default 2 s) gets its server pinged; no echo within
+   * `timeoutMs` (default 3 s) and the server counts as failed (frozen), so its blocks move
+   * elsewhere. false: only the 30 s result timeout and libp2p's connection monitor notice.
+   */
+  liveness?: { afterMs?: number, timeoutMs?: number } | false
 }
 
 export interface LocalModelOptions extends OrtOptions {
@@ -149,6 +155,7 @@ export class LanguageModel {
       ...(opts.pipelinePrefill !== undefined ? { pipelinePrefill: opts.pipelinePrefill } : {}),
       ...(opts.coverageWaitMs !== undefined ? { coverageWaitMs: opts.coverageWaitMs } : {}),
       ...(opts.routeJitter !== undefined ? { routeJitter: opts.routeJitter } : {}),
+      ...(opts.liveness !== undefined ? { liveness: opts.liveness } : {}),
       ...(swarm.logger !== undefined ? { logger: swarm.logger } : {})
     })
     return new LanguageModel(dir, ckpt.config.maxPositions, target, async () => { await parts.release() })

@@ -30,6 +30,7 @@ export async function openHops (init: SwarmTargetInit, route: readonly RouteHop[
     ...(init.wireDtype !== undefined ? { wireDtype: init.wireDtype } : {}),
     ...(init.sendDelayMs !== undefined ? { sendDelayMs: init.sendDelayMs } : {}),
     ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {}),
+    ...(init.liveness !== undefined ? { liveness: init.liveness } : {}),
     ...(onPushFailure !== undefined ? { onPushFailure } : {})
   })))
   const failed = sessions.findIndex(s => s.status === 'rejected')

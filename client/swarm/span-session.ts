@@ -7,6 +7,12 @@ import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
 import { parseServerMessage, type ServerMessage } from '../../protocol/inference-replies.js'
 import type { PushHop } from '../../protocol/push-message.js'
 import { decodeTensor, encodeTensor, type WireDtype } from '../../protocol/tensor-codec.js'
+import { measureRtt } from '../../net/rtt-probe.js'
+
+/** A run waiting this long gets its server probed (SpanSessionInit.liveness). */
+const LIVENESS_AFTER_MS = 2000
+/** How long a probed server has to echo. */
+const LIVENESS_TIMEOUT_MS = 3000
 
 /** The connection to a server broke (reset, closed, unreachable): fail over. */
 export class ConnectionLostError extends Error {
@@ -35,6 +41,14 @@ export interface SpanSessionInit {
   /** Longest wait for `opened` and for any run's result, ms. Default 30 s. */
   timeoutMs?: number
   /**
+   * When a run has waited `afterMs` (default 2 s), ask the server for a ping echo; no echo in
+   * `timeoutMs` (default 3 s) and the session is lost: a frozen process (SIGSTOP, a laptop
+   * asleep) keeps its TCP connection open and answers nothing, which only libp2p's own
+   * monitor (a ping every 10 s, 5 s or more to answer) or timeoutMs would notice. A server
+   * that is only slow (a long prefill) echoes at once, and is waited for. false: never probe.
+   */
+  liveness?: { afterMs?: number, timeoutMs?: number } | false
+  /**
    * An error for a run that already has its result here: the server failed to push the
    * output on (push mode). The caller fails the run's later hops at once instead of
    * waiting for their time-outs.
@@ -58,6 +72,8 @@ interface Pending {
   resolve: (result: RunResult) => void
   reject: (err: Error) => void
   timer: ReturnType<typeof setTimeout>
+  /** performance.now() when the wait began */
+  since: number
 }
 
 /** A run's output at one server, and the earlier hops' outputs when the route carried them. */
@@ -88,6 +104,10 @@ export class SpanSession {
   /** Told once when the connection is lost (not when this side closes the session). */
   readonly #lostListeners = new Set<(cause: Error) => void>()
   readonly #idleWaiters: Array<() => void> = []
+  /** Checks for overdue runs while any run waits (#watchLiveness). */
+  #watchdog: ReturnType<typeof setInterval> | undefined
+  /** When the server last echoed a probe, or a probe is out (Infinity). */
+  #probedAt = -Infinity
   /** Set when the server announced it is draining. */
   draining = false
   /** The server carries outputs along push chains (`run` with carry; it said so when opened). */
@@ -106,7 +126,23 @@ export class SpanSession {
 
   static async open (init: SpanSessionInit): Promise<SpanSession> {
     const timeoutMs = init.timeoutMs ?? 30_000
-    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(init.signal ? [init.signal] : [])])
+    // a frozen server would hold the open for the whole timeout: probe it as an overdue run's
+    const frozen = new AbortController()
+    const { liveness } = init
+    const probe = liveness === false ? undefined : setTimeout(() => {
+      const probeMs = liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS
+      measureRtt(init.host, init.peerId, { trips: 1, signal: AbortSignal.timeout(probeMs) }).catch((err: Error) => {
+        frozen.abort(new ConnectionLostError(`${init.peerId.toString()} did not answer a ping in ${probeMs} ms while opening a session (${err.message}): taken for frozen`))
+      })
+    }, liveness?.afterMs ?? LIVENESS_AFTER_MS)
+    try {
+      return await SpanSession.#open(init, AbortSignal.any([AbortSignal.timeout(timeoutMs), frozen.signal, ...(init.signal ? [init.signal] : [])]))
+    } finally {
+      clearTimeout(probe)
+    }
+  }
+
+  static async #open (init: SpanSessionInit, signal: AbortSignal): Promise<SpanSession> {
     let stream
     try {
       stream = await init.host.dialProtocol(init.peerId, PROTOCOL_INFERENCE, { signal })
@@ -226,8 +262,9 @@ export class SpanSession {
         this.#pending.delete(runId)
         reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${this.#init.timeoutMs ?? 30_000} ms`))
       }, this.#init.timeoutMs ?? 30_000)
-      const entry: Pending = { rows, start, resolve, reject, timer, viaPush, ...(carried !== undefined ? { carried } : {}) }
+      const entry: Pending = { rows, start, resolve, reject, timer, since: performance.now(), viaPush, ...(carried !== undefined ? { carried } : {}) }
       this.#pending.set(runId, entry)
+      this.#watchLiveness()
     })
   }
 
@@ -317,10 +354,42 @@ export class SpanSession {
     const p = this.#pending.get(runId)
     if (p === undefined) return
     this.#pending.delete(runId)
-    if (this.#pending.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake()
+    if (this.#pending.size === 0) {
+      for (const wake of this.#idleWaiters.splice(0)) wake()
+      clearInterval(this.#watchdog)
+      this.#watchdog = undefined
+    }
     clearTimeout(p.timer)
     if (err !== undefined) p.reject(err)
     else p.resolve({ hidden: hidden as Float32Array, carried })
+  }
+
+  /** Starts checking for overdue runs (the `liveness` option), unless it runs already or is off. */
+  #watchLiveness (): void {
+    const { liveness } = this.#init
+    if (this.#watchdog !== undefined || liveness === false) return
+    const afterMs = liveness?.afterMs ?? LIVENESS_AFTER_MS
+    this.#watchdog = setInterval(() => { this.#probeIfOverdue(afterMs, liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS) }, afterMs / 2)
+    this.#watchdog.unref()
+  }
+
+  /** Probes the server when its oldest waiting run is overdue and it has not echoed since; no echo: lost. */
+  #probeIfOverdue (afterMs: number, timeoutMs: number): void {
+    const now = performance.now()
+    if (this.#lost !== undefined || now - this.#probedAt < afterMs) return
+    let oldest: [number, Pending] | undefined
+    for (const entry of this.#pending) if (oldest === undefined || entry[1].since < oldest[1].since) oldest = entry
+    if (oldest === undefined || now - oldest[1].since < afterMs) return
+    const [runId, { since }] = oldest
+    this.#probedAt = Infinity
+    measureRtt(this.#init.host, this.peerId, { trips: 1, signal: AbortSignal.timeout(timeoutMs) }).then(
+      () => { this.#probedAt = performance.now() },
+      (err: Error) => {
+        if (this.#lost !== undefined || this.#pending.size === 0) return
+        const lost = new ConnectionLostError(`${this.peerId.toString()} did not answer a ping in ${timeoutMs} ms while run ${runId} waited ${Math.round(performance.now() - since)} ms (${err.message}): taken for frozen`)
+        this.#onLost(lost)
+        this.#framed.abort(lost) // should it wake up, its session ends
+      })
   }
 
   #onLost (err: Error): void {

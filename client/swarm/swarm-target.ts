@@ -9,7 +9,7 @@ import { NoRouteError, type RouteHop } from '../routing/route-planner.js'
 import type { PendingRun, ServerRunCounts, TargetModel, TargetStats } from '../target-model.js'
 import { runLayout, type RunLayout } from '../../model/token-tree.js'
 import { HiddenHistory } from './hidden-history.js'
-import { ConnectionLostError } from './span-session.js'
+import { ConnectionLostError, type SpanSessionInit } from './span-session.js'
 import type { ServerDirectory, WeightPolicy } from './server-directory.js'
 import { describeRoute, isFullRefusal, openHops, planCoveredRoute, short, type Hop } from './route-hops.js'
 import { ServerCounters } from './server-counters.js'
@@ -47,6 +47,8 @@ export interface SwarmTargetInit {
   sendDelayMs?: number
   /** Longest wait for one server's answer, ms. */
   timeoutMs?: number
+  /** When to ping a server whose answer is overdue, and how long it has to echo (SpanSessionInit.liveness). */
+  liveness?: SpanSessionInit['liveness']
   /** Most failovers one run may go through before it fails. Default 8. */
   maxFailoversPerRun?: number
   /**
