@@ -1,6 +1,7 @@
 /**
  * Soak: a swarm of `petal-node serve` processes on 127.0.0.1 under mixed load while servers
- * are killed and restarted, checking what must hold the whole time:
+ * are killed and restarted, drained, or frozen for a while (SIGSTOP, then SIGCONT), checking
+ * what must hold the whole time:
  *
  * - every greedy generation decodes the reference tokens (reference.json), whatever the mode
  *   (plain, sync, pipelined; client-mediated, push, or push with carried outputs), through failovers, in chat turns that
@@ -16,7 +17,7 @@
  * Every block is served by three servers or more and the soak takes down one at a time, so
  * no generation has reason to fail: any failure is a finding, printed with its message.
  *
- *   npm run soak -- --minutes 10            # 8 servers, 6 workers, a server down every 8 s for 4 s
+ *   npm run soak -- --minutes 10            # 8 servers, 6 workers, a server down every 8 s for 4 s (killed 60%, drained 20%, frozen 20%)
  *   npm run soak -- --quick                 # CI smoke: 25 s
  *
  * Options: --workers N, --kill-every S, --down S, --seed N, --latency-ms L (every frame a server or
@@ -94,7 +95,7 @@ const tally = {
   ops: new Map<string, { ok: number, failed: number, ms: number[] }>(),
   wrongTokens: [] as string[],
   unexpectedErrors: new Map<string, number>(),
-  kills: { SIGKILL: 0, SIGTERM: 0 },
+  kills: { SIGKILL: 0, SIGTERM: 0, SIGSTOP: 0 },
   failovers: 0,
   serverDeaths: [] as string[],
   /** What happened when (seconds since the start), for reading a failure against the chaos. */
@@ -176,7 +177,7 @@ try {
     emit({ metric: `soak_ops_${op}`, value: t.ok, unit: 'ops', failed: t.failed, p50Ms: pct(t.ms, 50), maxMs: Math.max(0, ...t.ms) })
   }
   emit({ metric: 'soak_ops_per_second', value: [...tally.ops.values()].reduce((n, t) => n + t.ok + t.failed, 0) / elapsedS, unit: 'ops/s', seconds: elapsedS, workers })
-  emit({ metric: 'soak_servers_taken_down', value: tally.kills.SIGKILL + tally.kills.SIGTERM, unit: 'servers', ...tally.kills })
+  emit({ metric: 'soak_servers_taken_down', value: tally.kills.SIGKILL + tally.kills.SIGTERM + tally.kills.SIGSTOP, unit: 'servers', ...tally.kills })
   emit({ metric: 'soak_failovers', value: tally.failovers, unit: 'failovers' })
   emit({ metric: 'soak_wrong_tokens', value: tally.wrongTokens.length, unit: 'generations', examples: tally.wrongTokens.slice(0, 5) })
   emit({ metric: 'soak_unexpected_errors', value: [...tally.unexpectedErrors.values()].reduce((a, b) => a + b, 0), unit: 'errors', messages: Object.fromEntries([...tally.unexpectedErrors].slice(0, 10)) })
@@ -223,7 +224,18 @@ async function chaosLoop (until: number): Promise<void> {
     const candidates = [...live].filter(s => s.address !== swarm.bootstrap)
     const victim = candidates[Math.floor(random() * candidates.length)]
     if (victim === undefined) continue
-    const signal = random() < 0.75 ? 'SIGKILL' : 'SIGTERM'
+    const r = random()
+    const signal = r < 0.6 ? 'SIGKILL' : r < 0.8 ? 'SIGTERM' : 'SIGSTOP'
+    if (signal === 'SIGSTOP') {
+      // frozen, as a machine asleep: connections stay open and nothing answers; then it wakes
+      tally.kills.SIGSTOP++
+      note(`SIGSTOP [${victim.blocks}) ${victim.address.slice(-6)} at ${new Date().toISOString()}`)
+      victim.child.kill('SIGSTOP')
+      await sleep(downMs)
+      victim.child.kill('SIGCONT')
+      note(`SIGCONT [${victim.blocks}) ${victim.address.slice(-6)}`)
+      continue
+    }
     victims.add(victim)
     tally.kills[signal]++
     note(`${signal} [${victim.blocks}) ${victim.address.slice(-6)} at ${new Date().toISOString()}`)
