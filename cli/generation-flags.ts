@@ -22,6 +22,7 @@ export interface GenerationFlags extends Pick<GenerateOptions, typeof PASSED_THR
   push?: boolean
   wireDtype?: 'float32' | 'float16'
   coverageWait?: number
+  liveness?: { afterMs: number, timeoutMs: number } | false
   exactWeights?: boolean
   quantizeClient?: 'none' | 'int8'
   pipelinePrefill?: 'auto' | 'on' | 'off'
@@ -31,6 +32,17 @@ export interface GenerationFlags extends Pick<GenerateOptions, typeof PASSED_THR
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+
+/** --liveness "2,3" (seconds) or "off". */
+function parseLiveness (value: string): { afterMs: number, timeoutMs: number } | false {
+  if (value === 'off') return false
+  const parts = value.split(',').map(Number)
+  const [after, timeout] = parts
+  if (parts.length !== 2 || !(after !== undefined && after > 0 && timeout !== undefined && timeout > 0)) {
+    throw new UsageError(`--liveness ${value}: expected AFTER,TIMEOUT in seconds (both > 0, e.g. 2,3) or off`)
+  }
+  return { afterMs: after * 1000, timeoutMs: timeout * 1000 }
+}
 
 /** Adds the model, swarm, sampling and speculation options (everything but the text in). */
 export function addGenerationOptions (command: Command): Command {
@@ -52,6 +64,7 @@ export function addGenerationOptions (command: Command): Command {
     .option('--exact-weights', 'use only servers holding float32 weights, not those started with --quantize')
     .addOption(new Option('--pipeline-prefill <mode>', 'send a long prompt as chunks that follow one another along the route, so its servers compute them at once (auto: where their speeds say it pays and no two share a host)').choices(['auto', 'on', 'off']).default('auto'))
     .option('--coverage-wait <seconds>', 'when some blocks have no server (at the start, or after the one holding them failed), wait this long for the swarm to cover them (default 0: fail at once)', parseNumber('--coverage-wait', { min: 0 }))
+    .option('--liveness <after,timeout|off>', 'ping a server whose answer is overdue by AFTER seconds; no echo in TIMEOUT seconds and it counts as failed (frozen), its blocks move elsewhere (default 2,3; off: only the 30 s result timeout)', parseLiveness)
     .option('--draft <dir|ngram>', 'speculative decoding drafter: a draft checkpoint folder, or "ngram" (prompt lookup)')
     .addOption(new Option('--speculation <mode>', 'speculative decoding mode').choices(['none', 'sync', 'pipelined']))
     .option('--k <n>', 'most draft tokens per speculative run (default 16 sync, 4 pipelined)', parseNumber('--k', { integer: true, min: 1, max: 64 }))
@@ -80,6 +93,7 @@ export async function withModel (flags: GenerationFlags, cmd: Command, use: (mod
         ...(flags.push === true ? { push: true } : {}),
         ...(flags.wireDtype !== undefined ? { wireDtype: flags.wireDtype } : {}),
         ...(flags.coverageWait !== undefined ? { coverageWaitMs: flags.coverageWait * 1000 } : {}),
+        ...(flags.liveness !== undefined ? { liveness: flags.liveness } : {}),
         ...(flags.exactWeights === true ? { exactWeightsOnly: true } : {}),
         ...(flags.quantizeClient !== undefined ? { clientQuantization: flags.quantizeClient } : {}),
         ...(flags.pipelinePrefill !== undefined && flags.pipelinePrefill !== 'auto' ? { pipelinePrefill: flags.pipelinePrefill === 'on' } : {}),

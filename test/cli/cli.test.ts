@@ -197,6 +197,9 @@ describe('errors are one clear line and a non-zero exit', () => {
     const r = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--top-p', '7')
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/--top-p must be a number >= 0 and <= 1/)
+    const liveness = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--liveness', '2')
+    expect(liveness.code).toBe(1)
+    expect(liveness.stderr).toMatch(/--liveness 2: expected AFTER,TIMEOUT in seconds/)
     // commander's own usage errors name the subcommand's help, on the same line
     const unknown = await cli('generate', '--model', BUNDLED_MODEL, '--prompt', 'x', '--frobnicate')
     expect(unknown.code).toBe(1)

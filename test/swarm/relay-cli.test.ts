@@ -21,7 +21,7 @@ describe('petal-node serve behind a relay', () => {
     const hidden = await serve(['--blocks', '3:5', '--listen', '/p2p-circuit', '--bootstrap', relay])
     expect(hidden).toMatch(new RegExp(`^${relay}/p2p-circuit/p2p/\\w+$`))
     const ref = readReference('stories260k').prompts[0]
-    const gen = run(['generate', '--bootstrap', relay, '--model', BUNDLED_MODEL, '--prompt', ref.prompt, '--max-new-tokens', '16', '--temperature', '0', '--json'])
+    const gen = run(['generate', '--bootstrap', relay, '--model', BUNDLED_MODEL, '--prompt', ref.prompt, '--max-new-tokens', '16', '--temperature', '0', '--json', '--liveness', '1,2'])
     expect(await exited(gen.child), gen.stderr()).toBe(0)
     const result = JSON.parse(gen.stdout())
     expect(result.tokens).toEqual(ref.greedy_new_ids.slice(0, 16))
