@@ -26,6 +26,20 @@ export class UnreachableError extends ConnectionLostError {
   override readonly name = 'UnreachableError'
 }
 
+/**
+ * One ping echo from the server within `timeoutMs`: undefined when it came, else the error
+ * that takes the server for frozen (`when` says what was waiting, at the time of the failure).
+ */
+async function pingOrBlame (init: Pick<SpanSessionInit, 'host' | 'peerId'>, timeoutMs: number, when: string | (() => string)): Promise<ConnectionLostError | undefined> {
+  try {
+    await measureRtt(init.host, init.peerId, { trips: 1, signal: AbortSignal.timeout(timeoutMs) })
+    return undefined
+  } catch (err) {
+    const what = typeof when === 'string' ? when : when()
+    return new ConnectionLostError(`${init.peerId.toString()} did not answer a ping in ${timeoutMs} ms ${what} (${(err as Error).message}): taken for frozen`)
+  }
+}
+
 export interface SpanSessionInit {
   host: PetalHost
   peerId: PeerId
@@ -130,10 +144,7 @@ export class SpanSession {
     const frozen = new AbortController()
     const { liveness } = init
     const probe = liveness === false ? undefined : setTimeout(() => {
-      const probeMs = liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS
-      measureRtt(init.host, init.peerId, { trips: 1, signal: AbortSignal.timeout(probeMs) }).catch((err: Error) => {
-        frozen.abort(new ConnectionLostError(`${init.peerId.toString()} did not answer a ping in ${probeMs} ms while opening a session (${err.message}): taken for frozen`))
-      })
+      void pingOrBlame(init, liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS, 'while opening a session').then(err => { if (err !== undefined) frozen.abort(err) })
     }, liveness?.afterMs ?? LIVENESS_AFTER_MS)
     try {
       return await SpanSession.#open(init, AbortSignal.any([AbortSignal.timeout(timeoutMs), frozen.signal, ...(init.signal ? [init.signal] : [])]))
@@ -382,14 +393,14 @@ export class SpanSession {
     if (oldest === undefined || now - oldest[1].since < afterMs) return
     const [runId, { since }] = oldest
     this.#probedAt = Infinity
-    measureRtt(this.#init.host, this.peerId, { trips: 1, signal: AbortSignal.timeout(timeoutMs) }).then(
-      () => { this.#probedAt = performance.now() },
-      (err: Error) => {
-        if (this.#lost !== undefined || this.#pending.size === 0) return
-        const lost = new ConnectionLostError(`${this.peerId.toString()} did not answer a ping in ${timeoutMs} ms while run ${runId} waited ${Math.round(performance.now() - since)} ms (${err.message}): taken for frozen`)
+    void pingOrBlame(this.#init, timeoutMs, () => `while run ${runId} waited ${Math.round(performance.now() - since)} ms`).then(lost => {
+      if (lost === undefined) {
+        this.#probedAt = performance.now()
+      } else if (this.#lost === undefined && this.#pending.size > 0) {
         this.#onLost(lost)
         this.#framed.abort(lost) // should it wake up, its session ends
-      })
+      }
+    })
   }
 
   #onLost (err: Error): void {
