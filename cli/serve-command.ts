@@ -34,6 +34,7 @@ interface ServeFlags {
   linkLatencyMs: number
   simulatedRunMs: number
   simulatedRowMs: number
+  simulatedBusyRowMs: number
   throughput?: number
   rebalanceInterval?: number
   rebalanceMinGain?: number
@@ -73,6 +74,7 @@ export function serveCommand (program: Command): void {
     .option('--link-latency-ms <ms>', 'delay every frame this server sends by this one-way latency (benchmarks)', parseNumber('--link-latency-ms', { min: 0 }), 0)
     .option('--simulated-run-ms <ms>', 'after computing a run, hold the device idle this long more, as a bigger model would (benchmarks)', parseNumber('--simulated-run-ms', { min: 0 }), 0)
     .option('--simulated-row-ms <ms>', 'and this long more per row of the run (benchmarks)', parseNumber('--simulated-row-ms', { min: 0 }), 0)
+    .option('--simulated-busy-row-ms <ms>', 'and keep the main thread busy this long per row, as a bigger model on the CPU does (tests)', parseNumber('--simulated-busy-row-ms', { min: 0 }), 0)
     .addHelpText('after', `
 Give exactly one of --blocks and --num-blocks. Logs are JSON lines on stderr.
 When ready, prints one line on stdout:
@@ -136,7 +138,9 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
   }
   if (flags.identity !== undefined) init.privateKey = await loadOrCreateIdentity(flags.identity)
   if (flags.throughput !== undefined) init.throughput = { decodeTokensPerSec: flags.throughput, prefillTokensPerSec: flags.throughput }
-  if (flags.simulatedRunMs > 0 || flags.simulatedRowMs > 0) init.simulatedCompute = { msPerRun: flags.simulatedRunMs, msPerRow: flags.simulatedRowMs }
+  if (flags.simulatedRunMs > 0 || flags.simulatedRowMs > 0 || flags.simulatedBusyRowMs > 0) {
+    init.simulatedCompute = { msPerRun: flags.simulatedRunMs, msPerRow: flags.simulatedRowMs, ...(flags.simulatedBusyRowMs > 0 ? { busyMsPerRow: flags.simulatedBusyRowMs } : {}) }
+  }
   return init
 }
 

@@ -85,6 +85,12 @@ export interface SwarmModelOptions extends OrtOptions {
    * elsewhere. false: only the 30 s result timeout and libp2p's connection monitor notice.
    */
   liveness?: { afterMs?: number, timeoutMs?: number } | false
+  /**
+   * Longest wait for a server's answer (a session opened, a run's result), ms: past it the
+   * server counts as failed. A server computing a long run reports its progress about once a
+   * second, and each report starts the wait over. Default 30 s.
+   */
+  timeoutMs?: number
 }
 
 export interface LocalModelOptions extends OrtOptions {
@@ -156,6 +162,7 @@ export class LanguageModel {
       ...(opts.coverageWaitMs !== undefined ? { coverageWaitMs: opts.coverageWaitMs } : {}),
       ...(opts.routeJitter !== undefined ? { routeJitter: opts.routeJitter } : {}),
       ...(opts.liveness !== undefined ? { liveness: opts.liveness } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(swarm.logger !== undefined ? { logger: swarm.logger } : {})
     })
     return new LanguageModel(dir, ckpt.config.maxPositions, target, async () => { await parts.release() })

@@ -113,16 +113,30 @@ export class ComputeQueue {
   }
 
   /**
-   * Removes queued tasks that match and aborts running ones that match;
-   * returns how many queued tasks were dropped before they started.
+   * Queues the rest of a task that gave up its turn (a long run between two pieces) at the head
+   * of its session's lane: the session's later tasks stay behind it, and sessions waiting for a
+   * turn go first. It says nothing of the session's rhythm (ComputeQueue's batch holds).
    */
-  cancel (match: (t: ComputeTask) => boolean): { dropped: number, abortedRunning: boolean } {
-    let dropped = 0
+  pushFront (task: ComputeTask): void {
+    const lane = this.#lanes.get(task.sessionId)
+    if (lane === undefined) return this.push(task)
+    lane.tasks.unshift(task)
+    this.#length++
+    this.#pump()
+  }
+
+  /**
+   * Removes queued tasks that match and aborts running ones that match;
+   * returns the queued tasks dropped before they started (`dropped`: how many).
+   */
+  cancel (match: (t: ComputeTask) => boolean): { dropped: number, droppedTasks: ComputeTask[], abortedRunning: boolean } {
+    const droppedTasks: ComputeTask[] = []
     for (const lane of this.#lanes.values()) {
-      const kept = lane.tasks.filter(t => !match(t))
-      dropped += lane.tasks.length - kept.length
+      const kept: ComputeTask[] = []
+      for (const t of lane.tasks) (match(t) ? droppedTasks : kept).push(t)
       lane.tasks = kept
     }
+    const dropped = droppedTasks.length
     this.#length -= dropped
     let abortedRunning = false
     for (const running of this.#running) {
@@ -130,7 +144,7 @@ export class ComputeQueue {
       running.abort.abort()
       abortedRunning = true
     }
-    return { dropped, abortedRunning }
+    return { dropped, droppedTasks, abortedRunning }
   }
 
   /** Forgets a closed session (after cancelling its tasks). */

@@ -155,9 +155,9 @@ class InferenceStream {
     if (this.#link !== undefined) throw new BadMessageError(`Cannot open a second session on this stream: session ${this.#link.session.id} is open`)
     const session = this.#init.manager.open(open.modelId, open.start, open.end, open.maxTokens, this.#peer)
     const log = this.#log.child({ sessionId: session.id })
-    this.#link = { session, log, send: (message) => { this.send(message) } }
+    this.#link = { session, log, send: (message) => { this.send(message) }, progress: open.progress === true }
     this.#init.links.set(session.id, this.#link)
-    log.debug({ start: open.start, end: open.end, maxTokens: open.maxTokens }, 'session opened')
+    log.debug({ start: open.start, end: open.end, maxTokens: open.maxTokens, progress: open.progress === true }, 'session opened')
     this.send({ type: 'opened', sessionId: session.id, start: session.start, end: session.end, maxTokens: session.maxTokens, carriesOutputs: true })
   }
 

@@ -20,6 +20,8 @@ export interface SessionLink {
   readonly session: ServerSession
   /** Queues a frame to the client (ordered, after the simulated latency); never throws. */
   send: (message: unknown) => void
+  /** The client takes `progress` frames (it said so when it opened the session). */
+  readonly progress?: boolean
   readonly log: Logger
 }
 
@@ -74,10 +76,11 @@ export class RunExecutor {
       assertHiddenSize(run.hidden, this.#init.hiddenSize, 'run.hidden')
       const x = decodeTensor(run.hidden, this.#init.limits, 'run.hidden').data // (1,T,C) float32
       assertActivations(x, 'run.hidden')
+      const onProgress = link.progress === true ? (rows: number) => { link.send({ type: 'progress', runId: run.runId, rows }) } : undefined
       this.#init.manager.enqueue(link.session, run.runId, run.start, x, run.parents, (err, out) => {
         if (err !== undefined) this.#fail(link, run.runId, err)
         else if (out !== undefined) this.#deliver(link, run, out)
-      })
+      }, onProgress)
     } catch (err) {
       this.#fail(link, run.runId, err)
     }

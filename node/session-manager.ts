@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { SpanCache } from '../model/kv-cache.js'
+import { concatRows } from '../model/onnx/linear.js'
 import type { SpanRunner } from '../model/span-runner.js'
 import { runLayout } from '../model/token-tree.js'
 import {
@@ -26,6 +27,11 @@ export interface SessionManagerInit {
    * and only while the caches they read together stay small next to the weights.
    */
   maxBatch?: number
+  /**
+   * The span's compute per row of a long run, ms, as the server measured its prefill at start:
+   * the first long run's pieces are cut by it (later ones by what runs took). 0 or absent: not known.
+   */
+  prefillMsPerRow?: number
 }
 
 /** Default of SessionManagerInit.maxBatch. */
@@ -42,6 +48,24 @@ export const MAX_PACKED_ROWS = 16
 export const DEFAULT_MAX_QUEUED_RUNS_PER_SESSION = 64
 
 /**
+ * A long run (a prompt) computes in pieces of about this much compute, one compute-queue turn
+ * each. onnxruntime's Node binding runs a graph on the main thread, so while a piece computes
+ * the server answers nothing: not a ping (a client takes a server that does not echo for
+ * frozen), not another session's run. Between pieces it answers, and other sessions' runs
+ * take their turns.
+ */
+export const PIECE_TARGET_MS = 200
+
+/** Fewest rows in a piece: smaller ones would waste the device on per-run overhead. */
+export const MIN_PIECE_ROWS = 32
+
+/** Rows of a piece while the span's speed is not known yet. */
+const UNKNOWN_SPEED_PIECE_ROWS = 512
+
+/** A long run reports its progress (onProgress) at most this often, ms. */
+export const PROGRESS_EVERY_MS = 1000
+
+/**
  * Extra device time per run, msPerRun + msPerRow * rows, spent idle while holding the
  * compute queue: a tiny model stands in for a big one whose runs cost that much (on a GPU,
  * roughly a fixed weight read plus a per-row share), without taking CPU from the others.
@@ -49,6 +73,11 @@ export const DEFAULT_MAX_QUEUED_RUNS_PER_SESSION = 64
 export interface SimulatedCompute {
   readonly msPerRun: number
   readonly msPerRow: number
+  /**
+   * Main-thread time per row, ms, spent busy (blocking the event loop) right after each
+   * piece's real compute: a CPU-bound bigger model, which answers nothing while it computes.
+   */
+  readonly busyMsPerRow?: number
 }
 
 /** What the server reports about a finished run. */
@@ -104,9 +133,14 @@ export class SessionManager {
   /** What each queued task runs, for batches. */
   readonly #runs = new WeakMap<ComputeTask, QueuedRun>()
   #draining = false
+  /** The span's compute per row of a long run, ms (an exponential average; 0: not known). */
+  #msPerRow: number
 
   constructor (init: SessionManagerInit) {
     this.#init = init
+    // simulated compute stands for a slower model: its rows count as that model's
+    const simulated = init.simulatedCompute
+    this.#msPerRow = (init.prefillMsPerRow ?? 0) + (simulated !== undefined ? simulated.msPerRow + (simulated.busyMsPerRow ?? 0) : 0)
     const maxPackedPast = init.runner.maxPackedPositions
     this.#queue = new ComputeQueue({
       maxBatch: init.simulatedCompute === undefined ? Math.min(init.maxBatch ?? DEFAULT_MAX_BATCH, init.runner.packLimit) : 1,
@@ -177,9 +211,11 @@ export class SessionManager {
   /**
    * Queues a run. `onDone` gets the output, or an error whose code says why (GAP when the
    * run starts beyond the cache's end at the time it executes, CACHE_LIMIT past the
-   * session's budget); a cancelled run reports nothing.
+   * session's budget); a cancelled run reports nothing. A long chain computes in pieces
+   * (PIECE_TARGET_MS), and `onProgress` hears how many rows are done, at most once every
+   * PROGRESS_EVERY_MS.
    */
-  enqueue (session: ServerSession, runId: number, start: number, hidden: Float32Array, parents: readonly number[] | undefined, onDone: (err: PetalError | undefined, out?: RunOutcome) => void): void {
+  enqueue (session: ServerSession, runId: number, start: number, hidden: Float32Array, parents: readonly number[] | undefined, onDone: (err: PetalError | undefined, out?: RunOutcome) => void, onProgress?: (rowsDone: number) => void): void {
     if (session.cancelled.has(runId)) {
       this.counters.droppedLate++
       return
@@ -193,17 +229,28 @@ export class SessionManager {
     }
     const full = this.#queueFull(session, `run ${runId}`)
     if (full !== undefined) return onDone(full)
-    const queued: QueuedRun = { session, runId, start, hidden, parents, rows: T, enqueuedAt: performance.now(), onDone }
+    const queued: QueuedRun = { session, runId, start, hidden, parents, rows: T, enqueuedAt: performance.now(), onDone, ...(onProgress !== undefined ? { onProgress } : {}), done: 0, outs: [], computeMs: 0, startedAt: 0, reportedAt: 0 }
+    this.#queue.push(this.#taskOf(queued))
+  }
+
+  /** The compute-queue task that runs `q`'s next piece (all of it, for most runs). */
+  #taskOf (q: QueuedRun): ComputeTask {
     const task: ComputeTask = {
-      sessionId: session.id,
-      runId,
-      enqueuedAt: queued.enqueuedAt,
-      run: async (signal) => { await this.#runAlone(queued, signal) },
+      sessionId: q.session.id,
+      runId: q.runId,
+      enqueuedAt: q.enqueuedAt,
+      run: async (signal) => { await this.#runAlone(q, signal) },
       // chains of a few rows over the same blocks may share a pass over the weights with other sessions'
-      ...(parents === undefined && T <= MAX_PACKED_ROWS ? { batchKey: `${session.start}:${session.end}` } : {})
+      ...(q.parents === undefined && q.rows <= MAX_PACKED_ROWS ? { batchKey: `${q.session.start}:${q.session.end}` } : {})
     }
-    this.#runs.set(task, queued)
-    this.#queue.push(task)
+    this.#runs.set(task, q)
+    return task
+  }
+
+  /** Rows of the next piece of a chain with `left` rows to go: all of them unless that is well over PIECE_TARGET_MS. */
+  #pieceRows (left: number): number {
+    const piece = this.#msPerRow > 0 ? Math.max(MIN_PIECE_ROWS, Math.floor(PIECE_TARGET_MS / this.#msPerRow)) : UNKNOWN_SPEED_PIECE_ROWS
+    return left <= 1.5 * piece ? left : piece
   }
 
   /**
@@ -253,21 +300,48 @@ export class SessionManager {
     return new TooLargeError(`Cannot queue ${what}: the session already has ${maxQueued} runs waiting`)
   }
 
+  /**
+   * Computes run `q`, or its next piece: a chain longer than a piece gives up its turn after
+   * each one (the rest goes back to the head of its session's queue), so the server answers
+   * pings and other sessions' runs between pieces. The result goes out when the last is done.
+   */
   async #runAlone (q: QueuedRun, signal: AbortSignal): Promise<void> {
-    const { session, runId, start, hidden, parents, rows: T, onDone } = q
+    const { session, runId, start, parents, rows: T, onDone } = q
     if (!this.#ready(q)) return
+    const C = this.#init.runner.config.hiddenSize
+    const rows = parents === undefined ? this.#pieceRows(T - q.done) : T
     const began = performance.now()
+    if (q.done === 0) q.startedAt = q.reportedAt = began
     try {
-      const out = await this.#init.runner.forward(hidden, session.cache, start, parents === undefined ? { signal } : { signal, parents })
+      const input = rows === T ? q.hidden : q.hidden.subarray(q.done * C, (q.done + rows) * C)
+      const out = await this.#init.runner.forward(input, session.cache, start + q.done, parents === undefined ? { signal } : { signal, parents })
       const simulated = this.#init.simulatedCompute
-      if (simulated !== undefined) await idle(simulated.msPerRun + simulated.msPerRow * T, signal)
+      if (simulated !== undefined) {
+        busyFor((simulated.busyMsPerRow ?? 0) * rows)
+        await idle((q.done === 0 ? simulated.msPerRun : 0) + simulated.msPerRow * rows, signal)
+      }
       if (signal.aborted) { // cancelled while its last block (or simulated time) ran: a cancelled run sends no result
         this.counters.abortedMidRun++
+        if (q.done > 0 && !session.closed) session.cache.truncate(start)
+        return
+      }
+      const now = performance.now()
+      q.computeMs += now - began
+      if (rows >= MIN_PIECE_ROWS) this.#msPerRow = this.#msPerRow > 0 ? 0.7 * this.#msPerRow + 0.3 * (now - began) / rows : (now - began) / rows
+      q.done += rows
+      q.outs.push(out)
+      if (q.done < T) {
+        if (q.onProgress !== undefined && now - q.reportedAt >= PROGRESS_EVERY_MS) {
+          q.reportedAt = now
+          q.onProgress(q.done)
+        }
+        this.#queue.pushFront(this.#taskOf(q))
         return
       }
       this.counters.computed++
-      onDone(undefined, { runId, start, hidden: out, computeMs: performance.now() - began, queuedMs: began - q.enqueuedAt })
+      onDone(undefined, { runId, start, hidden: q.outs.length === 1 ? out : concatRows(q.outs), computeMs: q.computeMs, queuedMs: q.startedAt - q.enqueuedAt })
     } catch (err) {
+      if (q.done > 0 && !session.closed) session.cache.truncate(start) // the pieces before this one: undo them too
       if (signal.aborted) {
         this.counters.abortedMidRun++
         return
@@ -313,11 +387,12 @@ export class SessionManager {
     }
   }
 
-  /** Whether a run may start now: its session is open and its cache reaches its start (else GAP). */
+  /** Whether a run (or its next piece) may start now: its session is open and its cache reaches its start (else GAP). */
   #ready (q: QueuedRun): boolean {
     if (q.session.closed) return false
-    if (q.start > q.session.cache.length) {
-      q.onDone(new GapError(`Run ${q.runId} starts at ${q.start} but the cache ends at ${q.session.cache.length}`, q.session.cache.length))
+    const from = q.start + q.done
+    if (from > q.session.cache.length) {
+      q.onDone(new GapError(`Run ${q.runId} starts at ${from} but the cache ends at ${q.session.cache.length}`, q.session.cache.length))
       return false
     }
     return true
@@ -331,7 +406,15 @@ export class SessionManager {
       for (const id of oldest) session.cancelled.delete(id)
     }
     const match = (runId: number): boolean => session.cancelled.has(runId) || (fromRunId !== undefined && runId >= fromRunId)
-    this.counters.droppedBeforeStart += this.#queue.cancel(t => t.sessionId === session.id && match(t.runId)).dropped
+    for (const task of this.#queue.cancel(t => t.sessionId === session.id && match(t.runId)).droppedTasks) {
+      const q = this.#runs.get(task)
+      if (q === undefined || q.done === 0) {
+        this.counters.droppedBeforeStart++
+      } else { // the rest of a run computed in pieces: undo the pieces done
+        this.counters.abortedMidRun++
+        session.cache.truncate(q.start)
+      }
+    }
   }
 
   /** Refuses new sessions from now on; open ones may finish. */
@@ -351,11 +434,25 @@ interface QueuedRun {
   readonly rows: number
   readonly enqueuedAt: number
   readonly onDone: (err: PetalError | undefined, out?: RunOutcome) => void
+  readonly onProgress?: (rowsDone: number) => void
+  /** Rows computed so far (a run in pieces), and their outputs, each (1,rows,C). */
+  done: number
+  outs: Float32Array[]
+  /** Compute time of the pieces so far, ms; when the first began, and when progress was last reported (performance.now()). */
+  computeMs: number
+  startedAt: number
+  reportedAt: number
 }
 
 /** A failed run's error as the client gets it: a PetalError as it is, anything else INTERNAL. */
 function runFailure (runId: number, err: unknown): PetalError {
   return err instanceof PetalError ? err : new PetalError('INTERNAL', `Run ${runId} failed: ${(err as Error).message}`, { cause: err })
+}
+
+/** Keeps this thread busy for `ms` (simulated compute that blocks the event loop, as onnxruntime's does). */
+function busyFor (ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until) { /* spin */ }
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -51,8 +51,19 @@ export interface NoticeMessage {
   state: 'draining'
 }
 
+/**
+ * Run `runId` is computing and `rows` of its rows are done: sent (to clients that asked, with
+ * OpenMessage.progress) about once a second while a long run computes in pieces. The client
+ * then knows the server works on it, however long the whole run takes.
+ */
+export interface ProgressMessage {
+  type: 'progress'
+  runId: number
+  rows: number
+}
+
 /** Any message a server sends on an inference stream. */
-export type ServerMessage = OpenedMessage | ResultMessage | AdoptedMessage | ErrorMessage | NoticeMessage
+export type ServerMessage = OpenedMessage | ResultMessage | AdoptedMessage | ErrorMessage | NoticeMessage | ProgressMessage
 
 /** Parses an `opened` message. */
 export function parseOpened (value: unknown): OpenedMessage {
@@ -117,6 +128,13 @@ export function parseNotice (value: unknown): NoticeMessage {
   return { type: 'notice', state: readEnum(obj, 'state', 'notice', ['draining'] as const) }
 }
 
+/** Parses a `progress` message. */
+export function parseProgress (value: unknown): ProgressMessage {
+  const obj = expectFields(value, 'progress')
+  expectType(obj, 'progress', 'progress')
+  return { type: 'progress', runId: readInt(obj, 'runId', 'progress'), rows: readInt(obj, 'rows', 'progress', 1) }
+}
+
 /** Parses any server -> client inference message by its `type`. */
 export function parseServerMessage (value: unknown, limits?: Partial<Limits>): ServerMessage {
   const type = expectFields(value, 'message')['type']
@@ -126,6 +144,7 @@ export function parseServerMessage (value: unknown, limits?: Partial<Limits>): S
     case 'adopted': return parseAdopted(value)
     case 'error': return parseErrorFrame(value)
     case 'notice': return parseNotice(value)
-    default: throw new BadMessageError(`Invalid message.type: expected one of opened, result, adopted, error, notice, got ${describe(type)}`)
+    case 'progress': return parseProgress(value)
+    default: throw new BadMessageError(`Invalid message.type: expected one of opened, result, adopted, error, notice, progress, got ${describe(type)}`)
   }
 }

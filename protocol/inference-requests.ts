@@ -16,6 +16,12 @@ export interface OpenMessage {
   start: number
   end: number
   maxTokens: number
+  /**
+   * The client takes `progress` frames: while a long run computes (in pieces), the server says
+   * every second or so how far it got, so that the client waits for a slow run instead of
+   * timing it out. Absent: older clients, which get none.
+   */
+  progress?: boolean
 }
 
 /**
@@ -81,7 +87,9 @@ export function parseOpen (value: unknown): OpenMessage {
   const start = readInt(obj, 'start', 'open')
   const end = readInt(obj, 'end', 'open', start + 1)
   const maxTokens = readInt(obj, 'maxTokens', 'open', 1)
-  return { type: 'open', modelId, start, end, maxTokens }
+  const msg: OpenMessage = { type: 'open', modelId, start, end, maxTokens }
+  if (readBool(obj, 'progress', 'open', false)) msg.progress = true
+  return msg
 }
 
 /** Parses a `run` message; hidden must be (1, T, C) with T <= maxTokensPerRun. */

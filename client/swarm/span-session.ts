@@ -52,14 +52,18 @@ export interface SpanSessionInit {
   wireDtype?: WireDtype
   /** Simulated one-way latency added to every frame this client sends. */
   sendDelayMs?: number
-  /** Longest wait for `opened` and for any run's result, ms. Default 30 s. */
+  /**
+   * Longest wait for `opened` and for any run's result, ms; a `progress` frame on a run (a long
+   * one the server computes in pieces) starts its wait over. Default 30 s.
+   */
   timeoutMs?: number
   /**
    * When a run has waited `afterMs` (default 2 s), ask the server for a ping echo; no echo in
    * `timeoutMs` (default 3 s) and the session is lost: a frozen process (SIGSTOP, a laptop
    * asleep) keeps its TCP connection open and answers nothing, which only libp2p's own
    * monitor (a ping every 10 s, 5 s or more to answer) or timeoutMs would notice. A server
-   * that is only slow (a long prefill) echoes at once, and is waited for. false: never probe.
+   * that is only slow (a long prefill, which it computes in pieces of ~0.2 s) echoes between
+   * pieces, and is waited for. false: never probe.
    */
   liveness?: { afterMs?: number, timeoutMs?: number } | false
   /**
@@ -85,8 +89,8 @@ interface Pending {
   viaPush: boolean
   resolve: (result: RunResult) => void
   reject: (err: Error) => void
-  timer: ReturnType<typeof setTimeout>
-  /** performance.now() when the wait began */
+  timer: ReturnType<typeof setTimeout> | undefined
+  /** performance.now() when the wait began, or when the server last reported progress on it */
   since: number
 }
 
@@ -171,7 +175,8 @@ export class SpanSession {
         if (session !== undefined) session.#onLost(lost); else opened.reject(lost)
       }
     })
-    await framed.write({ type: 'open', modelId: init.modelId, start: init.start, end: init.end, maxTokens: init.maxTokens }, { signal })
+    // progress: a long run's server says how far it got, and its wait starts over (#onProgress)
+    await framed.write({ type: 'open', modelId: init.modelId, start: init.start, end: init.end, maxTokens: init.maxTokens, progress: true }, { signal })
     let first: unknown
     try {
       first = await opened.promise
@@ -268,15 +273,22 @@ export class SpanSession {
     // a run sent again under its id (a push that went on hop by hop) supersedes the earlier wait
     if (this.#pending.has(runId)) this.#settle(runId, undefined, new ConnectionLostError(`Run ${runId} was sent to ${this.peerId.toString()} again`))
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.#pending.get(runId) !== entry) return
-        this.#pending.delete(runId)
-        reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${this.#init.timeoutMs ?? 30_000} ms`))
-      }, this.#init.timeoutMs ?? 30_000)
-      const entry: Pending = { rows, start, resolve, reject, timer, since: performance.now(), viaPush, ...(carried !== undefined ? { carried } : {}) }
+      const entry: Pending = { rows, start, resolve, reject, timer: undefined, since: performance.now(), viaPush, ...(carried !== undefined ? { carried } : {}) }
       this.#pending.set(runId, entry)
+      this.#armTimeout(runId, entry)
       this.#watchLiveness()
     })
+  }
+
+  /** (Re)starts the wait for run `runId`'s result: no result (nor progress) in timeoutMs fails it. */
+  #armTimeout (runId: number, entry: Pending): void {
+    clearTimeout(entry.timer)
+    const timeoutMs = this.#init.timeoutMs ?? 30_000
+    entry.timer = setTimeout(() => {
+      if (this.#pending.get(runId) !== entry) return
+      this.#pending.delete(runId)
+      entry.reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${timeoutMs} ms`))
+    }, timeoutMs)
   }
 
   /** Fails the local wait for a run's result (the server is not told). */
@@ -352,7 +364,16 @@ export class SpanSession {
       else if (pending === undefined) this.#init.onPushFailure?.(msg.runId, err) // answered already: its push failed
       else if (err.code !== 'PUSH_FAILED' || pending.viaPush) this.#settle(msg.runId, undefined, err)
       // else a push failure of an earlier try of a run that now goes hop by hop: nothing waits for it
-    } else if (msg.type === 'notice') this.draining = true
+    } else if (msg.type === 'notice') {
+      this.draining = true
+    } else if (msg.type === 'progress') {
+      // the server computes the run (a long one, in pieces): it is alive and the wait starts over
+      const pending = this.#pending.get(msg.runId)
+      if (pending === undefined) return
+      pending.since = performance.now()
+      if (this.#probedAt !== Infinity) this.#probedAt = pending.since
+      this.#armTimeout(msg.runId, pending)
+    }
   }
 
   /** Resolves once no run waits for a result here. */

@@ -39,6 +39,21 @@ describe('ComputeQueue', () => {
     expect(queue.busy).toBe(false)
   })
 
+  it('the rest of a run that gave up its turn goes after the sessions waiting, before its own later runs', async () => {
+    const queue = new ComputeQueue()
+    const ran: string[] = []
+    const task = (sessionId: string, runId: number, run: () => Promise<void> = async () => {}): ComputeTask => ({ sessionId, runId, enqueuedAt: 0, run: async () => { ran.push(`${sessionId}:${runId}`); await run() } })
+    let pieces = 0
+    // a long run of a, in three pieces: each piece queues the rest at the head of a's lane
+    const piece = (): ComputeTask => task('a', 0, async () => { if (++pieces < 3) queue.pushFront(piece()) })
+    queue.push(piece())
+    queue.push(task('a', 1)); queue.push(task('b', 0)); queue.push(task('b', 1)); queue.push(task('c', 0))
+    expect(queue.length).toBe(5) // a's first piece ran and queued its rest
+    await queue.whenIdle()
+    expect(ran).toEqual(['a:0', 'b:0', 'c:0', 'a:0', 'b:1', 'a:0', 'a:1'])
+    expect(queue.length).toBe(0)
+  })
+
   it('three sessions take turns, the one whose last turn is oldest first, each in its own order', async () => {
     const { queue, ran, add, finish } = harness()
     add('a', 0) // runs at once
@@ -53,7 +68,7 @@ describe('ComputeQueue', () => {
   it('cancel drops matching queued runs, keeps the others\' turns, and counts what it dropped', async () => {
     const { queue, ran, add, finish } = harness()
     add('a', 0); add('a', 1); add('b', 0); add('a', 2); add('b', 1)
-    expect(queue.cancel(t => t.sessionId === 'a' && t.runId >= 1)).toEqual({ dropped: 2, abortedRunning: false })
+    expect(queue.cancel(t => t.sessionId === 'a' && t.runId >= 1)).toMatchObject({ dropped: 2, abortedRunning: false })
     expect(queue.length).toBe(2)
     expect(queue.queuedFor('a')).toBe(0)
     for (let i = 0; i < 3; i++) await finish()
@@ -116,7 +131,7 @@ describe('ComputeQueue batches', () => {
     add('b', 0, 'k')
     await finish() // the batch a+b starts
     const result = queue.cancel(t => t.sessionId === 'b')
-    expect(result).toEqual({ dropped: 0, abortedRunning: true })
+    expect(result).toMatchObject({ dropped: 0, droppedTasks: [], abortedRunning: true })
     expect(signals[1]?.map(s => s.aborted)).toEqual([false, true])
     await finish()
     expect(queue.busy).toBe(false)

@@ -4,7 +4,7 @@ import { assertHiddenSize } from '../../protocol/hidden.js'
 import {
   parseAdopt, parseCancel, parseClientMessage, parseClose, parseOpen, parseRun
 } from '../../protocol/inference-requests.js'
-import { parseAdopted, parseErrorFrame, parseNotice, parseOpened, parseResult, parseServerMessage } from '../../protocol/inference-replies.js'
+import { parseAdopted, parseErrorFrame, parseNotice, parseOpened, parseProgress, parseResult, parseServerMessage } from '../../protocol/inference-replies.js'
 import { parsePush } from '../../protocol/push-message.js'
 import { encodeTensor } from '../../protocol/tensor-codec.js'
 
@@ -64,6 +64,13 @@ describe('inference messages', () => {
     expect(parseResult(wire(result))).not.toHaveProperty('carried')
     expect(parseOpened(wire({ ...opened, carriesOutputs: true }))).toEqual({ ...opened, carriesOutputs: true })
     expect(parseOpened(wire(opened))).not.toHaveProperty('carriesOutputs') // an older server
+  })
+
+  it('progress of a long run: open.progress asks for it, `progress` frames report rows done', () => {
+    expect(parseOpen(wire({ ...open, progress: true }))).toEqual({ ...open, progress: true })
+    expect(parseOpen(wire(open))).not.toHaveProperty('progress') // an older client
+    expect(parseProgress(wire({ type: 'progress', runId: 3, rows: 128 }))).toEqual({ type: 'progress', runId: 3, rows: 128 })
+    expect(parseServerMessage(wire({ type: 'progress', runId: 3, rows: 1 })).type).toBe('progress')
   })
 
   it('dispatch on type', () => {
@@ -136,6 +143,9 @@ describe('inference messages', () => {
     ['error: message number', () => parseErrorFrame({ type: 'error', code: 'GAP', message: 1 }), 'BAD_MESSAGE'],
     ['error: negative cacheEnd', () => parseErrorFrame({ type: 'error', code: 'GAP', message: '', cacheEnd: -4 }), 'BAD_MESSAGE'],
     ['notice: unknown state', () => parseNotice({ type: 'notice', state: 'online' }), 'BAD_MESSAGE'],
+    ['open: progress a string', () => parseOpen({ ...open, progress: 'yes' }), 'BAD_MESSAGE'],
+    ['progress: no rows done', () => parseProgress({ type: 'progress', runId: 3, rows: 0 }), 'BAD_MESSAGE'],
+    ['progress: missing runId', () => parseProgress({ type: 'progress', rows: 4 }), 'BAD_MESSAGE'],
     ['push: missing push list', () => parsePush({ ...push, push: undefined }), 'BAD_MESSAGE'],
     ['push: missing sessionId', () => parsePush({ ...push, sessionId: undefined }), 'BAD_MESSAGE'],
     ['push: hidden inconsistent', () => parsePush({ ...push, hidden: { ...hidden(2, 4, 'float16'), dims: [1, 3, 4] } }), 'BAD_SHAPE'],
