@@ -19,6 +19,7 @@ interface ServeFlags {
   graphBlocks?: number
   threads?: number
   maxBatch: number
+  pieceMs: number
   quantize?: Quantization
   listen?: string[]
   metrics?: string
@@ -60,6 +61,7 @@ export function serveCommand (program: Command): void {
     .option('--device <device>', 'cpu, webgpu or cuda (falls back to cpu when unavailable)', 'cpu')
     .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)
     .option('--max-batch <n>', 'most sessions\' decode runs computed together in one pass over the weights (1: each alone)', parseNumber('--max-batch', { integer: true, min: 1 }), 8)
+    .option('--piece-ms <ms>', 'compute a long run (a prompt) in pieces of about this long, answering pings and other sessions\' runs between them (0: every run whole)', parseNumber('--piece-ms', { min: 0 }), 200)
     .option('--cache-tokens <n>', 'KV cache positions all sessions together may reserve', parseNumber('--cache-tokens', { integer: true, min: 1 }), 16384)
     .option('--identity <file>', 'private key file: created on first run, keeps the peer id across restarts')
     .option('--model-id <id>', 'model id announced in the DHT (default: the checkpoint folder name)')
@@ -110,6 +112,7 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
     device: flags.device as Device,
     maxSessions: flags.maxSessions,
     maxBatch: flags.maxBatch,
+    pieceMs: flags.pieceMs,
     cacheTokens: flags.cacheTokens,
     announceIntervalMs: flags.announceInterval * 1000,
     linkLatencyMs: flags.linkLatencyMs

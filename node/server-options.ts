@@ -64,6 +64,8 @@ export interface PetalServerInit {
   announceIntervalMs?: number
   /** Simulated one-way latency of every frame this server sends, ms (default 0). */
   linkLatencyMs?: number
+  /** Compute per piece of a long run, ms (default 200: SessionManager's PIECE_TARGET_MS); 0: every run whole. */
+  pieceMs?: number
   /** Simulated extra device time per run and per row (benchmarks; see SimulatedCompute). */
   simulatedCompute?: SimulatedCompute
   /** Wire limits (frame bytes, tensor elements, tokens per run). */

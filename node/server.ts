@@ -238,6 +238,7 @@ export class PetalServer {
       modelId: this.#modelId, runner, maxSessions: this.#init.maxSessions ?? 16, cacheTokens: this.#init.cacheTokens ?? 16384,
       ...(this.#init.simulatedCompute !== undefined ? { simulatedCompute: this.#init.simulatedCompute } : {}),
       ...(this.#init.maxBatch !== undefined ? { maxBatch: this.#init.maxBatch } : {}),
+      ...(this.#init.pieceMs !== undefined ? { pieceMs: this.#init.pieceMs } : {}),
       // prefill rate is tokens x blocks per second: the span's ms per row is blocks / rate
       ...(this.#throughput.prefillTokensPerSec > 0 ? { prefillMsPerRow: 1000 * (end - start) / this.#throughput.prefillTokensPerSec } : {})
     })

@@ -32,6 +32,8 @@ export interface SessionManagerInit {
    * the first long run's pieces are cut by it (later ones by what runs took). 0 or absent: not known.
    */
   prefillMsPerRow?: number
+  /** Compute per piece of a long run, ms (default PIECE_TARGET_MS); 0: every run whole. */
+  pieceMs?: number
 }
 
 /** Default of SessionManagerInit.maxBatch. */
@@ -247,9 +249,11 @@ export class SessionManager {
     return task
   }
 
-  /** Rows of the next piece of a chain with `left` rows to go: all of them unless that is well over PIECE_TARGET_MS. */
+  /** Rows of the next piece of a chain with `left` rows to go: all of them unless that is well over a piece's time. */
   #pieceRows (left: number): number {
-    const piece = this.#msPerRow > 0 ? Math.max(MIN_PIECE_ROWS, Math.floor(PIECE_TARGET_MS / this.#msPerRow)) : UNKNOWN_SPEED_PIECE_ROWS
+    const pieceMs = this.#init.pieceMs ?? PIECE_TARGET_MS
+    if (pieceMs === 0) return left
+    const piece = this.#msPerRow > 0 ? Math.max(MIN_PIECE_ROWS, Math.floor(pieceMs / this.#msPerRow)) : UNKNOWN_SPEED_PIECE_ROWS
     return left <= 1.5 * piece ? left : piece
   }
 
@@ -334,6 +338,15 @@ export class SessionManager {
         if (q.onProgress !== undefined && now - q.reportedAt >= PROGRESS_EVERY_MS) {
           q.reportedAt = now
           q.onProgress(q.done)
+        }
+        // let the event loop read what arrived while the piece computed (another session's run
+        // waits in the socket until then), so that it is queued before the next turn is given
+        await new Promise(resolve => setImmediate(resolve))
+        if (session.closed) return
+        if (signal.aborted) { // cancelled meanwhile: undo the pieces done
+          this.counters.abortedMidRun++
+          session.cache.truncate(start)
+          return
         }
         this.#queue.pushFront(this.#taskOf(q))
         return

@@ -67,6 +67,16 @@ describe('benchmarks do not rot', () => {
     expect(Number.isFinite(byMetric.prefill_ttft_whole_over_pipelined)).toBe(true)
   }, 120_000)
 
+  it('bench-long-runs --quick: in pieces, a 1 s prompt holds another session\'s step and a ping for a piece, not for the prompt', async () => {
+    const lines = await bench('bench-long-runs.ts')
+    const byMetric = Object.fromEntries(lines.map(l => [l.metric, l.value]))
+    for (const mode of ['pieces', 'whole']) expect(byMetric[`long_run_prefill_ms_${mode}`]).toBeGreaterThan(1000) // 200 rows busy 5 ms each
+    expect(byMetric.long_run_other_session_longest_step_ms_whole).toBeGreaterThan(1000)
+    expect(byMetric.long_run_other_session_longest_step_ms_pieces).toBeLessThan(0.6 * byMetric.long_run_other_session_longest_step_ms_whole)
+    expect(byMetric.long_run_longest_ping_ms_pieces).toBeLessThan(0.6 * byMetric.long_run_longest_ping_ms_whole)
+    expect(byMetric.long_run_other_session_steps_during_pieces).toBeGreaterThan(byMetric.long_run_other_session_steps_during_whole)
+  }, 120_000)
+
   it('bench-batching --quick: both settings decode; with --max-batch 1 nothing is batched', async () => {
     const lines = await bench('bench-batching.ts')
     const byMetric = Object.fromEntries(lines.map(l => [l.metric, l.value]))
