@@ -9,7 +9,8 @@
  * - session B sends one run of `--prompt-tokens` rows (a prompt's prefill) after 300 ms.
  * One JSON line per figure and mode: B's time to its result, A's longest step while B's run
  * computed (and its median step before), the longest ping echo then, and A's steps done
- * meanwhile; then prefill time whole over in pieces.
+ * meanwhile; B's time alone (no A, no pings: what pieces cost a prompt); then prefill time
+ * whole over in pieces, alone.
  *
  *   npm run bench:long-runs                               # random 200M, a 1024-token prompt
  *   npm run bench:long-runs -- --prompt-tokens 2000 --rounds 3
@@ -58,6 +59,7 @@ for (const name of (args.models ?? (args.quick ? 'stories260k' : 'random-200m'))
 /** What one measurement saw. */
 interface Sample {
   prefillMs: number
+  prefillAloneMs: number
   stallMs: number
   stepBeforeMs: number
   pingMaxMs: number
@@ -80,26 +82,42 @@ async function benchModel (name: string, dir: string): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       for (let m = 0; m < MODES.length; m++) {
         const [mode] = MODES[(m + r) % MODES.length] as typeof MODES[number]
-        samples.get(mode)?.push(await measure(node, servers.get(mode) as ServerProcess, name, L, C, promptTokens))
+        const server = servers.get(mode) as ServerProcess
+        const alone = await prefillAlone(node, server, name, L, C, promptTokens)
+        samples.get(mode)?.push({ ...await measure(node, server, name, L, C, promptTokens), prefillAloneMs: alone })
       }
     }
     const shape = { promptTokens, rounds, blocks: `[0,${L})`, graphBlocks: L, busyRowMs }
     const of = (mode: Mode, key: keyof Sample): number => median((samples.get(mode) ?? []).map(s => s[key]))
     for (const [mode] of MODES) {
+      emit({ model: name, metric: `long_run_prefill_alone_ms_${mode}`, value: of(mode, 'prefillAloneMs'), unit: 'ms', config: shape })
       emit({ model: name, metric: `long_run_prefill_ms_${mode}`, value: of(mode, 'prefillMs'), unit: 'ms', config: shape })
       emit({ model: name, metric: `long_run_other_session_longest_step_ms_${mode}`, value: of(mode, 'stallMs'), unit: 'ms', stepBeforeMs: of(mode, 'stepBeforeMs'), config: shape })
       emit({ model: name, metric: `long_run_other_session_steps_during_${mode}`, value: of(mode, 'stepsDuring'), unit: 'runs', config: shape })
       emit({ model: name, metric: `long_run_longest_ping_ms_${mode}`, value: of(mode, 'pingMaxMs'), unit: 'ms', config: shape })
     }
-    emit({ model: name, metric: 'long_run_prefill_whole_over_pieces', value: of('whole', 'prefillMs') / of('pieces', 'prefillMs'), unit: 'x', config: shape })
+    emit({ model: name, metric: 'long_run_prefill_alone_whole_over_pieces', value: of('whole', 'prefillAloneMs') / of('pieces', 'prefillAloneMs'), unit: 'x', config: shape })
   } finally {
     await node.stop()
     await swarm.close()
   }
 }
 
+/** B's long run on `server` with nothing else going on: ms to its result. */
+async function prefillAlone (node: Libp2p, server: ServerProcess, modelId: string, L: number, C: number, rows: number): Promise<number> {
+  const b = await inferenceStream(node, server.address)
+  await openSession(b, modelId, 0, L, rows + 8)
+  const began = performance.now()
+  await b.write(runFrame(0, 0, randomHidden(rows, C, 9), C))
+  const reply = await next(b, 600_000)
+  const ms = performance.now() - began
+  if (reply['type'] !== 'result') throw new Error(`prefill: ${JSON.stringify(reply)}`)
+  await b.close()
+  return ms
+}
+
 /** One measurement on `server`: A decodes and pings go on while B's long run computes. */
-async function measure (node: Libp2p, server: ServerProcess, modelId: string, L: number, C: number, rows: number): Promise<Sample> {
+async function measure (node: Libp2p, server: ServerProcess, modelId: string, L: number, C: number, rows: number): Promise<Omit<Sample, 'prefillAloneMs'>> {
   const a = await inferenceStream(node, server.address)
   const b = await inferenceStream(node, server.address)
   await openSession(a, modelId, 0, L, 4096)
