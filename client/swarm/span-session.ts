@@ -89,8 +89,7 @@ interface Pending {
   viaPush: boolean
   resolve: (result: RunResult) => void
   reject: (err: Error) => void
-  timer: ReturnType<typeof setTimeout> | undefined
-  /** performance.now() when the wait began, or when the server last reported progress on it */
+  /** performance.now() when the wait began */
   since: number
 }
 
@@ -122,8 +121,16 @@ export class SpanSession {
   /** Told once when the connection is lost (not when this side closes the session). */
   readonly #lostListeners = new Set<(cause: Error) => void>()
   readonly #idleWaiters: Array<() => void> = []
-  /** Checks for overdue runs while any run waits (#watchLiveness). */
+  /** Checks for overdue runs while any run waits (#watch). */
   #watchdog: ReturnType<typeof setInterval> | undefined
+  /**
+   * When the server last answered a run of this session or reported progress on one
+   * (performance.now()). A wait counts from the later of its own start and this: a session's
+   * runs compute in order, so while earlier ones come back the later ones are not overdue.
+   */
+  #heardAt = -Infinity
+  /** The latest start of a wait that was answered: a run still waiting that began before it was overtaken. */
+  #answeredSince = -Infinity
   /** When the server last echoed a probe, or a probe is out (Infinity). */
   #probedAt = -Infinity
   /** Set when the server announced it is draining. */
@@ -273,22 +280,9 @@ export class SpanSession {
     // a run sent again under its id (a push that went on hop by hop) supersedes the earlier wait
     if (this.#pending.has(runId)) this.#settle(runId, undefined, new ConnectionLostError(`Run ${runId} was sent to ${this.peerId.toString()} again`))
     return new Promise((resolve, reject) => {
-      const entry: Pending = { rows, start, resolve, reject, timer: undefined, since: performance.now(), viaPush, ...(carried !== undefined ? { carried } : {}) }
-      this.#pending.set(runId, entry)
-      this.#armTimeout(runId, entry)
-      this.#watchLiveness()
+      this.#pending.set(runId, { rows, start, resolve, reject, since: performance.now(), viaPush, ...(carried !== undefined ? { carried } : {}) })
+      this.#watch()
     })
-  }
-
-  /** (Re)starts the wait for run `runId`'s result: no result (nor progress) in timeoutMs fails it. */
-  #armTimeout (runId: number, entry: Pending): void {
-    clearTimeout(entry.timer)
-    const timeoutMs = this.#init.timeoutMs ?? 30_000
-    entry.timer = setTimeout(() => {
-      if (this.#pending.get(runId) !== entry) return
-      this.#pending.delete(runId)
-      entry.reject(new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${timeoutMs} ms`))
-    }, timeoutMs)
   }
 
   /** Fails the local wait for a run's result (the server is not told). */
@@ -367,12 +361,8 @@ export class SpanSession {
     } else if (msg.type === 'notice') {
       this.draining = true
     } else if (msg.type === 'progress') {
-      // the server computes the run (a long one, in pieces): it is alive and the wait starts over
-      const pending = this.#pending.get(msg.runId)
-      if (pending === undefined) return
-      pending.since = performance.now()
-      if (this.#probedAt !== Infinity) this.#probedAt = pending.since
-      this.#armTimeout(msg.runId, pending)
+      // the server computes a run of ours (a long one, in pieces): every wait here starts over
+      if (this.#pending.has(msg.runId)) this.#heardAt = performance.now()
     }
   }
 
@@ -386,23 +376,49 @@ export class SpanSession {
     const p = this.#pending.get(runId)
     if (p === undefined) return
     this.#pending.delete(runId)
+    if (err === undefined) {
+      this.#heardAt = performance.now()
+      this.#answeredSince = Math.max(this.#answeredSince, p.since)
+    }
     if (this.#pending.size === 0) {
       for (const wake of this.#idleWaiters.splice(0)) wake()
       clearInterval(this.#watchdog)
       this.#watchdog = undefined
     }
-    clearTimeout(p.timer)
     if (err !== undefined) p.reject(err)
     else p.resolve({ hidden: hidden as Float32Array, carried })
   }
 
-  /** Starts checking for overdue runs (the `liveness` option), unless it runs already or is off. */
-  #watchLiveness (): void {
+  /**
+   * While runs wait, checks now and then (a quarter of the shorter of timeoutMs and the
+   * liveness probe's afterMs) for waits past timeoutMs and for an overdue server to probe. One
+   * timer per session, not one per run: a pipeline keeps many runs in flight.
+   */
+  #watch (): void {
+    if (this.#watchdog !== undefined) return
     const { liveness } = this.#init
-    if (this.#watchdog !== undefined || liveness === false) return
-    const afterMs = liveness?.afterMs ?? LIVENESS_AFTER_MS
-    this.#watchdog = setInterval(() => { this.#probeIfOverdue(afterMs, liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS) }, afterMs / 2)
+    const timeoutMs = this.#init.timeoutMs ?? 30_000
+    const afterMs = liveness === false ? Infinity : liveness?.afterMs ?? LIVENESS_AFTER_MS
+    this.#watchdog = setInterval(() => {
+      this.#timeOut(timeoutMs)
+      if (liveness !== false) this.#probeIfOverdue(afterMs, liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS)
+    }, Math.max(10, Math.min(1000, timeoutMs / 4, afterMs / 4)))
     this.#watchdog.unref()
+  }
+
+  /**
+   * Fails the runs that heard nothing for `timeoutMs` (counted from the later of their start
+   * and the server's last word on this session), and those that waited that long while a run
+   * sent after them was answered (overtaken: the server has lost them).
+   */
+  #timeOut (timeoutMs: number): void {
+    const now = performance.now()
+    for (const [runId, p] of [...this.#pending]) {
+      const silent = now - Math.max(p.since, this.#heardAt) >= timeoutMs
+      const overtaken = now - p.since >= timeoutMs && this.#answeredSince > p.since
+      if (!silent && !overtaken) continue
+      this.#settle(runId, undefined, new TimeoutError(`Run ${runId} got no result from ${this.peerId.toString()} in ${timeoutMs} ms${silent ? '' : ', while later runs did'}`))
+    }
   }
 
   /** Probes the server when its oldest waiting run is overdue and it has not echoed since; no echo: lost. */
@@ -411,7 +427,7 @@ export class SpanSession {
     if (this.#lost !== undefined || now - this.#probedAt < afterMs) return
     let oldest: [number, Pending] | undefined
     for (const entry of this.#pending) if (oldest === undefined || entry[1].since < oldest[1].since) oldest = entry
-    if (oldest === undefined || now - oldest[1].since < afterMs) return
+    if (oldest === undefined || now - Math.max(oldest[1].since, this.#heardAt) < afterMs) return
     const [runId, { since }] = oldest
     this.#probedAt = Infinity
     void pingOrBlame(this.#init, timeoutMs, () => `while run ${runId} waited ${Math.round(performance.now() - since)} ms`).then(lost => {
