@@ -295,17 +295,19 @@ class RowCostFit {
   get meanRows (): number | undefined { return this.#m.n === 0 ? undefined : this.#m.x }
 
   /** ms per row, >= 0 (a row never makes a run faster), once rows have varied by about one. */
-  get slope (): number | undefined {
-    const { n, x, y, xx, xy, yy } = this.#m
-    const varRows = xx - x * x
-    if (n < 3 || varRows < 1) return undefined
-    const cov = xy - x * y
-    const slope = cov / varRows
-    const residual = Math.max(0, yy - y * y - (cov * cov) / varRows)
-    const samples = Math.min(n, 2 / RowCostFit.WEIGHT - 1) // effective number of runs in the averages
-    const standardError = Math.sqrt(residual / (Math.max(1, samples - 2) * varRows))
-    return Math.max(0, slope - 2 * standardError)
-  }
+  get slope (): number | undefined { return rowCostOf(this.#m) }
+}
+
+/** What a row costs by the fit's moments (RowCostFit.slope): ms, beyond two standard errors; undefined before rows varied. */
+export function rowCostOf ({ n, x, y, xx, xy, yy }: RowFitMoments): number | undefined {
+  const varRows = xx - x * x
+  if (n < 3 || varRows < 1) return undefined
+  const cov = xy - x * y
+  const slope = cov / varRows
+  const residual = Math.max(0, yy - y * y - (cov * cov) / varRows)
+  const samples = Math.min(n, 2 / RowCostFit.WEIGHT - 1) // effective number of runs in the averages
+  const standardError = Math.sqrt(residual / (Math.max(1, samples - 2) * varRows))
+  return Math.max(0, slope - 2 * standardError)
 }
 
 /** Exponentially weighted moments of (rows, round trip ms) over runs sent alone. */

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { decodeAll, type Drafter, type DraftModel, DraftModelDrafter, SpeculationMemory } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
+import { rowCostOf } from '../../client/decoding/speculation-controller.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { SlowDrafter } from '../../scripts/lib/slow-drafter.js'
@@ -73,7 +74,10 @@ describe('pipelined decoding with a slow drafter', () => {
     const chargedInFull = (learned?.draftMsPerToken ?? 0) / (learned?.runMs ?? Infinity)
     expect(learned?.busy).toBeLessThan(0.5)
     expect(chargedInFull).toBeGreaterThan(0.018)
-    // charged in full the bar ends at about chargedInFull (measured: 0.99-1.01x); scaled, below 0.65x
-    expect(stats.plan.minSurvival).toBeLessThan(0.75 * chargedInFull)
+    // charged in full the bar's drafting part ends at about chargedInFull (measured: 0.99-1.01x);
+    // scaled, below 0.65x. The bar's other part, the rows' cost, is what this run measured: on a
+    // loaded machine (the whole suite at once) it reached 0.02 and failed a bar of 0.75x alone.
+    const rowPart = (rowCostOf(learned?.rowFit ?? { n: 0, x: 0, y: 0, xx: 0, xy: 0, yy: 0 }) ?? 0) / (learned?.runMs ?? Infinity)
+    expect(stats.plan.minSurvival).toBeLessThan(0.75 * chargedInFull + rowPart)
   }, 20_000)
 })
