@@ -104,6 +104,8 @@ const tally = {
 const t0 = Date.now()
 /** What each worker is doing, for the event log. */
 const doing: string[] = []
+/** Each worker's current swarm target, where an operation has one in hand (its waits are told when it is stuck). */
+const targets: Array<{ describeWaits?: () => string } | undefined> = []
 const note = (line: string): void => { tally.events.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${line}`) }
 /** An operation running this long is reported as hung. */
 const STUCK_MS = 90_000
@@ -271,7 +273,7 @@ async function workerLoop (w: number, drafter: DraftModelDrafter, until: number)
     const watchdog = setTimeout(() => {
       const message = `${name}: still running after ${STUCK_MS / 1000} s (${doing[w] ?? name})`
       countError(message)
-      note(`worker ${w} ${message}`)
+      note(`worker ${w} ${message}${targets[w]?.describeWaits !== undefined ? `: ${targets[w]?.describeWaits?.()}` : ''}`)
       stuck.add(w)
     }, STUCK_MS)
     try {
@@ -359,15 +361,20 @@ async function chatOp (w: number): Promise<void> {
   const { name, model } = pick(models)
   doing[w] = `chat ${name}`
   const session = await model.session({ maxTokens: 96 })
+  targets[w] = session.target as { describeWaits?: () => string }
   try {
     const n1 = 4 + Math.floor(random() * 16)
     const n2 = 4 + Math.floor(random() * 16)
+    doing[w] = `chat ${name}, turn 1`
     const first = await drain(session.generate(ref.prompt_ids, { maxNewTokens: n1, temperature: 0, stopAtEos: false }), w)
     check(`chat turn 1 ${name}`, first.tokens, ref.greedy_new_ids.slice(0, n1))
+    doing[w] = `chat ${name}, turn 2`
     const second = await drain(session.continueWith([...ref.prompt_ids, ...first.tokens], { maxNewTokens: n2, temperature: 0, stopAtEos: false }), w)
     check(`chat turn 2 ${name}`, second.tokens, ref.greedy_new_ids.slice(n1, n1 + n2))
   } finally {
+    doing[w] = `chat ${name}, closing`
     await session.close()
+    targets[w] = undefined
   }
 }
 

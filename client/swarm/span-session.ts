@@ -208,6 +208,13 @@ export class SpanSession {
 
   get lost (): boolean { return this.#lost !== undefined }
 
+  /** The runs waiting here and for how long, for diagnostics (a soak's stuck operation). */
+  describeWaits (): string {
+    const now = performance.now()
+    const waits = [...this.#pending].map(([id, p]) => `${id}${p.viaPush ? ' pushed' : ''} ${Math.round(now - p.since)} ms`)
+    return `${this.#lost !== undefined ? 'lost, ' : ''}waits [${waits.join(', ')}], heard ${Math.round(now - this.#heardAt)} ms ago, watchdog ${this.#watchdog !== undefined ? 'on' : 'off'}`
+  }
+
   /**
    * Calls `listener` with the cause once the connection to the server breaks (reset, closed by
    * the server, a faulty answer), never when this side closes the session; at once when it

@@ -176,6 +176,12 @@ export class SwarmTarget implements TargetModel {
   }
 
   /** The live route, e.g. [{peerId, start: 0, end: 2}, ...]. */
+  /** What this target waits for now, for diagnostics (a soak's stuck operation). */
+  describeWaits (): string {
+    const hops = this.#hops.map(h => `[${h.start},${h.end}) …${h.session.peerId.toString().slice(-6)}: ${h.session.describeWaits()}, in flight [${[...h.inFlight.keys()].join(', ')}]`)
+    return `runs [${[...this.#running.keys()].join(', ')}], repairs ${this.#repairs.size}${this.#closed ? ', closed' : ''}; ${hops.join('; ')}`
+  }
+
   get route (): RouteHop[] {
     return this.#hops.map(h => ({ peerId: h.session.peerId.toString(), start: h.start, end: h.end }))
   }
