@@ -321,8 +321,10 @@ export class SpanSession {
     }
     for (const id of [...this.#pending.keys()]) this.#settle(id, undefined, this.#lost)
     try {
-      await this.#framed.write({ type: 'close' })
-      await this.#framed.close({ signal: AbortSignal.timeout(1000) })
+      // bounded too: a write waits for the stream to drain, which a server that reads nothing never lets it
+      const signal = AbortSignal.timeout(1000)
+      await this.#framed.write({ type: 'close' }, { signal })
+      await this.#framed.close({ signal })
     } catch {
       this.#framed.abort(new Error('close failed'))
     }

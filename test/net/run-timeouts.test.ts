@@ -4,7 +4,7 @@
  * session's runs compute in order, so runs queued behind a long one, or a long run that
  * reports progress, are not overdue while the server keeps answering. A run that the server
  * skipped (later runs answered) fails once it has waited timeoutMs, and so does every run of a
- * server that says nothing.
+ * server that says nothing. Closing a session never waits on a server that reads nothing.
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
@@ -21,7 +21,7 @@ const C = 64
 const TIMEOUT_MS = 600
 
 /** How the fake server answers runs. */
-type Behaviour = 'in order, 250 ms each' | 'one long run with progress' | 'skips run 1' | 'silent'
+type Behaviour = 'in order, 250 ms each' | 'one long run with progress' | 'skips run 1' | 'silent' | 'reads nothing'
 
 describe('run timeouts', () => {
   let server: Libp2p
@@ -36,7 +36,10 @@ describe('run timeouts', () => {
         onFrame: (frame) => {
           const msg = frame as { type: string, runId: number, start: number, end: number, hidden: { dims: number[] } }
           const answer = (): void => { void framed.write({ type: 'result', runId: msg.runId, start: msg.start, hidden: encodeTensor(new Float32Array((msg.hidden.dims[1] ?? 1) * C), [1, msg.hidden.dims[1] ?? 1, C]), computeMs: 0, queuedMs: 0 }) }
-          if (msg.type === 'open') void framed.write({ type: 'opened', sessionId: 'fake', start: msg.start, end: msg.end, maxTokens: 64 })
+          if (msg.type === 'open') {
+            void framed.write({ type: 'opened', sessionId: 'fake', start: msg.start, end: msg.end, maxTokens: 64 })
+            if (behaviour === 'reads nothing') stream.pause() // no more reads, nor window updates: the client's writes back up
+          }
           if (msg.type !== 'run') return
           if (behaviour === 'in order, 250 ms each') {
             busyUntil = Math.max(busyUntil, performance.now()) + 250
@@ -97,6 +100,16 @@ describe('run timeouts', () => {
     expect(performance.now() - began).toBeGreaterThanOrEqual(TIMEOUT_MS - 5)
     expect(performance.now() - began).toBeLessThan(TIMEOUT_MS + 1000)
     await session.close()
+  })
+
+  it('closing a session whose server reads nothing ends within about a second', async () => {
+    const session = await open('reads nothing')
+    // 768 KiB of runs against yamux's 256 KiB window: the stream's writes wait for a drain that never comes
+    for (let id = 1; id <= 6; id++) session.run(id, 0, new Float32Array(512 * C)).catch(() => {})
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const began = performance.now()
+    await session.close()
+    expect(performance.now() - began).toBeLessThan(3000)
   })
 
   it('a server that says nothing fails every run after the timeout', async () => {
