@@ -59,7 +59,10 @@ export class PushForwarder {
     throw new PushFailedError(`Cannot push run ${message.runId} to the next server ${peerId}: it is unreachable (${reason})`, { cause: lastError })
   }
 
-  /** Closes every push stream once its queued pushes are sent. */
+  /**
+   * Closes every push stream once its queued pushes are sent, waiting at most a second for
+   * each: a next server that reads nothing (frozen) would otherwise hold this one's exit.
+   */
   async stop (): Promise<void> {
     this.#stopped = true
     const entries = [...this.#streams.values()]
@@ -67,8 +70,9 @@ export class PushForwarder {
     await Promise.all(entries.map(async entry => {
       const sender = await entry.sender.catch(() => undefined)
       if (sender === undefined) return
-      await sender.flushed()
-      await sender.framed.close({ signal: AbortSignal.timeout(1000) }).catch(err => { sender.framed.abort(err as Error) })
+      const signal = AbortSignal.timeout(1000)
+      await Promise.race([sender.flushed(), new Promise(resolve => { signal.addEventListener('abort', resolve, { once: true }) })])
+      await sender.framed.close({ signal }).catch(err => { sender.framed.abort(err as Error) })
     }))
   }
 
