@@ -3,6 +3,7 @@
  * client library in between, so the tests pin the wire behaviour itself.
  */
 import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { FramedStream } from '../../protocol/framed-stream.js'
@@ -19,6 +20,24 @@ export async function bareNode (): Promise<Libp2p> {
     connectionEncrypters: [wholeMessageNoise()],
     streamMuxers: [yamux()]
   })
+}
+
+/** A frame as a fake server reads it: the fields the tests look at. */
+export interface FakeServerFrame { type: string, runId: number, start: number, end: number, hidden: { dims: number[] } }
+
+/**
+ * A bare node that serves inference streams by hand, for servers that misbehave on purpose:
+ * `accept` is called once per stream with its FramedStream (to answer on) and the raw stream,
+ * and returns what handles each frame of it (state it keeps is that stream's).
+ */
+export async function fakeInferenceServer (accept: (framed: FramedStream, stream: Stream) => (frame: FakeServerFrame) => void): Promise<Libp2p> {
+  const node = await bareNode()
+  await node.handle(PROTOCOL_INFERENCE, (stream) => {
+    let onFrame: (frame: FakeServerFrame) => void = () => {}
+    const framed = new FramedStream(stream, { onFrame: (frame) => { onFrame(frame as FakeServerFrame) } })
+    onFrame = accept(framed, stream)
+  })
+  return node
 }
 
 /** Opens an inference stream to the server at `address` (multiaddr with /p2p/). */

@@ -8,10 +8,8 @@ import type { Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConnectionLostError, SpanSession } from '../../client/swarm/span-session.js'
 import { createPetalHost, type PetalHost } from '../../net/host.js'
-import { FramedStream } from '../../protocol/framed-stream.js'
-import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
 import { encodeTensor } from '../../protocol/tensor-codec.js'
-import { bareNode } from '../helpers/wire-client.js'
+import { fakeInferenceServer } from '../helpers/wire-client.js'
 
 const C = 64
 
@@ -24,26 +22,20 @@ describe('a server that answers with the wrong shape', () => {
   let fault: Fault = 'more rows'
 
   beforeAll(async () => {
-    server = await bareNode()
     // opens any session; answers each run as `fault` says
-    await server.handle(PROTOCOL_INFERENCE, (stream) => {
-      const framed: FramedStream = new FramedStream(stream, {
-        onFrame: (frame) => {
-          const msg = frame as { type: string, runId: number, start: number, end: number, hidden: { dims: number[] } }
-          if (msg.type === 'open') {
-            const end = fault === 'other span' ? msg.end + 1 : msg.end
-            void framed.write({ type: 'opened', sessionId: 'fake', start: msg.start, end, maxTokens: 64 })
-          } else if (msg.type === 'run') {
-            const T = (msg.hidden.dims[1] ?? 1) + (fault === 'more rows' ? 1 : 0)
-            const width = fault === 'other hidden size' ? C / 2 : C
-            const start = fault === 'other start' ? msg.start + 1 : msg.start
-            const hidden = encodeTensor(new Float32Array(T * width), [1, T, width])
-            // outputs of earlier hops, carried though the run asked for none
-            const carried = fault === 'carried outputs' ? { carried: [hidden] } : {}
-            void framed.write({ type: 'result', runId: msg.runId, start, hidden, computeMs: 0, queuedMs: 0, ...carried })
-          }
-        }
-      })
+    server = await fakeInferenceServer(framed => (msg) => {
+      if (msg.type === 'open') {
+        const end = fault === 'other span' ? msg.end + 1 : msg.end
+        void framed.write({ type: 'opened', sessionId: 'fake', start: msg.start, end, maxTokens: 64 })
+      } else if (msg.type === 'run') {
+        const T = (msg.hidden.dims[1] ?? 1) + (fault === 'more rows' ? 1 : 0)
+        const width = fault === 'other hidden size' ? C / 2 : C
+        const start = fault === 'other start' ? msg.start + 1 : msg.start
+        const hidden = encodeTensor(new Float32Array(T * width), [1, T, width])
+        // outputs of earlier hops, carried though the run asked for none
+        const carried = fault === 'carried outputs' ? { carried: [hidden] } : {}
+        void framed.write({ type: 'result', runId: msg.runId, start, hidden, computeMs: 0, queuedMs: 0, ...carried })
+      }
     })
     client = await createPetalHost({ dhtServer: false })
   })

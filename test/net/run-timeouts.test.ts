@@ -12,10 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SpanSession } from '../../client/swarm/span-session.js'
 import { createPetalHost, type PetalHost } from '../../net/host.js'
 import { TimeoutError } from '../../protocol/errors.js'
-import { FramedStream } from '../../protocol/framed-stream.js'
-import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
 import { encodeTensor } from '../../protocol/tensor-codec.js'
-import { bareNode } from '../helpers/wire-client.js'
+import { fakeInferenceServer } from '../helpers/wire-client.js'
 
 const C = 64
 const TIMEOUT_MS = 600
@@ -29,29 +27,25 @@ describe('run timeouts', () => {
   let behaviour: Behaviour = 'silent'
 
   beforeAll(async () => {
-    server = await bareNode()
-    await server.handle(PROTOCOL_INFERENCE, (stream) => {
+    server = await fakeInferenceServer((framed, stream) => {
       let busyUntil = 0 // runs compute one after another, as a server's queue does
-      const framed: FramedStream = new FramedStream(stream, {
-        onFrame: (frame) => {
-          const msg = frame as { type: string, runId: number, start: number, end: number, hidden: { dims: number[] } }
-          const answer = (): void => { void framed.write({ type: 'result', runId: msg.runId, start: msg.start, hidden: encodeTensor(new Float32Array((msg.hidden.dims[1] ?? 1) * C), [1, msg.hidden.dims[1] ?? 1, C]), computeMs: 0, queuedMs: 0 }) }
-          if (msg.type === 'open') {
-            void framed.write({ type: 'opened', sessionId: 'fake', start: msg.start, end: msg.end, maxTokens: 64 })
-            if (behaviour === 'reads nothing') stream.pause() // no more reads, nor window updates: the client's writes back up
-          }
-          if (msg.type !== 'run') return
-          if (behaviour === 'in order, 250 ms each') {
-            busyUntil = Math.max(busyUntil, performance.now()) + 250
-            setTimeout(answer, busyUntil - performance.now())
-          } else if (behaviour === 'one long run with progress') {
-            for (let i = 1; i <= 5; i++) setTimeout(() => { void framed.write({ type: 'progress', runId: msg.runId, rows: i }) }, 300 * i)
-            setTimeout(answer, 1800)
-          } else if (behaviour === 'skips run 1' && msg.runId !== 1) {
-            answer()
-          }
+      return (msg) => {
+        const answer = (): void => { void framed.write({ type: 'result', runId: msg.runId, start: msg.start, hidden: encodeTensor(new Float32Array((msg.hidden.dims[1] ?? 1) * C), [1, msg.hidden.dims[1] ?? 1, C]), computeMs: 0, queuedMs: 0 }) }
+        if (msg.type === 'open') {
+          void framed.write({ type: 'opened', sessionId: 'fake', start: msg.start, end: msg.end, maxTokens: 64 })
+          if (behaviour === 'reads nothing') stream.pause() // no more reads, nor window updates: the client's writes back up
         }
-      })
+        if (msg.type !== 'run') return
+        if (behaviour === 'in order, 250 ms each') {
+          busyUntil = Math.max(busyUntil, performance.now()) + 250
+          setTimeout(answer, busyUntil - performance.now())
+        } else if (behaviour === 'one long run with progress') {
+          for (let i = 1; i <= 5; i++) setTimeout(() => { void framed.write({ type: 'progress', runId: msg.runId, rows: i }) }, 300 * i)
+          setTimeout(answer, 1800)
+        } else if (behaviour === 'skips run 1' && msg.runId !== 1) {
+          answer()
+        }
+      }
     })
     client = await createPetalHost({ dhtServer: false })
     await client.dial(multiaddr(server.getMultiaddrs()[0]!.toString()))
