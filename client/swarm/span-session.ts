@@ -53,8 +53,8 @@ export interface SpanSessionInit {
   /** Simulated one-way latency added to every frame this client sends. */
   sendDelayMs?: number
   /**
-   * Longest wait for `opened` and for any run's result, ms; a `progress` frame on a run (a long
-   * one the server computes in pieces) starts its wait over. Default 30 s.
+   * Longest wait for `opened`, and for a run's result counted from the later of its send and
+   * the server's last result or `progress` frame on this session (#timeOut). Default 30 s.
    */
   timeoutMs?: number
   /**
@@ -182,7 +182,7 @@ export class SpanSession {
         if (session !== undefined) session.#onLost(lost); else opened.reject(lost)
       }
     })
-    // progress: a long run's server says how far it got, and its wait starts over (#onProgress)
+    // progress: a long run's server says how far it got, and the session's waits start over (#onFrame)
     await framed.write({ type: 'open', modelId: init.modelId, start: init.start, end: init.end, maxTokens: init.maxTokens, progress: true }, { signal })
     let first: unknown
     try {
