@@ -7,12 +7,15 @@ import { PROTOCOL_INFERENCE } from '../../protocol/ids.js'
 import { parseServerMessage, type ServerMessage } from '../../protocol/inference-replies.js'
 import type { PushHop } from '../../protocol/push-message.js'
 import { decodeTensor, encodeTensor, type WireDtype } from '../../protocol/tensor-codec.js'
+import { listeningTimeout } from '../../net/listening-timeout.js'
 import { measureRtt } from '../../net/rtt-probe.js'
 
 /** A run waiting this long gets its server probed (SpanSessionInit.liveness). */
 const LIVENESS_AFTER_MS = 2000
 /** How long a probed server has to echo. */
 const LIVENESS_TIMEOUT_MS = 3000
+/** A watchdog tick this much later than its period follows a stall of the client's event loop. */
+const STALL_MS = 100
 
 /** The connection to a server broke (reset, closed, unreachable): fail over. */
 export class ConnectionLostError extends Error {
@@ -31,12 +34,16 @@ export class UnreachableError extends ConnectionLostError {
  * that takes the server for frozen (`when` says what was waiting, at the time of the failure).
  */
 async function pingOrBlame (init: Pick<SpanSessionInit, 'host' | 'peerId'>, timeoutMs: number, when: string | (() => string)): Promise<ConnectionLostError | undefined> {
+  // time this client spent computing (its event loop held) is not the server's silence
+  const timeout = listeningTimeout(timeoutMs)
   try {
-    await measureRtt(init.host, init.peerId, { trips: 1, signal: AbortSignal.timeout(timeoutMs) })
+    await measureRtt(init.host, init.peerId, { trips: 1, signal: timeout.signal })
     return undefined
   } catch (err) {
     const what = typeof when === 'string' ? when : when()
     return new ConnectionLostError(`${init.peerId.toString()} did not answer a ping in ${timeoutMs} ms ${what} (${(err as Error).message}): taken for frozen`)
+  } finally {
+    timeout.clear()
   }
 }
 
@@ -401,17 +408,32 @@ export class SpanSession {
   /**
    * While runs wait, checks now and then (a quarter of the shorter of timeoutMs and the
    * liveness probe's afterMs) for waits past timeoutMs and for an overdue server to probe. One
-   * timer per session, not one per run: a pipeline keeps many runs in flight.
+   * timer per session, not one per run: a pipeline keeps many runs in flight. A tick right
+   * after this client's event loop stalled looks again at the next one (once), when what
+   * arrived meanwhile has been read.
    */
   #watch (): void {
     if (this.#watchdog !== undefined) return
     const { liveness } = this.#init
     const timeoutMs = this.#init.timeoutMs ?? 30_000
     const afterMs = liveness === false ? Infinity : liveness?.afterMs ?? LIVENESS_AFTER_MS
+    const periodMs = Math.max(10, Math.min(1000, timeoutMs / 4, afterMs / 4))
+    let lastTick = performance.now()
+    let skipped = false
     this.#watchdog = setInterval(() => {
+      // a tick that comes late follows a stall of this client's own event loop (its models
+      // compute on the main thread): results may sit unread in the socket, so look next tick
+      const now = performance.now()
+      const stalled = now - lastTick > periodMs + STALL_MS
+      lastTick = now
+      if (stalled && !skipped) {
+        skipped = true
+        return
+      }
+      skipped = false
       this.#timeOut(timeoutMs)
       if (liveness !== false) this.#probeIfOverdue(afterMs, liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS)
-    }, Math.max(10, Math.min(1000, timeoutMs / 4, afterMs / 4)))
+    }, periodMs)
     this.#watchdog.unref()
   }
 
