@@ -18,6 +18,7 @@ import type { Libp2p } from 'libp2p'
 import { blockCid } from '../protocol/dht-keys.js'
 import type { ServerInfo } from '../protocol/server-info.js'
 import { fetchServerInfo } from './info-client.js'
+import { listeningTimeout } from './listening-timeout.js'
 import { measureRtt } from './rtt-probe.js'
 
 /** DHT lookups (one per block) in flight at once. */
@@ -62,14 +63,15 @@ export type DiscoveryHost = Pick<Libp2p<{ dht: KadDHT }>, 'dial' | 'getPeers' | 
 export async function findServers (host: DiscoveryHost, modelId: string, numBlocks: number, options: FindServersOptions = {}): Promise<FoundServer[]> {
   const { signal } = options
   signal?.throwIfAborted()
-  const lookupSignal = anySignal(signal, AbortSignal.timeout(options.timeoutMs ?? 5000))
+  // listening time: a client busy computing must not count its own stall against the swarm
+  const lookupSignal = anySignal(signal, listeningTimeout(options.timeoutMs ?? 5000).signal)
   const infoTimeoutMs = options.infoTimeoutMs ?? 3000
   const asked = new Map<string, Promise<FoundServer | undefined>>()
   const ask = (peer: PeerId): void => {
     const key = peer.toString()
     if (asked.has(key)) return
     options.asked?.add(key)
-    asked.set(key, probe(host, peer, anySignal(signal, AbortSignal.timeout(infoTimeoutMs))).then(async found => {
+    asked.set(key, probe(host, peer, anySignal(signal, listeningTimeout(infoTimeoutMs).signal)).then(async found => {
       // peer exchange: the servers it is connected to are worth asking too
       for (const addr of options.peerExchange === false ? [] : found?.info.knownServers ?? []) {
         try {
