@@ -71,6 +71,8 @@ export class ComputeQueue {
   #holding: { timer: NodeJS.Timeout, expected: Lane[] } | undefined
   /** Recent runs' duration (ms), an exponential average. */
   #runMs = 0
+  /** Batches started so far: the running one's number. */
+  #batches = 0
 
   constructor (init: ComputeQueueInit = {}) {
     this.#init = init
@@ -81,6 +83,9 @@ export class ComputeQueue {
 
   /** Tasks of one session waiting to start. */
   queuedFor (sessionId: string): number { return this.#lanes.get(sessionId)?.tasks.length ?? 0 }
+
+  /** The number of the batch computing now (each batch gets a new one); undefined when none is. */
+  get runningBatch (): number | undefined { return this.#running.length > 0 ? this.#batches : undefined }
 
   /** True while tasks run or wait. */
   get busy (): boolean { return this.#running.length > 0 || this.#length > 0 }
@@ -226,6 +231,7 @@ export class ComputeQueue {
       return
     }
     this.#running = batch.map(task => ({ task, abort: new AbortController() }))
+    this.#batches++
     const signals = this.#running.map(r => r.abort.signal)
     const work = batch.length === 1 ? (batch[0] as ComputeTask).run(signals[0] as AbortSignal) : (this.#init.runBatch as NonNullable<ComputeQueueInit['runBatch']>)(batch, signals)
     const began = performance.now()

@@ -68,6 +68,12 @@ export interface PetalServerInit {
   pieceMs?: number
   /** Simulated extra device time per run and per row (benchmarks; see SimulatedCompute). */
   simulatedCompute?: SimulatedCompute
+  /**
+   * Leave the swarm (closing every session, then `closed` resolves) when one batch of runs has
+   * computed this long, ms, while the event loop was free: a hung device, which answers pings
+   * but finishes nothing. Default 60 s; 0: never.
+   */
+  stuckAfterMs?: number
   /** Wire limits (frame bytes, tensor elements, tokens per run). */
   limits?: Partial<Limits>
   /** On stop, how long queued runs may still finish, ms (default 2000). */

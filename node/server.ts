@@ -27,12 +27,19 @@ import { keepNamedRelays } from './relay-rejoin.js'
 import { RunExecutor, type SessionLink } from './run-executor.js'
 import type { PetalServerInit } from './server-options.js'
 import { DEFAULT_MAX_BATCH, SessionManager } from './session-manager.js'
+import { StuckComputeWatch } from './stuck-compute-watch.js'
 import { measureThroughput } from './throughput.js'
 
 export type { PetalServerInit } from './server-options.js'
 
 /** Idle time before libp2p may close an inference or push stream (its default, 120 s, is shorter than a user's pause). */
 const INFERENCE_INACTIVITY_MS = 10 * 60_000
+/**
+ * Free event-loop time one batch of runs may compute before the server takes its device for
+ * hung and leaves (PetalServerInit.stuckAfterMs). A long run computes in pieces of about 200 ms,
+ * and a client gives up on a silent run after 30 s: a minute is far past both.
+ */
+const DEFAULT_STUCK_AFTER_MS = 60_000
 
 /** A Petal server: `start()` loads, joins and announces; `stop()` drains and leaves. */
 export class PetalServer {
@@ -62,6 +69,7 @@ export class PetalServer {
   readonly #closed: Promise<void>
   #markClosed: () => void = () => {}
   #rebalancer: Rebalancer | undefined
+  #stuckWatch: StuckComputeWatch | undefined
 
   constructor (init: PetalServerInit) {
     if ((init.blocks === undefined) === (init.numBlocks === undefined)) {
@@ -127,6 +135,7 @@ export class PetalServer {
     signal.throwIfAborted()
     this.#serve()
     this.#state = 'online'
+    this.#watchForStuckCompute()
     this.#log.info({ modelId: this.#modelId, blocks: [this.#span.start, this.#span.end], address: this.host.getMultiaddrs()[0]?.toString(), throughput: this.#throughput }, 'online')
     const rebalanceMs = init.rebalanceIntervalMs ?? 0
     if (init.numBlocks !== undefined && rebalanceMs > 0) this.#startRebalancing(rebalanceMs)
@@ -212,6 +221,7 @@ export class PetalServer {
     signal.throwIfAborted()
     this.#serve()
     this.#state = 'online'
+    this.#watchForStuckCompute()
     this.#log.info({ modelId: this.#modelId, blocks: [span.start, span.end], throughput: this.#throughput }, 'online: moved')
   }
 
@@ -324,6 +334,7 @@ export class PetalServer {
   }
 
   async #stop (): Promise<void> {
+    this.#stuckWatch?.stop()
     this.#state = 'draining'
     this.#stopping.abort(new Error('The server is stopping'))
     await this.#starting?.catch(() => {})
@@ -333,6 +344,39 @@ export class PetalServer {
     await this.#forwarder?.stop()
     await this.#teardown()
     this.#log.info('stopped')
+    this.#markClosed()
+  }
+
+  /**
+   * Leaves the swarm when a batch of runs has computed for stuckAfterMs of free event-loop
+   * time (node/stuck-compute-watch.ts: a hung device), rather than take every run sent to it
+   * and answer none. Closes every session's stream, so that their clients fail over at once
+   * instead of waiting out their timeouts, and resolves `closed` (the CLI then exits with 1, for
+   * a supervisor to restart it). It does not wait for the hung run, nor free what it holds.
+   */
+  #watchForStuckCompute (): void {
+    const stuckAfterMs = this.#init.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS
+    if (stuckAfterMs <= 0) return
+    this.#stuckWatch = new StuckComputeWatch({
+      stuckAfterMs,
+      runningBatch: () => this.#manager?.runningBatch,
+      onStuck: (ms) => {
+        if (this.#stopped !== undefined) return
+        this.#log.error({ stuckMs: Math.round(ms), queuedRuns: this.#manager?.queuedRuns }, 'a run has computed for too long with the event loop free (a hung device?): leaving the swarm')
+        this.#stopped = this.#leaveStuck()
+      }
+    })
+    this.#stuckWatch.start()
+  }
+
+  async #leaveStuck (): Promise<void> {
+    this.#state = 'draining'
+    this.#stopping.abort(new Error('The server is leaving: its compute is stuck'))
+    const within = async (work: Promise<unknown> | undefined): Promise<void> => { await Promise.race([work?.catch(() => {}), sleep(1000)]) }
+    await within(this.#rebalancer?.stop())
+    await within(this.#announcer?.stop())
+    this.#manager?.drain()
+    await within(this.#inference?.closeAll(0))
     this.#markClosed()
   }
 

@@ -80,6 +80,8 @@ export interface SimulatedCompute {
    * piece's real compute: a CPU-bound bigger model, which answers nothing while it computes.
    */
   readonly busyMsPerRow?: number
+  /** After this many runs (pieces), every run hangs, with the event loop free: a hung GPU. */
+  readonly hangAfterRuns?: number
 }
 
 /** What the server reports about a finished run. */
@@ -137,6 +139,8 @@ export class SessionManager {
   #draining = false
   /** The span's compute per row of a long run, ms (an exponential average; 0: not known). */
   #msPerRow: number
+  /** Runs computed under simulatedCompute, for its hangAfterRuns. */
+  #simulatedRuns = 0
 
   constructor (init: SessionManagerInit) {
     this.#init = init
@@ -157,6 +161,9 @@ export class SessionManager {
   get queuedRuns (): number { return this.#queue.length }
   /** True while a run computes or waits. */
   get busy (): boolean { return this.#queue.busy }
+
+  /** The number of the batch of runs computing now (ComputeQueue.runningBatch). */
+  get runningBatch (): number | undefined { return this.#queue.runningBatch }
 
   /** The counters as ServerInfo reports them. */
   get metrics (): ServerMetrics {
@@ -323,6 +330,7 @@ export class SessionManager {
       if (simulated !== undefined) {
         busyFor((simulated.busyMsPerRow ?? 0) * rows)
         await idle((q.done === 0 ? simulated.msPerRun : 0) + simulated.msPerRow * rows, signal)
+        if (simulated.hangAfterRuns !== undefined && ++this.#simulatedRuns > simulated.hangAfterRuns) await new Promise(() => {}) // a hung device: never done
       }
       if (signal.aborted) { // cancelled while its last block (or simulated time) ran: a cancelled run sends no result
         this.counters.abortedMidRun++

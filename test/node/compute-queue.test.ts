@@ -39,6 +39,19 @@ describe('ComputeQueue', () => {
     expect(queue.busy).toBe(false)
   })
 
+  it('numbers each batch it runs, for the stuck-compute watch', async () => {
+    const { queue, add, finish } = harness()
+    expect(queue.runningBatch).toBeUndefined()
+    add('a', 0)
+    add('a', 1)
+    const first = queue.runningBatch
+    expect(first).toBeDefined()
+    await finish()
+    expect(queue.runningBatch).toBe((first as number) + 1)
+    await finish()
+    expect(queue.runningBatch).toBeUndefined()
+  })
+
   it('the rest of a run that gave up its turn goes after the sessions waiting, before its own later runs', async () => {
     const queue = new ComputeQueue()
     const ran: string[] = []
