@@ -64,7 +64,7 @@ export function serveCommand (program: Command): void {
     .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)
     .option('--max-batch <n>', 'most sessions\' decode runs computed together in one pass over the weights (1: each alone)', parseNumber('--max-batch', { integer: true, min: 1 }), 8)
     .option('--piece-ms <ms>', 'compute a long run (a prompt) in pieces of about this long, answering pings and other sessions\' runs between them (0: every run whole)', parseNumber('--piece-ms', { min: 0 }), 200)
-    .option('--stuck-after-ms <ms>', 'leave the swarm (exit 1) when a run has computed this long while the server was otherwise idle: a hung device that answers pings but finishes nothing (0: never)', parseNumber('--stuck-after-ms', { min: 0 }), 60_000)
+    .option('--stuck-after-ms <ms>', 'leave the swarm (exit 1) when a run has computed this long while the event loop was otherwise idle: stuck compute, which answers pings but finishes nothing (0: never)', parseNumber('--stuck-after-ms', { min: 0 }), 60_000)
     .option('--cache-tokens <n>', 'KV cache positions all sessions together may reserve', parseNumber('--cache-tokens', { integer: true, min: 1 }), 16384)
     .option('--identity <file>', 'private key file: created on first run, keeps the peer id across restarts')
     .option('--model-id <id>', 'model id announced in the DHT (default: the checkpoint folder name)')
@@ -80,7 +80,7 @@ export function serveCommand (program: Command): void {
     .option('--simulated-run-ms <ms>', 'after computing a run, hold the device idle this long more, as a bigger model would (benchmarks)', parseNumber('--simulated-run-ms', { min: 0 }), 0)
     .option('--simulated-row-ms <ms>', 'and this long more per row of the run (benchmarks)', parseNumber('--simulated-row-ms', { min: 0 }), 0)
     .option('--simulated-busy-row-ms <ms>', 'and keep the main thread busy this long per row, as a bigger model on the CPU does (tests)', parseNumber('--simulated-busy-row-ms', { min: 0 }), 0)
-    .option('--simulated-hang-after-runs <n>', 'after this many runs, never finish another, with the event loop free, as a hung GPU (tests)', parseNumber('--simulated-hang-after-runs', { integer: true, min: 0 }))
+    .option('--simulated-hang-after-runs <n>', 'after this many runs, never finish another, with the event loop free: stuck compute (tests)', parseNumber('--simulated-hang-after-runs', { integer: true, min: 0 }))
     .addHelpText('after', `
 Give exactly one of --blocks and --num-blocks. Logs are JSON lines on stderr.
 When ready, prints one line on stdout:

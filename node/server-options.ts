@@ -70,7 +70,7 @@ export interface PetalServerInit {
   simulatedCompute?: SimulatedCompute
   /**
    * Leave the swarm (closing every session, then `closed` resolves) when one batch of runs has
-   * computed this long, ms, while the event loop was free: a hung device, which answers pings
+   * computed this long, ms, while the event loop was free: stuck compute, which answers pings
    * but finishes nothing. Default 60 s; 0: never.
    */
   stuckAfterMs?: number

@@ -35,8 +35,8 @@ export type { PetalServerInit } from './server-options.js'
 /** Idle time before libp2p may close an inference or push stream (its default, 120 s, is shorter than a user's pause). */
 const INFERENCE_INACTIVITY_MS = 10 * 60_000
 /**
- * Free event-loop time one batch of runs may compute before the server takes its device for
- * hung and leaves (PetalServerInit.stuckAfterMs). A long run computes in pieces of about 200 ms,
+ * Free event-loop time one batch of runs may compute before the server takes its compute for
+ * stuck and leaves (PetalServerInit.stuckAfterMs). A long run computes in pieces of about 200 ms,
  * and a client gives up on a silent run after 30 s: a minute is far past both.
  */
 const DEFAULT_STUCK_AFTER_MS = 60_000
@@ -349,7 +349,7 @@ export class PetalServer {
 
   /**
    * Leaves the swarm when a batch of runs has computed for stuckAfterMs of free event-loop
-   * time (node/stuck-compute-watch.ts: a hung device), rather than take every run sent to it
+   * time (node/stuck-compute-watch.ts: a run that will never finish), rather than take every run sent to it
    * and answer none. Closes every session's stream, so that their clients fail over at once
    * instead of waiting out their timeouts, and resolves `closed` (the CLI then exits with 1, for
    * a supervisor to restart it). It does not wait for the hung run, nor free what it holds.
@@ -362,7 +362,7 @@ export class PetalServer {
       runningBatch: () => this.#manager?.runningBatch,
       onStuck: (ms) => {
         if (this.#stopped !== undefined) return
-        this.#log.error({ stuckMs: Math.round(ms), queuedRuns: this.#manager?.queuedRuns }, 'a run has computed for too long with the event loop free (a hung device?): leaving the swarm')
+        this.#log.error({ stuckMs: Math.round(ms), queuedRuns: this.#manager?.queuedRuns }, 'a run has computed for too long with the event loop free (stuck compute): leaving the swarm')
         this.#stopped = this.#leaveStuck()
       }
     })

@@ -80,7 +80,7 @@ export interface SimulatedCompute {
    * piece's real compute: a CPU-bound bigger model, which answers nothing while it computes.
    */
   readonly busyMsPerRow?: number
-  /** After this many runs (pieces), every run hangs, with the event loop free: a hung GPU. */
+  /** After this many runs (pieces), no run finishes, with the event loop free: stuck compute. */
   readonly hangAfterRuns?: number
 }
 
@@ -330,7 +330,7 @@ export class SessionManager {
       if (simulated !== undefined) {
         busyFor((simulated.busyMsPerRow ?? 0) * rows)
         await idle((q.done === 0 ? simulated.msPerRun : 0) + simulated.msPerRow * rows, signal)
-        if (simulated.hangAfterRuns !== undefined && ++this.#simulatedRuns > simulated.hangAfterRuns) await new Promise(() => {}) // a hung device: never done
+        if (simulated.hangAfterRuns !== undefined && ++this.#simulatedRuns > simulated.hangAfterRuns) await new Promise(() => {}) // stuck: never done
       }
       if (signal.aborted) { // cancelled while its last block (or simulated time) ran: a cancelled run sends no result
         this.counters.abortedMidRun++

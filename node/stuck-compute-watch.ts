@@ -1,13 +1,15 @@
 /**
- * Notices compute that has stopped moving. A run on webgpu awaits the GPU, so a device that
- * hangs (a driver reset, a lost device) leaves the event loop free: pings echo, sessions open,
- * runs queue, and none ever finishes. Each client waits out its result timeout, fails over,
- * and the next one comes. A server that notices can leave the swarm instead of swallowing
- * every run sent to it.
+ * Notices compute that has stopped moving while the event loop stays free: a run whose promise
+ * never settles (a bug on the compute path, or an execution provider that computes off the
+ * main thread and hangs there). Such a server echoes pings, opens sessions, queues runs and
+ * finishes none; each client waits out its result timeout, fails over, and the next one comes.
+ * A server that notices can leave the swarm instead of swallowing every run sent to it.
  *
- * Only time the event loop was free counts: a run on the CPU holds the loop for as long as it
- * computes (onnxruntime's Node binding runs on the main thread), and however long that takes,
- * it is computing, not stuck. So a tick that comes late adds nothing.
+ * Only time the event loop was free counts. onnxruntime-node runs every provider's graph
+ * synchronously on the main thread (its `run` is a `setImmediate` around a blocking call), so a
+ * run holds the loop for as long as it computes, and however long that takes, it is
+ * computing, not stuck: a tick that comes late adds nothing. (A device that hangs inside such a
+ * call freezes the whole process instead; clients take it for frozen with their liveness probe.)
  */
 
 /** A tick this much later than its period means the event loop was held. */

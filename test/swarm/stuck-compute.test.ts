@@ -7,17 +7,17 @@ import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
 import { peerIdOf, waitForServers } from '../helpers/swarm.js'
 
 /**
- * A server whose device hangs mid-generation (`--simulated-hang-after-runs`: its runs stop
- * finishing while its event loop stays free, as a hung GPU's do). It answers pings, so the
- * client's liveness probe finds it alive, and without more the client would wait out its 30 s
- * result timeout, as would every client after it. With `--stuck-after-ms` it notices that a
+ * A server whose compute gets stuck mid-generation (`--simulated-hang-after-runs`: its runs
+ * stop finishing while its event loop stays free, as a run whose promise never settles). It
+ * answers pings, so the client's liveness probe finds it alive, and without more the client
+ * would wait out its 30 s result timeout, as would every client after it. With `--stuck-after-ms` it notices that a
  * run has computed that long with nothing else to do, closes its sessions and exits 1: the
  * client fails over at once and its tokens do not change.
  */
 const ref = readReference('stories260k').prompts[0]
 const STUCK_AFTER_MS = 1500
 
-describe('a server whose compute hangs', () => {
+describe('a server whose compute is stuck', () => {
   const swarm = new LocalSwarm(BUNDLED_MODEL)
   let client: SwarmClient
   let hung: ServerProcess
