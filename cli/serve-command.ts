@@ -3,6 +3,7 @@ import { type Command, Option } from 'commander'
 import type { Logger } from 'pino'
 import type { Device } from '../model/ort-session.js'
 import type { Quantization } from '../model/quantize.js'
+import { exitWhenFrozen } from '../node/frozen-loop-watch.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
 import { MetricsEndpoint } from '../node/metrics-endpoint.js'
 import { PetalServer, type PetalServerInit } from '../node/server.js'
@@ -10,6 +11,7 @@ import { UsageError } from './cli-error.js'
 import { createCliLogger, ignoreWriteErrors } from './logger.js'
 import { parseHostPort, parseNumber } from './options.js'
 import { loadProgress } from './progress.js'
+
 
 /** Flags of `petal-node serve`, as commander hands them over. */
 interface ServeFlags {
@@ -21,6 +23,7 @@ interface ServeFlags {
   maxBatch: number
   pieceMs: number
   stuckAfterMs: number
+  exitWhenFrozenMs: number
   quantize?: Quantization
   listen?: string[]
   metrics?: string
@@ -38,6 +41,7 @@ interface ServeFlags {
   simulatedRowMs: number
   simulatedBusyRowMs: number
   simulatedHangAfterRuns?: number
+  simulatedFreezeAfterRuns?: number
   throughput?: number
   rebalanceInterval?: number
   rebalanceMinGain?: number
@@ -64,6 +68,7 @@ export function serveCommand (program: Command): void {
     .option('--max-sessions <n>', 'most inference sessions open at once', parseNumber('--max-sessions', { integer: true, min: 1 }), 16)
     .option('--max-batch <n>', 'most sessions\' decode runs computed together in one pass over the weights (1: each alone)', parseNumber('--max-batch', { integer: true, min: 1 }), 8)
     .option('--piece-ms <ms>', 'compute a long run (a prompt) in pieces of about this long, answering pings and other sessions\' runs between them (0: every run whole)', parseNumber('--piece-ms', { min: 0 }), 200)
+    .option('--exit-when-frozen-ms <ms>', 'exit (SIGKILL) when the main thread has not run for this long while serving: a device hung inside a run, which leaves the process answering nothing (0: never)', parseNumber('--exit-when-frozen-ms', { min: 0 }), 120_000)
     .option('--stuck-after-ms <ms>', 'leave the swarm (exit 1) when a run has computed this long while the event loop was otherwise idle: stuck compute, which answers pings but finishes nothing (0: never)', parseNumber('--stuck-after-ms', { min: 0 }), 60_000)
     .option('--cache-tokens <n>', 'KV cache positions all sessions together may reserve', parseNumber('--cache-tokens', { integer: true, min: 1 }), 16384)
     .option('--identity <file>', 'private key file: created on first run, keeps the peer id across restarts')
@@ -80,6 +85,7 @@ export function serveCommand (program: Command): void {
     .option('--simulated-run-ms <ms>', 'after computing a run, hold the device idle this long more, as a bigger model would (benchmarks)', parseNumber('--simulated-run-ms', { min: 0 }), 0)
     .option('--simulated-row-ms <ms>', 'and this long more per row of the run (benchmarks)', parseNumber('--simulated-row-ms', { min: 0 }), 0)
     .option('--simulated-busy-row-ms <ms>', 'and keep the main thread busy this long per row, as a bigger model on the CPU does (tests)', parseNumber('--simulated-busy-row-ms', { min: 0 }), 0)
+    .option('--simulated-freeze-after-runs <n>', 'after this many runs, hold the main thread forever, as a device hung inside a run (tests)', parseNumber('--simulated-freeze-after-runs', { integer: true, min: 0 }))
     .option('--simulated-hang-after-runs <n>', 'after this many runs, never finish another, with the event loop free: stuck compute (tests)', parseNumber('--simulated-hang-after-runs', { integer: true, min: 0 }))
     .addHelpText('after', `
 Give exactly one of --blocks and --num-blocks. Logs are JSON lines on stderr.
@@ -97,7 +103,7 @@ Examples:
       const log = createCliLogger(verbose ? 'debug' : 'info')
       const init = await serverInit(flags)
       init.logger = log
-      await runServer(init, log, flags.metrics !== undefined ? parseHostPort(flags.metrics, '--metrics') : undefined)
+      await runServer(init, log, flags.metrics !== undefined ? parseHostPort(flags.metrics, '--metrics') : undefined, flags.exitWhenFrozenMs)
     })
 }
 
@@ -146,12 +152,13 @@ async function serverInit (flags: ServeFlags): Promise<PetalServerInit> {
   }
   if (flags.identity !== undefined) init.privateKey = await loadOrCreateIdentity(flags.identity)
   if (flags.throughput !== undefined) init.throughput = { decodeTokensPerSec: flags.throughput, prefillTokensPerSec: flags.throughput }
-  if (flags.simulatedRunMs > 0 || flags.simulatedRowMs > 0 || flags.simulatedBusyRowMs > 0 || flags.simulatedHangAfterRuns !== undefined) {
+  if (flags.simulatedRunMs > 0 || flags.simulatedRowMs > 0 || flags.simulatedBusyRowMs > 0 || flags.simulatedHangAfterRuns !== undefined || flags.simulatedFreezeAfterRuns !== undefined) {
     init.simulatedCompute = {
       msPerRun: flags.simulatedRunMs,
       msPerRow: flags.simulatedRowMs,
       ...(flags.simulatedBusyRowMs > 0 ? { busyMsPerRow: flags.simulatedBusyRowMs } : {}),
-      ...(flags.simulatedHangAfterRuns !== undefined ? { hangAfterRuns: flags.simulatedHangAfterRuns } : {})
+      ...(flags.simulatedHangAfterRuns !== undefined ? { hangAfterRuns: flags.simulatedHangAfterRuns } : {}),
+      ...(flags.simulatedFreezeAfterRuns !== undefined ? { freezeAfterRuns: flags.simulatedFreezeAfterRuns } : {})
     }
   }
   return init
@@ -168,9 +175,10 @@ function parseSpan (text: string): { start: number, end: number } {
 
 /**
  * Starts the server (and its metrics endpoint), prints the ready line, and drains on
- * SIGINT/SIGTERM (exit 0; a second signal exits at once).
+ * SIGINT/SIGTERM (exit 0; a second signal exits at once). Once it serves, a main thread held
+ * for `exitWhenFrozenMs` (0: never) kills the process (node/frozen-loop-watch.ts).
  */
-async function runServer (init: PetalServerInit, log: Logger, metricsAt: { host: string, port: number } | undefined): Promise<void> {
+async function runServer (init: PetalServerInit, log: Logger, metricsAt: { host: string, port: number } | undefined, exitWhenFrozenMs: number): Promise<void> {
   let bar: ReturnType<typeof loadProgress> | undefined
   const server = new PetalServer({
     ...init,
@@ -210,6 +218,8 @@ async function runServer (init: PetalServerInit, log: Logger, metricsAt: { host:
     process.stdout.write(`metrics ${metrics.url}\n`)
   }
   process.stdout.write(`ready ${server.address} blocks [${start},${end}) of ${server.modelId}\n`)
+  // loading a span (a move between blocks) may hold the thread for long: only an online server is watched
+  if (exitWhenFrozenMs > 0) exitWhenFrozen(exitWhenFrozenMs, () => server.state !== 'online')
   // a server stops by itself only when a move between blocks failed (logged): exit with an error
   void server.closed.then(() => {
     if (!stopping) process.exit(1)

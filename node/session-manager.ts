@@ -82,6 +82,8 @@ export interface SimulatedCompute {
   readonly busyMsPerRow?: number
   /** After this many runs (pieces), no run finishes, with the event loop free: stuck compute. */
   readonly hangAfterRuns?: number
+  /** After this many runs (pieces), the main thread is held forever: a device hung inside a run. */
+  readonly freezeAfterRuns?: number
 }
 
 /** What the server reports about a finished run. */
@@ -330,7 +332,9 @@ export class SessionManager {
       if (simulated !== undefined) {
         busyFor((simulated.busyMsPerRow ?? 0) * rows)
         await idle((q.done === 0 ? simulated.msPerRun : 0) + simulated.msPerRow * rows, signal)
-        if (simulated.hangAfterRuns !== undefined && ++this.#simulatedRuns > simulated.hangAfterRuns) await new Promise(() => {}) // stuck: never done
+        this.#simulatedRuns++
+        if (simulated.freezeAfterRuns !== undefined && this.#simulatedRuns > simulated.freezeAfterRuns) for (;;) busyFor(1000) // frozen: never returns
+        if (simulated.hangAfterRuns !== undefined && this.#simulatedRuns > simulated.hangAfterRuns) await new Promise(() => {}) // stuck: never done
       }
       if (signal.aborted) { // cancelled while its last block (or simulated time) ran: a cancelled run sends no result
         this.counters.abortedMidRun++
