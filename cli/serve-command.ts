@@ -12,7 +12,6 @@ import { createCliLogger, ignoreWriteErrors } from './logger.js'
 import { parseHostPort, parseNumber } from './options.js'
 import { loadProgress } from './progress.js'
 
-
 /** Flags of `petal-node serve`, as commander hands them over. */
 interface ServeFlags {
   model: string

@@ -221,7 +221,6 @@ export class PetalServer {
     signal.throwIfAborted()
     this.#serve()
     this.#state = 'online'
-    this.#watchForStuckCompute()
     this.#log.info({ modelId: this.#modelId, blocks: [span.start, span.end], throughput: this.#throughput }, 'online: moved')
   }
 
@@ -349,8 +348,9 @@ export class PetalServer {
 
   /**
    * Leaves the swarm when a batch of runs has computed for stuckAfterMs of free event-loop
-   * time (node/stuck-compute-watch.ts: a run that will never finish), rather than take every run sent to it
-   * and answer none. Closes every session's stream, so that their clients fail over at once
+   * time (node/stuck-compute-watch.ts: a run that will never finish), rather than take every
+   * run sent to it and answer none. One watch for the server's life: it reads whichever
+   * session manager serves now, across moves between blocks. Closes every session's stream, so that their clients fail over at once
    * instead of waiting out their timeouts, and resolves `closed` (the CLI then exits with 1, for
    * a supervisor to restart it). It does not wait for the hung run, nor free what it holds.
    */
