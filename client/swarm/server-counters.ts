@@ -1,6 +1,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PetalHost } from '../../net/host.js'
 import { fetchServerInfo } from '../../net/info-client.js'
+import { listeningTimeout } from '../../net/listening-timeout.js'
 import type { ServerMetrics } from '../../protocol/server-info.js'
 import type { ServerRunCounts } from '../target-model.js'
 
@@ -42,7 +43,7 @@ export class ServerCounters {
 
   async #metrics (peer: string): Promise<ServerMetrics | undefined> {
     try {
-      return (await fetchServerInfo(this.#host, peerIdFromString(peer), { signal: AbortSignal.timeout(2000) })).metrics
+      return (await fetchServerInfo(this.#host, peerIdFromString(peer), { signal: listeningTimeout(2000).signal })).metrics
     } catch {
       return undefined // a dead server has no counters to read
     }

@@ -164,10 +164,12 @@ export class SpanSession {
     const probe = liveness === false ? undefined : setTimeout(() => {
       void pingOrBlame(init, liveness?.timeoutMs ?? LIVENESS_TIMEOUT_MS, 'while opening a session').then(err => { if (err !== undefined) frozen.abort(err) })
     }, liveness?.afterMs ?? LIVENESS_AFTER_MS)
+    const timeout = listeningTimeout(timeoutMs)
     try {
-      return await SpanSession.#open(init, AbortSignal.any([AbortSignal.timeout(timeoutMs), frozen.signal, ...(init.signal ? [init.signal] : [])]))
+      return await SpanSession.#open(init, AbortSignal.any([timeout.signal, frozen.signal, ...(init.signal ? [init.signal] : [])]))
     } finally {
       clearTimeout(probe)
+      timeout.clear()
     }
   }
 
