@@ -1,12 +1,10 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { LanguageModel } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
-import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
 import { fetchServerInfo } from '../../net/info-client.js'
 import { LocalSwarm, type ServerProcess } from '../../node/local-swarm.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
-import { peerIdOf, waitForServers } from '../helpers/swarm.js'
+import { generateBesideTwin, peerIdOf, waitForServers } from '../helpers/swarm.js'
 
 /**
  * A server whose main thread is held forever mid-generation (`--simulated-freeze-after-runs`,
@@ -41,22 +39,12 @@ describe('a server whose main thread is held', () => {
   })
 
   it('is failed over by its client and then kills itself', async () => {
-    const model = await LanguageModel.swarm(client, BUNDLED_MODEL, { liveness: LIVENESS })
-    const session = await model.session({ maxTokens: 128 })
-    const target = session.target as SwarmTarget
-    // the route is chosen: now a healthy [2,4) server joins, for the failover to find
-    ;[twin] = await swarm.add({ blocks: '2:4', args: ['--exit-when-frozen-ms', '1000'] }) as [ServerProcess]
-    await waitForServers(client, 'stories260k', 5, s => s.length === 4)
-    const gen = session.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false })
-    let onRoute = false
-    let step = await gen.next()
-    onRoute = target.route.some(h => h.peerId === peerIdOf(frozen.address))
-    while (step.done !== true) step = await gen.next()
+    const run = await generateBesideTwin(swarm, client, frozen, { blocks: '2:4', args: ['--exit-when-frozen-ms', '1000'] }, ref, { liveness: LIVENESS })
+    const { result, onRoute } = run
+    twin = run.twin
     expect(onRoute).toBe(true)
-    expect(step.value.tokens).toEqual(ref.greedy_new_ids)
-    expect(step.value.stats.target.failovers).toBe(1)
-    await session.close()
-    await model.release()
+    expect(result.tokens).toEqual(ref.greedy_new_ids)
+    expect(result.stats.target.failovers).toBe(1)
     // held since its 13th run: gone 1.5 s later, by its own watcher's SIGKILL
     expect(await exited(frozen, 10_000)).toBe('SIGKILL')
     expect(frozen.stderr()).toMatch(/the main thread has not run for \d+ ms/)

@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { LanguageModel } from '../../client/language-model.js'
 import { SwarmClient } from '../../client/swarm/swarm-client.js'
-import type { SwarmTarget } from '../../client/swarm/swarm-target.js'
 import { LocalSwarm, type ServerProcess } from '../../node/local-swarm.js'
 import { BUNDLED_MODEL, readReference } from '../helpers/fixtures.js'
-import { peerIdOf, waitForServers } from '../helpers/swarm.js'
+import { generateBesideTwin, waitForServers } from '../helpers/swarm.js'
 
 /**
  * A server whose compute gets stuck mid-generation (`--simulated-hang-after-runs`: its runs
@@ -33,30 +31,13 @@ describe('a server whose compute is stuck', () => {
   })
 
   it('leaves the swarm, and the client fails over at once with the same tokens', async () => {
-    const model = await LanguageModel.swarm(client, BUNDLED_MODEL)
-    const session = await model.session({ maxTokens: 128 })
-    const target = session.target as SwarmTarget
-    // the route is chosen: now a healthy [2,4) server joins, for the failover to find
-    await swarm.add({ blocks: '2:4' })
-    await waitForServers(client, 'stories260k', 5, s => s.length === 4)
-    const gen = session.generate(ref.prompt_ids, { maxNewTokens: ref.greedy_new_ids.length, temperature: 0, stopAtEos: false })
-    const arrivals: number[] = []
-    let onRoute = false
-    let step = await gen.next()
-    while (step.done !== true) {
-      if (arrivals.length === 0) onRoute = target.route.some(h => h.peerId === peerIdOf(hung.address))
-      arrivals.push(performance.now())
-      step = await gen.next()
-    }
+    const { result, onRoute, stall } = await generateBesideTwin(swarm, client, hung, { blocks: '2:4' }, ref)
     expect(onRoute).toBe(true)
-    expect(step.value.tokens).toEqual(ref.greedy_new_ids)
-    expect(step.value.stats.target.failovers).toBe(1)
-    const stall = Math.max(...arrivals.slice(1).map((t, i) => t - (arrivals[i] as number)))
-    console.log(`[stuck compute] stall ${stall.toFixed(0)} ms; ${JSON.stringify(step.value.stats.target.routeChanges)}`)
+    expect(result.tokens).toEqual(ref.greedy_new_ids)
+    expect(result.stats.target.failovers).toBe(1)
+    console.log(`[stuck compute] stall ${stall.toFixed(0)} ms; ${JSON.stringify(result.stats.target.routeChanges)}`)
     // without the watch the client waits out its 30 s result timeout (the server echoes pings)
     expect(stall).toBeLessThan(STUCK_AFTER_MS + 4000)
-    await session.close()
-    await model.release()
     const code = hung.child.exitCode ?? await new Promise(resolve => hung.child.once('exit', resolve))
     expect(code).toBe(1)
     expect(hung.stderr()).toMatch(/leaving the swarm/)
