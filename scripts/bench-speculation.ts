@@ -35,7 +35,9 @@
  * missing) over push, first swept (scripts/lib/spec-measure.ts sweepPoints: sync k 2..24,
  * pipelined (k, depth) over {2,4,6} x {2,4,8} and two longer points, trees over a few shapes;
  * lines with "sweep": true, adaptive controller off) and then the fastest point that matched
- * plain measured again as the mode's line; *-adaptive use the SDK's default limits (k 16 in
+ * plain measured again as the mode's line (with --rounds > 1 the two fastest are measured in
+ * every round and the one with the better median is the line, its "finalists" field giving
+ * both); *-adaptive use the SDK's default limits (k 16 in
  * sync, k 4 and depth 4 pipelined; client/decoding/decode.ts DEFAULT_K) with the adaptive
  * controller on.
  *
@@ -60,7 +62,7 @@ import { Checkpoint } from '../model/checkpoint.js'
 import { LocalModel } from '../model/local-model.js'
 import { emit, median } from './lib/bench-output.js'
 import { KernelDelayUnavailableError, loopbackConnectMs, runInDelayedNamespace } from './lib/kernel-delay.js'
-import { measureConfig, sweepPoints, type SpecConfig, type SpecResult } from './lib/spec-measure.js'
+import { fastestFinalist, measureConfig, sweepFinalists, sweepPoints, type SpecConfig, type SpecResult, type SweepPoint, type SweptPoint } from './lib/spec-measure.js'
 import { SlowDrafter } from './lib/slow-drafter.js'
 import { startSpecSwarm } from './lib/spec-swarm.js'
 
@@ -224,19 +226,30 @@ async function benchLatency (L: number): Promise<void> {
     }
     report(plainClient, plain)
     if (modes.has('plain-push')) report({ ...plainClient, mode: 'plain-push', push: true }, await measure({ ...plainClient, mode: 'plain-push', push: true }))
-    const chosen: Array<{ cfg: SpecConfig, chosenBy?: string }> = []
+    // each speculative mode with its candidate settings: its sweep's finalists, or one fixed setting
+    const chosen: Array<{ finalists: SpecConfig[], chosenBy?: string }> = []
     for (const mode of ['sync', 'pipelined'] as const) {
       if (modes.has(mode)) chosen.push(await bestOf(mode, false, measure, report, expected))
       if (modes.has(`${mode}-tree`)) chosen.push(await bestOf(mode, true, measure, report, expected))
-      if (modes.has(`${mode}-adaptive`)) chosen.push({ cfg: fixed(mode, DEFAULT_K[mode], 4, true) })
+      if (modes.has(`${mode}-adaptive`)) chosen.push({ finalists: [fixed(mode, DEFAULT_K[mode], 4, true)] })
     }
-    const byRound = await measureInRounds(chosen.map(c => c.cfg), measure)
-    for (const [i, { cfg, chosenBy }] of chosen.entries()) {
-      const results = byRound.map(round => round[i] as Measured)
-      const middle = medianRound(results)
-      report(cfg, middle, { ...(chosenBy !== undefined ? { chosenBy } : {}), ...(rounds > 1 ? { rounds: results.map(m => round(m.r.tokensPerSecond)) } : {}) })
+    const candidates = chosen.flatMap(c => c.finalists)
+    const measured = await measureInRounds(candidates, measure) // [round][candidate]
+    // per mode: the finalist with the best median over the rounds, and its result in each round
+    const byRound: Measured[][] = measured.map(() => [])
+    let first = 0
+    for (const { finalists, chosenBy } of chosen) {
+      const rates = measured.map(round => finalists.map((_, f) => (round[first + f] as Measured).r.tokensPerSecond))
+      const pick = fastestFinalist(rates)
+      const results = measured.map(round => round[first + pick] as Measured)
+      results.forEach((m, r) => byRound[r]?.push(m))
+      const others = finalists.length > 1
+        ? { finalists: finalists.map((cfg, f) => ({ k: cfg.k, depth: cfg.depth, branches: cfg.branches, branchLength: cfg.branchLength, medianTokensPerSecond: round(median(rates.map(x => x[f] as number))) })) }
+        : {}
+      report(finalists[pick] as SpecConfig, medianRound(results), { ...(chosenBy !== undefined ? { chosenBy } : {}), ...(rounds > 1 ? { rounds: results.map(m => round(m.r.tokensPerSecond)) } : {}), ...others })
+      first += finalists.length
     }
-    emitGoalRatios(L, rates, byRound.map(round => new Map(round.map((m, i) => [chosen[i]?.cfg.mode as string, m.r.tokensPerSecond]))))
+    emitGoalRatios(L, rates, byRound.map(round => new Map(round.map((m, i) => [chosen[i]?.finalists[0]?.mode as string, m.r.tokensPerSecond]))))
   } finally {
     for (const undo of cleanup.reverse()) await undo()
     process.stderr.write(`latency ${L} ms (${delay}): ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
@@ -323,24 +336,26 @@ async function sampledChainTokens (drafter: Drafter): Promise<number[][]> {
   }
 }
 
-/** Sweeps the mode's settings (when enabled); returns the fastest point that decoded `expected`, to measure again. */
-async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, expected: number[][]): Promise<{ cfg: SpecConfig, chosenBy: string }> {
+/**
+ * Sweeps the mode's settings (when enabled). Returns the points to measure again in rounds: the
+ * fastest that decoded `expected`, and with several rounds the runner-up too (a point's one
+ * sweep measurement is as noisy as the gap between neighbours, and the baseline's chance pick
+ * would move the goal ratios).
+ */
+async function bestOf (mode: 'sync' | 'pipelined', tree: boolean, run: (cfg: SpecConfig) => Promise<Measured>, report: Report, expected: number[][]): Promise<{ finalists: SpecConfig[], chosenBy: string }> {
   const label = tree ? `${mode}-tree` : mode
-  let best = { k: DEFAULT_K[mode] as number, depth: mode === 'sync' ? 1 : 4, ...(tree ? TREE_DEFAULTS : { branches: 0, branchLength: 0 }) }
-  if (sweep) {
-    let bestRate = -1
-    for (const point of sweepPoints(mode, tree)) {
-      const cfg: SpecConfig = { mode: label, speculation: mode, push: true, adaptive: false, ...point }
-      const m = await run(cfg)
-      report(cfg, m, { sweep: true })
-      const correct = m.r.tokens.every((t, i) => sameIds(t, expected[i] ?? []))
-      if (correct && m.r.tokensPerSecond > bestRate) {
-        bestRate = m.r.tokensPerSecond
-        best = point
-      }
-    }
+  const asConfig = (point: SweepPoint): SpecConfig => ({ mode: label, speculation: mode, push: true, adaptive: false, ...point })
+  const fallback: SweepPoint = { k: DEFAULT_K[mode] as number, depth: mode === 'sync' ? 1 : 4, ...(tree ? TREE_DEFAULTS : { branches: 0, branchLength: 0 }) }
+  if (!sweep) return { finalists: [asConfig(fallback)], chosenBy: 'default' }
+  const swept: Array<SweptPoint<SweepPoint>> = []
+  for (const point of sweepPoints(mode, tree)) {
+    const cfg = asConfig(point)
+    const m = await run(cfg)
+    report(cfg, m, { sweep: true })
+    swept.push({ point, tokensPerSecond: m.r.tokensPerSecond, correct: m.r.tokens.every((t, i) => sameIds(t, expected[i] ?? [])) })
   }
-  return { cfg: { mode: label, speculation: mode, push: true, adaptive: false, ...best }, chosenBy: sweep ? 'sweep' : 'default' }
+  const finalists = sweepFinalists(swept, rounds > 1 ? 2 : 1)
+  return { finalists: (finalists.length > 0 ? finalists : [fallback]).map(asConfig), chosenBy: 'sweep' }
 }
 
 function sameIds (a: readonly number[], b: readonly number[]): boolean {

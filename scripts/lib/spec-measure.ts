@@ -141,3 +141,30 @@ export function sweepPoints (mode: 'sync' | 'pipelined', tree = false): SweepPoi
   // (12, 2): at 0 ms the servers share the client's cores, and deep pipelines of trees only queue there
   return [[4, 4], [4, 8], [6, 4], [12, 2]].flatMap(([k, depth]) => shapes.map(s => ({ k: k as number, depth: depth as number, ...s })))
 }
+
+/** A sweep point as measured once: its rate, and whether it decoded what it had to. */
+export interface SweptPoint<P> { point: P, tokensPerSecond: number, correct: boolean }
+
+/**
+ * The `n` fastest points of a sweep that decoded correctly, fastest first. A sweep measures
+ * each point once, and this machine's speed swings by a few percent from one measurement to
+ * the next, as much as neighbouring points differ: the rounds then decide among these finalists.
+ */
+export function sweepFinalists<P> (swept: ReadonlyArray<SweptPoint<P>>, n: number): P[] {
+  return swept.filter(s => s.correct).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond).slice(0, n).map(s => s.point)
+}
+
+/**
+ * Which finalist a mode reports: the one with the highest median tokens/s over the rounds
+ * (`rates[round][finalist]`); ties go to the earlier (faster in the sweep).
+ */
+export function fastestFinalist (rates: ReadonlyArray<readonly number[]>): number {
+  const count = rates[0]?.length ?? 0
+  let best = 0
+  let bestMedian = -Infinity
+  for (let f = 0; f < count; f++) {
+    const m = median(rates.map(round => round[f] as number))
+    if (m > bestMedian) { best = f; bestMedian = m }
+  }
+  return best
+}
