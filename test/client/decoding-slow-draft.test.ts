@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { decodeAll, type Drafter, type DraftModel, DraftModelDrafter, SpeculationMemory } from '../../client/decoding/index.js'
 import { LocalTarget } from '../../client/local-target.js'
-import { rowCostOf } from '../../client/decoding/speculation-controller.js'
+import { rowCostOf, SpeculationController } from '../../client/decoding/speculation-controller.js'
 import { Sampler } from '../../client/sampling/index.js'
 import type { LocalModel } from '../../model/local-model.js'
 import { SlowDrafter } from '../../scripts/lib/slow-drafter.js'
@@ -56,7 +56,7 @@ describe('pipelined decoding with a slow drafter', () => {
     const maxNewTokens = 48
     const memory = new SpeculationMemory()
     const drafter = new SlowDrafter(new DraftModelDrafter(draft), 2)
-    const { tokens, stats } = await decodeAll(new LocalTarget(model, { oneWayLatencyMs: 50 }), {
+    const { tokens } = await decodeAll(new LocalTarget(model, { oneWayLatencyMs: 50 }), {
       promptIds: PROMPT.prompt_ids,
       sampler: new Sampler({ temperature: 0 }),
       maxNewTokens,
@@ -74,10 +74,15 @@ describe('pipelined decoding with a slow drafter', () => {
     const chargedInFull = (learned?.draftMsPerToken ?? 0) / (learned?.runMs ?? Infinity)
     expect(learned?.busy).toBeLessThan(0.5)
     expect(chargedInFull).toBeGreaterThan(0.018)
-    // charged in full the bar's drafting part ends at about chargedInFull (measured: 0.99-1.01x);
-    // scaled, below 0.65x. The bar's other part, the rows' cost, is what this run measured: on a
-    // loaded machine (the whole suite at once) it reached 0.02 and failed a bar of 0.75x alone.
+    // charged in full the bar's drafting part is chargedInFull; scaled by the busy share, below
+    // 0.75x. The bar's other part, the rows' cost, is what this run measured: on a loaded machine
+    // (the whole suite at once) it reached 0.02 and failed a bar of 0.75x alone. The bar is the
+    // controller's plan from the same final estimates that chargedInFull and rowPart come from:
+    // the decode's last plan (stats.plan) was made before its last runs' figures, and under load
+    // those moved the busy share and the row cost enough to fail the comparison (CI, 0.0255
+    // against 0.0232)
     const rowPart = (rowCostOf(learned?.rowFit ?? { n: 0, x: 0, y: 0, xx: 0, xy: 0, yy: 0 }) ?? 0) / (learned?.runMs ?? Infinity)
-    expect(stats.plan.minSurvival).toBeLessThan(0.75 * chargedInFull + rowPart)
+    const next = new SpeculationController({ mode: 'pipelined', maxK: 4, maxDepth: 2, maxBranches: 0, branchLength: 0, from: learned }).plan()
+    expect(next.minSurvival).toBeLessThan(0.75 * chargedInFull + rowPart)
   }, 20_000)
 })
